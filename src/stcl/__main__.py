@@ -1,0 +1,3 @@
+from stcl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Thin CLI wrappers: one module per `stcl` subcommand (see stcl.cli.COMMANDS)."""

@@ -1,0 +1,329 @@
+"""Typed view of params.yaml: the one source of defaults, types and validation.
+
+Every knob of the pipeline lives in params.yaml; `load_params` turns it into frozen pydantic models.
+An unknown key, a wrong type or an impossible value raises `ParamsError` whose message names the file and
+the dotted key path (``train_stcl.optimizer.lr``). The defaults below are the embedded *tiny* scale that
+runs on a CPU in minutes; ``workflow/params/paper.yaml`` holds the paper scale (DESIGN.md numbers) and is
+one ``cp workflow/params/paper.yaml params.yaml`` away.
+
+The Snakemake config schema (workflow/schemas/params.schema.json) is generated from these models
+(`params_json_schema`), and the DVC ``params:`` list of each stage names the sections that stage reads
+(`STAGE_PARAM_SECTIONS`), so neither can drift from this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "ParamsError",
+    "Params",
+    "SynthParams",
+    "DataParams",
+    "ClipParams",
+    "AugmentParams",
+    "ModelParams",
+    "StclParams",
+    "OptimizerParams",
+    "TrainStageParams",
+    "InferParams",
+    "PseudoLabelParams",
+    "TeacherParams",
+    "EvaluateParams",
+    "ResourceParams",
+    "TRAIN_STAGES",
+    "load_params",
+    "params_json_schema",
+]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+TRAIN_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
+TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the file and the key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitCounts(_Strict):
+    train: NonNegInt
+    val: NonNegInt
+    test: NonNegInt = 0
+
+
+class SynthParams(_Strict):
+    """The embedded datasets written by `stcl synth` (VSPW, COCO panoptic and ADE20K formats)."""
+
+    seed: int = 0
+    height: Annotated[int, Field(ge=32)] = 96
+    width: Annotated[int, Field(ge=32)] = 128
+    frames_per_video: Annotated[int, Field(ge=20)] = 24
+    videos: SplitCounts = SplitCounts(train=12, val=6, test=6)
+    coco_images: SplitCounts = SplitCounts(train=40, val=8)
+    ade_images: SplitCounts = SplitCounts(train=40, val=8)
+    num_classes: Annotated[int, Field(ge=2, le=124)] = 8
+    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
+
+
+class UnlabeledParams(_Strict):
+    """The pool of unlabeled 480P frames for pseudo labels (paper 2.3)."""
+
+    source: Literal["vspw", "folder"] = "vspw"
+    splits: tuple[Literal["train", "val", "test"], ...] = ("test",)
+    folder: Path | None = None  # for source=folder: <folder>/<video>/<frame>.jpg
+
+    @model_validator(mode="after")
+    def _folder_given(self) -> "UnlabeledParams":
+        if self.source == "folder" and self.folder is None:
+            raise ValueError("folder must be set when source is 'folder'")
+        return self
+
+
+class DataParams(_Strict):
+    vspw_root: Path = Path("data/VSPW_480p")
+    coco_root: Path = Path("data/coco")
+    ade_root: Path = Path("data/ADEChallengeData2016")
+    unlabeled: UnlabeledParams = UnlabeledParams()
+
+
+class ClipParams(_Strict):
+    """Query frame t plus reference frames t+k (CFFM/MRCFA use k in [-9, -6, -3])."""
+
+    reference_offsets: tuple[int, ...] = (-6, -3)
+    boundary: Literal["clamp", "reflect"] = "clamp"
+
+    @model_validator(mode="after")
+    def _no_zero(self) -> "ClipParams":
+        if 0 in self.reference_offsets:
+            raise ValueError("reference_offsets must not contain 0 (the query frame itself)")
+        return self
+
+
+class AugmentParams(_Strict):
+    """mmseg's train pipeline: RandomResize(scale, ratio_range) → RandomCrop(cat_max_ratio) → flip → photometric."""
+
+    scale: tuple[PositiveInt, PositiveInt] = (128, 96)  # (W, H) before the ratio draw, as mmseg's img_scale
+    ratio_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
+    crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W)
+    cat_max_ratio: Annotated[float, Field(gt=0, le=1)] = 0.75
+    flip_prob: Probability = 0.5
+    photometric: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "AugmentParams":
+        if self.ratio_range[0] > self.ratio_range[1]:
+            raise ValueError("ratio_range must be (low, high) with low <= high")
+        return self
+
+
+class ModelParams(_Strict):
+    """Encoder + UperNet, shared by every trained model (the paper uses one architecture throughout)."""
+
+    backbone: str = "resnet18"
+    pretrained: Path | None = None  # local checkpoint file; never downloaded unless pretrained_from_hub
+    pretrained_from_hub: bool = False
+    channels: PositiveInt = 64  # UPerHead channels (512 in the paper)
+    aux_channels: PositiveInt = 32  # FCNHead channels (256 in the paper)
+    dropout: Probability = 0.1
+    drop_path: Probability = 0.1
+    projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
+    sync_bn: bool = False
+    # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
+    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
+
+
+class StclParams(_Strict):
+    """Spatial-temporal consistency loss (paper eq. 1-3): total = CE + aux_weight·aux + weight·STCL."""
+
+    enabled: bool = True
+    weight: NonNegFloat = 0.2
+    dim: PositiveInt = 64  # projection dim (512 in the paper)
+    tau: PositiveFloat = 0.07
+    chunk_size: PositiveInt = 4096
+    sampling: Literal["none", "random", "hard"] = "none"
+    max_anchors: PositiveInt | None = None
+
+
+class OptimizerParams(_Strict):
+    name: Literal["adamw", "sgd"] = "adamw"
+    lr: PositiveFloat = 6e-4
+    weight_decay: NonNegFloat = 0.01
+    betas: tuple[Probability, Probability] = (0.9, 0.999)
+    momentum: Probability = 0.9
+    warmup_iters: NonNegInt = 20
+    warmup_ratio: Probability = 1e-6
+    power: PositiveFloat = 1.0
+    min_lr: NonNegFloat = 0.0
+    clip_grad_norm: PositiveFloat | None = None
+
+
+class DatasetMix(_Strict):
+    """One dataset of a training stage's mix; `weight` is its sampling share."""
+
+    name: Literal["vspw", "coco", "ade", "pseudo"]
+    weight: PositiveFloat = 1.0
+
+
+class TrainStageParams(_Strict):
+    datasets: tuple[DatasetMix, ...]
+    label_space: Literal["vspw", "coco"] = "vspw"
+    init: TrainStageName | None = None  # previous stage whose weights initialise this one
+    iters: PositiveInt = 200
+    batch_size: PositiveInt = 4  # global batch (all devices × accumulation)
+    batch_per_device: PositiveInt = 4
+    aux_weight: NonNegFloat = 0.4
+    stcl: StclParams = StclParams()
+    optimizer: OptimizerParams = OptimizerParams()
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    seed: int = 0
+    workers: NonNegInt = 0
+    checkpoint_every: PositiveInt = 100
+    log_every: PositiveInt = 10
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> "TrainStageParams":
+        if self.batch_size % self.batch_per_device:
+            raise ValueError("batch_size must be a multiple of batch_per_device")
+        return self
+
+
+class InferParams(_Strict):
+    """Sliding window + multi-scale + flip test-time augmentation (paper 3.4)."""
+
+    models: tuple[TrainStageName, ...] = ("train_student", "train_stcl", "train_ade")
+    weights: tuple[PositiveFloat, ...] | None = None
+    scales: tuple[PositiveFloat, ...] = (0.75, 1.0, 1.25)
+    flip: bool = True
+    crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W) sliding window
+    stride: tuple[PositiveInt, PositiveInt] = (48, 48)
+    batch_size: PositiveInt = 16
+    workers: NonNegInt = 1
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> "InferParams":
+        if self.weights is not None and len(self.weights) != len(self.models):
+            raise ValueError("weights must have one entry per model")
+        return self
+
+
+class TeacherParams(_Strict):
+    """Teacher = average of softmax probabilities of these members (paper Table 4)."""
+
+    members: tuple[TrainStageName, ...] = ("train_ade", "train_stcl")
+    weights: tuple[PositiveFloat, ...] | None = None
+
+
+class PseudoLabelParams(_Strict):
+    threshold: Probability = 0.5  # keep argmax where max prob > threshold (strict), else 255
+    shards: PositiveInt = 2
+    scales: tuple[PositiveFloat, ...] = (1.0,)
+    flip: bool = True
+
+
+class EvaluateParams(_Strict):
+    workers: PositiveInt = 2
+    vc_lengths: tuple[PositiveInt, ...] = (8, 16)
+
+
+class ResourceParams(_Strict):
+    """Cluster resources of one rule (Snakemake `resources:` → Slurm)."""
+
+    gpus: NonNegInt = 0
+    cpus_per_gpu: PositiveInt = 8
+    cpus: PositiveInt = 1  # used when gpus == 0
+    mem_mb: PositiveInt = 4000
+    runtime: PositiveInt = 60  # minutes
+    partition: str | None = None
+    account: str | None = None
+
+
+class ClusterParams(_Strict):
+    default: ResourceParams = ResourceParams()
+    train: ResourceParams = ResourceParams(gpus=1, mem_mb=32000, runtime=720)
+    infer: ResourceParams = ResourceParams(gpus=1, mem_mb=16000, runtime=240)
+
+
+def _default_stage(**kw: Any) -> TrainStageParams:
+    return TrainStageParams(**kw)
+
+
+class Params(_Strict):
+    synth: SynthParams = SynthParams()
+    data: DataParams = DataParams()
+    clips: ClipParams = ClipParams()
+    augment: AugmentParams = AugmentParams()
+    model: ModelParams = ModelParams()
+    pretrain_coco: TrainStageParams = _default_stage(
+        datasets=(DatasetMix(name="coco"),), label_space="coco", stcl=StclParams(enabled=False)
+    )
+    train_stcl: TrainStageParams = _default_stage(datasets=(DatasetMix(name="vspw"),), init="pretrain_coco")
+    train_ade: TrainStageParams = _default_stage(
+        datasets=(DatasetMix(name="vspw"), DatasetMix(name="ade")), init="pretrain_coco", stcl=StclParams(enabled=False)
+    )
+    train_student: TrainStageParams = _default_stage(
+        datasets=(DatasetMix(name="vspw"), DatasetMix(name="pseudo")), init="pretrain_coco"
+    )
+    teacher: TeacherParams = TeacherParams()
+    pseudo_label: PseudoLabelParams = PseudoLabelParams()
+    infer: InferParams = InferParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    cluster: ClusterParams = ClusterParams()
+
+    def stage(self, name: str) -> TrainStageParams:
+        if name not in TRAIN_STAGES:
+            raise ParamsError(f"unknown training stage {name!r}; valid: {', '.join(TRAIN_STAGES)}")
+        return getattr(self, name)
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid params ({err.error_count()} problem(s))"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {path}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_params(data: Any, source: str = "params") -> Params:
+    """Validate an already-parsed mapping (e.g. Snakemake's `config`)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_error(source, err)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml; errors name the file and the key path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ParamsError(f"{path}: cannot read params file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(data, str(path))
+
+
+def params_json_schema() -> dict[str, Any]:
+    """JSON schema of params.yaml (for Snakemake's `validate(config, ...)`)."""
+    return Params.model_json_schema()
