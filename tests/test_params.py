@@ -42,3 +42,23 @@ def test_bad_values_name_the_key_path(tmp_path, edit, needle):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ParamsError, match="nope.yaml"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_paper_preset_is_one_switch_away(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "stcl", "params", "--preset", "paper"], capture_output=True, text=True, check=True
+    ).stdout
+    path = tmp_path / "params.yaml"
+    path.write_text(out)
+    paper = load_params(path)
+    assert paper.model.backbone == "swin_large_patch4_window12_384"
+    assert paper.augment.crop_size == (768, 768)
+    assert paper.train_stcl.optimizer.lr == 7e-5 and paper.train_stcl.optimizer.warmup_iters == 1500
+    assert paper.train_stcl.iters == 20000 and paper.train_stcl.batch_size == 16
+    assert paper.train_stcl.stcl.dim == 512 and paper.train_stcl.stcl.weight == 0.2
+    assert paper.infer.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    # every key is written out, so DVC can track each one
+    assert set(yaml.safe_load(out)) == set(Params.model_fields)

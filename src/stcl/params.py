@@ -327,3 +327,60 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 def params_json_schema() -> dict[str, Any]:
     """JSON schema of params.yaml (for Snakemake's `validate(config, ...)`)."""
     return Params.model_json_schema()
+
+
+# The paper's scale (paper 3.2-3.4 and mmseg's Swin UperNet configs), as overrides of the tiny defaults.
+# `stcl params --preset paper > params.yaml` writes a complete params.yaml at this scale.
+_PAPER_TRAIN = {
+    "iters": 20000,
+    "batch_size": 16,  # 8 GPUs x 2 images; fewer GPUs reach it by accumulation
+    "batch_per_device": 2,
+    "workers": 4,
+    "amp": "bf16",
+    "checkpoint_every": 2000,
+    "log_every": 50,
+    "stcl": {"dim": 512, "tau": 0.07, "chunk_size": 4096},
+    "optimizer": {"name": "adamw", "lr": 7e-5, "weight_decay": 0.01, "warmup_iters": 1500},
+}
+PAPER_OVERRIDES: dict[str, Any] = {
+    "clips": {"reference_offsets": [-9, -6, -3]},
+    "augment": {"scale": [854, 480], "crop_size": [768, 768]},
+    "model": {
+        "backbone": "swin_large_patch4_window12_384",
+        "channels": 512,
+        "aux_channels": 256,
+        "drop_path": 0.3,
+    },
+    "pretrain_coco": {**_PAPER_TRAIN, "iters": 80000},
+    "train_stcl": _PAPER_TRAIN,
+    "train_ade": _PAPER_TRAIN,
+    "train_student": _PAPER_TRAIN,
+    "pseudo_label": {"shards": 8, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]},
+    "infer": {
+        "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+        "crop_size": [768, 768],
+        "stride": [512, 512],
+        "batch_size": 8,
+    },
+    "evaluate": {"workers": 8},
+    "cluster": {
+        "train": {"gpus": 8, "cpus_per_gpu": 8, "mem_mb": 256000, "runtime": 2880},
+        "infer": {"gpus": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 720},
+    },
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "paper": PAPER_OVERRIDES}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def preset_params(name: str) -> Params:
+    """The validated params of a named preset: "tiny" (the default) or "paper"."""
+    if name not in PRESETS:
+        raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return parse_params(_merge(Params().model_dump(mode="json"), PRESETS[name]), f"preset {name}")

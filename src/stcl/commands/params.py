@@ -7,18 +7,27 @@ import json
 
 import yaml
 
-from stcl.params import load_params, params_json_schema
+from stcl.params import PRESETS, load_params, params_json_schema, preset_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--schema", action="store_true", help="print the JSON schema instead")
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="print a complete params.yaml of a preset instead (e.g. `stcl params --preset paper > params.yaml`)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps(params_json_schema(), indent=2))
         return 0
-    params = load_params(args.params)
-    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
+    params = preset_params(args.preset) if args.preset else load_params(args.params)
+    if args.preset:
+        print(f"# stcl params, preset {args.preset!r} (written by `stcl params --preset {args.preset}`)")
+        if args.preset == "paper":
+            print("# Swin-L needs ImageNet-22K weights: set model.pretrained to a local swin_large_patch4_window12_384 file.")
+    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110), end="")
     return 0
