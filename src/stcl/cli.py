@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from stcl import __version__
@@ -50,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sub.parse_args(rest)
     try:
         return int(module.run(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as err:
-        # Expected, user-facing failures (bad params, bad data) get one clear line, not a traceback.
-        if getattr(err, "__stcl_user_error__", True) and type(err).__module__.startswith(("stcl", "builtins")):
-            print(f"stcl {name}: error: {err}", file=sys.stderr)
-            return 1
-        raise
+    except (ValueError, OSError) as err:
+        # User-facing failures (bad params, bad data) get one clear line; STCL_DEBUG=1 shows the traceback.
+        if os.environ.get("STCL_DEBUG"):
+            raise
+        print(f"stcl {name}: error: {err}", file=sys.stderr)
+        return 1
