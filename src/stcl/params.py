@@ -93,6 +93,9 @@ class UnlabeledParams(_Strict):
 
 
 class DataParams(_Strict):
+    # true: the workflow generates the embedded datasets (`stcl synth`) into the roots below when absent;
+    # false: the roots hold real data (VSPW_480p, COCO panoptic, ADE20K) and the synth stage is skipped.
+    synthetic: bool = True
     vspw_root: Path = Path("data/VSPW_480p")
     coco_root: Path = Path("data/coco")
     ade_root: Path = Path("data/ADEChallengeData2016")
