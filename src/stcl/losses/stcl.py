@@ -1,0 +1,216 @@
+"""Spatial-temporal consistency loss (paper eq. 1-2), computed exactly without the N×(N+M) matrix.
+
+For an anchor i (a valid query pixel) with label y_i, keys K are the clip's valid query pixels (minus i)
+and valid reference-frame pixels; P_i = keys with label y_i, N_i = keys with another label, s = i·k/τ::
+
+    L(i) = 1/|P_i| Σ_{p∈P_i} −log( e^{s_p} / (e^{s_p} + Z_i) ),   Z_i = Σ_{n∈N_i} e^{s_n}
+         = 1/|P_i| Σ_{p∈P_i} softplus(log Z_i − s_p)
+    L    = mean of L(i) over the anchors of the batch with |P_i| ≥ 1   (0, with a graph, when there are none)
+
+Memory: anchors are processed in chunks of ``chunk_size`` rows; each chunk builds its (chunk, K) similarity
+block, gets the per-class sums of exp with ONE matmul against the keys' one-hot labels (chunk × classes),
+sums the classes other than y_i to get Z_i, and is wrapped in activation checkpointing, so that only one
+block is alive at a time in forward and backward: O(chunk·K) instead of O(N·K).
+
+Numerics: exp is shifted per anchor by m_i = max over its negatives of s (exact logsumexp shift, so Z_i ≥ 1
+after the shift and never underflows, for any τ). Same-class entries can exceed m_i; they are clamped
+before exp, which is exact because their exp only enters the class column that is dropped from Z_i.
+(The bound s ≤ 1/τ of unit features would also prevent overflow, but underflows Z in float32 for τ ≲ 0.02.)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["spatial_temporal_consistency_loss", "sample_anchors"]
+
+Sampling = Literal["none", "random", "hard"]
+
+
+def _chunk_sum(
+    anchors: torch.Tensor,
+    anchor_cls: torch.Tensor,
+    anchor_pos: torch.Tensor,
+    keys: torch.Tensor,
+    key_onehot: torch.Tensor,
+    key_cls: torch.Tensor,
+    num_pos: torch.Tensor,
+    inv_tau: float,
+) -> torch.Tensor:
+    """Σ L(i) over one chunk of anchors.
+
+    anchors (c,D), anchor_cls (c,) class index in 0..C'-1, anchor_pos (c,) position of the anchor among the
+    keys (itself), keys (K,D), key_onehot (K,C') float, key_cls (K,), num_pos (c,) |P_i| (≥ 1).
+    """
+    s = (anchors @ keys.T) * inv_tau  # (c,K)
+    same = anchor_cls[:, None] == key_cls[None, :]  # (c,K)
+    with torch.no_grad():
+        shift = s.masked_fill(same, float("-inf")).amax(dim=1)  # max over negatives, (c,)
+        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    exp = torch.exp((s - shift[:, None]).clamp(max=0.0))  # negatives exact; same-class entries unused
+    per_class = exp @ key_onehot  # (c,C') Σ_{k of class c} e^{s_k - shift}
+    own = F.one_hot(anchor_cls, key_onehot.shape[1]).bool()
+    z = per_class.masked_fill(own, 0.0).sum(dim=1)  # (c,) negatives only
+    has_neg = z > 0
+    log_z = shift + torch.log(torch.where(has_neg, z, torch.ones_like(z)))
+    pos = same
+    pos[torch.arange(len(anchor_pos), device=pos.device), anchor_pos] = False
+    terms = F.softplus(log_z[:, None] - s).masked_fill(~pos, 0.0)  # (c,K)
+    per_anchor = terms.sum(dim=1) / num_pos
+    # No negatives: every term is −log(1) = 0 exactly.
+    return torch.where(has_neg, per_anchor, torch.zeros_like(per_anchor)).sum()
+
+
+def _resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(…,H,W) integer labels → (…,h,w) by nearest neighbour."""
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    lead = labels.shape[:-2]
+    flat = labels.reshape(-1, 1, *labels.shape[-2:]).float()
+    out = F.interpolate(flat, size=size, mode="nearest")
+    return out.reshape(*lead, *size).to(labels.dtype)
+
+
+def sample_anchors(
+    labels: torch.Tensor,
+    max_anchors: int,
+    sampling: Sampling,
+    *,
+    predictions: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Choose at most ``max_anchors`` anchors among N candidates; returns sorted indices into 0..N-1.
+
+    labels (N,) anchor labels; predictions (N,) predicted labels (needed for "hard").
+    "random": uniform without replacement. "hard" (ContrastiveSeg): an equal budget per class, half of it
+    pixels predicted wrongly (hard), half predicted right (easy), each side topping up the other when short.
+    """
+    n = labels.numel()
+    if n <= max_anchors or sampling == "none":
+        return torch.arange(n, device=labels.device)
+    if sampling == "random":
+        perm = torch.randperm(n, generator=generator, device="cpu").to(labels.device)
+        return perm[:max_anchors].sort().values
+    if predictions is None:
+        raise ValueError("sampling='hard' needs query_predictions (the model's argmax)")
+    classes = labels.unique()
+    budget = max(1, max_anchors // len(classes))
+    chosen = []
+    for c in classes:
+        idx = (labels == c).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=generator, device="cpu").to(idx.device)]
+        wrong = predictions[idx] != c
+        hard, easy = idx[wrong], idx[~wrong]
+        n_hard = min(len(hard), max(budget // 2, budget - len(easy)))
+        n_easy = min(len(easy), budget - n_hard)
+        chosen += [hard[:n_hard], easy[:n_easy]]
+    return torch.cat(chosen).sort().values[:max_anchors]
+
+
+def spatial_temporal_consistency_loss(
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    references: torch.Tensor | None,
+    reference_labels: torch.Tensor | None,
+    tau: float = 0.07,
+    ignore_index: int = 255,
+    *,
+    chunk_size: int = 4096,
+    sampling: Sampling = "none",
+    max_anchors: int | None = None,
+    query_predictions: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    use_checkpoint: bool = True,
+) -> torch.Tensor:
+    """Paper eq. 1-2 over a batch of clips (see the module docstring for the exact definition).
+
+    Args:
+        query: (B,D,h,w) projected features of the query frames (L2-normalised here).
+        query_labels: (B,H,W) train ids at image (or feature) resolution; resized to (h,w) by nearest.
+        references: (B,T,D,h,w) projected features of the reference frames (T may be 0), or None.
+        reference_labels: (B,T,H,W) train ids of the references, or None.
+        tau: temperature τ.
+        ignore_index: label of pixels that are neither anchors nor keys.
+        chunk_size: anchors per chunk (memory O(chunk_size · keys)).
+        sampling: "none" (every valid query pixel is an anchor, the paper), "random" or "hard".
+        max_anchors: anchors kept per clip when sampling.
+        query_predictions: (B,H',W') predicted train ids, for "hard" sampling.
+        generator: RNG for sampling.
+        use_checkpoint: recompute each chunk in backward instead of storing it (set False only to debug).
+
+    Returns:
+        scalar loss (0 connected to the graph when no anchor has a positive).
+    """
+    if query.dim() != 4:
+        raise ValueError(f"query: expected (B,D,h,w), got {tuple(query.shape)}")
+    b, d, h, w = query.shape
+    if query_labels.dim() != 3 or query_labels.shape[0] != b:
+        raise ValueError(f"query_labels: expected (B,H,W) with B={b}, got {tuple(query_labels.shape)}")
+    if references is None:
+        references = query.new_zeros(b, 0, d, h, w)
+        reference_labels = query_labels.new_zeros(b, 0, *query_labels.shape[1:])
+    if references.dim() != 5 or references.shape[0] != b or tuple(references.shape[2:]) != (d, h, w):
+        raise ValueError(f"references: expected (B,T,D,h,w) = ({b},T,{d},{h},{w}), got {tuple(references.shape)}")
+    t = references.shape[1]
+    if reference_labels is None or reference_labels.dim() != 4 or tuple(reference_labels.shape[:2]) != (b, t):
+        got = None if reference_labels is None else tuple(reference_labels.shape)
+        raise ValueError(f"reference_labels: expected (B,T,H,W) with B={b}, T={t}, got {got}")
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if sampling not in ("none", "random", "hard"):
+        raise ValueError(f"sampling must be 'none', 'random' or 'hard', got {sampling!r}")
+    if sampling != "none" and max_anchors is None:
+        raise ValueError(f"sampling={sampling!r} needs max_anchors")
+
+    q = F.normalize(query, dim=1).flatten(2).transpose(1, 2)  # (B,hw,D)
+    r = F.normalize(references, dim=2).permute(0, 1, 3, 4, 2).reshape(b, t * h * w, d)  # (B,Thw,D)
+    ql = _resize_labels(query_labels, (h, w)).reshape(b, -1)
+    rl = _resize_labels(reference_labels, (h, w)).reshape(b, -1)
+    preds = None
+    if query_predictions is not None:
+        preds = _resize_labels(query_predictions, (h, w)).reshape(b, -1)
+
+    total = query.sum() * 0.0 + references.sum() * 0.0  # keeps a graph when nothing counts
+    count = 0
+    inv_tau = 1.0 / tau
+    for i in range(b):
+        qv, rv = ql[i] != ignore_index, rl[i] != ignore_index
+        n_q = int(qv.sum())
+        if n_q == 0:
+            continue
+        keys = torch.cat([q[i][qv], r[i][rv]])  # (K,D); keys[:n_q] are the anchors' own pixels
+        classes, key_cls = torch.unique(torch.cat([ql[i][qv], rl[i][rv]]), return_inverse=True)
+        key_onehot = F.one_hot(key_cls, len(classes)).to(keys.dtype)  # (K,C')
+        num_pos = torch.bincount(key_cls, minlength=len(classes))[key_cls[:n_q]] - 1  # |P_i| per anchor
+        cand = (num_pos > 0).nonzero().flatten()  # anchors with at least one positive
+        if max_anchors is not None and sampling != "none":
+            sub = sample_anchors(
+                key_cls[cand],
+                max_anchors,
+                sampling,
+                predictions=None if preds is None else _pred_cls(preds[i][qv][cand], classes),
+                generator=generator,
+            )
+            cand = cand[sub]
+        for start in range(0, len(cand), chunk_size):
+            idx = cand[start : start + chunk_size]
+            args = (keys[idx], key_cls[idx], idx, keys, key_onehot, key_cls, num_pos[idx].to(keys.dtype), inv_tau)
+            if use_checkpoint and torch.is_grad_enabled() and keys.requires_grad:
+                total = total + checkpoint(_chunk_sum, *args, use_reentrant=False)
+            else:
+                total = total + _chunk_sum(*args)
+        count += len(cand)
+    return total / count if count else total
+
+
+def _pred_cls(pred_ids: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Map predicted train ids into the clip's class indices (ids absent from the clip → −1)."""
+    lut = torch.full((int(max(pred_ids.max(), classes.max())) + 1,), -1, dtype=torch.long, device=classes.device)
+    lut[classes] = torch.arange(len(classes), device=classes.device)
+    return lut[pred_ids.clamp(min=0)]

@@ -1,0 +1,308 @@
+"""Image encoders: timm backbones that return four NCHW feature maps at strides 4, 8, 16 and 32.
+
+Users pick an encoder by name (``model.backbone`` in params.yaml) from `ENCODERS`, the one name→factory
+table of the project; an unknown name raises a ValueError that lists the valid ones.
+
+* CNNs (ResNet, ResNeSt) wrap the full timm model and read its stages through timm's
+  ``forward_intermediates``, so the state-dict keys are timm's own (``model.layer1.0.conv1.weight``) and a
+  timm checkpoint loads unchanged. ``resnet50`` is timm's ``resnet50c``: the deep stem (three 3×3 convs,
+  32-32-64) that mmseg calls ResNetV1c. ResNeSt needs at least two samples per BatchNorm in train mode.
+* Swin wraps timm's `SwinTransformer` (dynamic input size: windows are padded, masks built per size) and adds
+  one LayerNorm per output stage (``norm0`` … ``norm3``), as mmseg's Swin does; timm's NHWC stage outputs
+  are normalised, then permuted to NCHW.
+* CSWin lives in `stcl.models.cswin` (not in timm).
+
+Pretrained weights come from a local file named in params (a timm state dict, or the official Swin release
+``{'model': ...}`` format, which timm's own filter converts), or, only with ``pretrained_from_hub``, from
+timm's hub loading. Nothing downloads by default; missing/unexpected keys are returned and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = [
+    "Encoder",
+    "TimmCnnEncoder",
+    "SwinEncoder",
+    "ENCODERS",
+    "LoadReport",
+    "build_encoder",
+    "encoder_names",
+    "load_state_dict_file",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    """What a non-strict state-dict load did: keys the model lacked, keys the file lacked, shape clashes."""
+
+    source: str
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f", … (+{len(keys) - 8})" if len(keys) > 8 else "")
+
+        parts = [f"{self.source}: loaded {self.loaded} tensors"]
+        for name in ("missing", "unexpected", "mismatched"):
+            keys = getattr(self, name)
+            if keys:
+                parts.append(f"{len(keys)} {name} [{few(keys)}]")
+        return "; ".join(parts)
+
+
+class Encoder(nn.Module):
+    """Base class: ``forward(x (B,3,H,W)) -> [f1 (B,C1,H/4,W/4), f2 (…/8), f3 (…/16), f4 (…/32)]``.
+
+    Subclasses set ``out_channels`` (four ints) and ``strides`` (4, 8, 16, 32).
+    """
+
+    out_channels: tuple[int, ...]
+    strides: tuple[int, ...] = (4, 8, 16, 32)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names (relative to this module) that AdamW should not decay."""
+        return set()
+
+
+class TimmCnnEncoder(Encoder):
+    """A timm CNN (ResNet family) read at its four residual stages.
+
+    Args:
+        name: timm model name (``resnet18``, ``resnet50c``, ``resnest101e``, …).
+        drop_path: stochastic depth rate.
+        pretrained_from_hub: let timm fetch its pretrained weights (network access; opt-in).
+    """
+
+    def __init__(self, name: str, *, drop_path: float = 0.0, pretrained_from_hub: bool = False) -> None:
+        super().__init__()
+        import timm
+
+        self.model = timm.create_model(
+            name, pretrained=pretrained_from_hub, num_classes=0, drop_path_rate=drop_path
+        )
+        infos = self.model.feature_info
+        # Stage indices whose reduction is 4, 8, 16, 32 (index 0 is the stride-2 stem).
+        self._indices = [i for i, info in enumerate(infos) if info["reduction"] in (4, 8, 16, 32)]
+        if len(self._indices) != 4:
+            raise ValueError(f"timm model {name!r} does not expose stages at strides 4/8/16/32: {infos}")
+        self.model.prune_intermediate_layers(self._indices, prune_head=True)
+        self.out_channels = tuple(int(infos[i]["num_chs"]) for i in self._indices)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B,3,H,W) normalised → four maps (B,C_i,H/s_i,W/s_i)."""
+        return list(self.model.forward_intermediates(x, indices=self._indices, intermediates_only=True))
+
+    def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "head."))}
+        return _load_non_strict(self.model, state_dict, source)
+
+
+class SwinEncoder(Encoder):
+    """timm `SwinTransformer` with a LayerNorm per output stage (mmseg's ``norm0`` … ``norm3``).
+
+    Any input size works: timm pads each stage to whole windows and builds the shift masks per size.
+
+    Args:
+        embed_dim, depths, num_heads, window_size: architecture (timm arguments).
+        drop_path: stochastic depth rate (linearly increasing over blocks).
+        hub_name: timm name used only when ``pretrained_from_hub`` is set.
+        pretrained_from_hub: let timm fetch its pretrained weights (network access; opt-in).
+        device: build on this device ("meta" to count parameters without allocating them).
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,
+        depths: tuple[int, ...],
+        num_heads: tuple[int, ...],
+        window_size: int,
+        drop_path: float = 0.0,
+        hub_name: str | None = None,
+        pretrained_from_hub: bool = False,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        import timm
+        from timm.models.swin_transformer import SwinTransformer
+
+        kwargs = dict(
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=num_heads,
+            window_size=window_size,
+            num_classes=0,
+            drop_path_rate=drop_path,
+            strict_img_size=False,
+        )
+        if pretrained_from_hub:
+            if hub_name is None:
+                raise ValueError("pretrained_from_hub: this Swin variant has no timm hub weights")
+            self.model = timm.create_model(hub_name, pretrained=True, **kwargs)
+        else:
+            self.model = SwinTransformer(**kwargs, device=device)
+        self.model.prune_intermediate_layers(len(depths), prune_norm=True, prune_head=True)
+        self.out_channels = tuple(int(embed_dim * 2**i) for i in range(len(depths)))
+        for i, ch in enumerate(self.out_channels):
+            self.add_module(f"norm{i}", nn.LayerNorm(ch, device=device))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B,3,H,W) normalised → four maps (B,C_i,⌈H/s_i⌉,⌈W/s_i⌉)."""
+        ph, pw = self.model.patch_embed.patch_size
+        pad_h, pad_w = -x.shape[2] % ph, -x.shape[3] % pw
+        if pad_h or pad_w:  # bottom/right zero padding, as mmseg's AdaptivePadding("corner")
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h))
+        x = self.model.patch_embed(x)  # (B, H/4, W/4, C) NHWC
+        outs = []
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x)
+            outs.append(getattr(self, f"norm{i}")(x).permute(0, 3, 1, 2).contiguous())
+        return outs
+
+    def no_weight_decay(self) -> set[str]:
+        names = {f"model.{n}" for n in self.model.no_weight_decay()}
+        names |= {n for n, _ in self.named_parameters() if "relative_position_bias_table" in n or "norm" in n}
+        return names
+
+    def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
+        """Load a timm or official-release Swin state dict (timm's filter handles the official layout)."""
+        from timm.models.swin_transformer import checkpoint_filter_fn
+
+        state_dict = checkpoint_filter_fn(state_dict, self.model)
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("head.", "norm."))}
+        return _load_non_strict(self.model, state_dict, source)
+
+
+def _load_non_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
+    own = module.state_dict()
+    usable = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    report = LoadReport(
+        source=source,
+        loaded=len(usable),
+        missing=sorted(k for k in own if k not in usable),
+        unexpected=sorted(k for k in state_dict if k not in own),
+        mismatched=sorted(k for k in state_dict if k in own and own[k].shape != state_dict[k].shape),
+    )
+    module.load_state_dict(usable, strict=False)
+    log.info("pretrained encoder weights: %s", report)
+    return report
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its state dict (unwraps ``model`` / ``state_dict`` / ``module``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretrained weights file not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{path}: not a loadable torch checkpoint ({err})") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def _swin(embed_dim: int, depths: tuple[int, ...], heads: tuple[int, ...], window: int, hub: str | None):
+    def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
+        return SwinEncoder(
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=heads,
+            window_size=window,
+            drop_path=drop_path,
+            hub_name=hub,
+            pretrained_from_hub=pretrained_from_hub,
+            device=device,
+        )
+
+    return factory
+
+
+def _cnn(timm_name: str):
+    def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
+        if device is not None and torch.device(device).type == "meta":
+            with torch.device("meta"):
+                return TimmCnnEncoder(timm_name, drop_path=drop_path)
+        return TimmCnnEncoder(timm_name, drop_path=drop_path, pretrained_from_hub=pretrained_from_hub)
+
+    return factory
+
+
+def _cswin(variant: str):
+    def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
+        from stcl.models.cswin import build_cswin
+
+        if pretrained_from_hub:
+            raise ValueError("pretrained_from_hub: CSWin is not in timm; name a local file in model.pretrained")
+        return build_cswin(variant, drop_path=drop_path, device=device)
+
+    return factory
+
+
+EncoderFactory = Callable[[float, bool, "str | torch.device | None"], Encoder]
+
+# The one name → factory table where users pick a backbone (params.yaml ``model.backbone``).
+ENCODERS: dict[str, EncoderFactory] = {
+    # paper (Swin-L, IN-22K, 384): 192 embed, depths (2,2,18,2), heads (6,12,24,48), window 12
+    "swin_large_patch4_window12_384": _swin(192, (2, 2, 18, 2), (6, 12, 24, 48), 12, "swin_large_patch4_window12_384"),
+    "swin_base_patch4_window12_384": _swin(128, (2, 2, 18, 2), (4, 8, 16, 32), 12, "swin_base_patch4_window12_384"),
+    "swin_tiny_patch4_window7_224": _swin(96, (2, 2, 6, 2), (3, 6, 12, 24), 7, "swin_tiny_patch4_window7_224"),
+    # reduced Swin for CPU runs (random init)
+    "swin_mini": _swin(32, (1, 1, 2, 1), (1, 2, 4, 8), 7, None),
+    # mmseg's ResNetV1c (deep stem) = timm resnet50c / resnet101c
+    "resnet50": _cnn("resnet50c"),
+    "resnet101": _cnn("resnet101c"),
+    "resnest101e": _cnn("resnest101e"),
+    "resnet18": _cnn("resnet18"),
+    "cswin_large": _cswin("large"),
+    "cswin_tiny": _cswin("tiny"),
+    "cswin_mini": _cswin("mini"),
+}
+
+
+def encoder_names() -> tuple[str, ...]:
+    """Valid values of ``model.backbone``."""
+    return tuple(ENCODERS)
+
+
+def build_encoder(
+    name: str,
+    *,
+    drop_path: float = 0.0,
+    pretrained: str | Path | None = None,
+    pretrained_from_hub: bool = False,
+    device: str | torch.device | None = None,
+) -> Encoder:
+    """Build the encoder ``name`` (see `ENCODERS`), optionally loading local pretrained weights.
+
+    Args:
+        name: a key of `ENCODERS`.
+        drop_path: stochastic depth rate.
+        pretrained: local checkpoint file (timm or official release format); never downloaded.
+        pretrained_from_hub: explicit opt-in to timm's hub download.
+        device: "meta" builds without allocating (parameter counting).
+    """
+    if name not in ENCODERS:
+        raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
+    if pretrained is not None and pretrained_from_hub:
+        raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
+    encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
+    if pretrained is not None:
+        encoder.load_pretrained(load_state_dict_file(pretrained), str(pretrained))
+    return encoder

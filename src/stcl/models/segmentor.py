@@ -1,0 +1,169 @@
+"""The segmentor of the paper (Fig. 2): encoder → UperNet (+ auxiliary FCN) and a projection head for STCL.
+
+Module names follow mmseg's EncoderDecoder (``backbone``, ``decode_head``, ``auxiliary_head``), so converted
+mmseg checkpoints load strictly; the STCL head is ``projection``. Inputs are RGB in 0..255: the model
+normalises them with ``model.mean``/``model.std`` (mmseg's data preprocessor), so a checkpoint carries
+everything needed to run it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stcl.models.encoders import Encoder, build_encoder
+from stcl.models.heads import FCNHead, ProjectionHead
+from stcl.models.upernet import UPerHead
+from stcl.params import ModelParams
+
+__all__ = ["SegmentorOutput", "Segmentor", "build_segmentor"]
+
+
+@dataclass
+class SegmentorOutput:
+    """Output of `Segmentor.forward` on a clip of T frames (index 0 = query).
+
+    logits: (B,C,H/4,W/4) decode-head logits of the query frame.
+    aux_logits: (B,C,H/16,W/16) auxiliary-head logits of the query frame.
+    proj: (B,T,D,h,w) L2-normalised projected features of all frames, or None without a projection head.
+    """
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor
+    proj: torch.Tensor | None
+
+
+class Segmentor(nn.Module):
+    """Encoder + UPerHead + FCNHead (+ ProjectionHead).
+
+    Args:
+        backbone: an `Encoder` (four maps at strides 4..32).
+        num_classes: output classes.
+        channels: UPerHead width.
+        aux_channels: FCNHead width.
+        dropout: Dropout2d before both classifiers.
+        proj_dim: projection output dim; None → no projection head.
+        projection_input: "fpn_bottleneck" (stride-4 decoder features, default) or "backbone_last" (stride 32).
+        mean, std: RGB normalisation of 0..255 inputs.
+    """
+
+    def __init__(
+        self,
+        backbone: Encoder,
+        *,
+        num_classes: int,
+        channels: int,
+        aux_channels: int,
+        dropout: float = 0.1,
+        proj_dim: int | None = None,
+        projection_input: str = "fpn_bottleneck",
+        mean: tuple[float, float, float] = (123.675, 116.28, 103.53),
+        std: tuple[float, float, float] = (58.395, 57.12, 57.375),
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if projection_input not in ("fpn_bottleneck", "backbone_last"):
+            raise ValueError(f"projection_input must be 'fpn_bottleneck' or 'backbone_last', got {projection_input!r}")
+        self.num_classes = num_classes
+        self.projection_input = projection_input
+        self.backbone = backbone
+        chans = backbone.out_channels
+        self.decode_head = UPerHead(chans, channels, num_classes, dropout=dropout)
+        self.auxiliary_head = FCNHead(chans[2], aux_channels, num_classes, dropout=dropout)
+        proj_in = channels if projection_input == "fpn_bottleneck" else chans[-1]
+        self.projection = ProjectionHead(proj_in, proj_dim) if proj_dim is not None else None
+        # Not persistent: they come from model_params, and mmseg checkpoints do not have them.
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,3,H,W) 0..255 → normalised (N,3,H,W)."""
+        return (images - self.pixel_mean) / self.pixel_std
+
+    def forward(self, images: torch.Tensor) -> SegmentorOutput:
+        """images: (B,T,3,H,W) float RGB 0..255, frame 0 the query → `SegmentorOutput`.
+
+        All T frames go through the encoder only when the projection head exists (STCL needs them);
+        otherwise only the query frame is computed. In train mode B·T must be >= 2 (the PPM's 1×1 pooled
+        BatchNorm, as in mmseg).
+        """
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"images: expected (B,T,3,H,W), got {tuple(images.shape)}")
+        b, t = images.shape[:2]
+        frames = t if self.projection is not None else 1
+        x = self.normalize(images[:, :frames].flatten(0, 1))  # (B*frames,3,H,W), frame-major per clip
+        feats = self.backbone(x)
+        fused = self.decode_head.features(feats)  # (B*frames,channels,H/4,W/4)
+        query = lambda y: y.unflatten(0, (b, frames))[:, 0]  # noqa: E731 - (B*frames,…) → (B,…) of frame 0
+        logits = self.decode_head.classify(query(fused))
+        aux_logits = self.auxiliary_head(query(feats[2]))
+        proj = None
+        if self.projection is not None:
+            src = fused if self.projection_input == "fpn_bottleneck" else feats[-1]
+            proj = self.projection(src).unflatten(0, (b, frames))
+        return SegmentorOutput(logits=logits, aux_logits=aux_logits, proj=proj)
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B,3,H,W) float RGB 0..255 → logits (B,C,H,W), upsampled bilinear (align_corners=False).
+
+        Call ``model.eval()`` first (dropout, BatchNorm); no projection is computed.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images: expected (B,3,H,W), got {tuple(images.shape)}")
+        feats = self.backbone(self.normalize(images))
+        logits = self.decode_head(feats)
+        return F.interpolate(logits, size=images.shape[2:], mode="bilinear", align_corners=False)
+
+    def no_weight_decay(self) -> set[str]:
+        """Full parameter names that AdamW should not decay (Swin's position tables and norms)."""
+        return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+
+
+def build_segmentor(
+    model: ModelParams,
+    num_classes: int,
+    proj_dim: int | None = None,
+    *,
+    device: str | torch.device | None = None,
+    load_pretrained: bool = True,
+) -> Segmentor:
+    """Build the segmentor that ``model`` (params.yaml ``model:``) describes.
+
+    Args:
+        model: the params section.
+        num_classes: output classes (124 for VSPW, 133 for COCO-pre).
+        proj_dim: projection dim for STCL (``stage.stcl.dim``); None → no projection head.
+        device: "meta" builds without allocating memory (parameter counting).
+        load_pretrained: load ``model.pretrained`` / hub weights into the encoder (False when a full
+            checkpoint is about to be loaded anyway).
+    """
+    meta = device is not None and torch.device(device).type == "meta"
+    backbone = build_encoder(
+        model.backbone,
+        drop_path=model.drop_path,
+        pretrained=model.pretrained if load_pretrained and not meta else None,
+        pretrained_from_hub=model.pretrained_from_hub and load_pretrained and not meta,
+        device=device,
+    )
+    kwargs = dict(
+        num_classes=num_classes,
+        channels=model.channels,
+        aux_channels=model.aux_channels,
+        dropout=model.dropout,
+        proj_dim=proj_dim,
+        projection_input=model.projection_input,
+        mean=model.mean,
+        std=model.std,
+    )
+    if meta:
+        with torch.device("meta"):
+            segmentor = Segmentor(backbone, **kwargs)
+    else:
+        segmentor = Segmentor(backbone, **kwargs)
+    if model.sync_bn:
+        segmentor = nn.SyncBatchNorm.convert_sync_batchnorm(segmentor)
+    return segmentor
