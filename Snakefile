@@ -1,0 +1,32 @@
+# stcl: the VSPW 2021 winning recipe as a workflow (DESIGN.md "The stage graph").
+#   .venv/bin/snakemake --profile local                              # the whole chain here (CPU)
+#   .venv/bin/snakemake --profile slurm results/test_submission.zip  # on a Slurm GPU cluster
+# Every knob is in params.yaml; every rule runs one `stcl` command (also usable by hand).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/pseudo.smk"
+include: "workflow/rules/infer.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ablations.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/test_submission.zip",
+        "results/tables/tables.md",
+        expand("results/metrics/{model}.json", model=EVAL_MODELS),
+
+
+onsuccess:
+    shell(f"stcl summary --params {PARAMS_FILE}")

@@ -1,0 +1,294 @@
+"""The stage graph of DESIGN.md as data: what each job runs, reads and writes.
+
+One table, two consumers:
+
+* workflow/rules/*.smk take each rule's params keys from `RULE_PARAMS` (`params:` of a rule, so Snakemake's
+  ``params`` rerun trigger invalidates exactly the jobs whose keys changed);
+* workflow/gen_dvc.py writes dvc.yaml from `dvc_stages` (one DVC stage per Snakemake job).
+
+tests/test_workflow_graph.py checks that every DVC stage is a Snakemake job with the same inputs, outputs and
+command, so the two never drift. Paths are relative to the repository root.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stcl.params import TRAIN_STAGES, Params
+
+__all__ = [
+    "EVAL_MODELS",
+    "RULE_PARAMS",
+    "RULE_CODE",
+    "Stage",
+    "lookup",
+    "SINGLE_MODELS",
+    "ensemble_checkpoints",
+    "model_path",
+    "teacher_checkpoints",
+    "train_inputs",
+    "prediction_dir",
+    "rule_params",
+    "dvc_stages",
+    "dvc_yaml",
+]
+
+# Models evaluated on val (Tables 2-4): the three trained ones, the teacher and the final ensemble.
+EVAL_MODELS = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble")
+# Models that get their own val predictions (single checkpoints).
+SINGLE_MODELS = ("train_stcl", "train_ade", "train_student")
+
+_DATA_ROOTS = ("data.vspw_root", "data.coco_root", "data.ade_root")
+_INFER = ("infer.scales", "infer.flip", "infer.crop_size", "infer.stride", "infer.batch_size", "infer.workers")
+
+# Dotted params.yaml keys each rule reads (DVC `params:` and Snakemake `params:`). A key read by a stage but
+# missing here would let a params edit go unnoticed; one listed but unread reruns a stage for nothing.
+RULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "synth": ("synth",) + _DATA_ROOTS,
+    "prepare": ("data",),
+    **{s: ("model", "clips", "augment", s) + _DATA_ROOTS for s in TRAIN_STAGES},
+    "teacher": ("teacher",) + _INFER + ("data.vspw_root",),
+    "pseudo_label": ("pseudo_label", "teacher") + _INFER + ("data",),
+    "pseudo_label_gather": ("pseudo_label",),
+    "infer_val": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
+    "infer_test": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
+    "evaluate": ("evaluate", "data.vspw_root"),
+    "tables": (),
+    "submission": (),
+}
+
+# Source folders each rule runs (DVC `deps`): editing the code reruns the stage.
+_CORE = ("src/stcl/params.py", "src/stcl/cli.py")
+RULE_CODE: dict[str, tuple[str, ...]] = {
+    "synth": _CORE + ("src/stcl/data",),
+    "prepare": _CORE + ("src/stcl/data",),
+    **{s: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/losses", "src/stcl/train") for s in TRAIN_STAGES},
+    **{
+        r: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/infer")
+        for r in ("teacher", "pseudo_label", "pseudo_label_gather", "infer_val", "infer_test", "submission")
+    },
+    "evaluate": _CORE + ("src/stcl/data", "src/stcl/metrics"),
+    "tables": _CORE + ("src/stcl/metrics",),
+}
+
+
+def lookup(data: dict[str, Any], dotted: str) -> Any:
+    """`lookup(config, "data.vspw_root")` → the value at that key path (KeyError names the path)."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"params key {dotted!r} not found")
+        node = node[part]
+    return node
+
+
+def rule_params(config: dict[str, Any], rule: str) -> dict[str, Any]:
+    """The params values a rule reads, as {dotted key: value} (Snakemake `params:` of the rule)."""
+    return {key: lookup(config, key) for key in RULE_PARAMS[rule]}
+
+
+def teacher_checkpoints(params: Params) -> tuple[str, ...]:
+    return tuple(model_path(m) for m in params.teacher.members)
+
+
+def ensemble_checkpoints(params: Params) -> tuple[str, ...]:
+    return tuple(model_path(m) for m in params.infer.models)
+
+
+def model_path(stage: str) -> str:
+    return f"results/models/{stage}/model.pt"
+
+
+def prediction_dir(model: str, split: str) -> str:
+    return f"results/predictions/{model}/{split}"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One job of the graph: a DVC stage and the Snakemake job of `rule` with the same outputs."""
+
+    name: str
+    rule: str
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+    metrics: tuple[str, ...] = ()
+    plots: tuple[dict[str, Any], ...] = field(default=())
+
+
+def train_inputs(params: Params, stage: str) -> tuple[str, ...]:
+    """Dataset folders and init checkpoint a training stage reads (its `datasets` mix and `init`)."""
+    deps = ["results/prepare/report.json"]
+    for mix in params.stage(stage).datasets:
+        deps.append(
+            {
+                "vspw": str(params.data.vspw_root),
+                "coco": "results/prepare/coco_semantic",
+                "ade": str(params.data.ade_root),
+                "pseudo": "results/pseudo/VSPW_pseudo",
+            }[mix.name]
+        )
+    init = params.stage(stage).init
+    if init is not None:
+        deps.append(model_path(init))
+    return tuple(dict.fromkeys(deps))
+
+
+def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
+    """Every job of the default target plus the submission, in dependency order."""
+    p = f"--params {params_file}"
+    vspw = str(params.data.vspw_root)
+    roots = (vspw, str(params.data.coco_root), str(params.data.ade_root))
+    stages: list[Stage] = []
+    if params.data.synthetic:
+        stages.append(Stage("synth", "synth", f"stcl synth {p}", (), roots))
+    stages.append(
+        Stage(
+            "prepare",
+            "prepare",
+            f"stcl prepare {p}",
+            roots,
+            ("results/prepare/coco_semantic", "results/prepare/unlabeled.txt", "results/prepare/report.json"),
+        )
+    )
+    for stage in TRAIN_STAGES:
+        if stage == "train_student":
+            continue
+        stages.append(_train_stage(params, stage, p))
+    members = teacher_checkpoints(params)
+    stages.append(
+        Stage(
+            "teacher",
+            "teacher",
+            f"stcl infer {p} --checkpoints {' '.join(members)} --split val --out {prediction_dir('teacher', 'val')}",
+            (vspw,) + members,
+            (prediction_dir("teacher", "val"),),
+        )
+    )
+    n = params.pseudo_label.shards
+    shards = [f"results/pseudo/shards/{i}-of-{n}.json" for i in range(n)]
+    for i, shard in enumerate(shards):
+        stages.append(
+            Stage(
+                f"pseudo_label-{i}-of-{n}",
+                "pseudo_label",
+                f"stcl pseudo-label {p} --shard {i}/{n}",
+                ("results/prepare/unlabeled.txt",) + members,
+                (shard,),
+            )
+        )
+    stages.append(
+        Stage(
+            "pseudo_label_gather",
+            "pseudo_label_gather",
+            f"stcl pseudo-label {p} --gather",
+            tuple(shards),
+            ("results/pseudo/VSPW_pseudo", "results/pseudo/stats.json"),
+        )
+    )
+    stages.append(_train_stage(params, "train_student", p))
+    for model in SINGLE_MODELS:
+        out = prediction_dir(model, "val")
+        stages.append(
+            Stage(
+                f"infer_val-{model}",
+                "infer_val",
+                f"stcl infer {p} --checkpoints {model_path(model)} --split val --out {out}",
+                (vspw, model_path(model)),
+                (out,),
+            )
+        )
+    ensemble = ensemble_checkpoints(params)
+    for split, rule in (("val", "infer_val"), ("test", "infer_test")):
+        out = prediction_dir("ensemble", split)
+        stages.append(
+            Stage(
+                f"{rule}-ensemble" if rule == "infer_val" else rule,
+                rule,
+                f"stcl infer {p} --checkpoints {' '.join(ensemble)} --split {split} --out {out}",
+                (vspw,) + ensemble,
+                (out,),
+            )
+        )
+    metrics = []
+    for model in EVAL_MODELS:
+        out = f"results/metrics/{model}.json"
+        metrics.append(out)
+        pred = prediction_dir(model, "val")
+        stages.append(
+            Stage(
+                f"evaluate-{model}",
+                "evaluate",
+                f"stcl evaluate {p} --gt-root {vspw} --pred-root {pred} --split val --out {out}",
+                (vspw, pred),
+                (),
+                metrics=(out,),
+            )
+        )
+    stages.append(
+        Stage(
+            "tables",
+            "tables",
+            f"stcl tables {p} --metrics-dir results/metrics --out-dir results/tables",
+            tuple(metrics),
+            ("results/tables/tables.md", "results/tables/tables.parquet"),
+            plots=({"results/tables/per_class_iou.png": {}},),
+        )
+    )
+    test_pred = prediction_dir("ensemble", "test")
+    stages.append(
+        Stage(
+            "submission",
+            "submission",
+            f"stcl submit {p} --pred {test_pred} --out results/test_submission.zip",
+            (test_pred,),
+            ("results/test_submission.zip",),
+        )
+    )
+    return stages
+
+
+def _train_stage(params: Params, stage: str, p: str) -> Stage:
+    out = f"results/models/{stage}"
+    return Stage(
+        stage,
+        stage,
+        f"stcl train {p} --stage {stage} --out {out}",
+        train_inputs(params, stage),
+        (model_path(stage),),
+        metrics=(f"{out}/train_metrics.json",),
+        plots=({f"{out}/dvclive/plots/metrics": {"x": "step"}},),
+    )
+
+
+def dvc_yaml(params: Params, params_file: str = "params.yaml") -> dict[str, Any]:
+    """The content of dvc.yaml: stages with cmd, deps (data + code), params, outs, metrics and plots."""
+    out: dict[str, Any] = {}
+    for st in dvc_stages(params, params_file):
+        entry: dict[str, Any] = {"cmd": st.cmd}
+        deps = list(st.deps) + list(RULE_CODE[st.rule])
+        if deps:
+            entry["deps"] = deps
+        keys = RULE_PARAMS[st.rule]
+        if keys:
+            entry["params"] = list(keys) if params_file == "params.yaml" else [{params_file: list(keys)}]
+        if st.outs:
+            entry["outs"] = list(st.outs)
+        if st.metrics:
+            entry["metrics"] = list(st.metrics)
+        if st.plots:
+            entry["plots"] = list(st.plots)
+        out[st.name] = entry
+    return {"stages": out}
+
+
+def snakemake_schema() -> dict[str, Any]:
+    """The JSON schema Snakemake's `validate(config, ...)` reads (workflow/schemas/params.schema.json)."""
+    from stcl.params import params_json_schema
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "params.yaml of stcl; generated from stcl.params by workflow/generate.py, do not edit",
+        **params_json_schema(),
+    }

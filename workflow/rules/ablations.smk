@@ -1,0 +1,1 @@
+# Ablation targets (not built by default): see below.
