@@ -1,0 +1,48 @@
+"""`stcl train --stage NAME`: train one stage of params.yaml (torchrun-aware, resumable, preemption-safe).
+
+Single process: ``stcl train --stage train_stcl``. Several: ``torchrun --nproc_per_node N -m stcl train
+--stage train_stcl`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
+complete checkpoint under ``<out>/state``. Exit codes: 0 done, 1 error (including a NaN/inf loss),
+75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 once a checkpoint is written: rerun (or requeue) to continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stcl.params import TRAIN_STAGES, load_params
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stage", required=True, choices=TRAIN_STAGES, help="training stage of params.yaml")
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/models/<stage>)")
+    p.add_argument("--init", type=Path, default=None, help="init weights (default: results/models/<init>/model.pt)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when available")
+
+
+def run(args: argparse.Namespace) -> int:
+    from stcl.train.distributed import init_distributed, shutdown_distributed
+    from stcl.train.loop import PREEMPT_EXIT_CODE, NonFiniteLossError, train
+    from stcl.train.stage import MODELS_DIR, build_job
+
+    params = load_params(args.params)
+    out = args.out if args.out is not None else MODELS_DIR / args.stage
+    ctx = init_distributed(args.device)
+    try:
+        job = build_job(params, args.stage, out, init_path=args.init, is_main=ctx.is_main)
+        result = train(job, ctx)
+    except NonFiniteLossError as err:
+        print(f"stcl train: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown_distributed(ctx)
+    if result.preempted:
+        return PREEMPT_EXIT_CODE
+    if ctx.is_main:
+        m = result.metrics
+        print(f"stcl train: {args.stage} done: {m['iterations']} iterations, loss {m['first_loss']:.4f} → "
+              f"{m['final_window_loss']:.4f}; wrote {out / 'model.pt'}", flush=True)
+    return 0

@@ -1,0 +1,9 @@
+"""Training engine: one loop for every stage (accumulation, DDP, AMP, exact resume, preemption, logging).
+
+`stcl train --stage NAME` builds the stage with :func:`stcl.train.stage.build_job` and runs
+:func:`stcl.train.loop.train`.
+"""
+
+from stcl.train.loop import PREEMPT_EXIT_CODE, NonFiniteLossError, TrainJob, TrainResult, train
+
+__all__ = ["PREEMPT_EXIT_CODE", "NonFiniteLossError", "TrainJob", "TrainResult", "train"]

@@ -1,0 +1,136 @@
+"""Resume checkpoints: full training state, written atomically, loadable with ``weights_only=True``.
+
+Layout: ``<out>/state/iter_<8-digit iteration>.pt`` where the iteration is the number of *completed*
+optimiser steps. A file is written under a temporary name in the same folder, flushed to disk and renamed,
+so a name matching ``iter_*.pt`` is always a complete checkpoint; a crash (even kill -9) mid-write leaves
+at most a ``.tmp`` file that is ignored and cleaned. The newest ``keep`` checkpoints are kept.
+
+State dict (format "stcl-train-state/1"):
+    iteration, model, optimizer, scheduler, scaler (None without fp16), rng (one entry per rank, see
+    :func:`capture_rng`), data ({"iteration", "cursors"}), fingerprint (hash of the params that shape the
+    run), world_size, log (small dict of running statistics).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng", "atomic_torch_save"]
+
+STATE_FORMAT = "stcl-train-state/1"
+_NAME = re.compile(r"^iter_(\d{8})\.pt$")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states (torch CPU, every CUDA device, numpy global, python) as plain tensors/ints."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class CheckpointManager:
+    """Writes, finds and prunes the resume checkpoints of one output folder.
+
+    Args:
+        folder: ``<out>/state``.
+        keep: how many of the newest checkpoints to keep (>= 1).
+    """
+
+    def __init__(self, folder: Path, keep: int = 2) -> None:
+        if keep < 1:
+            raise ValueError(f"keep must be >= 1, got {keep}")
+        self.folder = Path(folder)
+        self.keep = keep
+
+    def path_for(self, iteration: int) -> Path:
+        return self.folder / f"iter_{iteration:08d}.pt"
+
+    def list(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints as (iteration, path), oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = []
+        for p in self.folder.iterdir():
+            m = _NAME.match(p.name)
+            if m:
+                found.append((int(m.group(1)), p))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        items = self.list()
+        return items[-1][1] if items else None
+
+    def load(self, path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        """Load one checkpoint with ``weights_only=True``; errors name the file."""
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # a truncated/corrupt file: name it
+            raise ValueError(f"{path}: cannot read training checkpoint ({type(err).__name__}: {err})") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: not a {STATE_FORMAT} checkpoint")
+        return state
+
+    def save(self, state: dict[str, Any], iteration: int) -> Path:
+        """Atomically write `state` as the checkpoint of `iteration`, then prune old ones and stale temps."""
+        path = self.path_for(iteration)
+        atomic_torch_save({"format": STATE_FORMAT, **state}, path)
+        for _, old in self.list()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        for tmp in self.folder.glob(".iter_*.tmp"):
+            if str(os.getpid()) not in tmp.name:
+                tmp.unlink(missing_ok=True)
+        return path
+
+    def clear(self) -> None:
+        """Remove every checkpoint (used when the params changed since they were written)."""
+        for _, p in self.list():
+            p.unlink(missing_ok=True)
