@@ -26,6 +26,7 @@ __all__ = [
     "validate_video_name",
     "read_split",
     "video_dir",
+    "list_stems",
     "list_frames",
     "list_masks",
     "frame_path",
@@ -85,7 +86,9 @@ def video_dir(root: str | Path, video: str) -> Path:
     return Path(root) / "data" / validate_video_name(video, Path(root) / "data")
 
 
-def _stems(folder: Path, ext: str) -> list[str]:
+def list_stems(folder: str | Path, ext: str) -> list[str]:
+    """Sorted stems of the files ``*<ext>`` in ``folder`` (hidden files skipped); FileNotFoundError if missing."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: directory not found")
     return sorted(p.name[: -len(ext)] for p in folder.iterdir() if p.name.endswith(ext) and not p.name.startswith("."))
@@ -94,7 +97,7 @@ def _stems(folder: Path, ext: str) -> list[str]:
 def list_frames(root: str | Path, video: str) -> list[str]:
     """Sorted frame stems of ``data/<video>/origin/*.jpg``; DataError if there are none."""
     folder = video_dir(root, video) / "origin"
-    stems = _stems(folder, FRAME_EXT)
+    stems = list_stems(folder, FRAME_EXT)
     if not stems:
         raise DataError(f"{folder}: no {FRAME_EXT} frames")
     return stems
@@ -103,7 +106,7 @@ def list_frames(root: str | Path, video: str) -> list[str]:
 def list_masks(root: str | Path, video: str) -> list[str]:
     """Sorted stems of ``data/<video>/mask/*.png`` (empty list if the folder does not exist)."""
     folder = video_dir(root, video) / "mask"
-    return _stems(folder, MASK_EXT) if folder.is_dir() else []
+    return list_stems(folder, MASK_EXT) if folder.is_dir() else []
 
 
 def frame_path(root: str | Path, video: str, stem: str) -> Path:
