@@ -213,8 +213,9 @@ class InferParams(_Strict):
     flip: bool = True
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W) sliding window
     stride: tuple[PositiveInt, PositiveInt] = (48, 48)
-    batch_size: PositiveInt = 16
-    workers: NonNegInt = 1
+    batch_size: PositiveInt = 16  # windows per forward pass (windows of all scales/flips share batches)
+    workers: NonNegInt = 1  # frame-decoding threads
+    amp: Literal["off", "bf16", "fp16"] = "off"  # autocast of the forward pass (GPU); probabilities stay fp32
 
     @model_validator(mode="after")
     def _weights_match(self) -> "InferParams":
