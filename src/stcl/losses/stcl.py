@@ -8,14 +8,17 @@ and valid reference-frame pixels; P_i = keys with label y_i, N_i = keys with ano
     L    = mean of L(i) over the anchors of the batch with |P_i| ≥ 1   (0, with a graph, when there are none)
 
 Memory: anchors are processed in chunks of ``chunk_size`` rows; each chunk builds its (chunk, K) similarity
-block, gets the per-class sums of exp with ONE matmul against the keys' one-hot labels (chunk × classes),
-sums the classes other than y_i to get Z_i, and is wrapped in activation checkpointing, so that only one
-block is alive at a time in forward and backward: O(chunk·K) instead of O(N·K).
+block and is wrapped in activation checkpointing, so only one block is alive at a time, in forward and in
+backward: O(chunk·K) instead of O(N·K). |P_i| comes from a class histogram of the keys, not from the block.
 
-Numerics: exp is shifted per anchor by m_i = max over its negatives of s (exact logsumexp shift, so Z_i ≥ 1
-after the shift and never underflows, for any τ). Same-class entries can exceed m_i; they are clamped
-before exp, which is exact because their exp only enters the class column that is dropped from Z_i.
-(The bound s ≤ 1/τ of unit features would also prevent overflow, but underflows Z in float32 for τ ≲ 0.02.)
+Z_i is a row sum of exp over the negatives (same-class entries set to −∞ before exp). DESIGN.md suggests
+per-class sums of exp by a matmul with a one-hot, then dropping the anchor's class; the positives need the
+(chunk, K) same-class mask anyway, so the masked row sum costs the same and lets the shift below be exact.
+
+Numerics: exp is shifted per anchor by m_i = max of s over its negatives (the logsumexp shift; detached, as
+its gradient cancels), so the largest term is e^0 and Z_i never over- or underflows, for any τ and dtype.
+(A fixed shift by the bound s ≤ 1/τ of unit features avoids overflow but underflows Z in float32 for
+τ ≲ 0.02; tests cover τ = 0.005.)
 """
 
 from __future__ import annotations
@@ -36,28 +39,26 @@ def _chunk_sum(
     anchor_cls: torch.Tensor,
     anchor_pos: torch.Tensor,
     keys: torch.Tensor,
-    key_onehot: torch.Tensor,
     key_cls: torch.Tensor,
     num_pos: torch.Tensor,
     inv_tau: float,
 ) -> torch.Tensor:
     """Σ L(i) over one chunk of anchors.
 
-    anchors (c,D), anchor_cls (c,) class index in 0..C'-1, anchor_pos (c,) position of the anchor among the
-    keys (itself), keys (K,D), key_onehot (K,C') float, key_cls (K,), num_pos (c,) |P_i| (≥ 1).
+    anchors (c,D), anchor_cls (c,) class index, anchor_pos (c,) position of the anchor among the keys
+    (itself), keys (K,D), key_cls (K,), num_pos (c,) |P_i| (≥ 1).
     """
     s = (anchors @ keys.T) * inv_tau  # (c,K)
     same = anchor_cls[:, None] == key_cls[None, :]  # (c,K)
     with torch.no_grad():
         shift = s.masked_fill(same, float("-inf")).amax(dim=1)  # max over negatives, (c,)
         shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    exp = torch.exp((s - shift[:, None]).clamp(max=0.0))  # negatives exact; same-class entries unused
-    per_class = exp @ key_onehot  # (c,C') Σ_{k of class c} e^{s_k - shift}
-    own = F.one_hot(anchor_cls, key_onehot.shape[1]).bool()
-    z = per_class.masked_fill(own, 0.0).sum(dim=1)  # (c,) negatives only
+    # exp(s_n - shift) for negatives, exactly 0 for same-class keys (gradient 0 there, no inf·0).
+    exp_neg = torch.exp(torch.where(same, float("-inf"), s - shift[:, None]))
+    z = exp_neg.sum(dim=1)  # (c,) ≥ 1 whenever there is a negative
     has_neg = z > 0
     log_z = shift + torch.log(torch.where(has_neg, z, torch.ones_like(z)))
-    pos = same
+    pos = same.clone()  # `same` is saved by where() for backward
     pos[torch.arange(len(anchor_pos), device=pos.device), anchor_pos] = False
     terms = F.softplus(log_z[:, None] - s).masked_fill(~pos, 0.0)  # (c,K)
     per_anchor = terms.sum(dim=1) / num_pos
@@ -186,7 +187,6 @@ def spatial_temporal_consistency_loss(
             continue
         keys = torch.cat([q[i][qv], r[i][rv]])  # (K,D); keys[:n_q] are the anchors' own pixels
         classes, key_cls = torch.unique(torch.cat([ql[i][qv], rl[i][rv]]), return_inverse=True)
-        key_onehot = F.one_hot(key_cls, len(classes)).to(keys.dtype)  # (K,C')
         num_pos = torch.bincount(key_cls, minlength=len(classes))[key_cls[:n_q]] - 1  # |P_i| per anchor
         cand = (num_pos > 0).nonzero().flatten()  # anchors with at least one positive
         if max_anchors is not None and sampling != "none":
@@ -200,7 +200,7 @@ def spatial_temporal_consistency_loss(
             cand = cand[sub]
         for start in range(0, len(cand), chunk_size):
             idx = cand[start : start + chunk_size]
-            args = (keys[idx], key_cls[idx], idx, keys, key_onehot, key_cls, num_pos[idx].to(keys.dtype), inv_tau)
+            args = (keys[idx], key_cls[idx], idx, keys, key_cls, num_pos[idx].to(keys.dtype), inv_tau)
             if use_checkpoint and torch.is_grad_enabled() and keys.requires_grad:
                 total = total + checkpoint(_chunk_sum, *args, use_reentrant=False)
             else:
