@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 
@@ -12,8 +16,9 @@ class PointwiseNet(nn.Module):
     Also exactly equivariant to horizontal flips. (B, 3, h, w) 0..255 → (B, C, h, w).
     """
 
-    def __init__(self, num_classes: int = 5, seed: int = 0) -> None:
+    def __init__(self, num_classes: int = 5, seed: int = 0, gain: float = 1.0) -> None:
         super().__init__()
+        self.gain = gain
         g = torch.Generator().manual_seed(seed)
         self.a = nn.Conv2d(3, 8, 1)
         self.b = nn.Conv2d(8, num_classes, 1)
@@ -22,7 +27,7 @@ class PointwiseNet(nn.Module):
                 p.copy_(torch.randn(p.shape, generator=g))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.b(torch.tanh(self.a(x / 255.0 - 0.5)))
+        return self.gain * self.b(torch.tanh(self.a(x / 255.0 - 0.5)))
 
 
 class Conv3x3Net(nn.Module):
@@ -48,3 +53,19 @@ def random_image(height: int, width: int, seed: int = 0) -> Tensor:
     """(3, H, W) float image with values 0..255."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand((3, height, width), generator=g) * 255.0
+
+
+def write_vspw_root(root: Path, videos: dict[str, tuple[int, int, int]], split: str = "test", seed: int = 0) -> Path:
+    """A minimal VSPW-layout root: ``<split>.txt`` and ``data/<video>/origin/<8-digit>.jpg`` frames.
+
+    Args:
+        videos: {name: (frames, height, width)}.
+    """
+    rng = np.random.default_rng(seed)
+    for video, (n, h, w) in videos.items():
+        origin = root / "data" / video / "origin"
+        origin.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(origin / f"{i:08d}.jpg", quality=95)
+    (root / f"{split}.txt").write_text("\n".join(videos))  # no trailing newline, as the official files
+    return root

@@ -28,6 +28,8 @@ __all__ = [
     "label_palette",
     "save_label_png",
     "write_json",
+    "write_text",
+    "copy_file",
     "atomic_video_dir",
     "remove_stale_tmp",
 ]
@@ -90,6 +92,18 @@ def write_json(path: str | Path, data: Any) -> None:
     """Write ``data`` as indented JSON atomically (temporary file + os.replace)."""
     text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     _atomic_file(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a UTF-8 text file atomically."""
+    _atomic_file(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def copy_file(src: str | Path, dst: str | Path) -> None:
+    """Copy ``src`` to ``dst`` as a real file (never a link), atomically."""
+    if not Path(src).is_file():
+        raise FileNotFoundError(f"{src}: file not found")
+    _atomic_file(Path(dst), lambda tmp: shutil.copyfile(src, tmp))
 
 
 def _is_tmp_of(entry: Path, parent: Path) -> bool:

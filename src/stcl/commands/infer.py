@@ -1,0 +1,62 @@
+"""`stcl infer`: sliding-window, multi-scale + flip inference of a split with a model ensemble.
+
+    stcl infer --checkpoints results/models/train_student/model.pt [B.pt ...] --split val \
+        --out results/predictions/ensemble/val [--weights 2 1 1] [--save-probs]
+
+Scales, flip, window, stride and windows per batch come from ``params.infer``. Writes
+``<out>/<video>/<frame>.png`` (palette PNG, class ids 0..123, frame size), one video folder at a time,
+atomically; a rerun skips the videos already complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints", nargs="+", required=True, metavar="MODEL_PT", help="model.pt files (ensemble)")
+    p.add_argument("--split", required=True, choices=("train", "val", "test"), help="split of the VSPW root")
+    p.add_argument("--out", required=True, help="output folder: <out>/<video>/<frame>.png")
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--root", default=None, help="VSPW root (default: params data.vspw_root)")
+    p.add_argument(
+        "--weights", nargs="+", type=float, default=None, help="one ensemble weight per checkpoint (default: equal)"
+    )
+    p.add_argument(
+        "--save-probs", "--probs", dest="save_probs", action="store_true",
+        help="also write <frame>.npy float16 (C, H, W) probabilities",
+    )
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from stcl.data.vspw import read_split
+    from stcl.infer.ensemble import load_members
+    from stcl.infer.multiscale import TTA
+    from stcl.infer.predict import predict_videos
+    from stcl.infer.sliding import Window
+    from stcl.params import load_params
+
+    params = load_params(args.params)
+    root = args.root or params.data.vspw_root
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    members = load_members(args.checkpoints, args.weights, device=device, amp=params.infer.amp)
+    tta = TTA(
+        scales=params.infer.scales,
+        flip=params.infer.flip,
+        window=Window(params.infer.crop_size, params.infer.stride),
+        batch_size=params.infer.batch_size,
+    )
+    videos = read_split(root, args.split)
+    summary = predict_videos(
+        members, tta, root, videos, args.out, device=device, save_probs=args.save_probs,
+        workers=params.infer.workers, progress=sys.stderr.isatty(),
+    )
+    print(
+        f"stcl infer: {len(summary.computed)} videos ({summary.frames} frames) predicted, "
+        f"{len(summary.skipped)} already complete -> {args.out}"
+    )
+    return 0

@@ -1,0 +1,332 @@
+"""Teacher pseudo labels on unlabeled frames (paper 2.3), sharded by video, and the gather step.
+
+Labelling rule: the teacher's argmax class is kept where its probability is *strictly greater* than the
+threshold (paper: "exceed the threshold", 0.5), otherwise the pixel is void (255). A pixel whose maximum is
+exactly the threshold is therefore dropped.
+
+Output (a dataset root the VSPW reader reads unchanged)::
+
+    <out_root>/data/<video>/origin/<frame>.jpg   real copies of the source frames (DVC caches them)
+    <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
+    <out_root>/train.txt, label_num_dic_final.json   written by `gather`
+    <shards_dir>/<i>-of-<n>.json                 per-shard record, written last (atomically)
+
+Sharding: videos are sorted by name and shard ``i`` of ``n`` takes every n-th one starting at ``i``
+(round-robin: ``sorted(videos)[i::n]``), which balances long and short runs of similarly named videos.
+Each video folder appears atomically; a rerun of a shard skips videos whose folder is complete (their
+statistics are recounted from the masks on disk) and redoes the others.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from stcl.infer.ensemble import Member
+from stcl.infer.io import atomic_video_dir, copy_file, remove_stale_tmp, save_label_png, write_json, write_text
+from stcl.infer.multiscale import TTA
+from stcl.infer.predict import frame_probs, prefetch
+
+__all__ = [
+    "IGNORE",
+    "SHARD_FORMAT",
+    "keep_confident",
+    "to_raw_ids",
+    "parse_shard",
+    "shard_videos",
+    "shard_record_path",
+    "read_unlabeled_list",
+    "ShardResult",
+    "run_shard",
+    "gather",
+]
+
+IGNORE = 255
+SHARD_FORMAT = "stcl-pseudo-shard/1"
+_FRAME_EXT = ".jpg"
+
+
+def keep_confident(probs: Tensor, threshold: float) -> Tensor:
+    """Hard pseudo labels: (C, H, W) probabilities → uint8 (H, W) train ids, 255 where max prob <= threshold."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    conf, label = probs.max(dim=0)
+    label = label.to(torch.uint8)
+    label[conf <= threshold] = IGNORE
+    return label
+
+
+def to_raw_ids(train_ids: np.ndarray, num_classes: int = 124) -> np.ndarray:
+    """Train ids → raw VSPW mask values: c → c + 1 for c < num_classes, 255 stays 255. uint8 (H, W)."""
+    bad = (train_ids >= num_classes) & (train_ids != IGNORE)
+    if bad.any():
+        raise ValueError(f"train ids {np.unique(train_ids[bad]).tolist()[:10]} outside 0..{num_classes - 1}")
+    raw = train_ids.astype(np.uint8) + 1
+    raw[train_ids == IGNORE] = IGNORE
+    return raw
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 <= i < n; ValueError naming the argument otherwise."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m.group(2)) == 0 or int(m.group(1)) >= int(m.group(2)):
+        raise ValueError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_videos(videos: Sequence[str], index: int, count: int) -> list[str]:
+    """The videos of shard ``index`` of ``count``: ``sorted(videos)[index::count]``."""
+    if count <= 0 or not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index} of {count}")
+    return sorted(videos)[index::count]
+
+
+def shard_record_path(shards_dir: str | Path, index: int, count: int) -> Path:
+    return Path(shards_dir) / f"{index}-of-{count}.json"
+
+
+def read_unlabeled_list(path: str | Path) -> dict[str, list[str]]:
+    """Parse ``unlabeled.txt`` (one ``<video>/<frame stem>`` per line) → {video: [stems in file order]}.
+
+    Raises FileNotFoundError if missing, ValueError naming the file and line for a malformed or duplicate
+    entry, or if the list is empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: unlabeled frame list not found (run `stcl prepare`)")
+    frames: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        parts = entry.split("/")
+        if len(parts) != 2 or not all(parts) or any(p in (".", "..") or "\\" in p for p in parts):
+            raise ValueError(f"{path}:{n}: expected '<video>/<frame>', got {entry!r}")
+        if entry in seen:
+            raise ValueError(f"{path}:{n}: {entry!r} listed twice")
+        seen.add(entry)
+        frames.setdefault(parts[0], []).append(parts[1])
+    if not frames:
+        raise ValueError(f"{path}: no frames listed")
+    return frames
+
+
+def _video_complete(folder: Path, stems: Sequence[str]) -> bool:
+    origin, mask = folder / "origin", folder / "mask"
+    if not origin.is_dir() or not mask.is_dir():
+        return False
+    have_o = {p.name for p in origin.iterdir()}
+    have_m = {p.name for p in mask.iterdir()}
+    return all(f"{s}{_FRAME_EXT}" in have_o and f"{s}.png" in have_m for s in stems)
+
+
+def _count(raw: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
+    """Per-class kept pixels (train-id order) and total pixels of one raw-id mask."""
+    hist = np.bincount(raw.ravel(), minlength=256)
+    return hist[1 : num_classes + 1].astype(np.int64), int(raw.size)
+
+
+@dataclass
+class ShardResult:
+    """A finished shard: its record (also written as JSON) and which videos were computed or skipped."""
+
+    record: dict[str, Any]
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def run_shard(
+    members: Sequence[Member],
+    tta: TTA,
+    frames: Mapping[str, Sequence[str]],
+    index: int,
+    count: int,
+    *,
+    frame_path: Callable[[str, str], Path],
+    out_root: str | Path,
+    shards_dir: str | Path,
+    threshold: float,
+    num_classes: int = 124,
+    device: str | torch.device = "cpu",
+    workers: int = 1,
+    progress: bool = True,
+) -> ShardResult:
+    """Pseudo-label the videos of shard ``index``/``count`` and write its record last.
+
+    Args:
+        members: the teacher ensemble.
+        tta: teacher scales/flips and sliding window.
+        frames: {video: frame stems}, all unlabeled videos (`read_unlabeled_list`).
+        index, count: this shard.
+        frame_path: (video, stem) → source frame file (`stcl.data.prepare.unlabeled_frame_path`).
+        out_root: dataset root to write (``data/<video>/{origin,mask}``).
+        shards_dir: where ``<index>-of-<count>.json`` goes.
+        threshold: keep argmax where max prob > threshold.
+        num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
+        device, workers, progress: as in `stcl.infer.predict.predict_videos`.
+    """
+    from stcl.data.vspw import load_image, load_raw_mask
+
+    videos = shard_videos(list(frames), index, count)
+    data_dir = Path(out_root) / "data"
+    remove_stale_tmp(data_dir, set(videos))
+    kept = np.zeros(num_classes, dtype=np.int64)
+    pixels = 0
+    result = ShardResult(record={})
+    todo = []
+    for video in videos:
+        folder = data_dir / video
+        if _video_complete(folder, frames[video]):
+            result.skipped.append(video)
+            for stem in frames[video]:
+                k, n = _count(load_raw_mask(folder / "mask" / f"{stem}.png"), num_classes)
+                kept += k
+                pixels += n
+        else:
+            todo.append(video)
+    total = sum(len(frames[v]) for v in todo)
+    bar = tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress)
+    with bar:
+        for video in todo:
+            paths = [Path(frame_path(video, s)) for s in frames[video]]
+            with atomic_video_dir(data_dir / video) as tmp:
+                (tmp / "origin").mkdir()
+                (tmp / "mask").mkdir()
+                for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
+                    probs = frame_probs(members, tta, image, device)
+                    if probs.shape[0] > num_classes:
+                        raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
+                    labels = keep_confident(probs, threshold).cpu().numpy()
+                    raw = to_raw_ids(labels, num_classes)
+                    save_label_png(tmp / "mask" / f"{stem}.png", raw)
+                    shutil.copyfile(src, tmp / "origin" / f"{stem}{_FRAME_EXT}")
+                    k, n = _count(raw, num_classes)
+                    kept += k
+                    pixels += n
+                    bar.update(1)
+            result.computed.append(video)
+    result.record = {
+        "format": SHARD_FORMAT,
+        "shard": index,
+        "num_shards": count,
+        "threshold": threshold,
+        "videos": videos,
+        "frames": sum(len(frames[v]) for v in videos),
+        "pixels": pixels,
+        "kept_pixels": kept.tolist(),
+    }
+    write_json(shard_record_path(shards_dir, index, count), result.record)
+    return result
+
+
+def _read_record(path: Path, index: int, count: int) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable shard record ({err})") from None
+    if not isinstance(record, dict) or record.get("format") != SHARD_FORMAT:
+        raise ValueError(f"{path}: not a {SHARD_FORMAT} record")
+    if record.get("shard") != index or record.get("num_shards") != count:
+        raise ValueError(f"{path}: record says shard {record.get('shard')}/{record.get('num_shards')}")
+    return record
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else 0.0
+
+
+def _listing(items: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit])
+    return f"{shown} (+{len(items) - limit} more)" if len(items) > limit else shown
+
+
+def gather(
+    frames: Mapping[str, Sequence[str]],
+    count: int,
+    *,
+    out_root: str | Path,
+    shards_dir: str | Path,
+    stats_path: str | Path,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Check that the ``count`` shard records cover every unlabeled video exactly once, then write the
+    dataset's ``train.txt`` and ``label_num_dic_final.json`` and the statistics JSON.
+
+    Args:
+        frames: {video: stems} of all unlabeled videos (`read_unlabeled_list`).
+        count: number of shards.
+        out_root: the pseudo dataset root the shards wrote into.
+        shards_dir: folder of the shard records.
+        stats_path: where the statistics go (results/pseudo/stats.json).
+        class_names: names of the train ids (124 VSPW classes).
+
+    Returns the statistics written to ``stats_path``: totals, overall kept fraction, and per class the kept
+    pixels and their share of all kept pixels.
+    """
+    from stcl.data.classes import resource_path
+
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    paths = [shard_record_path(shards_dir, i, count) for i in range(count)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {count} shard records missing: {_listing(missing)}")
+    records = [_read_record(p, i, count) for i, p in enumerate(paths)]
+    owner: dict[str, list[int]] = {}
+    for i, rec in enumerate(records):
+        for v in rec["videos"]:
+            owner.setdefault(v, []).append(i)
+    twice = sorted(v for v, who in owner.items() if len(who) > 1)
+    absent = sorted(set(frames) - set(owner))
+    unknown = sorted(set(owner) - set(frames))
+    problems = []
+    if absent:
+        problems.append(f"{len(absent)} unlabeled videos in no shard: {_listing(absent)}")
+    if twice:
+        problems.append(f"{len(twice)} videos in several shards: {_listing(twice)}")
+    if unknown:
+        problems.append(f"{len(unknown)} videos not in the unlabeled list: {_listing(unknown)}")
+    thresholds = {rec["threshold"] for rec in records}
+    if len(thresholds) > 1:
+        problems.append(f"shards used different thresholds {sorted(thresholds)}")
+    data_dir = Path(out_root) / "data"
+    lost = sorted(v for v in frames if v in owner and not _video_complete(data_dir / v, frames[v]))
+    if lost:
+        problems.append(f"{len(lost)} videos incomplete under {data_dir}: {_listing(lost)}")
+    if problems:
+        raise ValueError(f"{shards_dir}: pseudo-label shards do not cover the unlabeled list: " + "; ".join(problems))
+    kept = np.sum([rec["kept_pixels"] for rec in records], axis=0).astype(np.int64)
+    if len(kept) != len(class_names):
+        raise ValueError(f"{paths[0]}: {len(kept)} per-class counts for {len(class_names)} class names")
+    pixels = int(sum(rec["pixels"] for rec in records))
+    total_kept = int(kept.sum())
+    stats = {
+        "threshold": records[0]["threshold"],
+        "rule": "kept where max probability > threshold (strict), else 255",
+        "shards": count,
+        "videos": len(frames),
+        "frames": int(sum(rec["frames"] for rec in records)),
+        "pixels": pixels,
+        "kept_pixels": total_kept,
+        "kept_fraction": _ratio(total_kept, pixels),
+        "per_class": {
+            name: {"train_id": c, "kept_pixels": int(kept[c]), "share_of_kept": _ratio(int(kept[c]), total_kept)}
+            for c, name in enumerate(class_names)
+        },
+    }
+    out_root = Path(out_root)
+    write_text(out_root / "train.txt", "".join(f"{v}\n" for v in sorted(frames)))
+    copy_file(resource_path("vspw_label_num_dic_final.json"), out_root / "label_num_dic_final.json")
+    write_json(stats_path, stats)
+    return stats

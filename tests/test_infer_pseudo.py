@@ -1,0 +1,207 @@
+"""Pseudo labels: threshold semantics, raw-id round trip, sharding, resume after a kill, gather checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _infer_fixtures import PointwiseNet, write_vspw_root
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stcl.data import vspw
+from stcl.data.classes import VSPW_CLASSES
+from stcl.infer import pseudo_labels as pl
+from stcl.infer.ensemble import Member
+from stcl.infer.io import save_label_png
+from stcl.infer.multiscale import TTA
+from stcl.infer.sliding import Window
+
+VIDEOS = {"vid_a": (3, 24, 32), "vid_b": (2, 30, 20), "vid_c": (2, 16, 16), "vid_d": (1, 20, 28), "vid_e": (2, 24, 24)}
+TTA_SMALL = TTA(scales=(0.75, 1.0), flip=True, window=Window((16, 16), (12, 12)), batch_size=8)
+
+
+def test_threshold_is_strict():
+    probs = torch.zeros(3, 1, 4, dtype=torch.float64)
+    probs[0, 0] = torch.tensor([0.5, 0.3, 0.75, 0.5001], dtype=torch.float64)
+    probs[1, 0] = torch.tensor([0.25, 0.4, 0.2, 0.4999], dtype=torch.float64)
+    probs[2, 0] = 1 - probs[0, 0] - probs[1, 0]
+    # max == threshold → dropped (strict >); column 1's max is class 1 at 0.4 <= 0.5 → dropped
+    assert pl.keep_confident(probs, 0.5).tolist() == [[255, 255, 0, 0]]
+    assert pl.keep_confident(probs, 0.0).tolist() == [[0, 1, 0, 0]]
+    assert pl.keep_confident(probs, 0.75).tolist() == [[255, 255, 255, 255]]
+    with pytest.raises(ValueError, match="threshold"):
+        pl.keep_confident(probs, 1.5)
+
+
+def test_raw_ids_round_trip_through_vspw_reader(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    train_ids = rng.integers(0, 124, (13, 17)).astype(np.uint8)
+    train_ids[rng.random((13, 17)) < 0.3] = 255
+    train_ids[0, :3] = [0, 123, 255]
+    raw = pl.to_raw_ids(train_ids)
+    assert raw[0, :3].tolist() == [1, 124, 255]
+    save_label_png(tmp_path / "m.png", raw)
+    assert np.array_equal(vspw.load_raw_mask(tmp_path / "m.png"), raw)
+    assert np.array_equal(vspw.load_train_ids(tmp_path / "m.png"), train_ids)
+    with pytest.raises(ValueError, match="outside"):
+        pl.to_raw_ids(np.array([[124]], dtype=np.uint8))
+
+
+def test_parse_shard():
+    assert pl.parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "1", "a/b", "0/0", "-1/2"):
+        with pytest.raises(ValueError, match="--shard"):
+            pl.parse_shard(bad)
+
+
+@given(st.lists(st.text("abcxyz_0123", min_size=1, max_size=6), unique=True, max_size=30), st.integers(1, 7))
+def test_shards_partition_the_videos(videos, count):
+    shards = [pl.shard_videos(videos, i, count) for i in range(count)]
+    flat = [v for s in shards for v in s]
+    assert sorted(flat) == sorted(videos) and len(flat) == len(set(flat))
+    assert shards == [pl.shard_videos(list(reversed(videos)), i, count) for i in range(count)]  # order-free
+
+
+def _frames(root: Path) -> dict[str, list[str]]:
+    return {v: vspw.list_frames(root, v) for v in VIDEOS}
+
+
+class CountingTeacher:
+    """PointwiseNet wrapper that records how many windows it was asked for."""
+
+    def __init__(self) -> None:
+        self.model = PointwiseNet(num_classes=124, seed=3, gain=1.0).eval()
+        self.windows = 0
+
+    def __call__(self, x):
+        self.windows += x.shape[0]
+        return self.model(x)
+
+
+def _run(root: Path, out: Path, index: int, count: int, teacher=None) -> pl.ShardResult:
+    teacher = teacher or CountingTeacher()
+    return pl.run_shard(
+        [Member(teacher)], TTA_SMALL, _frames(root), index, count,
+        frame_path=lambda v, s: vspw.frame_path(root, v, s),
+        out_root=out / "VSPW_pseudo", shards_dir=out / "shards", threshold=0.5, progress=False,
+    )
+
+
+def _gather(root: Path, out: Path, count: int) -> dict:
+    return pl.gather(
+        _frames(root), count, out_root=out / "VSPW_pseudo", shards_dir=out / "shards",
+        stats_path=out / "stats.json", class_names=VSPW_CLASSES,
+    )
+
+
+def _masks(out: Path) -> dict[str, np.ndarray]:
+    data = out / "VSPW_pseudo" / "data"
+    return {str(p.relative_to(data)): vspw.load_raw_mask(p) for p in sorted(data.glob("*/mask/*.png"))}
+
+
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory):
+    root = write_vspw_root(tmp_path_factory.mktemp("src"), VIDEOS)
+    out = tmp_path_factory.mktemp("one")
+    result = _run(root, out, 0, 1)
+    stats = _gather(root, out, 1)
+    return root, out, result, stats
+
+
+def test_unsharded_run_writes_a_vspw_dataset(unsharded):
+    root, out, result, stats = unsharded
+    ds = out / "VSPW_pseudo"
+    assert result.computed == sorted(VIDEOS) and result.skipped == []
+    assert vspw.read_split(ds, "train") == sorted(VIDEOS)
+    for video, (n, h, w) in VIDEOS.items():
+        stems = vspw.list_frames(ds, video)
+        assert stems == vspw.list_frames(root, video)
+        for s in stems:
+            frame = vspw.frame_path(ds, video, s)
+            assert not frame.is_symlink() and frame.read_bytes() == vspw.frame_path(root, video, s).read_bytes()
+            assert vspw.load_train_ids(vspw.mask_path(ds, video, s)).shape == (h, w)
+    assert json.loads((ds / "label_num_dic_final.json").read_text())["wall"] == "1"
+    masks = _masks(out)
+    kept = sum(int((m != 255).sum()) for m in masks.values())
+    total = sum(m.size for m in masks.values())
+    assert 0 < kept < total  # the toy teacher is confident on some pixels only: the threshold matters
+    assert stats["kept_pixels"] == kept and stats["pixels"] == total
+    assert stats["kept_fraction"] == pytest.approx(kept / total)
+    per_class = np.bincount(np.concatenate([m.ravel() for m in masks.values()]), minlength=256)[1:125]
+    assert [stats["per_class"][n]["kept_pixels"] for n in VSPW_CLASSES] == per_class.tolist()
+    assert json.loads((out / "stats.json").read_text()) == stats
+
+
+def test_shard_union_equals_unsharded_run(unsharded, tmp_path: Path):
+    root, one, _, stats_one = unsharded
+    results = [_run(root, tmp_path, i, 2) for i in range(2)]
+    assert sorted(results[0].computed + results[1].computed) == sorted(VIDEOS)
+    assert not set(results[0].computed) & set(results[1].computed)
+    hidden = tmp_path / "1-of-2.json"
+    (tmp_path / "shards" / "1-of-2.json").rename(hidden)
+    with pytest.raises(FileNotFoundError, match="1 of 2 shard records missing: .*1-of-2.json"):
+        _gather(root, tmp_path, 2)
+    hidden.rename(tmp_path / "shards" / "1-of-2.json")
+    stats = _gather(root, tmp_path, 2)
+    a, b = _masks(one), _masks(tmp_path)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert {k: v for k, v in stats.items() if k != "shards"} == {k: v for k, v in stats_one.items() if k != "shards"}
+
+
+def test_killed_shard_resumes(unsharded, tmp_path: Path):
+    root, one, _, _ = unsharded
+    first = _run(root, tmp_path, 0, 1)
+    data = tmp_path / "VSPW_pseudo" / "data"
+    record = tmp_path / "shards" / "0-of-1.json"
+    # simulate a kill while writing vid_c: its folder never got renamed, a temp folder is left; no record
+    (data / "vid_c").rename(data / ".vid_c.k1ll3d.tmp")
+    (data / ".vid_c.k1ll3d.tmp" / "mask" / "00000001.png").unlink()
+    # and an older partial vid_e (e.g. a frame deleted by hand): incomplete, must be redone
+    (data / "vid_e" / "mask" / "00000000.png").unlink()
+    record.unlink()
+    with pytest.raises(FileNotFoundError, match="shard records missing"):
+        _gather(root, tmp_path, 1)
+    teacher = CountingTeacher()
+    again = _run(root, tmp_path, 0, 1, teacher)
+    assert again.computed == ["vid_c", "vid_e"]
+    assert again.skipped == ["vid_a", "vid_b", "vid_d"]
+    assert not list(data.glob(".*"))  # the stale temporary folder is gone
+    assert again.record == first.record and record.is_file()
+    a, b = _masks(one), _masks(tmp_path)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert teacher.windows == _windows(("vid_c", "vid_e"))  # the teacher ran on the redone videos only
+
+
+def _windows(videos) -> int:
+    """Windows the TTA runs for the frames of ``videos``."""
+    from stcl.infer.multiscale import scaled_size
+    from stcl.infer.sliding import pad_to_window, window_grid
+
+    total = 0
+    for v in videos:
+        n, h, w = VIDEOS[v]
+        for s, _ in TTA_SMALL.views:
+            ph, pw = pad_to_window(torch.zeros(1, *scaled_size(h, w, s)), TTA_SMALL.window).shape[-2:]
+            total += n * len(window_grid(ph, pw, TTA_SMALL.window))
+    return total
+
+
+def test_gather_reports_uncovered_and_duplicated_videos(unsharded, tmp_path: Path):
+    root, one, _, _ = unsharded
+    _run(root, tmp_path, 0, 2)
+    _run(root, tmp_path, 1, 2)
+    rec_path = tmp_path / "shards" / "1-of-2.json"
+    rec = json.loads(rec_path.read_text())
+    dropped = rec["videos"].pop()
+    rec_path.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=rf"1 unlabeled videos in no shard: {dropped}"):
+        _gather(root, tmp_path, 2)
+    rec["videos"] += [dropped, pl.shard_videos(list(VIDEOS), 0, 2)[0]]
+    rec_path.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="1 videos in several shards"):
+        _gather(root, tmp_path, 2)
+    assert not (tmp_path / "stats.json").exists()
