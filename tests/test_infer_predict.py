@@ -1,0 +1,139 @@
+"""Predicting a split: palette PNGs per video, atomic folders, resume; the CLI commands end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from _infer_fixtures import PointwiseNet, write_vspw_root
+from PIL import Image
+
+from stcl.data import vspw
+from stcl.infer.ensemble import Member
+from stcl.infer.io import label_palette
+from stcl.infer.multiscale import TTA, tta_probs
+from stcl.infer.predict import image_tensor, predict_videos
+from stcl.infer.sliding import Window
+
+VIDEOS = {"v1": (2, 20, 28), "v2": (3, 18, 18)}
+TTA_SMALL = TTA(scales=(0.5, 1.0), flip=True, window=Window((16, 16), (12, 12)), batch_size=8)
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.model = PointwiseNet(num_classes=124, seed=1).eval()
+        self.images = 0
+
+    def __call__(self, x):
+        self.images += x.shape[0]
+        return self.model(x)
+
+
+def test_predictions_are_palette_pngs_of_the_argmax(tmp_path: Path):
+    root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
+    model = Counting()
+    summary = predict_videos(
+        [Member(model)], TTA_SMALL, root, ["v1", "v2"], tmp_path / "out", save_probs=True, progress=False
+    )
+    assert summary.computed == ["v1", "v2"] and summary.frames == 5
+    for video, (n, h, w) in VIDEOS.items():
+        for i in range(n):
+            png = tmp_path / "out" / video / f"{i:08d}.png"
+            with Image.open(png) as img:
+                assert img.mode == "P" and img.size == (w, h)
+                assert img.getpalette()[: 3 * 256] == label_palette()
+                pred = np.asarray(img)
+            image = image_tensor(vspw.load_image(vspw.frame_path(root, video, f"{i:08d}")))
+            probs = tta_probs(model.model, image, TTA_SMALL)
+            assert np.array_equal(pred, probs.argmax(0).numpy())
+            saved = np.load(tmp_path / "out" / video / f"{i:08d}.npy")
+            assert saved.dtype == np.float16 and saved.shape == (124, h, w)
+            np.testing.assert_allclose(saved.astype(np.float32), probs.numpy(), atol=2e-3)
+
+
+def test_rerun_skips_complete_videos_and_redoes_partial_ones(tmp_path: Path):
+    root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
+    out = tmp_path / "out"
+    predict_videos([Member(Counting())], TTA_SMALL, root, ["v1", "v2"], out, progress=False)
+    before = {p: p.read_bytes() for p in out.glob("*/*.png")}
+    (out / "v2" / "00000002.png").unlink()  # partial video
+    (out / ".v1.dead0000.tmp").mkdir()  # temp folder of a killed run
+    model = Counting()
+    summary = predict_videos([Member(model)], TTA_SMALL, root, ["v1", "v2"], out, progress=False)
+    assert summary.skipped == ["v1"] and summary.computed == ["v2"] and summary.frames == 3
+    assert {p: p.read_bytes() for p in out.glob("*/*.png")} == before
+    assert sorted(p.name for p in out.iterdir()) == ["v1", "v2"]
+    assert model.images > 0
+
+
+def test_failure_mid_video_leaves_no_video_folder(tmp_path: Path):
+    root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
+    calls = []
+
+    def failing(x):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("killed")
+        return PointwiseNet(124)(x)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        predict_videos([Member(failing)], TTA_SMALL, root, ["v1"], tmp_path / "out", progress=False)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def _checkpoint(path: Path, seed: int) -> Path:
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.models import build_segmentor, save_model
+    from stcl.params import Params
+
+    torch.manual_seed(seed)
+    params = Params().model
+    model = build_segmentor(params, 124)
+    return save_model(
+        path, model, model_params=params, num_classes=124, proj_dim=None, label_space="vspw", class_names=VSPW_CLASSES
+    )
+
+
+def _params_file(tmp_path: Path, root: Path, shards: int = 2) -> Path:
+    from stcl.params import Params
+
+    data = Params().model_dump(mode="json")
+    data["data"]["vspw_root"] = str(root)
+    data["data"]["unlabeled"] = {"source": "vspw", "splits": ["test"], "folder": None}
+    data["infer"].update(scales=[0.75, 1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4)
+    data["pseudo_label"].update(shards=shards, scales=[1.0], flip=True)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow
+def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
+    from stcl.cli import main
+
+    root = write_vspw_root(tmp_path / "VSPW", {"a": (2, 40, 56), "b": (1, 48, 32), "c": (1, 24, 40)}, split="test")
+    params = _params_file(tmp_path, root)
+    a, b = _checkpoint(tmp_path / "m" / "train_ade" / "model.pt", 0), _checkpoint(tmp_path / "m" / "train_stcl" / "model.pt", 1)
+    pred = tmp_path / "pred"
+    argv = ["infer", "--checkpoints", str(a), str(b), "--split", "test", "--out", str(pred), "--params", str(params)]
+    assert main([*argv, "--weights", "2", "1", "--device", "cpu"]) == 0
+    zip_path = tmp_path / "sub.zip"
+    assert main(["submit", "--pred", str(pred), "--params", str(params), "--out", str(zip_path)]) == 0
+    assert zip_path.is_file()
+    assert main([*argv, "--weights", "1"]) == 1  # one weight for two checkpoints: a clear error
+
+    unlabeled = tmp_path / "unlabeled.txt"
+    unlabeled.write_text("".join(f"{v}/{s}\n" for v in ("a", "b", "c") for s in vspw.list_frames(root, v)))
+    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--models-dir", str(tmp_path / "m")]
+    out = tmp_path / "pseudo"
+    assert main(["pseudo-label", "--shard", "0/3", *common, "--out", str(out)]) == 1  # N != pseudo_label.shards
+    for i in range(2):
+        assert main(["pseudo-label", "--shard", f"{i}/2", *common, "--out", str(out)]) == 0
+    assert main(["pseudo-label", "--gather", *common, "--out", str(out)]) == 0
+    ds = out / "VSPW_pseudo"
+    assert vspw.read_split(ds, "train") == ["a", "b", "c"]
+    assert vspw.load_train_ids(vspw.mask_path(ds, "b", "00000000")).shape == (48, 32)
+    assert (out / "stats.json").is_file()
