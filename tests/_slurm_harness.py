@@ -1,0 +1,251 @@
+"""A real single-node Slurm cluster for tests: munge + slurmctld + slurmd with fake GPUs.
+
+`SlurmCluster(workdir, gpus=2)` as a context manager installs the Debian packages when missing (root and
+apt-get needed; otherwise `unavailable_reason()` says why and the test skips), writes slurm.conf and
+gres.conf under `workdir`, starts munged (as user munge), slurmctld and slurmd, waits until the node is
+idle, and on exit stops the daemons it started, by PID. Clients (sbatch, squeue, Snakemake's Slurm plugin)
+find the cluster through the SLURM_CONF variable in `env()`, and through /etc/slurm/slurm.conf (a link to
+ours, made only when that file does not exist, removed on exit): the Slurm jobstep plugin drops SLURM_*
+variables, SLURM_CONF included, before the `srun` inside each job.
+
+Facts (DESIGN.md "Orchestration facts"): no slurmdbd, so `sacct` fails and status goes through `squeue`
+with MinJobAge >= 600; DefMemPerCPU so a job does not take the whole node; fake GPUs are character
+devices made with `mknod -m 666 PATH c 1 3` listed in gres.conf, so `--gpus=N` jobs schedule and get
+CUDA_VISIBLE_DEVICES.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
+DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/squeue")
+
+
+def unavailable_reason() -> str | None:
+    """None when this machine can run the test cluster, else why not (the skip reason)."""
+    if os.name != "posix" or not hasattr(os, "geteuid"):
+        return "Slurm test needs Linux"
+    if os.geteuid() != 0:
+        return "Slurm test needs root (to install Slurm and run slurmd); run the tests as root or in CI"
+    if SYSTEM_CONF.exists() and not SYSTEM_CONF.is_symlink():
+        return f"{SYSTEM_CONF} exists: this machine has its own Slurm, which the test must not disturb"
+    if all(Path(p).exists() for p in DAEMONS):
+        return None
+    if shutil.which("apt-get") is None:
+        return "Slurm is not installed and there is no apt-get to install it (packages: " + " ".join(PACKAGES) + ")"
+    return None
+
+
+def install() -> None:
+    """apt-get install the Slurm packages if any daemon or client is missing."""
+    if all(Path(p).exists() for p in DAEMONS):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES], env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES], env=env,
+                       capture_output=True, text=True, check=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SlurmCluster:
+    """One-node Slurm in `workdir` with `gpus` fake GPUs; a context manager."""
+
+    def __init__(self, workdir: Path, gpus: int = 2, def_mem_per_cpu: int = 1000) -> None:
+        self.dir = Path(workdir)
+        self.gpus = gpus
+        self.def_mem_per_cpu = def_mem_per_cpu
+        self.host = socket.gethostname().split(".")[0]
+        self.conf = self.dir / "slurm.conf"
+        self._started: list[tuple[str, int]] = []  # (name, pid) of daemons this object started
+        self._procs: list[subprocess.Popen] = []
+        self._linked_conf = False
+
+    def env(self) -> dict[str, str]:
+        """os.environ plus SLURM_CONF pointing at this cluster (pass to every client command)."""
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def _node_line(self) -> tuple[int, int]:
+        out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
+        fields = dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
+        return int(fields["CPUs"]), int(fields["RealMemory"])
+
+    def _ensure_hostname(self) -> None:
+        try:
+            socket.gethostbyname(self.host)
+        except OSError:
+            with open("/etc/hosts", "a") as fh:
+                fh.write(f"127.0.0.1 {self.host}\n")
+
+    def write_config(self) -> None:
+        d = self.dir
+        for sub in ("state", "spool", "dev", "log"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(self.gpus):
+            dev = d / "dev" / f"fakegpu{i}"
+            if not dev.exists():
+                subprocess.run(["mknod", "-m", "666", str(dev), "c", "1", "3"], check=True)
+        cpus, mem = self._node_line()
+        mem = max(1000, mem - 1000)
+        self.cpus, self.mem_mb = cpus, mem
+        ctl_port, d_port = _free_port(), _free_port()
+        self.conf.write_text(
+            f"""# single-node test cluster written by tests/_slurm_harness.py
+ClusterName=stcltest
+SlurmctldHost={self.host}
+SlurmctldPort={ctl_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/log/slurmctld.log
+SlurmdLogFile={d}/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+GresTypes=gpu
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/backfill
+MinJobAge=600
+DefMemPerCPU={self.def_mem_per_cpu}
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SlurmctldTimeout=30
+SlurmdTimeout=30
+NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:{self.gpus} State=UNKNOWN
+PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
+"""
+        )
+        last = self.gpus - 1
+        files = f"{d}/dev/fakegpu[0-{last}]" if self.gpus > 1 else f"{d}/dev/fakegpu0"
+        (d / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={files}\n")
+        if SYSTEM_CONF.is_symlink():
+            SYSTEM_CONF.unlink()  # left by an earlier run that was killed
+        SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+        SYSTEM_CONF.symlink_to(self.conf)
+        self._linked_conf = True
+
+    def _start_munge(self) -> None:
+        pidfile = Path("/run/munge/munged.pid")
+        if pidfile.exists():
+            try:
+                if _pid_alive(int(pidfile.read_text().strip())):
+                    return  # someone else's munged: use it, leave it running
+            except ValueError:
+                pass
+        run_dir = Path("/run/munge")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(run_dir, "munge", "munge")
+        if not Path("/etc/munge/munge.key").exists():
+            subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/mungekey", "--create"], check=True)
+        subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
+        for _ in range(50):
+            if pidfile.exists() and pidfile.read_text().strip():
+                self._started.append(("munged", int(pidfile.read_text().strip())))
+                return
+            time.sleep(0.1)
+        raise RuntimeError("munged did not write /run/munge/munged.pid")
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        log = open(self.dir / "log" / f"{name}.out", "w")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+        self._procs.append(proc)
+        self._started.append((name, proc.pid))
+
+    def start(self) -> None:
+        reason = unavailable_reason()
+        if reason:
+            raise RuntimeError(reason)
+        install()
+        self._ensure_hostname()
+        self.write_config()
+        self._start_munge()
+        # -D: stay in the foreground so the PID is ours; -i: ignore stale state; -f: our config.
+        self._start("slurmctld", ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(self.conf)])
+        time.sleep(1)
+        self._start("slurmd", ["/usr/sbin/slurmd", "-D", "-f", str(self.conf)])
+        self.wait_idle()
+
+    def wait_idle(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        state = ""
+        while time.time() < deadline:
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Slurm daemon exited early; logs in {self.dir / 'log'}:\n{self.logs()}")
+            r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=self.env())
+            state = r.stdout.strip()
+            if r.returncode == 0 and state.startswith("idle"):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"Slurm node not idle after {timeout}s (state {state!r}):\n{self.logs()}")
+
+    def logs(self) -> str:
+        parts = []
+        for f in sorted((self.dir / "log").glob("*")):
+            parts.append(f"== {f.name}\n{f.read_text(errors='replace')[-3000:]}")
+        return "\n".join(parts)
+
+    # -- teardown ---------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the daemons this object started, by PID (SIGTERM, then SIGKILL after 10 s)."""
+        for name, pid in reversed(self._started):
+            if not _pid_alive(pid):
+                continue
+            os.kill(pid, 15)
+            for _ in range(100):
+                proc = next((p for p in self._procs if p.pid == pid), None)
+                if proc is not None and proc.poll() is not None:
+                    break
+                if proc is None and not _pid_alive(pid):
+                    break
+                time.sleep(0.1)
+            else:
+                if _pid_alive(pid):
+                    os.kill(pid, 9)
+        self._started.clear()
+        if self._linked_conf and SYSTEM_CONF.is_symlink():
+            SYSTEM_CONF.unlink()
+            self._linked_conf = False
+
+    def __enter__(self) -> "SlurmCluster":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
