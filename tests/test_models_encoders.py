@@ -1,0 +1,136 @@
+"""Every registered encoder: output channels, strides and (for the small ones) finite forward/backward.
+
+Large encoders run on the meta device (shapes only, no memory, no compute); small ones run for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stcl.models import ENCODERS, build_encoder, build_segmentor
+from stcl.models.cswin import build_cswin, convert_cswin_checkpoint
+from stcl.params import ModelParams
+
+SMALL = ("resnet18", "swin_mini", "cswin_mini")
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_shapes_and_strides_on_meta(name):
+    enc = build_encoder(name, device="meta")
+    outs = enc(torch.empty(2, 3, 128, 96, device="meta"))
+    assert len(outs) == 4 and enc.strides == (4, 8, 16, 32)
+    for out, ch, stride in zip(outs, enc.out_channels, enc.strides):
+        assert out.shape == (2, ch, 128 // stride, 96 // stride)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_encoders_forward_backward_finite(name):
+    torch.manual_seed(0)
+    enc = build_encoder(name, drop_path=0.1)
+    x = torch.randn(2, 3, 64, 96, requires_grad=True)
+    outs = enc(x)
+    assert [tuple(o.shape) for o in outs] == [(2, c, 64 // s, 96 // s) for c, s in zip(enc.out_channels, enc.strides)]
+    assert all(torch.isfinite(o).all() for o in outs)
+    sum(o.square().mean() for o in outs).backward()
+    grads = [p.grad for p in enc.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ("swin_mini", "cswin_mini"))
+@pytest.mark.parametrize("size", [(33, 47), (70, 90)])
+def test_transformers_take_sizes_that_are_not_window_multiples(name, size):
+    enc = build_encoder(name).eval()
+    with torch.no_grad():
+        outs = enc(torch.randn(1, 3, *size))
+    assert all(torch.isfinite(o).all() for o in outs)
+    assert outs[0].shape[2:] == (-(-size[0] // 4), -(-size[1] // 4))
+
+
+def test_unknown_encoder_lists_valid_names():
+    with pytest.raises(ValueError, match="valid: .*swin_large_patch4_window12_384.*resnet50.*resnest101e"):
+        build_encoder("vit_huge")
+
+
+def test_pretrained_sources_are_exclusive(tmp_path):
+    with pytest.raises(ValueError, match="exclusive"):
+        build_encoder("resnet18", pretrained=tmp_path / "w.pt", pretrained_from_hub=True)
+
+
+def test_missing_pretrained_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        build_encoder("resnet18", pretrained=tmp_path / "absent.pth")
+
+
+def test_resnet50_is_the_deep_stem_v1c():
+    enc = build_encoder("resnet50", device="meta")
+    stem = enc.model.conv1  # three 3×3 convs 3→32→32→64, as mmseg's ResNetV1c
+    assert [m.weight.shape[:2] for m in stem if isinstance(m, torch.nn.Conv2d)] == [(32, 3), (32, 32), (64, 32)]
+
+
+def test_swin_has_mmseg_style_output_norms():
+    enc = build_encoder("swin_large_patch4_window12_384", device="meta")
+    assert [getattr(enc, f"norm{i}").normalized_shape[0] for i in range(4)] == [192, 384, 768, 1536]
+
+
+def test_timm_checkpoint_loads_from_local_file(tmp_path):
+    src = build_encoder("resnet18")
+    path = tmp_path / "resnet18.pth"
+    state = dict(src.model.state_dict())
+    state["fc.weight"] = torch.zeros(1000, 512)  # classifier of a timm checkpoint: dropped
+    torch.save(state, path)
+    enc = build_encoder("resnet18", pretrained=path)
+    assert torch.equal(enc.model.layer3[1].conv2.weight, src.model.layer3[1].conv2.weight)
+
+
+def test_official_swin_release_format_loads(tmp_path):
+    """{'model': ...} with PatchMerging at the end of each stage (official release) → timm layout."""
+    src = build_encoder("swin_mini")
+    official = {}
+    for key, value in src.model.state_dict().items():
+        if ".downsample." in key:  # timm: layers.N+1.downsample ↔ official: layers.N.downsample
+            n = int(key.split(".")[1])
+            key = key.replace(f"layers.{n}.downsample", f"layers.{n - 1}.downsample")
+        official[key] = value
+    official["head.weight"] = torch.zeros(10, 256)
+    path = tmp_path / "swin_official.pth"
+    torch.save({"model": official}, path)
+    enc = build_encoder("swin_mini", pretrained=path)
+    for key, value in src.model.state_dict().items():
+        assert torch.equal(enc.model.state_dict()[key], value), key
+
+
+def test_cswin_official_checkpoint_loads_by_name(tmp_path):
+    src = build_cswin("mini")
+    official = {k: v for k, v in src.state_dict().items() if not k.startswith(("norm1.", "norm2.", "norm3.", "norm4."))}
+    official |= {"norm.weight": torch.ones(256), "head.weight": torch.zeros(10, 256), "head.bias": torch.zeros(10)}
+    enc = build_cswin("mini")
+    report = enc.load_pretrained({"state_dict_ema": official}, "cswin.pth")
+    assert not report.unexpected and not report.mismatched
+    assert sorted(report.missing) == sorted(f"norm{i}.{p}" for i in range(1, 5) for p in ("weight", "bias"))
+    assert torch.equal(enc.stage3[1].attns[1].get_v.weight, src.stage3[1].attns[1].get_v.weight)
+    assert "head.weight" not in convert_cswin_checkpoint({"model": official})
+
+
+def test_cswin_large_structure_and_parameter_count():
+    enc = build_encoder("cswin_large", device="meta")
+    assert enc.out_channels == (144, 288, 576, 1152)
+    assert [len(getattr(enc, f"stage{i}")) for i in range(1, 5)] == [2, 4, 32, 2]
+    assert len(enc.stage3[0].attns) == 2 and len(enc.stage4[0].attns) == 1
+    # Official CSWin-L classifier: 173M = trunk + final norm + 1000-class head, without our output norms.
+    out_norms = sum(2 * c for c in enc.out_channels)
+    n = sum(p.numel() for p in enc.parameters()) - out_norms + 2 * 1152 + 1152 * 1000 + 1000
+    assert n == pytest.approx(173e6, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "expected"),
+    [("swin_large_patch4_window12_384", 234e6), ("cswin_large", 208e6)],
+)
+def test_upernet_parameter_count_self_check(backbone, expected):
+    """UperNet Swin-L (150 classes) ≈ 234M (Swin README); UperNet CSWin-L ≈ 208M (CSWin paper)."""
+    params = ModelParams(backbone=backbone, channels=512, aux_channels=256)
+    model = build_segmentor(params, num_classes=150, device="meta")
+    n = sum(p.numel() for p in model.parameters())
+    assert n == pytest.approx(expected, rel=0.01)
