@@ -23,7 +23,11 @@ __all__ = [
     "RULE_CODE",
     "Stage",
     "lookup",
+    "PSEUDO_PARTS",
+    "PSEUDO_ROOT",
     "SINGLE_MODELS",
+    "synth_out",
+    "weights_arg",
     "ensemble_checkpoints",
     "model_path",
     "teacher_checkpoints",
@@ -40,7 +44,15 @@ EVAL_MODELS = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble"
 SINGLE_MODELS = ("train_stcl", "train_ade", "train_student")
 
 _DATA_ROOTS = ("data.vspw_root", "data.coco_root", "data.ade_root")
-_INFER = ("infer.scales", "infer.flip", "infer.crop_size", "infer.stride", "infer.batch_size", "infer.workers")
+_INFER = (
+    "infer.scales",
+    "infer.flip",
+    "infer.crop_size",
+    "infer.stride",
+    "infer.batch_size",
+    "infer.workers",
+    "infer.amp",
+)
 
 # Dotted params.yaml keys each rule reads (DVC `params:` and Snakemake `params:`). A key read by a stage but
 # missing here would let a params edit go unnoticed; one listed but unread reruns a stage for nothing.
@@ -50,6 +62,7 @@ RULE_PARAMS: dict[str, tuple[str, ...]] = {
     **{s: ("model", "clips", "augment", s) + _DATA_ROOTS for s in TRAIN_STAGES},
     "teacher": ("teacher",) + _INFER + ("data.vspw_root",),
     "pseudo_label": ("pseudo_label", "teacher") + _INFER + ("data",),
+    "pseudo_label_init": ("pseudo_label", "teacher") + _INFER + ("data",),
     "pseudo_label_gather": ("pseudo_label",),
     "infer_val": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
     "infer_test": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
@@ -66,7 +79,7 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     **{s: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/losses", "src/stcl/train") for s in TRAIN_STAGES},
     **{
         r: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/infer")
-        for r in ("teacher", "pseudo_label", "pseudo_label_gather", "infer_val", "infer_test", "submission")
+        for r in ("teacher", "pseudo_label", "pseudo_label_init", "pseudo_label_gather", "infer_val", "infer_test", "submission")
     },
     "evaluate": _CORE + ("src/stcl/data", "src/stcl/metrics"),
     "tables": _CORE + ("src/stcl/metrics",),
@@ -115,9 +128,43 @@ class Stage:
     outs: tuple[str, ...]
     metrics: tuple[str, ...] = ()
     plots: tuple[dict[str, Any], ...] = field(default=())
+    # Snakemake rules whose jobs together do this stage (default: `rule` alone). DVC runs the pseudo-label
+    # shards one after the other in one stage; Snakemake spreads them over jobs (GPUs).
+    rules: tuple[str, ...] = ()
+
+    @property
+    def snakemake_rules(self) -> tuple[str, ...]:
+        return self.rules or (self.rule,)
 
 
-def train_inputs(params: Params, stage: str) -> tuple[str, ...]:
+PSEUDO_ROOT = "results/pseudo/VSPW_pseudo"
+# What Snakemake sees of the pseudo-label dataset: the shards' video folders and the gather's index.
+PSEUDO_PARTS = (f"{PSEUDO_ROOT}/data", f"{PSEUDO_ROOT}/train.txt")
+
+
+def synth_out(params: Params) -> str:
+    """The folder `stcl synth --out` writes: the common parent of the three data roots.
+
+    Raises ValueError when data.synthetic is true but the roots are not `<out>/VSPW_480p`, `<out>/coco`
+    and `<out>/ADEChallengeData2016` (the names `stcl synth` writes).
+    """
+    d = params.data
+    out = d.vspw_root.parent
+    if (d.vspw_root.name, d.coco_root, d.ade_root) != ("VSPW_480p", out / "coco", out / "ADEChallengeData2016"):
+        raise ValueError(
+            "data.synthetic is true, so the data roots must be <dir>/VSPW_480p, <dir>/coco and "
+            f"<dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got {d.vspw_root}, "
+            f"{d.coco_root}, {d.ade_root}"
+        )
+    return str(out)
+
+
+def weights_arg(weights: tuple[float, ...] | None) -> str:
+    """`--weights w1 w2 ...` for `stcl infer`, or nothing for equal weights."""
+    return "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
+
+
+def train_inputs(params: Params, stage: str, pseudo: tuple[str, ...] = PSEUDO_PARTS) -> tuple[str, ...]:
     """Dataset folders and init checkpoint a training stage reads (its `datasets` mix and `init`)."""
     deps = ["results/prepare/report.json"]
     for mix in params.stage(stage).datasets:
@@ -126,9 +173,10 @@ def train_inputs(params: Params, stage: str) -> tuple[str, ...]:
                 "vspw": str(params.data.vspw_root),
                 "coco": "results/prepare/coco_semantic",
                 "ade": str(params.data.ade_root),
-                "pseudo": "results/pseudo/VSPW_pseudo",
-            }[mix.name]
+            }.get(mix.name, mix.name)
         )
+        if mix.name == "pseudo":
+            deps[-1:] = pseudo
     init = params.stage(stage).init
     if init is not None:
         deps.append(model_path(init))
@@ -142,12 +190,12 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
     roots = (vspw, str(params.data.coco_root), str(params.data.ade_root))
     stages: list[Stage] = []
     if params.data.synthetic:
-        stages.append(Stage("synth", "synth", f"stcl synth {p}", (), roots))
+        stages.append(Stage("synth", "synth", f"stcl synth {p} --out {synth_out(params)}", (), roots))
     stages.append(
         Stage(
             "prepare",
             "prepare",
-            f"stcl prepare {p}",
+            f"stcl prepare {p} --out results/prepare",
             roots,
             ("results/prepare/coco_semantic", "results/prepare/unlabeled.txt", "results/prepare/report.json"),
         )
@@ -161,30 +209,22 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
         Stage(
             "teacher",
             "teacher",
-            f"stcl infer {p} --checkpoints {' '.join(members)} --split val --out {prediction_dir('teacher', 'val')}",
+            f"stcl infer {p} --checkpoints {' '.join(members)}{weights_arg(params.teacher.weights)}"
+            f" --split val --out {prediction_dir('teacher', 'val')}",
             (vspw,) + members,
             (prediction_dir("teacher", "val"),),
         )
     )
     n = params.pseudo_label.shards
-    shards = [f"results/pseudo/shards/{i}-of-{n}.json" for i in range(n)]
-    for i, shard in enumerate(shards):
-        stages.append(
-            Stage(
-                f"pseudo_label-{i}-of-{n}",
-                "pseudo_label",
-                f"stcl pseudo-label {p} --shard {i}/{n}",
-                ("results/prepare/unlabeled.txt",) + members,
-                (shard,),
-            )
-        )
+    shard_cmds = [f"stcl pseudo-label {p} --shard {i}/{n}" for i in range(n)]
     stages.append(
         Stage(
-            "pseudo_label_gather",
-            "pseudo_label_gather",
-            f"stcl pseudo-label {p} --gather",
-            tuple(shards),
-            ("results/pseudo/VSPW_pseudo", "results/pseudo/stats.json"),
+            "pseudo_label",
+            "pseudo_label",
+            " && ".join(shard_cmds + [f"stcl pseudo-label {p} --gather"]),
+            ("results/prepare/unlabeled.txt",) + members,
+            (PSEUDO_ROOT, "results/pseudo/shards", "results/pseudo/stats.json"),
+            rules=("pseudo_label_init", "pseudo_label", "pseudo_label_gather"),
         )
     )
     stages.append(_train_stage(params, "train_student", p))
@@ -206,7 +246,8 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
             Stage(
                 f"{rule}-ensemble" if rule == "infer_val" else rule,
                 rule,
-                f"stcl infer {p} --checkpoints {' '.join(ensemble)} --split {split} --out {out}",
+                f"stcl infer {p} --checkpoints {' '.join(ensemble)}{weights_arg(params.infer.weights)}"
+                f" --split {split} --out {out}",
                 (vspw,) + ensemble,
                 (out,),
             )
@@ -255,7 +296,7 @@ def _train_stage(params: Params, stage: str, p: str) -> Stage:
         stage,
         stage,
         f"stcl train {p} --stage {stage} --out {out}",
-        train_inputs(params, stage),
+        train_inputs(params, stage, pseudo=(PSEUDO_ROOT,)),
         (model_path(stage),),
         metrics=(f"{out}/train_metrics.json",),
         plots=({f"{out}/dvclive/plots/metrics": {"x": "step"}},),
@@ -278,7 +319,7 @@ def dvc_yaml(params: Params, params_file: str = "params.yaml") -> dict[str, Any]
         if st.metrics:
             entry["metrics"] = list(st.metrics)
         if st.plots:
-            entry["plots"] = list(st.plots)
+            entry["plots"] = [next(iter(pl)) if not next(iter(pl.values())) else pl for pl in st.plots]
         out[st.name] = entry
     return {"stages": out}
 

@@ -11,13 +11,16 @@ from snakemake.utils import validate
 from stcl.params import TRAIN_STAGES, parse_params
 from stcl.workflow_graph import (
     EVAL_MODELS,
+    PSEUDO_PARTS,
     SINGLE_MODELS,
     ensemble_checkpoints,
     model_path,
     prediction_dir,
     rule_params,
     teacher_checkpoints,
+    synth_out,
     train_inputs,
+    weights_arg,
 )
 
 # Types, ranges and defaults come from the schema generated from stcl.params (workflow/gen_schema.py);

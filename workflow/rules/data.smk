@@ -2,6 +2,9 @@
 
 
 if PARAMS.data.synthetic:
+    synth_out(
+        PARAMS
+    )  # the data roots must be the folders `stcl synth --out <dir>` writes
 
     rule synth:
         output:
@@ -19,8 +22,9 @@ if PARAMS.data.synthetic:
         params:
             file=PARAMS_FILE,
             reads=reads("synth"),
+            out=lambda wildcards, output: os.path.dirname(output.vspw),
         shell:
-            "stcl synth --params {params.file} > {log} 2>&1"
+            "stcl synth --params {params.file} --out {params.out} > {log} 2>&1"
 
 
 rule prepare:
@@ -45,4 +49,4 @@ rule prepare:
         file=PARAMS_FILE,
         reads=reads("prepare"),
     shell:
-        "stcl prepare --params {params.file} > {log} 2>&1"
+        "stcl prepare --params {params.file} --out results/prepare > {log} 2>&1"

@@ -21,8 +21,11 @@ rule infer_val:
     params:
         file=PARAMS_FILE,
         reads=reads("infer_val"),
+        weights=lambda wildcards: (
+            weights_arg(PARAMS.infer.weights) if wildcards.model == "ensemble" else ""
+        ),
     shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints} --split val"
+        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights} --split val"
         " --out {output} > {log} 2>&1"
 
 
@@ -44,8 +47,9 @@ rule infer_test:
     params:
         file=PARAMS_FILE,
         reads=reads("infer_test"),
+        weights=weights_arg(PARAMS.infer.weights),
     shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints} --split test"
+        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights} --split test"
         " --out {output} > {log} 2>&1"
 
 

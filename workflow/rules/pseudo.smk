@@ -19,13 +19,35 @@ rule teacher:
     params:
         file=PARAMS_FILE,
         reads=reads("teacher"),
+        weights=weights_arg(PARAMS.teacher.weights),
     shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints} --split val"
-        " --out {output} > {log} 2>&1"
+        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights}"
+        " --split val --out {output} > {log} 2>&1"
+
+
+# The shards write their videos into one dataset folder, which this job (re)creates empty whenever the
+# teacher or the pseudo-label settings change, so no shard resumes from labels of an older teacher.
+rule pseudo_label_init:
+    input:
+        unlabeled="results/prepare/unlabeled.txt",
+        checkpoints=teacher_checkpoints(PARAMS),
+    output:
+        directory(PSEUDO_PARTS[0]),
+    log:
+        "results/logs/pseudo_label_init.log",
+    conda:
+        "../envs/stcl.yaml"
+    resources:
+        **cluster_resources("default"),
+    params:
+        reads=reads("pseudo_label_init"),
+    shell:
+        "mkdir -p {output} > {log} 2>&1"
 
 
 rule pseudo_label:
     input:
+        folder=PSEUDO_PARTS[0],
         unlabeled="results/prepare/unlabeled.txt",
         checkpoints=teacher_checkpoints(PARAMS),
     output:
@@ -46,7 +68,8 @@ rule pseudo_label:
         file=PARAMS_FILE,
         reads=reads("pseudo_label"),
     shell:
-        "stcl pseudo-label --params {params.file} --shard {wildcards.shard}/{wildcards.n} > {log} 2>&1"
+        "stcl pseudo-label --params {params.file} --shard {wildcards.shard}/{wildcards.n}"
+        " > {log} 2>&1"
 
 
 rule pseudo_label_gather:
@@ -55,7 +78,7 @@ rule pseudo_label_gather:
             "results/pseudo/shards/{shard}-of-{n}.json", shard=range(SHARDS), n=SHARDS
         ),
     output:
-        dataset=directory("results/pseudo/VSPW_pseudo"),
+        index=PSEUDO_PARTS[1],
         stats="results/pseudo/stats.json",
     log:
         "results/logs/pseudo_label_gather.log",
