@@ -244,13 +244,13 @@ def convert_mmseg_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str
     """An mmseg EncoderDecoder state dict (``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``) → ours.
 
     Heads keep their names (ours are mmseg's); the backbone is converted by family: Swin (``stages.N.
-    blocks``) and ResNetV1c (``stem.N``). Keys already in our format pass through unchanged.
+    blocks``) and ResNetV1c (``stem.N``); CSWin backbones and keys already in our format pass through.
     """
     state = dict(state_dict["state_dict"]) if isinstance(state_dict.get("state_dict"), Mapping) else dict(state_dict)
     backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
     rest = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-    if any(k.startswith("model.") for k in backbone):
-        converted = backbone  # already ours
+    if any(k.startswith(("model.", "stage1_conv_embed.")) for k in backbone):
+        converted = backbone  # already ours, or CSWin (whose names we keep)
     elif any(k.startswith("stages.") and ".blocks." in k for k in backbone):
         converted = mmseg_swin_to_timm(backbone)
     elif any(k.startswith("stem.") for k in backbone) or any(k.startswith("layer1.") for k in backbone):
