@@ -57,12 +57,16 @@ def measure(predict, frames: list[torch.Tensor], tta: TTA, device: torch.device)
 
 
 def _report(title: str, res: dict[str, float], tta: TTA, h: int, w: int) -> None:
-    print(f"{title}: {h}x{w}, {len(tta.scales)} scales x {'flip' if tta.flip else 'no flip'}, "
-          f"window {tta.window.crop} stride {tta.window.stride}, {_windows(tta, h, w)} windows/frame, "
-          f"batch {tta.batch_size}")
+    print(
+        f"{title}: {h}x{w}, {len(tta.scales)} scales x {'flip' if tta.flip else 'no flip'}, "
+        f"window {tta.window.crop} stride {tta.window.stride}, {_windows(tta, h, w)} windows/frame, "
+        f"batch {tta.batch_size}"
+    )
     b, o = res["batched"], res["one_view_at_a_time"]
     print(f"  batched across views: {b:.3f} frames/s")
-    print(f"  one view at a time:   {o:.3f} frames/s   (speed-up {b / o:.2f}x, max |prob diff| {res['max_prob_diff']:.2e})")
+    print(
+        f"  one view at a time:   {o:.3f} frames/s   (speed-up {b / o:.2f}x, max |prob diff| {res['max_prob_diff']:.2e})"
+    )
 
 
 def main() -> None:
@@ -83,8 +87,13 @@ def main() -> None:
     tta = TTA(PAPER_SCALES, True, Window(params.infer.crop_size, params.infer.stride), params.infer.batch_size)
     with torch.inference_mode():
         res = measure(model.predict, frames, tta, cpu)
-    _report(f"CPU ({args.threads} threads), {params.model.backbone} UperNet (channels {params.model.channels})",
-            res, tta, h, w)
+    _report(
+        f"CPU ({args.threads} threads), {params.model.backbone} UperNet (channels {params.model.channels})",
+        res,
+        tta,
+        h,
+        w,
+    )
 
     if not torch.cuda.is_available():
         print("GPU: no GPU")

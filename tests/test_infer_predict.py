@@ -116,7 +116,9 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
 
     root = write_vspw_root(tmp_path / "VSPW", {"a": (2, 40, 56), "b": (1, 48, 32), "c": (1, 24, 40)}, split="test")
     params = _params_file(tmp_path, root)
-    a, b = _checkpoint(tmp_path / "m" / "train_ade" / "model.pt", 0), _checkpoint(tmp_path / "m" / "train_stcl" / "model.pt", 1)
+    a, b = _checkpoint(tmp_path / "m" / "train_ade" / "model.pt", 0), _checkpoint(
+        tmp_path / "m" / "train_stcl" / "model.pt", 1
+    )
     pred = tmp_path / "pred"
     argv = ["infer", "--checkpoints", str(a), str(b), "--split", "test", "--out", str(pred), "--params", str(params)]
     assert main([*argv, "--weights", "2", "1", "--device", "cpu"]) == 0

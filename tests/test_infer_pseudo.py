@@ -85,16 +85,27 @@ class CountingTeacher:
 def _run(root: Path, out: Path, index: int, count: int, teacher=None) -> pl.ShardResult:
     teacher = teacher or CountingTeacher()
     return pl.run_shard(
-        [Member(teacher)], TTA_SMALL, _frames(root), index, count,
+        [Member(teacher)],
+        TTA_SMALL,
+        _frames(root),
+        index,
+        count,
         frame_path=lambda v, s: vspw.frame_path(root, v, s),
-        out_root=out / "VSPW_pseudo", shards_dir=out / "shards", threshold=0.5, progress=False,
+        out_root=out / "VSPW_pseudo",
+        shards_dir=out / "shards",
+        threshold=0.5,
+        progress=False,
     )
 
 
 def _gather(root: Path, out: Path, count: int) -> dict:
     return pl.gather(
-        _frames(root), count, out_root=out / "VSPW_pseudo", shards_dir=out / "shards",
-        stats_path=out / "stats.json", class_names=VSPW_CLASSES,
+        _frames(root),
+        count,
+        out_root=out / "VSPW_pseudo",
+        shards_dir=out / "shards",
+        stats_path=out / "stats.json",
+        class_names=VSPW_CLASSES,
     )
 
 

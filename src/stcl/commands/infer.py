@@ -24,7 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--weights", nargs="+", type=float, default=None, help="one ensemble weight per checkpoint (default: equal)"
     )
     p.add_argument(
-        "--save-probs", "--probs", dest="save_probs", action="store_true",
+        "--save-probs",
+        "--probs",
+        dest="save_probs",
+        action="store_true",
         help="also write <frame>.npy float16 (C, H, W) probabilities",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -52,8 +55,15 @@ def run(args: argparse.Namespace) -> int:
     )
     videos = read_split(root, args.split)
     summary = predict_videos(
-        members, tta, root, videos, args.out, device=device, save_probs=args.save_probs,
-        workers=params.infer.workers, progress=sys.stderr.isatty(),
+        members,
+        tta,
+        root,
+        videos,
+        args.out,
+        device=device,
+        save_probs=args.save_probs,
+        workers=params.infer.workers,
+        progress=sys.stderr.isatty(),
     )
     print(
         f"stcl infer: {len(summary.computed)} videos ({summary.frames} frames) predicted, "

@@ -40,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     count = params.pseudo_label.shards
     if args.gather:
         stats = pl.gather(
-            frames, count, out_root=dataset, shards_dir=shards_dir, stats_path=out / "stats.json",
+            frames,
+            count,
+            out_root=dataset,
+            shards_dir=shards_dir,
+            stats_path=out / "stats.json",
             class_names=VSPW_CLASSES,
         )
         print(
@@ -74,10 +78,19 @@ def _run_shard(params, frames, index: int, count: int, args, dataset: Path, shar
         batch_size=params.infer.batch_size,
     )
     result = pl.run_shard(
-        members, tta, frames, index, count,
+        members,
+        tta,
+        frames,
+        index,
+        count,
         frame_path=lambda video, stem: unlabeled_frame_path(params.data, f"{video}/{stem}"),
-        out_root=dataset, shards_dir=shards_dir, threshold=params.pseudo_label.threshold,
-        num_classes=VSPW_NUM_CLASSES, device=device, workers=params.infer.workers, progress=sys.stderr.isatty(),
+        out_root=dataset,
+        shards_dir=shards_dir,
+        threshold=params.pseudo_label.threshold,
+        num_classes=VSPW_NUM_CLASSES,
+        device=device,
+        workers=params.infer.workers,
+        progress=sys.stderr.isatty(),
     )
     print(
         f"stcl pseudo-label: shard {index}/{count}: {len(result.computed)} videos labelled, "

@@ -136,4 +136,3 @@ def tta_probs(predict: Predictor, image: Tensor, tta: TTA, batch_views: bool = T
                 v.image = v.image[:, :0]  # free the view's pixels too
     assert total is not None
     return total / len(views)
-
