@@ -127,3 +127,28 @@ def test_order_of_videos_does_not_change_results():
     r1 = evaluate_arrays(videos, num_classes=3, vc_lengths=(2, 4))
     r2 = evaluate_arrays(dict(reversed(list(videos.items()))), num_classes=3, vc_lengths=(2, 4))
     assert r1.to_dict() == r2.to_dict()
+
+
+def _brute_force_windows(gts, preds, n):
+    """The official per-window loop, written out (reference for the rolling implementation)."""
+    counted, consistent = [], []
+    for i in range(len(gts) - n):
+        g = np.all([gts[i] == gts[i + j] for j in range(n)], axis=0)
+        p = np.all([preds[i] == preds[i + j] for j in range(n)], axis=0)
+        counted.append(int((g & p).sum()))
+        consistent.append(int(g.sum()))
+    return counted, consistent
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_rolling_vc_equals_per_window_loop_on_long_video(n):
+    # 600 frames: longer than the uint8 run-length range, so saturation must be exact.
+    rng = np.random.default_rng(n)
+    length = 600
+    gts = [gt_codes_from_train_ids(np.where(rng.random((2, 3)) < 0.03, 1, 0).astype(np.uint8)) for _ in range(length)]
+    gts = [np.where(np.arange(6).reshape(2, 3) < 3, 0, g).astype(np.uint8) for g in gts]  # 3 pixels never change
+    preds = [np.where(rng.random((2, 3)) < 0.02, 1, 0).astype(np.uint8) for _ in range(length)]
+    counted, consistent = window_counts(gts, preds, n)
+    ref_counted, ref_consistent = _brute_force_windows(gts, preds, n)
+    np.testing.assert_array_equal(counted, ref_counted)
+    np.testing.assert_array_equal(consistent, ref_consistent)

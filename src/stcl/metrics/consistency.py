@@ -50,6 +50,8 @@ class ConsistencyCounter:
     def __init__(self, lengths: Sequence[int]) -> None:
         self.lengths = _check_lengths(lengths)
         self._cap = np.uint8(max(self.lengths))
+        # runs grow by at most 1 per frame: saturating every (255 - cap) frames keeps them <= 255
+        self._cap_every = 255 - int(self._cap)
         self.frames = 0
         self._prev_gt: np.ndarray | None = None
         self._prev_pred: np.ndarray | None = None
@@ -59,12 +61,12 @@ class ConsistencyCounter:
         self._counted: dict[int, list[int]] = {n: [] for n in self.lengths}
         self._consistent: dict[int, list[int]] = {n: [] for n in self.lengths}
 
-    def add(self, codes: np.ndarray, pred: np.ndarray) -> None:
+    def add(self, codes: np.ndarray, pred: np.ndarray, copy: bool = True) -> None:
+        """Add the next frame. ``copy=False`` keeps references to ``codes``/``pred`` until the next call
+        instead of copying them (the caller promises not to modify them meanwhile)."""
         if codes.shape != pred.shape:
             raise ValueError(f"GT shape {codes.shape} != prediction shape {pred.shape}")
         if self._prev_gt is None:
-            self._prev_gt = codes.copy()
-            self._prev_pred = pred.copy()
             self._gt_run = np.ones(codes.shape, dtype=np.uint8)
             self._pair_run = np.ones(codes.shape, dtype=np.uint8)
         else:
@@ -73,13 +75,18 @@ class ConsistencyCounter:
             same_gt = codes == self._prev_gt
             same_pair = pred == self._prev_pred
             same_pair &= same_gt
-            # run ← run · same + 1 (1 where the value changed), saturated at the longest n (no uint8 overflow)
+            # run ← run · same + 1 (1 where the value changed); saturated at the longest n now and then
+            saturate = self.frames % self._cap_every == 0
             for run, same in ((self._gt_run, same_gt), (self._pair_run, same_pair)):
                 run *= same.view(np.uint8)
                 run += 1
-                np.minimum(run, self._cap, out=run)
-            np.copyto(self._prev_gt, codes)
-            np.copyto(self._prev_pred, pred)
+                if saturate:
+                    np.minimum(run, self._cap, out=run)
+        if copy or self._prev_gt is None:
+            self._prev_gt = codes.copy() if copy else codes
+            self._prev_pred = pred.copy() if copy else pred
+        else:
+            self._prev_gt, self._prev_pred = codes, pred
         # The windows ending at the previous frame are not the video's last: record them now.
         for n, (counted, consistent) in self._pending.items():
             self._counted[n].append(counted)

@@ -81,8 +81,12 @@ class VideoEvaluator:
         self._counter = FrameCounter(num_classes)
         self._consistency = ConsistencyCounter(vc_lengths)
 
-    def add(self, codes: np.ndarray, pred: np.ndarray, gt_source: str, pred_source: str) -> None:
-        """One frame: ``codes`` uint8 (H, W) GT codes, ``pred`` uint8 (H, W); the sources name them in errors."""
+    def add(self, codes: np.ndarray, pred: np.ndarray, gt_source: str, pred_source: str, copy: bool = True) -> None:
+        """One frame: ``codes`` uint8 (H, W) GT codes, ``pred`` uint8 (H, W); the sources name them in errors.
+
+        ``copy=False``: the arrays are the caller's to give away (not modified afterwards), so the rolling
+        VC state keeps them instead of copying.
+        """
         if codes.shape != pred.shape:
             raise ValueError(
                 f"{pred_source}: prediction size {pred.shape[1]}x{pred.shape[0]} != GT size "
@@ -90,7 +94,7 @@ class VideoEvaluator:
             )
         self._counter.add(codes, pred, gt_source, pred_source)
         try:
-            self._consistency.add(codes, pred)
+            self._consistency.add(codes, pred, copy=copy)
         except ValueError as err:
             raise ValueError(f"{gt_source}: {err}") from None
 
@@ -122,7 +126,7 @@ def evaluate_video_files(
             pred = read_label_png(pred_file)
         except FileNotFoundError:
             raise FileNotFoundError(f"{pred_file}: prediction missing for GT frame {gt_file}") from None
-        kernel.add(codes, pred, str(gt_file), str(pred_file))
+        kernel.add(codes, pred, str(gt_file), str(pred_file), copy=False)
     return kernel.finish()
 
 
