@@ -139,3 +139,11 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
     assert vspw.read_split(ds, "train") == ["a", "b", "c"]
     assert vspw.load_train_ids(vspw.mask_path(ds, "b", "00000000")).shape == (48, 32)
     assert (out / "stats.json").is_file()
+
+
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_prefetch_keeps_order(workers):
+    from stcl.infer.predict import prefetch
+
+    assert list(prefetch(lambda p: p * 2, range(9), workers)) == [2 * i for i in range(9)]
+    assert list(prefetch(lambda p: p, [], workers)) == []

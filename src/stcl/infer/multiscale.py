@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stcl.infer.sliding import Predictor, Window, pad_to_window, run_predictor, window_grid
+from stcl.infer.sliding import Canvas, Predictor, Window, run_windows
 
 __all__ = ["TTA", "scaled_size", "tta_probs"]
 
@@ -58,38 +58,23 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
     return max(int(height * scale + 0.5), 1), max(int(width * scale + 0.5), 1)
 
 
-@dataclass
-class _View:
-    flip: bool
-    size: tuple[int, int]  # (h, w) before padding
-    image: Tensor  # (3, ph, pw) padded
-    corners: list[tuple[int, int]]
-    logits: Tensor | None = None  # (C, ph, pw)
-    count: Tensor | None = None  # (1, ph, pw)
-    remaining: int = 0
-
-
-def _make_view(image: Tensor, scale: float, flip: bool, tta: TTA) -> _View:
-    h, w = image.shape[-2:]
-    size = scaled_size(h, w, scale)
+def _view_canvas(image: Tensor, scale: float, flip: bool, tta: TTA) -> Canvas:
+    """The (resized, flipped) frame of one view, cut into windows."""
+    size = scaled_size(image.shape[1], image.shape[2], scale)
     view = image[None]
-    if size != (h, w):
+    if size != tuple(image.shape[1:]):
         view = F.interpolate(view, size=size, mode="bilinear", align_corners=False)
     if flip:
         view = view.flip(-1)
-    view = pad_to_window(view[0], tta.window, tta.pad_value)
-    corners = window_grid(*view.shape[-2:], tta.window)
-    return _View(flip=flip, size=size, image=view, corners=corners, remaining=len(corners))
+    return Canvas(view[0], tta.window, tta.pad_value)
 
 
-def _finish(view: _View, frame_size: tuple[int, int]) -> Tensor:
-    """Averaged window logits of a view → probabilities (C, H, W) at the frame size, unflipped."""
-    assert view.logits is not None and view.count is not None
-    logits = (view.logits / view.count)[:, : view.size[0], : view.size[1]]
-    if view.size != frame_size:
+def _view_probs(logits: Tensor, flip: bool, frame_size: tuple[int, int]) -> Tensor:
+    """A view's averaged window logits (C, h, w) → probabilities (C, H, W) at the frame size, unflipped."""
+    if tuple(logits.shape[1:]) != frame_size:
         logits = F.interpolate(logits[None], size=frame_size, mode="bilinear", align_corners=False)[0]
     probs = logits.softmax(dim=0)
-    return probs.flip(-1) if view.flip else probs
+    return probs.flip(-1) if flip else probs
 
 
 @torch.inference_mode()
@@ -109,30 +94,20 @@ def tta_probs(predict: Predictor, image: Tensor, tta: TTA, batch_views: bool = T
         raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
     frame_size = (int(image.shape[1]), int(image.shape[2]))
     image = image.float()
-    views = [_make_view(image, s, f, tta) for s, f in tta.views]
-    jobs = [(v, y, x) for v in views for (y, x) in v.corners]
+    views = tta.views
+    canvases = [_view_canvas(image, s, f, tta) for s, f in views]
+    total: list[Tensor] = []
+
+    def add(i: int, logits: Tensor) -> None:
+        probs = _view_probs(logits, views[i][1], frame_size)
+        if total:
+            total[0].add_(probs)
+        else:
+            total.append(probs)
+
     if batch_views:
-        chunks = [jobs[i : i + tta.batch_size] for i in range(0, len(jobs), tta.batch_size)]
+        run_windows(predict, canvases, tta.batch_size, add)
     else:
-        chunks = []
-        for v in views:
-            own = [(v, y, x) for (y, x) in v.corners]
-            chunks += [own[i : i + tta.batch_size] for i in range(0, len(own), tta.batch_size)]
-    ch, cw = tta.window.crop
-    total: Tensor | None = None
-    for chunk in chunks:
-        out = run_predictor(predict, torch.stack([v.image[:, y : y + ch, x : x + cw] for v, y, x in chunk]))
-        for k, (v, y, x) in enumerate(chunk):
-            if v.logits is None:
-                v.logits = out.new_zeros((out.shape[1], *v.image.shape[-2:]))
-                v.count = out.new_zeros((1, *v.image.shape[-2:]))
-            v.logits[:, y : y + ch, x : x + cw] += out[k]
-            v.count[:, y : y + ch, x : x + cw] += 1
-            v.remaining -= 1
-            if v.remaining == 0:
-                probs = _finish(v, frame_size)
-                total = probs if total is None else total.add_(probs)
-                v.logits = v.count = None
-                v.image = v.image[:, :0]  # free the view's pixels too
-    assert total is not None
-    return total / len(views)
+        for i, canvas in enumerate(canvases):
+            run_windows(predict, [canvas], tta.batch_size, lambda _, logits, i=i: add(i, logits))
+    return total[0] / len(views)

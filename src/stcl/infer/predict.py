@@ -9,9 +9,11 @@ Frames are independent (no temporal smoothing), as in the paper.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -48,19 +50,18 @@ def frame_probs(members: Sequence[Member], tta: TTA, image: np.ndarray, device: 
 
 
 def prefetch(load: Callable[[Path], np.ndarray], paths: Iterable[Path], workers: int) -> Iterator[np.ndarray]:
-    """``load(path)`` for each path in order, decoding up to ``workers`` frames ahead in threads."""
-    paths = list(paths)
+    """``load(path)`` for each path in order, decoding up to ``workers + 1`` frames ahead in threads."""
     if workers <= 0:
         yield from (load(p) for p in paths)
         return
+    todo = iter(paths)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(load, p) for p in paths[: workers + 1]]
-        for i in range(len(paths)):
-            nxt = i + len(futures)
-            if nxt < len(paths):
-                futures.append(pool.submit(load, paths[nxt]))
-            yield futures[i].result()
-            futures[i] = None  # type: ignore[call-overload]  # drop the decoded frame
+        pending = deque(pool.submit(load, p) for p in islice(todo, workers + 1))
+        while pending:
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.submit(load, nxt))
+            yield pending.popleft().result()
 
 
 def video_complete(folder: Path, stems: Sequence[str], suffixes: Sequence[str] = (".png",)) -> bool:

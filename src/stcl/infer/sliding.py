@@ -14,14 +14,23 @@ A *predictor* is any callable ``(B, 3, h, w) float 0..255 → (B, C, h, w) logit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Predictor", "Window", "window_grid", "pad_to_window", "slide_logits", "run_predictor"]
+__all__ = [
+    "Predictor",
+    "Window",
+    "window_grid",
+    "pad_to_window",
+    "run_predictor",
+    "Canvas",
+    "run_windows",
+    "slide_logits",
+]
 
 Predictor = Callable[[Tensor], Tensor]
 
@@ -78,6 +87,69 @@ def run_predictor(predict: Predictor, batch: Tensor) -> Tensor:
     return out.float()
 
 
+class Canvas:
+    """One image cut into sliding windows, with the running sum of the windows' logits.
+
+    Args:
+        image: (3, h, w) float 0..255; padded at the bottom/right to the window if smaller.
+        window: crop and stride.
+        pad_value: image value of that padding.
+    """
+
+    def __init__(self, image: Tensor, window: Window, pad_value: float = 0.0) -> None:
+        if image.ndim != 3:
+            raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
+        self.size = (int(image.shape[1]), int(image.shape[2]))
+        self.window = window
+        self.image = pad_to_window(image, window, pad_value)
+        self.corners = window_grid(*self.image.shape[-2:], window)
+        self._logits: Tensor | None = None  # (C, ph, pw)
+        self._count: Tensor | None = None  # (1, ph, pw)
+        self._pending = len(self.corners)
+
+    def crop(self, corner: tuple[int, int]) -> Tensor:
+        """The (3, ch, cw) window at ``corner``."""
+        (y, x), (ch, cw) = corner, self.window.crop
+        return self.image[:, y : y + ch, x : x + cw]
+
+    def add(self, corner: tuple[int, int], logits: Tensor) -> bool:
+        """Add one window's (C, ch, cw) logits; True once every window has been added."""
+        (y, x), (ch, cw) = corner, self.window.crop
+        if self._logits is None:
+            self._logits = logits.new_zeros((logits.shape[0], *self.image.shape[-2:]))
+            self._count = logits.new_zeros((1, *self.image.shape[-2:]))
+        self._logits[:, y : y + ch, x : x + cw] += logits
+        self._count[:, y : y + ch, x : x + cw] += 1
+        self._pending -= 1
+        return self._pending == 0
+
+    def result(self) -> Tensor:
+        """(C, h, w) logits averaged over the covering windows, padding dropped; frees the buffers."""
+        if self._pending or self._logits is None or self._count is None:
+            raise RuntimeError(f"{self._pending} of {len(self.corners)} windows not added yet")
+        out = (self._logits / self._count)[:, : self.size[0], : self.size[1]]
+        self._logits = self._count = None
+        self.image = self.image[:, :0]
+        return out
+
+
+def run_windows(
+    predict: Predictor, canvases: Sequence[Canvas], batch_size: int, on_done: Callable[[int, Tensor], None]
+) -> None:
+    """Run every window of ``canvases`` through ``predict``, ``batch_size`` windows per call, windows of
+    consecutive canvases sharing batches. ``on_done(i, logits (C, h, w))`` is called as soon as canvas ``i``
+    is complete, so its buffers can be freed before the next canvases fill theirs."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    jobs = [(i, corner) for i, c in enumerate(canvases) for corner in c.corners]
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        out = run_predictor(predict, torch.stack([canvases[i].crop(corner) for i, corner in chunk]))
+        for k, (i, corner) in enumerate(chunk):
+            if canvases[i].add(corner, out[k]):
+                on_done(i, canvases[i].result())
+
+
 @torch.inference_mode()
 def slide_logits(
     predict: Predictor, image: Tensor, window: Window, batch_size: int = 8, pad_value: float = 0.0
@@ -96,21 +168,6 @@ def slide_logits(
     """
     if image.ndim != 4:
         raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n, _, h, w = image.shape
-    padded = pad_to_window(image, window, pad_value)
-    ch, cw = window.crop
-    jobs = [(i, y, x) for i in range(n) for (y, x) in window_grid(*padded.shape[-2:], window)]
-    logits: Tensor | None = None
-    count = torch.zeros((n, 1, *padded.shape[-2:]), device=image.device)
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        out = run_predictor(predict, torch.stack([padded[i, :, y : y + ch, x : x + cw] for i, y, x in chunk]))
-        if logits is None:
-            logits = torch.zeros((n, out.shape[1], *padded.shape[-2:]), device=image.device)
-        for k, (i, y, x) in enumerate(chunk):
-            logits[i, :, y : y + ch, x : x + cw] += out[k]
-            count[i, :, y : y + ch, x : x + cw] += 1
-    assert logits is not None  # at least one window per image
-    return (logits / count)[..., :h, :w]
+    results: dict[int, Tensor] = {}
+    run_windows(predict, [Canvas(im, window, pad_value) for im in image], batch_size, results.__setitem__)
+    return torch.stack([results[i] for i in range(len(image))])
