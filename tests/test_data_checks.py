@@ -1,0 +1,123 @@
+"""`stcl check-data` and `stcl prepare`: every injected fault is reported, naming its file; nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from _data_fixtures import write_ade, write_coco, write_vspw
+from PIL import Image
+
+from stcl.cli import main
+from stcl.data import vspw
+from stcl.data.checks import check_ade, check_coco, check_dataset, check_vspw, detect_kind
+from stcl.data.io import DataError
+from stcl.data.prepare import prepare
+from stcl.params import DataParams
+
+
+@pytest.fixture()
+def datasets(tmp_path):
+    return DataParams(
+        vspw_root=write_vspw(tmp_path / "VSPW_480p"),
+        coco_root=write_coco(tmp_path / "coco"),
+        ade_root=write_ade(tmp_path / "ADEChallengeData2016"),
+    )
+
+
+def test_clean_datasets_pass(datasets, capsys):
+    for root, kind in ((datasets.vspw_root, "vspw"), (datasets.coco_root, "coco"), (datasets.ade_root, "ade")):
+        assert detect_kind(root) == kind
+        report = check_dataset(root)
+        assert report.ok, report.problems
+        assert main(["check-data", str(root)]) == 0
+    assert check_vspw(datasets.vspw_root).counts["train"] == {"videos": 2, "frames": 10, "masks": 10}
+    assert "OK" in capsys.readouterr().out
+
+
+def test_vspw_every_fault_reported(datasets, tmp_path, capsys):
+    root = datasets.vspw_root
+    vspw.frame_path(root, "vid_a", "00000003").unlink()  # missing frame (mask exists)
+    vspw.mask_path(root, "vid_a", "00000006").unlink()  # missing mask
+    Image.fromarray(np.ones((6, 16), np.uint8), mode="L").save(vspw.mask_path(root, "vid_b", "00000000"))  # size
+    Image.fromarray(np.full((12, 16), 130, np.uint8), mode="L").save(vspw.mask_path(root, "vid_b", "00000003"))  # value
+    jpg = vspw.frame_path(root, "vid_c", "00000000")
+    jpg.write_bytes(jpg.read_bytes()[:200])  # truncated
+    (root / "test.txt").write_text("")  # empty split
+    (root / "val.txt").write_text("vid_c\n../escape\nsub/dir\n")  # bad names
+    report = check_vspw(root)
+    expected = [
+        (str(vspw.frame_path(root, "vid_a", "00000003")), "frame missing"),
+        (str(vspw.mask_path(root, "vid_a", "00000006")), "mask missing"),
+        (str(vspw.mask_path(root, "vid_b", "00000000")), "mask size (6, 16) differs"),
+        (str(vspw.mask_path(root, "vid_b", "00000003")), "mask values [130]"),
+        (str(jpg), "unreadable or truncated"),
+        (str(root / "test.txt"), "split is empty"),
+        (str(root / "val.txt"), "invalid video name '../escape'"),
+        (str(root / "val.txt"), "invalid video name 'sub/dir'"),
+    ]
+    for path, what in expected:
+        assert any(p.startswith(path) and what in p for p in report.problems), (path, what, report.problems)
+    assert len(report.problems) == len(expected), report.problems
+    assert main(["check-data", str(root), "--json", str(tmp_path / "r.json")]) == 1
+    out = capsys.readouterr().out
+    assert "8 problem(s)" in out
+    assert json.loads((tmp_path / "r.json").read_text())["ok"] is False
+
+
+def test_coco_faults(datasets):
+    root = datasets.coco_root
+    doc_path = root / "annotations" / "panoptic_val2017.json"
+    doc = json.loads(doc_path.read_text())
+    doc["annotations"][0]["segments_info"] = doc["annotations"][0]["segments_info"][:2]  # drop segment 42
+    doc_path.write_text(json.dumps(doc))
+    (root / "train2017" / "000000000001.jpg").write_bytes(b"garbage")
+    problems = check_coco(root).problems
+    png = root / "annotations" / "panoptic_val2017" / "000000000001.png"
+    assert any(p.startswith(f"{png}: segment ids [42] are absent from the JSON") for p in problems), problems
+    assert any(p.startswith(str(root / "train2017" / "000000000001.jpg")) for p in problems), problems
+    assert len(problems) == 2
+
+
+def test_ade_faults(datasets):
+    root = datasets.ade_root
+    (root / "annotations" / "training" / "ADE_train_00000001.png").unlink()
+    Image.fromarray(np.full((12, 16), 200, np.uint8), mode="L").save(root / "annotations/validation/ADE_val_00000002.png")
+    Image.fromarray(np.zeros((5, 5), np.uint8), mode="L").save(root / "annotations/validation/ADE_val_00000001.png")
+    problems = check_ade(root).problems
+    assert any("ADE_train_00000001.png: annotation missing" in p for p in problems)
+    assert any("ADE_val_00000002.png: annotation values [200]" in p for p in problems)
+    assert any("ADE_val_00000001.png: annotation size (5, 5) differs" in p for p in problems)
+    assert len(problems) == 3
+
+
+def test_detect_kind_unknown(tmp_path):
+    with pytest.raises(ValueError, match="pass --kind"):
+        detect_kind(tmp_path)
+    assert main(["check-data", str(tmp_path / "missing")]) == 1
+
+
+def test_prepare_outputs(datasets, tmp_path):
+    out = tmp_path / "prepare"
+    report = prepare(datasets, out)
+    assert sorted(p.name for p in out.iterdir()) == ["coco_semantic", "report.json", "unlabeled.txt"]
+    assert (out / "unlabeled.txt").read_text().splitlines() == [f"vid_d/{t * 3:08d}" for t in range(5)]
+    semantic = np.asarray(Image.open(out / "coco_semantic" / "val2017" / "000000000001.png"))
+    assert semantic.dtype == np.uint8 and set(np.unique(semantic).tolist()) == {0, 119, 255}
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["unlabeled"]["frames"] == 5 and report["coco_semantic"] == {"train2017": 1, "val2017": 1}
+
+
+def test_prepare_refuses_bad_data_and_keeps_old_output(datasets, tmp_path):
+    out = tmp_path / "prepare"
+    prepare(datasets, out)
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    vspw.mask_path(datasets.vspw_root, "vid_a", "00000000").unlink()
+    shutil.rmtree(datasets.ade_root / "images" / "validation")
+    with pytest.raises(DataError, match=r"2 problem\(s\)") as err:
+        prepare(datasets, out)
+    assert "00000000.png: mask missing" in str(err.value) and "validation: directory not found" in str(err.value)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepare")]  # no temp dir left behind
