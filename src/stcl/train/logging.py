@@ -1,10 +1,15 @@
-"""Training logs of rank 0: a tqdm bar, dvclive curves for ``dvc plots``, and the final metrics JSON.
+"""Training logs of rank 0: a tqdm bar, DVC plot files in dvclive's layout, and the final metrics JSON.
 
-dvclive writes ``<out>/dvclive/plots/metrics/train/{loss,lr,...}.tsv`` (step = completed iterations) and
-``<out>/dvclive/metrics.json``. It does not write a dvc.yaml (``dvcyaml=False``): the workflow's dvc.yaml
-declares ``results/models/<stage>/dvclive/plots/metrics`` as plots (x: step), so ``dvc plots show`` draws
-loss and lr. On resume, rows at or after the resume iteration (logged after the last checkpoint by a run
-that was killed) are dropped first, so every step appears once.
+Files (the layout dvclive writes, without importing it: dvclive pulls in dvc and probes for a repository,
+which costs seconds per launch and needs nothing here):
+
+* ``<out>/dvclive/plots/metrics/train/<name>.tsv``: header ``step\t<name>``, one row per log step
+  (step = completed iterations); names: loss, lr and the loss parts (ce, aux, stcl).
+* ``<out>/dvclive/metrics.json``: the latest values, ``{"train": {...}, "step": N}``.
+
+No dvc.yaml is written here: the workflow's dvc.yaml declares ``results/models/<stage>/dvclive/plots/metrics``
+as plots (x: step), so ``dvc plots show`` draws loss and lr. On resume, rows at or after the resume iteration
+(logged after the last checkpoint by a run that was killed) are dropped first, so every step appears once.
 """
 
 from __future__ import annotations
@@ -67,18 +72,16 @@ class TrainLogger:
         self.total_iters = total_iters
         self.start_iter = start_iter
         self._t0 = time.perf_counter()
-        self._live = None
         self._bar = None
         if not enabled:
             return
-        from dvclive import Live
-
-        live_dir = out_dir / "dvclive"
+        self._live_dir = out_dir / "dvclive"
         if start_iter > 0:
-            truncate_dvclive(live_dir, start_iter)
-        self._live = Live(
-            dir=str(live_dir), resume=start_iter > 0, save_dvc_exp=False, dvcyaml=False, report=None
-        )
+            truncate_dvclive(self._live_dir, start_iter)
+        else:
+            for old in (self._live_dir / "plots" / "metrics" / "train").glob("*.tsv"):
+                old.unlink()  # a fresh run replaces the curves of an earlier one
+        self._summary: dict[str, float] = {}
         self._tty = sys.stderr.isatty()
         self._bar = tqdm(
             total=total_iters, initial=start_iter, desc=desc, unit="it", dynamic_ncols=True, disable=not self._tty
@@ -93,12 +96,19 @@ class TrainLogger:
 
     def log(self, iteration: int, metrics: dict[str, float]) -> None:
         """Record window-averaged metrics at completed iteration count `iteration` (dvclive step)."""
-        if not self.enabled or self._live is None:
+        if not self.enabled:
             return
-        self._live.step = iteration
+        folder = self._live_dir / "plots" / "metrics" / "train"
+        folder.mkdir(parents=True, exist_ok=True)
         for name, value in metrics.items():
-            self._live.log_metric(f"train/{name}", float(value))
-        self._live.make_summary()
+            tsv = folder / f"{name}.tsv"
+            new = not tsv.exists()
+            with open(tsv, "a", encoding="utf-8") as f:
+                if new:
+                    f.write(f"step\t{name}\n")
+                f.write(f"{iteration}\t{float(value)!r}\n")
+            self._summary[name] = float(value)
+        write_json_atomic(self._live_dir / "metrics.json", {"train": self._summary, "step": iteration})
         if not self._tty:
             elapsed = time.perf_counter() - self._t0
             rate = (iteration - self.start_iter) / max(elapsed, 1e-9)
@@ -111,5 +121,3 @@ class TrainLogger:
             return
         if self._bar is not None:
             self._bar.close()
-        if self._live is not None:
-            self._live.end()

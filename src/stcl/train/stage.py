@@ -59,6 +59,7 @@ def make_loss_fn(params: Params, stage_name: str) -> LossFn:
         total, parts = segmentor_loss(out, labels, stage.aux_weight, stcl if use_stcl else None)
         if not use_stcl and out.proj is not None:
             total = total + 0.0 * out.proj.float().sum()
+        parts.pop("total", None)  # logged as "loss"
         return total, parts
 
     return loss_fn
