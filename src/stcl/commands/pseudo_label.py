@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stcl.params import Params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,10 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params
 
     params = load_params(args.params)
+    count = params.pseudo_label.shards
+    if not args.gather:
+        index, n = pl.parse_shard(args.shard)
+        if n != count:
+            raise ValueError(f"--shard {args.shard}: N must equal pseudo_label.shards = {count} in {args.params}")
     frames = pl.read_unlabeled_list(args.unlabeled)
     out = Path(args.out)
     dataset, shards_dir = out / "VSPW_pseudo", out / "shards"
-    count = params.pseudo_label.shards
     if args.gather:
         stats = pl.gather(
             frames,
@@ -52,13 +60,18 @@ def run(args: argparse.Namespace) -> int:
             f"kept fraction {stats['kept_fraction']:.4f} -> {dataset}"
         )
         return 0
-    index, n = pl.parse_shard(args.shard)
-    if n != count:
-        raise ValueError(f"--shard {args.shard}: N must equal pseudo_label.shards = {count} in {args.params}")
     return _run_shard(params, frames, index, count, args, dataset, shards_dir)
 
 
-def _run_shard(params, frames, index: int, count: int, args, dataset: Path, shards_dir: Path) -> int:
+def _run_shard(
+    params: Params,
+    frames: dict[str, list[str]],
+    index: int,
+    count: int,
+    args: argparse.Namespace,
+    dataset: Path,
+    shards_dir: Path,
+) -> int:
     import torch
 
     from stcl.data.classes import VSPW_NUM_CLASSES
