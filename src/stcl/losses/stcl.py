@@ -7,18 +7,16 @@ and valid reference-frame pixels; P_i = keys with label y_i, N_i = keys with ano
          = 1/|P_i| Σ_{p∈P_i} softplus(log Z_i − s_p)
     L    = mean of L(i) over the anchors of the batch with |P_i| ≥ 1   (0, with a graph, when there are none)
 
-Memory: anchors are processed in chunks of ``chunk_size`` rows; each chunk builds its (chunk, K) similarity
-block and is wrapped in activation checkpointing, so only one block is alive at a time, in forward and in
-backward: O(chunk·K) instead of O(N·K). |P_i| comes from a class histogram of the keys, not from the block.
+Memory: anchors are processed in chunks of at most ``chunk_size`` rows; each chunk builds its (chunk, K)
+similarity block inside activation checkpointing, so only one block is alive at a time, in forward and in
+backward: O(chunk·K) instead of O(N·K).
 
-Z_i is a row sum of exp over the negatives (same-class entries set to −∞ before exp). DESIGN.md suggests
-per-class sums of exp by a matmul with a one-hot, then dropping the anchor's class; the positives need the
-(chunk, K) same-class mask anyway, so the masked row sum costs the same and lets the shift below be exact.
-
-Numerics: exp is shifted per anchor by m_i = max of s over its negatives (the logsumexp shift; detached, as
-its gradient cancels), so the largest term is e^0 and Z_i never over- or underflows, for any τ and dtype.
-(A fixed shift by the bound s ≤ 1/τ of unit features avoids overflow but underflows Z in float32 for
-τ ≲ 0.02; tests cover τ = 0.005.)
+Layout: the keys are sorted by class once per clip, and anchors are chunked within one class, so a chunk's
+positives are ONE contiguous column block [start, end) and its negatives the two blocks either side. Then
+log Z_i = logaddexp(logsumexp(s[:, :start]), logsumexp(s[:, end:])), exact and stable for any τ (logsumexp
+shifts by the row max), with no (chunk, K) masks, and softplus runs on the positive block only. (DESIGN.md
+sketches Z as per-class sums of exp through a one-hot matmul with a shift by the bound s ≤ 1/τ; that needs a
+same-class mask for the positives anyway and underflows Z in float32 for τ ≲ 0.02; tests cover τ = 0.005.)
 """
 
 from __future__ import annotations
@@ -36,34 +34,29 @@ Sampling = Literal["none", "random", "hard"]
 
 def _chunk_sum(
     anchors: torch.Tensor,
-    anchor_cls: torch.Tensor,
-    anchor_pos: torch.Tensor,
     keys: torch.Tensor,
-    key_cls: torch.Tensor,
+    start: int,
+    end: int,
+    self_col: torch.Tensor,
     num_pos: torch.Tensor,
     inv_tau: float,
 ) -> torch.Tensor:
-    """Σ L(i) over one chunk of anchors.
+    """Σ L(i) over one chunk of anchors that share a class.
 
-    anchors (c,D), anchor_cls (c,) class index, anchor_pos (c,) position of the anchor among the keys
-    (itself), keys (K,D), key_cls (K,), num_pos (c,) |P_i| (≥ 1).
+    anchors (c,D); keys (K,D) sorted by class, the anchors' class occupying columns [start, end);
+    self_col (c,) each anchor's own column within that block; num_pos (c,) |P_i| ≥ 1.
     """
     s = (anchors @ keys.T) * inv_tau  # (c,K)
-    same = anchor_cls[:, None] == key_cls[None, :]  # (c,K)
-    with torch.no_grad():
-        shift = s.masked_fill(same, float("-inf")).amax(dim=1)  # max over negatives, (c,)
-        shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
-    # exp(s_n - shift) for negatives, exactly 0 for same-class keys (gradient 0 there, no inf·0).
-    exp_neg = torch.exp(torch.where(same, float("-inf"), s - shift[:, None]))
-    z = exp_neg.sum(dim=1)  # (c,) ≥ 1 whenever there is a negative
-    has_neg = z > 0
-    log_z = shift + torch.log(torch.where(has_neg, z, torch.ones_like(z)))
-    pos = same.clone()  # `same` is saved by where() for backward
-    pos[torch.arange(len(anchor_pos), device=pos.device), anchor_pos] = False
-    terms = F.softplus(log_z[:, None] - s).masked_fill(~pos, 0.0)  # (c,K)
-    per_anchor = terms.sum(dim=1) / num_pos
-    # No negatives: every term is −log(1) = 0 exactly.
-    return torch.where(has_neg, per_anchor, torch.zeros_like(per_anchor)).sum()
+    negatives = [blk for blk in (s[:, :start], s[:, end:]) if blk.shape[1]]
+    if not negatives:  # no negative at all: every term is −log(1) = 0
+        return s.sum() * 0.0
+    log_z = torch.logsumexp(negatives[0], dim=1)
+    if len(negatives) == 2:
+        log_z = torch.logaddexp(log_z, torch.logsumexp(negatives[1], dim=1))
+    terms = F.softplus(log_z[:, None] - s[:, start:end])  # (c,P+1), the anchor's own column included
+    is_self = torch.zeros_like(terms, dtype=torch.bool)
+    is_self[torch.arange(len(self_col), device=s.device), self_col] = True
+    return (terms.masked_fill(is_self, 0.0).sum(dim=1) / num_pos).sum()
 
 
 def _resize_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -187,7 +180,8 @@ def spatial_temporal_consistency_loss(
             continue
         keys = torch.cat([q[i][qv], r[i][rv]])  # (K,D); keys[:n_q] are the anchors' own pixels
         classes, key_cls = torch.unique(torch.cat([ql[i][qv], rl[i][rv]]), return_inverse=True)
-        num_pos = torch.bincount(key_cls, minlength=len(classes))[key_cls[:n_q]] - 1  # |P_i| per anchor
+        counts = torch.bincount(key_cls, minlength=len(classes))
+        num_pos = counts[key_cls[:n_q]] - 1  # |P_i| per anchor (same-class keys minus itself)
         cand = (num_pos > 0).nonzero().flatten()  # anchors with at least one positive
         if max_anchors is not None and sampling != "none":
             sub = sample_anchors(
@@ -198,14 +192,25 @@ def spatial_temporal_consistency_loss(
                 generator=generator,
             )
             cand = cand[sub]
-        for start in range(0, len(cand), chunk_size):
-            idx = cand[start : start + chunk_size]
-            args = (keys[idx], key_cls[idx], idx, keys, key_cls, num_pos[idx].to(keys.dtype), inv_tau)
-            if use_checkpoint and torch.is_grad_enabled() and keys.requires_grad:
-                total = total + checkpoint(_chunk_sum, *args, use_reentrant=False)
-            else:
-                total = total + _chunk_sum(*args)
         count += len(cand)
+        # Sort keys by class: class c occupies sorted columns [bounds[c], bounds[c+1]).
+        order = torch.argsort(key_cls, stable=True)
+        where_sorted = torch.empty_like(order)
+        where_sorted[order] = torch.arange(len(order), device=order.device)
+        sorted_keys = keys[order]
+        bounds = [0] + torch.cumsum(counts, 0).tolist()
+        cand_cls = key_cls[cand]
+        for c in cand_cls.unique().tolist():
+            members = cand[cand_cls == c]
+            start, end = bounds[c], bounds[c + 1]
+            for lo in range(0, len(members), chunk_size):
+                idx = members[lo : lo + chunk_size]
+                pos = where_sorted[idx]
+                args = (sorted_keys[pos], sorted_keys, start, end, pos - start, num_pos[idx].to(keys.dtype), inv_tau)
+                if use_checkpoint and torch.is_grad_enabled() and keys.requires_grad:
+                    total = total + checkpoint(_chunk_sum, *args, use_reentrant=False)
+                else:
+                    total = total + _chunk_sum(*args)
     return total / count if count else total
 
 
