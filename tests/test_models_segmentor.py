@@ -51,6 +51,13 @@ def test_predict_full_resolution_and_normalises_inside(model):
     model.train()
 
 
+def test_projection_from_the_last_backbone_stage():
+    params = TINY.model_copy(update={"projection_input": "backbone_last"})
+    m = build_segmentor(params, num_classes=3, proj_dim=4)
+    out = m(torch.rand(2, 2, 3, 64, 64) * 255)
+    assert out.proj.shape == (2, 2, 4, 2, 2) and out.logits.shape == (2, 3, 16, 16)
+
+
 def test_no_projection_head_computes_query_only():
     m = build_segmentor(TINY, num_classes=3, proj_dim=None)
     out = m(torch.rand(2, 2, 3, 32, 32) * 255)

@@ -97,14 +97,18 @@ class Segmentor(nn.Module):
         frames = t if self.projection is not None else 1
         x = self.normalize(images[:, :frames].flatten(0, 1))  # (B*frames,3,H,W), frame-major per clip
         feats = self.backbone(x)
-        fused = self.decode_head.features(feats)  # (B*frames,channels,H/4,W/4)
-        query = lambda y: y.unflatten(0, (b, frames))[:, 0]  # noqa: E731 - (B*frames,…) → (B,…) of frame 0
-        logits = self.decode_head.classify(query(fused))
-        aux_logits = self.auxiliary_head(query(feats[2]))
+        query_feats = [f.unflatten(0, (b, frames))[:, 0] for f in feats]  # (B,C_i,h_i,w_i) of frame 0
         proj = None
-        if self.projection is not None:
-            src = fused if self.projection_input == "fpn_bottleneck" else feats[-1]
-            proj = self.projection(src).unflatten(0, (b, frames))
+        if self.projection is not None and self.projection_input == "fpn_bottleneck":
+            fused_all = self.decode_head.features(feats)  # (B*T,channels,H/4,W/4): every frame is projected
+            proj = self.projection(fused_all).unflatten(0, (b, frames))
+            fused = fused_all.unflatten(0, (b, frames))[:, 0]
+        else:
+            fused = self.decode_head.features(query_feats)
+            if self.projection is not None:
+                proj = self.projection(feats[-1]).unflatten(0, (b, frames))
+        logits = self.decode_head.classify(fused)
+        aux_logits = self.auxiliary_head(query_feats[2])
         return SegmentorOutput(logits=logits, aux_logits=aux_logits, proj=proj)
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
