@@ -7,7 +7,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stcl.data.transforms import ClipTransform, PhotometricDraw, hsv_to_rgb, rescale_size, rgb_to_hsv
+from stcl.data.transforms import (
+    ClipTransform,
+    PhotometricDraw,
+    adjust_saturation_hue,
+    hsv_to_rgb,
+    rescale_size,
+    rgb_to_hsv,
+)
 from stcl.params import AugmentParams
 
 
@@ -127,3 +134,18 @@ def test_bad_inputs_rejected():
         tf([img], [], np.random.default_rng(0))
     with pytest.raises(ValueError, match="differ from frame 0"):
         tf([img, np.zeros((9, 8, 3), np.uint8)], [np.zeros((8, 8), np.uint8)] * 2, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("saturation, hue", [(1.4, None), (0.6, None), (1.5, -18), (None, 10), (0.5, 17)])
+def test_saturation_hue_match_hsv_round_trip(saturation, hue):
+    """The fast path equals scaling S / rotating H in HSV (OpenCV's 0..180 hue scale), within rounding."""
+    img = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    hsv = rgb_to_hsv(img.astype(np.float32) / 255)
+    if saturation is not None:
+        hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 1)
+    if hue is not None:
+        hsv[..., 0] = (hsv[..., 0] + hue / 180) % 1
+    expected = np.clip(hsv_to_rgb(hsv) * 255 + 0.5, 0, 255).astype(np.uint8)
+    out = adjust_saturation_hue(img, saturation, hue)
+    assert np.abs(out.astype(int) - expected).max() <= 1
+    assert np.abs(out.astype(int) - img).max() > 5  # it did change the image

@@ -19,7 +19,15 @@ from PIL import Image
 from stcl.data.classes import IGNORE_INDEX
 from stcl.params import AugmentParams
 
-__all__ = ["ClipDraw", "PhotometricDraw", "ClipTransform", "rescale_size", "rgb_to_hsv", "hsv_to_rgb"]
+__all__ = [
+    "ClipDraw",
+    "PhotometricDraw",
+    "ClipTransform",
+    "rescale_size",
+    "adjust_saturation_hue",
+    "rgb_to_hsv",
+    "hsv_to_rgb",
+]
 
 CAT_MAX_RATIO_TRIES = 10  # mmseg RandomCrop: re-draws before giving up
 
@@ -60,12 +68,7 @@ class PhotometricDraw:
         if self.contrast is not None and self.contrast_first:
             img = _convert(img, self.contrast, 0.0)
         if self.saturation is not None or self.hue is not None:
-            hsv = rgb_to_hsv(img.astype(np.float32) / 255.0)
-            if self.saturation is not None:
-                hsv[..., 1] = np.clip(hsv[..., 1] * self.saturation, 0.0, 1.0)
-            if self.hue is not None:
-                hsv[..., 0] = (hsv[..., 0] + self.hue / 180.0) % 1.0
-            img = np.clip(hsv_to_rgb(hsv) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            img = adjust_saturation_hue(img, self.saturation, self.hue)
         if self.contrast is not None and not self.contrast_first:
             img = _convert(img, self.contrast, 0.0)
         return img
@@ -75,30 +78,65 @@ def _convert(img: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
 
 
+def adjust_saturation_hue(img: np.ndarray, saturation: float | None, hue: int | None) -> np.ndarray:
+    """Scale HSV saturation by ``saturation`` (clipped to 1) and rotate hue by ``hue``/180 turns.
+
+    uint8 (H, W, 3) RGB → uint8 (H, W, 3). Saturation alone needs no HSV round trip: with V = max(R, G, B)
+    fixed, every channel moves along V − c ∝ S, so c' = V − (S'/S)(V − c).
+    """
+    x = img.astype(np.float32)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    v = np.maximum(np.maximum(r, g), b)[..., None]  # (channel-axis reductions are slow in numpy)
+    if hue is None:
+        spread = v - np.minimum(np.minimum(r, g), b)[..., None]  # V·S
+        ratio = np.float32(saturation)
+        if saturation > 1:  # S' = min(S·alpha, 1)  ⇔  ratio = min(alpha, V / (V − min))
+            ratio = np.minimum(ratio, v / np.maximum(spread, np.float32(1e-6)))
+        out = v - ratio * (v - x)
+    else:
+        h6, s, v2 = _rgb_to_hsv6(x)
+        if saturation is not None:
+            s = np.minimum(s * np.float32(saturation), np.float32(1))
+        h6 = h6 + np.float32(hue * 6 / 180)
+        h6 -= np.float32(6) * np.floor(h6 * np.float32(1 / 6))
+        out = _hsv6_to_rgb(h6, s, v2)
+    return np.clip(out + np.float32(0.5), 0, 255).astype(np.uint8)
+
+
+def _rgb_to_hsv6(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float (..., 3) RGB → hue in [0, 6) (sextants), saturation in [0, 1], value (same scale as x)."""
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    maxc = np.maximum(np.maximum(r, g), b)
+    delta = maxc - np.minimum(np.minimum(r, g), b)
+    inv = np.float32(1) / np.where(delta > 0, delta, np.float32(1))
+    h6 = np.where(maxc == r, (g - b) * inv, np.where(maxc == g, (b - r) * inv + 2, (r - g) * inv + 4))
+    h6[h6 < 0] += 6
+    h6[delta == 0] = 0
+    s = delta / np.where(maxc > 0, maxc, np.float32(1))
+    return h6.astype(np.float32), s.astype(np.float32), maxc
+
+
+def _hsv6_to_rgb(h6: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Inverse of `_rgb_to_hsv6`: channel c = V − V·S·clip(min(k, 4 − k), 0, 1), k = (h6 + n_c) mod 6."""
+    vs = v * s
+    out = np.empty(h6.shape + (3,), dtype=np.float32)
+    for c, n in enumerate((5, 3, 1)):
+        k = h6 + np.float32(n)
+        k[k >= 6] -= 6
+        out[..., c] = v - vs * np.clip(np.minimum(k, 4 - k), 0, 1)
+    return out
+
+
 def rgb_to_hsv(rgb: np.ndarray) -> np.ndarray:
     """float (..., 3) RGB in [0, 1] → HSV in [0, 1] (hue in turns)."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    maxc = rgb.max(-1)
-    minc = rgb.min(-1)
-    delta = maxc - minc
-    safe = np.where(delta > 0, delta, 1.0)
-    h = np.where(maxc == r, (g - b) / safe, np.where(maxc == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    h = np.where(delta > 0, (h / 6.0) % 1.0, 0.0)
-    s = np.where(maxc > 0, delta / np.where(maxc > 0, maxc, 1.0), 0.0)
-    return np.stack([h, s, maxc], axis=-1).astype(np.float32)
+    h6, s, v = _rgb_to_hsv6(np.asarray(rgb, dtype=np.float32))
+    return np.stack([h6 / 6, s, v], axis=-1)
 
 
 def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     """float (..., 3) HSV in [0, 1] → RGB in [0, 1]."""
-    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    i = np.floor(h * 6.0)
-    f = h * 6.0 - i
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    i = i.astype(np.int64) % 6
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    return np.stack([r, g, b], axis=-1).astype(np.float32)
+    hsv = np.asarray(hsv, dtype=np.float32)
+    return _hsv6_to_rgb((hsv[..., 0] % 1) * 6, hsv[..., 1], hsv[..., 2])
 
 
 @dataclass(frozen=True)
@@ -163,8 +201,9 @@ class ClipTransform:
         crop = random_crop()
         if a.cat_max_ratio < 1.0:
             for _ in range(CAT_MAX_RATIO_TRIES):
-                labels, counts = np.unique(_resized_crop_label(query_label, resized, crop), return_counts=True)
-                counts = counts[labels != IGNORE_INDEX]
+                counts = np.bincount(_resized_crop_label(query_label, resized, crop).ravel(), minlength=256)
+                counts[IGNORE_INDEX] = 0
+                counts = counts[counts > 0]  # pixels per present class, ignore excluded (as mmseg)
                 if len(counts) > 1 and counts.max() / counts.sum() < a.cat_max_ratio:
                     break
                 crop = random_crop()
