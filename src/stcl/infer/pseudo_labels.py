@@ -35,6 +35,7 @@ from tqdm import tqdm
 from stcl.infer.ensemble import Member
 from stcl.infer.io import atomic_video_dir, copy_file, remove_stale_tmp, save_label_png, write_json, write_text
 from stcl.infer.multiscale import TTA
+from stcl.data.vspw import load_image, load_raw_mask
 from stcl.infer.predict import frame_probs, prefetch
 
 __all__ = [
@@ -137,6 +138,31 @@ def _count(raw: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
     return hist[1 : num_classes + 1].astype(np.int64), int(raw.size)
 
 
+def _recount_video(folder: Path, stems: Sequence[str], num_classes: int) -> tuple[np.ndarray, int]:
+    """Per-class kept pixels and total pixels of a finished video, from its masks on disk."""
+    kept, pixels = np.zeros(num_classes, dtype=np.int64), 0
+    for stem in stems:
+        k, n = _count(load_raw_mask(folder / "mask" / f"{stem}.png"), num_classes)
+        kept, pixels = kept + k, pixels + n
+    return kept, pixels
+
+
+def _write_frame(
+    folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int
+) -> tuple[np.ndarray, int]:
+    """Write ``mask/<stem>.png`` (raw ids) and a copy of the frame ``origin/<stem>.jpg`` into ``folder``.
+
+    Returns the frame's per-class kept pixels and total pixels.
+    """
+    if probs.shape[0] > num_classes:
+        raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
+    raw = to_raw_ids(keep_confident(probs, threshold).cpu().numpy(), num_classes)
+    save_label_png(folder / "mask" / f"{stem}.png", raw)
+    (folder / "origin").mkdir(exist_ok=True)
+    shutil.copyfile(src, folder / "origin" / f"{stem}{_FRAME_EXT}")
+    return _count(raw, num_classes)
+
+
 @dataclass
 class ShardResult:
     """A finished shard: its record (also written as JSON) and which videos were computed or skipped."""
@@ -176,44 +202,27 @@ def run_shard(
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
         device, workers, progress: as in `stcl.infer.predict.predict_videos`.
     """
-    from stcl.data.vspw import load_image, load_raw_mask
-
     videos = shard_videos(list(frames), index, count)
     data_dir = Path(out_root) / "data"
     remove_stale_tmp(data_dir, set(videos))
     kept = np.zeros(num_classes, dtype=np.int64)
     pixels = 0
     result = ShardResult(record={})
-    todo = []
     for video in videos:
-        folder = data_dir / video
-        if _video_complete(folder, frames[video]):
+        if _video_complete(data_dir / video, frames[video]):
             result.skipped.append(video)
-            for stem in frames[video]:
-                k, n = _count(load_raw_mask(folder / "mask" / f"{stem}.png"), num_classes)
-                kept += k
-                pixels += n
-        else:
-            todo.append(video)
+            k, n = _recount_video(data_dir / video, frames[video], num_classes)
+            kept, pixels = kept + k, pixels + n
+    todo = [v for v in videos if v not in result.skipped]
     total = sum(len(frames[v]) for v in todo)
-    bar = tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress)
-    with bar:
+    with tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress) as bar:
         for video in todo:
             paths = [Path(frame_path(video, s)) for s in frames[video]]
             with atomic_video_dir(data_dir / video) as tmp:
-                (tmp / "origin").mkdir()
-                (tmp / "mask").mkdir()
                 for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
                     probs = frame_probs(members, tta, image, device)
-                    if probs.shape[0] > num_classes:
-                        raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
-                    labels = keep_confident(probs, threshold).cpu().numpy()
-                    raw = to_raw_ids(labels, num_classes)
-                    save_label_png(tmp / "mask" / f"{stem}.png", raw)
-                    shutil.copyfile(src, tmp / "origin" / f"{stem}{_FRAME_EXT}")
-                    k, n = _count(raw, num_classes)
-                    kept += k
-                    pixels += n
+                    k, n = _write_frame(tmp, stem, src, probs, threshold, num_classes)
+                    kept, pixels = kept + k, pixels + n
                     bar.update(1)
             result.computed.append(video)
     result.record = {
