@@ -6,7 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from snakemake.common.configfile import load_configfile
 
 from stcl.params import TRAIN_STAGES, parse_params
 from stcl.workflow_graph import (
@@ -17,6 +19,7 @@ from stcl.workflow_graph import (
     model_path,
     prediction_dir,
     rule_params,
+    snakemake_schema,
     teacher_checkpoints,
     synth_out,
     train_inputs,
@@ -25,6 +28,14 @@ from stcl.workflow_graph import (
 
 # Types, ranges and defaults come from the schema generated from stcl.params (workflow/gen_schema.py);
 # parse_params then applies the cross-field checks the schema cannot express.
+if (
+    load_configfile(workflow.source_path("../schemas/params.schema.json"))
+    != snakemake_schema()
+):
+    raise WorkflowError(
+        "workflow/schemas/params.schema.json is older than src/stcl/params.py: "
+        "run `.venv/bin/python workflow/generate.py`"
+    )
 validate(config, schema="../schemas/params.schema.json")
 PARAMS = parse_params(config, "params.yaml")
 
