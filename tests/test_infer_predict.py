@@ -147,3 +147,42 @@ def test_prefetch_keeps_order(workers):
 
     assert list(prefetch(lambda p: p * 2, range(9), workers)) == [2 * i for i in range(9)]
     assert list(prefetch(lambda p: p, [], workers)) == []
+
+
+def test_load_members_checks_files_and_label_space(tmp_path: Path):
+    from stcl.data.classes import COCO_CLASSES
+    from stcl.infer.ensemble import load_members
+    from stcl.models import build_segmentor, save_model
+    from stcl.params import Params
+
+    good = _checkpoint(tmp_path / "a.pt", 0)
+    params = Params().model
+    coco = save_model(
+        tmp_path / "coco.pt",
+        build_segmentor(params, 133, load_pretrained=False),
+        model_params=params,
+        num_classes=133,
+        proj_dim=None,
+        label_space="coco",
+        class_names=COCO_CLASSES,
+    )
+    members = load_members([good, good], [3, 1])
+    assert [m.weight for m in members] == [0.75, 0.25]
+    x = torch.rand(2, 3, 32, 32) * 255
+    assert members[0].predict(x).shape == (2, 124, 32, 32)
+    with pytest.raises(ValueError, match=r"coco\.pt: label space 'coco', expected 'vspw'"):
+        load_members([good, coco])
+    with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
+        load_members([tmp_path / "missing.pt"])
+    with pytest.raises(ValueError, match="amp"):
+        load_members([good], amp="fp8")
+
+
+def test_autocast_predict_returns_float32_close_to_fp32():
+    from stcl.infer.ensemble import _autocast_predict
+
+    model = PointwiseNet(num_classes=7).eval()
+    x = torch.rand(1, 3, 8, 8) * 255
+    out = _autocast_predict(model, torch.device("cpu"), "bf16")(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, model(x), atol=0.1, rtol=0.05)
