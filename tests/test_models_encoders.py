@@ -134,3 +134,20 @@ def test_upernet_parameter_count_self_check(backbone, expected):
     model = build_segmentor(params, num_classes=150, device="meta")
     n = sum(p.numel() for p in model.parameters())
     assert n == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_grad_checkpointing_gives_the_same_gradients(name):
+    torch.manual_seed(0)
+    plain = build_encoder(name)
+    ckpt = build_encoder(name, grad_checkpointing=True)
+    flags = [m.grad_checkpointing for m in ckpt.modules() if hasattr(m, "grad_checkpointing")]
+    assert flags and all(flags)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for enc in (plain, ckpt):
+        sum(o.square().mean() for o in enc(x)).backward()
+        grads.append([p.grad.clone() for p in enc.parameters()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -144,6 +144,7 @@ class ModelParams(_Strict):
     drop_path: Probability = 0.1
     projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
     sync_bn: bool = False
+    grad_checkpointing: bool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)

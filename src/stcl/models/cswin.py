@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from stcl.models.encoders import Encoder, LoadReport, _load_non_strict
 
@@ -208,6 +209,7 @@ class CSWinEncoder(Encoder):
                 self.add_module(f"merge{i + 1}", MergeBlock(dims[i], dims[i + 1]))
             self.add_module(f"norm{i + 1}", nn.LayerNorm(dims[i]))
         self.out_channels = tuple(dims)
+        self.grad_checkpointing = False
         self.apply(self._init_weights)
 
     @staticmethod
@@ -231,9 +233,15 @@ class CSWinEncoder(Encoder):
             if i > 1:
                 x = getattr(self, f"merge{i - 1}")(x)
             for block in getattr(self, f"stage{i}"):
-                x = block(x)
+                if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                    x = checkpoint(block, x, use_reentrant=False)
+                else:
+                    x = block(x)
             outs.append(getattr(self, f"norm{i}")(x).permute(0, 3, 1, 2).contiguous())
         return outs
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
 
     def no_weight_decay(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.dim() == 1}

@@ -76,6 +76,10 @@ class Encoder(nn.Module):
         """Parameter names (relative to this module) that AdamW should not decay."""
         return set()
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute blocks in backward instead of storing their activations (memory for compute)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
+
 
 class TimmCnnEncoder(Encoder):
     """A timm CNN (ResNet family) read at its four residual stages.
@@ -104,6 +108,9 @@ class TimmCnnEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B,3,H,W) normalised → four maps (B,C_i,H/s_i,W/s_i)."""
         return list(self.model.forward_intermediates(x, indices=self._indices, intermediates_only=True))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
 
     def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "head."))}
@@ -171,6 +178,9 @@ class SwinEncoder(Encoder):
             x = layer(x)
             outs.append(getattr(self, f"norm{i}")(x).permute(0, 3, 1, 2).contiguous())
         return outs
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.model.set_grad_checkpointing(enable)
 
     def no_weight_decay(self) -> set[str]:
         names = {f"model.{n}" for n in self.model.no_weight_decay()}
@@ -287,6 +297,7 @@ def build_encoder(
     drop_path: float = 0.0,
     pretrained: str | Path | None = None,
     pretrained_from_hub: bool = False,
+    grad_checkpointing: bool = False,
     device: str | torch.device | None = None,
 ) -> Encoder:
     """Build the encoder ``name`` (see `ENCODERS`), optionally loading local pretrained weights.
@@ -296,6 +307,7 @@ def build_encoder(
         drop_path: stochastic depth rate.
         pretrained: local checkpoint file (timm or official release format); never downloaded.
         pretrained_from_hub: explicit opt-in to timm's hub download.
+        grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
     """
     if name not in ENCODERS:
@@ -305,4 +317,6 @@ def build_encoder(
     encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
     if pretrained is not None:
         encoder.load_pretrained(load_state_dict_file(pretrained), str(pretrained))
+    if grad_checkpointing:
+        encoder.set_grad_checkpointing(True)
     return encoder

@@ -151,6 +151,7 @@ def build_segmentor(
         drop_path=model.drop_path,
         pretrained=model.pretrained if load_pretrained and not meta else None,
         pretrained_from_hub=model.pretrained_from_hub and load_pretrained and not meta,
+        grad_checkpointing=model.grad_checkpointing,
         device=device,
     )
     kwargs = dict(
