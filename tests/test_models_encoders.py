@@ -151,3 +151,31 @@ def test_grad_checkpointing_gives_the_same_gradients(name):
         grads.append([p.grad.clone() for p in enc.parameters()])
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_nothing_downloads_unless_hub_is_opted_in(monkeypatch):
+    import timm
+
+    calls = []
+    real = timm.create_model
+
+    def spy(name, pretrained=False, **kwargs):
+        calls.append((name, pretrained))
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", spy)
+    build_segmentor(ModelParams(backbone="resnet18", channels=8, aux_channels=8), 3)
+    build_encoder("resnet18", pretrained_from_hub=True)
+    assert calls == [("resnet18", False), ("resnet18", True)]
+
+
+def test_load_report_names_missing_and_unexpected_keys(tmp_path, caplog):
+    src = build_encoder("resnet18")
+    state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("layer4.")}
+    state["extra.weight"] = torch.zeros(3)
+    path = tmp_path / "partial.pth"
+    torch.save({"state_dict": state}, path)
+    enc = build_encoder("resnet18")
+    report = enc.load_pretrained(state, str(path))
+    assert "extra.weight" in report.unexpected and any(k.startswith("layer4.") for k in report.missing)
+    assert "partial.pth" in str(report) and "missing" in str(report) and "unexpected" in str(report)

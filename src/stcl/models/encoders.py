@@ -207,7 +207,8 @@ def _load_non_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], sou
         mismatched=sorted(k for k in state_dict if k in own and own[k].shape != state_dict[k].shape),
     )
     module.load_state_dict(usable, strict=False)
-    log.info("pretrained encoder weights: %s", report)
+    level = logging.WARNING if report.missing or report.unexpected or report.mismatched else logging.INFO
+    log.log(level, "pretrained encoder weights: %s", report)
     return report
 
 
