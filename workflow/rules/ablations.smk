@@ -1,1 +1,125 @@
-# Ablation targets (not built by default): see below.
+# Ablation targets of the paper's Tables 1-3, built on demand only:
+#   .venv/bin/snakemake --profile local ablation_table3      (or ablation_table1, ablation_table2)
+#   .venv/bin/snakemake --profile local results/ablations/metrics/stcl_d128_t0.1.json   (any grid point)
+# Each ablation trains train_stcl with params overrides (src/stcl/ablations.py), predicts val, evaluates.
+
+
+wildcard_constraints:
+    name=r"baseline_\w+|train_coco|train_nostcl|stcl_d\d+_t[0-9.e-]+",
+
+
+rule ablation_params:
+    output:
+        "results/ablations/{name}/params.yaml",
+    log:
+        "results/logs/ablations/{name}/params.log",
+    localrule: True
+    conda:
+        "../envs/stcl.yaml"
+    params:
+        file=PARAMS_FILE,
+        reads=config,
+    shell:
+        "stcl ablation {wildcards.name} --params {params.file} --out {output} > {log} 2>&1"
+
+
+rule ablation_train:
+    input:
+        params="results/ablations/{name}/params.yaml",
+        data=ablation_train_inputs,
+    output:
+        model="results/ablations/{name}/model.pt",
+    log:
+        "results/logs/ablations/{name}/train.log",
+    benchmark:
+        "results/benchmarks/ablations/{name}/train.tsv"
+    conda:
+        "../envs/stcl.yaml"
+    threads: cluster_threads("train")
+    resources:
+        **cluster_resources("train"),
+    params:
+        launch=train_launcher,
+        stage=lambda wildcards: ablation(wildcards.name).stage,
+        out=lambda wildcards, output: os.path.dirname(output.model),
+    shell:
+        "{params.launch} train --params {input.params} --stage {params.stage}"
+        " --out {params.out} > {log} 2>&1"
+
+
+rule ablation_infer:
+    input:
+        params="results/ablations/{name}/params.yaml",
+        vspw=VSPW,
+        checkpoint="results/ablations/{name}/model.pt",
+    output:
+        directory("results/ablations/{name}/predictions/val"),
+    log:
+        "results/logs/ablations/{name}/infer.log",
+    benchmark:
+        "results/benchmarks/ablations/{name}/infer.tsv"
+    conda:
+        "../envs/stcl.yaml"
+    threads: cluster_threads("infer")
+    resources:
+        **cluster_resources("infer"),
+    shell:
+        "stcl infer --params {input.params} --checkpoints {input.checkpoint} --split val"
+        " --out {output} > {log} 2>&1"
+
+
+rule ablation_evaluate:
+    input:
+        params="results/ablations/{name}/params.yaml",
+        vspw=VSPW,
+        pred="results/ablations/{name}/predictions/val",
+    output:
+        "results/ablations/metrics/{name}.json",
+    log:
+        "results/logs/ablations/{name}/evaluate.log",
+    conda:
+        "../envs/stcl.yaml"
+    threads: cluster_threads("default")
+    resources:
+        **cluster_resources("default"),
+    shell:
+        "stcl evaluate --params {input.params} --gt-root {input.vspw} --pred-root {input.pred}"
+        " --split val --model {wildcards.name} --out {output} > {log} 2>&1"
+
+
+rule ablation_tables:
+    input:
+        lambda wildcards: expand(
+            "results/ablations/metrics/{name}.json",
+            name=TABLE_ABLATIONS[wildcards.table],
+        ),
+    output:
+        "results/ablations/tables/{table}/tables.md",
+    log:
+        "results/logs/ablations/tables/{table}.log",
+    wildcard_constraints:
+        table="|".join(TABLE_ABLATIONS),
+    conda:
+        "../envs/stcl.yaml"
+    resources:
+        **cluster_resources("default"),
+    params:
+        metrics_dir="results/ablations/metrics",
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
+    shell:
+        "stcl tables --metrics-dir {params.metrics_dir} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule ablation_table1:
+    input:
+        "results/ablations/tables/table1/tables.md",
+
+
+rule ablation_table2:
+    input:
+        "results/ablations/tables/table2/tables.md",
+
+
+rule ablation_table3:
+    input:
+        "results/ablations/tables/table3/tables.md",

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from snakemake.common.configfile import load_configfile
 
+from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
 from stcl.params import TRAIN_STAGES, parse_params
 from stcl.workflow_graph import (
     EVAL_MODELS,
@@ -105,3 +106,9 @@ def val_checkpoints(wildcards):
     if wildcards.model == "ensemble":
         return list(ensemble_checkpoints(PARAMS))
     return [model_path(wildcards.model)]
+
+
+def ablation_train_inputs(wildcards):
+    """Data and init checkpoint of an ablation's training run (its own params, see src/stcl/ablations.py)."""
+    spec = ablation(wildcards.name)
+    return list(train_inputs(ablation_params(PARAMS, wildcards.name), spec.stage))

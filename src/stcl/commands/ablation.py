@@ -1,0 +1,32 @@
+"""`stcl ablation NAME --out FILE`: write the complete params file of one paper ablation (Tables 1-3)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import yaml
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="baseline_<backbone>, train_coco, train_nostcl or stcl_d<dim>_t<tau>")
+    p.add_argument("--params", default="params.yaml", help="base params file (default: params.yaml)")
+    p.add_argument("--out", required=True, help="params file to write (e.g. results/ablations/NAME/params.yaml)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from stcl.ablations import ablation, ablation_params
+    from stcl.params import load_params
+
+    spec = ablation(args.name)
+    params = ablation_params(load_params(args.params), args.name)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# ablation {spec.name}: {args.params} with overrides {spec.overrides} (stage {spec.stage})\n"
+    body = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(header + body)
+    os.replace(tmp, out)
+    print(f"stcl ablation: wrote {out}")
+    return 0
