@@ -190,3 +190,15 @@ def test_mmseg_resnet50_v1c_keys_and_shapes_match():
 def test_unrecognised_backbone_is_an_error():
     with pytest.raises(ValueError, match="unrecognised backbone"):
         convert_mmseg_checkpoint({"backbone.blocks.0.weight": torch.zeros(1)})
+
+
+class PickledConfig:
+    """Stands for the objects (ConfigDict, HistoryBuffer) that full mmengine checkpoints pickle."""
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "full_ckpt.pth"
+    torch.save({"meta": PickledConfig(), "state_dict": {}}, path)
+    model = build_segmentor(ModelParams(backbone="resnet18", channels=CH, aux_channels=AUX), K)
+    with pytest.raises(ValueError, match="full_ckpt.pth.*state_dict"):
+        load_init_weights(model, path)

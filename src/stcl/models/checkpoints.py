@@ -130,7 +130,13 @@ def load_init_weights(model: nn.Module, path: str | Path) -> LoadReport:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: init weights file not found")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a file we will not execute
+        raise ValueError(
+            f"{path}: cannot be read with weights_only=True ({err}); if it is a trusted mmseg/mmengine "
+            "checkpoint, keep only its weights: torch.save({'state_dict': ckpt['state_dict']}, new_path)"
+        ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         state = obj["state_dict"]
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
