@@ -130,6 +130,14 @@ def test_nan_loss_stops_with_iteration_and_keeps_last_checkpoint(tmp_path) -> No
     assert not (tmp_path / "model.pt").exists()
 
 
+def test_finished_run_is_retrained_not_resumed(tmp_path) -> None:
+    first = train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext())
+    ran: list[int] = []
+    again = train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext(), callbacks=[ran.append])
+    assert ran == [1, 2, 3, 4, 5]  # a full fresh run, not a no-op resume
+    assert again.metrics["first_loss"] == first.metrics["first_loss"]
+
+
 def test_checkpoints_of_other_params_are_discarded(tmp_path) -> None:
     train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext())
     job = fx.toy_job(tmp_path, fx.toy_stage(iters=6))

@@ -2,7 +2,8 @@
 
 Single process: ``stcl train --stage train_stcl``. Several: ``torchrun --nproc_per_node N -m stcl train
 --stage train_stcl`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
-complete checkpoint under ``<out>/state``. Exit codes: 0 done, 1 error (including a NaN/inf loss),
+complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
+retrained, since a workflow reruns it only when an input changed). Exit codes: 0 done, 1 error (including a NaN/inf loss),
 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 once a checkpoint is written: rerun (or requeue) to continue.
 """
 
@@ -21,17 +22,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: results/models/<stage>)")
     p.add_argument("--init", type=Path, default=None, help="init weights (default: results/models/<init>/model.pt)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when available")
+    p.add_argument("--restart", action="store_true", help="delete <out>/state first instead of resuming")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch.distributed
     from stcl.train.distributed import init_distributed, shutdown_distributed
     from stcl.train.loop import PREEMPT_EXIT_CODE, NonFiniteLossError, train
     from stcl.train.stage import MODELS_DIR, build_job
+    from stcl.train.state import CheckpointManager
 
     params = load_params(args.params)
     out = args.out if args.out is not None else MODELS_DIR / args.stage
     ctx = init_distributed(args.device)
     try:
+        if args.restart and ctx.is_main:
+            CheckpointManager(out / "state").clear()
+        if args.restart and ctx.distributed:
+            torch.distributed.barrier()
         job = build_job(params, args.stage, out, init_path=args.init, is_main=ctx.is_main)
         result = train(job, ctx)
     except NonFiniteLossError as err:

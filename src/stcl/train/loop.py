@@ -166,14 +166,23 @@ class _Run:
         return self.ckpts.save(state, self.iteration)
 
     def try_resume(self) -> Path | None:
-        """Load the newest complete checkpoint of the same fingerprint; returns its path or None."""
+        """Load the newest complete checkpoint of an unfinished run with the same fingerprint.
+
+        Returns its path, or None (fresh start). Checkpoints of other params or of a finished run are
+        deleted (rank 0): Snakemake/DVC rerun a finished stage only when something it depends on changed.
+        """
         latest = all_gather_objects(self.ckpts.latest(), self.ctx)[0]  # rank 0's view decides
         if latest is None:
             return None
         state = self.ckpts.load(latest)
+        reason = None
         if state.get("fingerprint") != self.job.fingerprint:
+            reason = "holds checkpoints of other params"
+        elif int(state["iteration"]) >= self.sp.iters:
+            reason = "holds a finished run (a rerun retrains)"
+        if reason is not None:
             if self.ctx.is_main:
-                print(f"stcl train: {latest.parent} holds checkpoints of other params; starting afresh", flush=True)
+                print(f"stcl train: {latest.parent} {reason}; starting afresh", flush=True)
                 self.ckpts.clear()
             return None
         _unwrap(self.model).load_state_dict(state["model"])
@@ -272,7 +281,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     preempted = False
     try:
         with _PreemptFlag() as flag:
-            batches = _loader(run) if run.iteration < sp.iters else iter(())
+            batches = _loader(run)
             while run.iteration < sp.iters:
                 loss, parts = _step(run, batches, use_stcl)
                 # one collective per iteration: [loss sum, non-finite count, stop requests]

@@ -1,0 +1,106 @@
+"""`stcl train` on the embedded synthetic data with the real model, datasets and losses (tiny iterations)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from stcl.cli import main
+from stcl.models.checkpoints import load_model
+from stcl.params import load_params
+
+
+def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
+    data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    for stage in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+        data[stage].update(iters=iters, checkpoint_every=2, log_every=1, **stage_overrides)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A repo-like folder with data/ (stcl synth) and results/prepare (stcl prepare); cwd during the tests."""
+    root = tmp_path_factory.mktemp("train_ws")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    _write_params(root, iters=3)
+    assert main(["synth", "--out", "data"]) == 0
+    assert main(["prepare"]) == 0
+    yield root
+    mp.undo()
+
+
+COCO_PRE = Path("results/models/pretrain_coco/model.pt")
+
+
+@pytest.fixture(scope="module")
+def coco_pre(workspace) -> Path:
+    """pretrain_coco trained for 3 iterations (COCO's 133-class space)."""
+    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu"]) == 0
+    return COCO_PRE
+
+
+def test_pretrain_writes_a_coco_space_model(coco_pre) -> None:
+    _, meta = load_model(coco_pre)
+    assert meta["num_classes"] == 133 and meta["label_space"] == "coco" and meta["proj_dim"] is None
+    assert meta["extra"]["stage"] == "pretrain_coco"
+
+
+def test_finetune_from_coco_pre_reinitialises_the_classifier(coco_pre) -> None:
+    assert main(["train", "--stage", "train_stcl", "--device", "cpu"]) == 0
+    out = Path("results/models/train_stcl")
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    init = metrics["init"]
+    assert init["source"] == str(coco_pre) and init["loaded"] > 100
+    assert "decode_head.conv_seg.weight" in init["mismatched"]  # 133 → 124 classes: re-initialised
+    assert any(k.startswith("projection.") for k in init["missing"])  # the STCL head is new
+    assert metrics["iterations"] == 3 and set(metrics["datasets"]) == {"vspw"}
+    coco, _ = load_model(coco_pre)
+    vspw, meta = load_model(out / "model.pt")
+    assert meta["num_classes"] == 124 and meta["proj_dim"] == load_params("params.yaml").train_stcl.stcl.dim
+    key = "backbone.model.conv1.weight"  # started from COCO-pre, then moved by 3 small steps
+    assert 0 < (vspw.state_dict()[key] - coco.state_dict()[key]).abs().max() < 0.05
+    state = torch.load(out / "state" / "iter_00000003.pt", weights_only=True)
+    assert state["iteration"] == 3 and state["data"]["cursors"] == [12]
+    assert {"loss", "lr", "ce", "aux", "stcl"} <= {p.stem for p in (out / "dvclive/plots/metrics/train").glob("*.tsv")}
+
+
+def test_rerun_retrains_a_finished_stage_and_restart_clears_state(coco_pre, capsys) -> None:
+    capsys.readouterr()
+    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "holds a finished run (a rerun retrains); starting afresh" in out and "resuming" not in out
+    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu", "--restart"]) == 0
+    assert "starting afresh" not in capsys.readouterr().out  # --restart cleared the state first
+
+
+def test_mixed_image_and_clip_stage(coco_pre) -> None:
+    assert main(["train", "--stage", "train_ade", "--device", "cpu", "--out", "results/ade"]) == 0
+    state = torch.load("results/ade/state/iter_00000003.pt", weights_only=True)
+    assert len(state["data"]["cursors"]) == 2 and sum(state["data"]["cursors"]) == 3 * 4
+    assert json.loads(Path("results/ade/train_metrics.json").read_text())["datasets"]["ade"]["samples"] == 40
+
+
+def test_missing_init_is_a_one_line_error(workspace, capsys) -> None:
+    assert main(["train", "--stage", "train_student", "--device", "cpu", "--init", "missing/model.pt"]) == 1
+    err = capsys.readouterr().err
+    assert "missing/model.pt: init weights of stage 'train_student'" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_default_tiny_stage_learns(tmp_path, monkeypatch) -> None:
+    """The default params (200 iterations, resnet18, 64² crops) lower the loss of train_stcl from scratch."""
+    monkeypatch.chdir(tmp_path)
+    data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    data["train_stcl"]["init"] = None
+    Path("params.yaml").write_text(yaml.safe_dump(data))
+    assert main(["synth", "--out", "data"]) == 0
+    assert main(["train", "--stage", "train_stcl", "--device", "cpu"]) == 0
+    m = json.loads(Path("results/models/train_stcl/train_metrics.json").read_text())
+    assert m["iterations"] == 200 and m["final_window_loss"] < 0.6 * m["first_loss"]
