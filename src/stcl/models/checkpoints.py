@@ -133,8 +133,10 @@ def load_init_weights(model: nn.Module, path: str | Path) -> LoadReport:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a file we will not execute
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(err).__name__)
         raise ValueError(
-            f"{path}: cannot be read with weights_only=True ({err}); if it is a trusted mmseg/mmengine "
+            f"{path}: cannot be read with weights_only=True ({reason}); if it is a trusted mmseg/mmengine "
             "checkpoint, keep only its weights: torch.save({'state_dict': ckpt['state_dict']}, new_path)"
         ) from None
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
