@@ -152,3 +152,22 @@ def test_rolling_vc_equals_per_window_loop_on_long_video(n):
     ref_counted, ref_consistent = _brute_force_windows(gts, preds, n)
     np.testing.assert_array_equal(counted, ref_counted)
     np.testing.assert_array_equal(consistent, ref_consistent)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01, 0.9])
+def test_confusion_run_counting_equals_plain_bincount(noise):
+    # Piecewise-constant maps take the run-length path, noisy ones the plain bincount: both exact.
+    rng = np.random.default_rng(3)
+    gt = np.repeat(rng.integers(0, 5, (8, 1)), 40, axis=1).astype(np.uint8)
+    pred = gt.copy()
+    flip = rng.random(gt.shape) < noise
+    pred[flip] = rng.integers(0, 5, flip.sum())
+    gt[0, :7] = 255
+    expected = np.zeros((5, 5), dtype=np.int64)
+    for g, p in zip(gt.ravel(), pred.ravel()):
+        if g < 5:
+            expected[g, p] += 1
+    counter = FrameCounter(5)
+    counter.add(gt_codes_from_train_ids(gt), pred)
+    np.testing.assert_array_equal(counter.confusion, expected)
+    assert counter.void_pixels == 7

@@ -69,11 +69,15 @@ class ConsistencyCounter:
         if self._prev_gt is None:
             self._gt_run = np.ones(codes.shape, dtype=np.uint8)
             self._pair_run = np.ones(codes.shape, dtype=np.uint8)
+            # work buffers, reused every frame (fresh frame-sized temporaries cost page faults)
+            self._same_gt = np.empty(codes.shape, dtype=bool)
+            self._same_pair = np.empty(codes.shape, dtype=bool)
+            self._at_least = np.empty(codes.shape, dtype=bool)
         else:
             if codes.shape != self._prev_gt.shape:
                 raise ValueError(f"frame size {codes.shape} differs from the video's first frame {self._prev_gt.shape}")
-            same_gt = codes == self._prev_gt
-            same_pair = pred == self._prev_pred
+            same_gt = np.equal(codes, self._prev_gt, out=self._same_gt)
+            same_pair = np.equal(pred, self._prev_pred, out=self._same_pair)
             same_pair &= same_gt
             # run ← run · same + 1 (1 where the value changed); saturated at the longest n now and then
             saturate = self.frames % self._cap_every == 0
@@ -82,9 +86,12 @@ class ConsistencyCounter:
                 run += 1
                 if saturate:
                     np.minimum(run, self._cap, out=run)
-        if copy or self._prev_gt is None:
-            self._prev_gt = codes.copy() if copy else codes
-            self._prev_pred = pred.copy() if copy else pred
+        if copy:
+            if self._prev_gt is None:
+                self._prev_gt, self._prev_pred = codes.copy(), pred.copy()
+            else:
+                np.copyto(self._prev_gt, codes)
+                np.copyto(self._prev_pred, pred)
         else:
             self._prev_gt, self._prev_pred = codes, pred
         # The windows ending at the previous frame are not the video's last: record them now.
@@ -92,11 +99,11 @@ class ConsistencyCounter:
             self._counted[n].append(counted)
             self._consistent[n].append(consistent)
         self.frames += 1
-        self._pending = {
-            n: (int(np.count_nonzero(self._pair_run >= n)), int(np.count_nonzero(self._gt_run >= n)))
-            for n in self.lengths
-            if self.frames >= n
-        }
+        self._pending = {n: (self._count_at_least(self._pair_run, n), self._count_at_least(self._gt_run, n))
+                         for n in self.lengths if self.frames >= n}
+
+    def _count_at_least(self, run: np.ndarray, n: int) -> int:
+        return int(np.count_nonzero(np.greater_equal(run, n, out=self._at_least)))
 
     def windows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """(counted, consistent) per window of length ``n``, int64 (W,) each, windows i = 0 … L−n−1."""
