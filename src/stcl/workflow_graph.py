@@ -71,18 +71,20 @@ RULE_PARAMS: dict[str, tuple[str, ...]] = {
     "submission": (),
 }
 
-# Source folders each rule runs (DVC `deps`): editing the code reruns the stage.
-_CORE = ("src/stcl/params.py", "src/stcl/cli.py")
+# Source each rule runs (DVC `deps`): editing the code reruns the stage.
+_CORE = ("src/stcl/params.py", "src/stcl/cli.py", "src/stcl/resources")
+_CMD = "src/stcl/commands/"
+_MODEL = ("src/stcl/data", "src/stcl/models")
+_INFER_CODE = _CORE + _MODEL + ("src/stcl/infer",)
 RULE_CODE: dict[str, tuple[str, ...]] = {
-    "synth": _CORE + ("src/stcl/data",),
-    "prepare": _CORE + ("src/stcl/data",),
-    **{s: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/losses", "src/stcl/train") for s in TRAIN_STAGES},
-    **{
-        r: _CORE + ("src/stcl/data", "src/stcl/models", "src/stcl/infer")
-        for r in ("teacher", "pseudo_label", "pseudo_label_init", "pseudo_label_gather", "infer_val", "infer_test", "submission")
-    },
-    "evaluate": _CORE + ("src/stcl/data", "src/stcl/metrics"),
-    "tables": _CORE + ("src/stcl/metrics",),
+    "synth": _CORE + (_CMD + "synth.py", "src/stcl/data"),
+    "prepare": _CORE + (_CMD + "prepare.py", "src/stcl/data"),
+    **{s: _CORE + (_CMD + "train.py",) + _MODEL + ("src/stcl/losses", "src/stcl/train") for s in TRAIN_STAGES},
+    **{r: _INFER_CODE + (_CMD + "infer.py",) for r in ("teacher", "infer_val", "infer_test")},
+    **{r: _INFER_CODE + (_CMD + "pseudo_label.py",) for r in ("pseudo_label", "pseudo_label_init", "pseudo_label_gather")},
+    "submission": _CORE + (_CMD + "submit.py", "src/stcl/data", "src/stcl/infer"),
+    "evaluate": _CORE + (_CMD + "evaluate.py", "src/stcl/data", "src/stcl/metrics"),
+    "tables": _CORE + (_CMD + "tables.py", "src/stcl/metrics"),
 }
 
 
@@ -171,12 +173,14 @@ def train_inputs(params: Params, stage: str, pseudo: tuple[str, ...] = PSEUDO_PA
         deps.append(
             {
                 "vspw": str(params.data.vspw_root),
-                "coco": "results/prepare/coco_semantic",
+                "coco": "results/prepare/coco_semantic",  # label maps; images stay in coco_root
                 "ade": str(params.data.ade_root),
             }.get(mix.name, mix.name)
         )
         if mix.name == "pseudo":
             deps[-1:] = pseudo
+        if mix.name == "coco":
+            deps.append(str(params.data.coco_root))
     init = params.stage(stage).init
     if init is not None:
         deps.append(model_path(init))
