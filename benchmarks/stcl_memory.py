@@ -55,7 +55,9 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_case(impl: str, n: int, dim: int, classes: int, refs: int, mode: str, device: str, chunk: int, threads: int) -> dict:
+def run_case(
+    impl: str, n: int, dim: int, classes: int, refs: int, mode: str, device: str, chunk: int, threads: int
+) -> dict:
     """One measurement in this process; returns a JSON-able dict."""
     import torch
 
@@ -134,13 +136,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.case:
         impl, n, mode = args.case
-        res = run_case(impl, int(n), args.dim, args.classes, args.refs, mode, args.device, args.chunk_size, args.threads)
+        res = run_case(
+            impl, int(n), args.dim, args.classes, args.refs, mode, args.device, args.chunk_size, args.threads
+        )
         print(json.dumps(res))
         return 0
 
     sizes = [(args.crop // 4) ** 2] if args.crop else args.sizes
-    print(f"# STCL benchmark: D={args.dim}, {args.classes} classes, M={args.refs}·N, device={args.device}, "
-          f"threads={args.threads}, our chunk_size={args.chunk_size}; each case a fresh process")
+    print(
+        f"# STCL benchmark: D={args.dim}, {args.classes} classes, M={args.refs}·N, device={args.device}, "
+        f"threads={args.threads}, our chunk_size={args.chunk_size}; each case a fresh process"
+    )
     print("| N | M | mode | naive time | naive peak | ours time | ours peak | time ratio | |Δloss| |")
     print("|---|---|---|---|---|---|---|---|---|")
     naive_bytes_per_entry: dict[str, float] = {}
@@ -166,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
                     cells += [f"{res['seconds']:.3f} s", _fmt_gb(res["peak_bytes"])]
             both = all("seconds" in x for x in (naive, ours))
             cells.append(f"{ours['seconds'] / naive['seconds']:.2f}×" if both else "—")
-            cells.append(f"{abs(ours['loss'] - naive['loss']):.1e}" if both else f"ours loss {ours.get('loss', float('nan')):.6f}")
+            cells.append(
+                f"{abs(ours['loss'] - naive['loss']):.1e}"
+                if both
+                else f"ours loss {ours.get('loss', float('nan')):.6f}"
+            )
             print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 

@@ -101,10 +101,17 @@ def test_mmseg_swin_upernet_loads_strictly(mmseg_swin_upernet):
     model = _swin_model()
     model.load_state_dict(convert_mmseg_checkpoint(mmseg_swin_upernet), strict=True)
     src = mmseg_swin_upernet
-    assert torch.equal(model.backbone.model.layers[2].blocks[1].attn.qkv.weight, src["backbone.stages.2.blocks.1.attn.w_msa.qkv.weight"])
-    assert torch.equal(model.backbone.model.layers[3].blocks[0].mlp.fc2.bias, src["backbone.stages.3.blocks.0.ffn.layers.1.bias"])
+    assert torch.equal(
+        model.backbone.model.layers[2].blocks[1].attn.qkv.weight,
+        src["backbone.stages.2.blocks.1.attn.w_msa.qkv.weight"],
+    )
+    assert torch.equal(
+        model.backbone.model.layers[3].blocks[0].mlp.fc2.bias, src["backbone.stages.3.blocks.0.ffn.layers.1.bias"]
+    )
     assert torch.equal(model.backbone.norm3.weight, src["backbone.norm3.weight"])
-    assert torch.equal(model.decode_head.psp_modules[3][1].bn.running_var, src["decode_head.psp_modules.3.1.bn.running_var"])
+    assert torch.equal(
+        model.decode_head.psp_modules[3][1].bn.running_var, src["decode_head.psp_modules.3.1.bn.running_var"]
+    )
     assert torch.equal(model.auxiliary_head.convs[0].conv.weight, src["auxiliary_head.convs.0.conv.weight"])
     model.eval()
     with torch.no_grad():
@@ -120,7 +127,9 @@ def test_swin_key_conversion_round_trip(mmseg_swin_upernet):
         assert torch.equal(back[key], expected[key]), key
     # the PatchMerging weights really are permuted, not passed through
     timm_keys = mmseg_swin_to_timm(backbone)
-    assert not torch.equal(timm_keys["model.layers.1.downsample.reduction.weight"], backbone["stages.0.downsample.reduction.weight"])
+    assert not torch.equal(
+        timm_keys["model.layers.1.downsample.reduction.weight"], backbone["stages.0.downsample.reduction.weight"]
+    )
 
 
 def _mmseg_patch_merging(x, norm, reduction):
@@ -151,8 +160,10 @@ def test_load_init_weights_reads_an_mmseg_checkpoint_file(mmseg_swin_upernet, tm
     model = build_segmentor(ModelParams(backbone="swin_mini", channels=CH, aux_channels=AUX), 3, proj_dim=4)
     report = load_init_weights(model, path)
     assert sorted(report.mismatched) == [
-        "auxiliary_head.conv_seg.bias", "auxiliary_head.conv_seg.weight",
-        "decode_head.conv_seg.bias", "decode_head.conv_seg.weight",
+        "auxiliary_head.conv_seg.bias",
+        "auxiliary_head.conv_seg.weight",
+        "decode_head.conv_seg.bias",
+        "decode_head.conv_seg.weight",
     ]
     assert not report.unexpected
     assert all(k.startswith(("projection.", "decode_head.conv_seg", "auxiliary_head.conv_seg")) for k in report.missing)
@@ -170,7 +181,10 @@ def mmseg_resnet50_v1c_backbone(g):
             sd |= {p + "conv2.weight": _rand(g, planes, planes, 3, 3), **_bn(p + "bn2", planes, g)}
             sd |= {p + "conv3.weight": _rand(g, 4 * planes, planes, 1, 1), **_bn(p + "bn3", 4 * planes, g)}
             if b == 0:
-                sd |= {p + "downsample.0.weight": _rand(g, 4 * planes, inp, 1, 1), **_bn(p + "downsample.1", 4 * planes, g)}
+                sd |= {
+                    p + "downsample.0.weight": _rand(g, 4 * planes, inp, 1, 1),
+                    **_bn(p + "downsample.1", 4 * planes, g),
+                }
             inp = 4 * planes
     return sd
 

@@ -152,6 +152,4 @@ def test_load_init_weights_skips_mismatched_heads(model, tmp_path):
     assert "projection.fc.weight" in report.mismatched
     assert not report.unexpected
     assert torch.equal(target.backbone.model.conv1.weight, model.backbone.model.conv1.weight)
-    assert torch.equal(
-        target.decode_head.fpn_bottleneck.conv.weight, model.decode_head.fpn_bottleneck.conv.weight
-    )
+    assert torch.equal(target.decode_head.fpn_bottleneck.conv.weight, model.decode_head.fpn_bottleneck.conv.weight)

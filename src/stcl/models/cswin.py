@@ -17,8 +17,6 @@ the classifier). Like mmseg's Swin, the segmentation encoder adds one LayerNorm 
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
@@ -28,8 +26,6 @@ from torch.utils.checkpoint import checkpoint
 from stcl.models.encoders import Encoder, LoadReport, _load_non_strict
 
 __all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint"]
-
-log = logging.getLogger(__name__)
 
 
 class Mlp(nn.Module):
@@ -132,8 +128,10 @@ class CSWinBlock(nn.Module):
         else:
             half = c // 2
             att = torch.cat(
-                [self.attns[0](q[..., :half], k[..., :half], v[..., :half]),
-                 self.attns[1](q[..., half:], k[..., half:], v[..., half:])],
+                [
+                    self.attns[0](q[..., :half], k[..., :half], v[..., :half]),
+                    self.attns[1](q[..., half:], k[..., half:], v[..., half:]),
+                ],
                 dim=-1,
             )
         x = x + self.drop_path(self.proj(att))

@@ -94,9 +94,7 @@ class TimmCnnEncoder(Encoder):
         super().__init__()
         import timm
 
-        self.model = timm.create_model(
-            name, pretrained=pretrained_from_hub, num_classes=0, drop_path_rate=drop_path
-        )
+        self.model = timm.create_model(name, pretrained=pretrained_from_hub, num_classes=0, drop_path_rate=drop_path)
         infos = self.model.feature_info
         # Stage indices whose reduction is 4, 8, 16, 32 (index 0 is the stride-2 stem).
         self._indices = [i for i, info in enumerate(infos) if info["reduction"] in (4, 8, 16, 32)]
