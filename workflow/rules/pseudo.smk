@@ -37,8 +37,7 @@ rule pseudo_label_init:
         "results/logs/pseudo_label_init.log",
     conda:
         "../envs/stcl.yaml"
-    resources:
-        **cluster_resources("default"),
+    localrule: True
     params:
         reads=reads("pseudo_label_init"),
     shell:
