@@ -192,3 +192,24 @@ def test_two_process_ddp_matches_one_process_with_accumulation(tmp_path) -> None
     for k, v in single.model.state_dict().items():
         torch.testing.assert_close(r0[k], v, rtol=1e-4, atol=1e-5, msg=k)
     assert (tmp_path / "ddp" / "model.pt").is_file() and not (tmp_path / "ddp" / "rank1").exists()
+
+
+def _child_pids() -> list[int]:
+    pids = []
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        pids += [int(p) for p in children.read_text().split()]
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_sigterm_to_dataloader_workers_too_still_checkpoints(tmp_path) -> None:
+    """Slurm signals every process of the job: the loader workers must not die of it."""
+    def sigterm_everyone(it: int) -> None:
+        if it == 2:
+            for pid in _child_pids():
+                os.kill(pid, signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = train(fx.toy_job(tmp_path, fx.toy_stage(workers=1)), DistContext(), callbacks=[sigterm_everyone])
+    assert result.preempted and result.iteration == 3
+    assert [i for i, _ in CheckpointManager(tmp_path / "state").list()] == [3]

@@ -200,6 +200,13 @@ class _Run:
         return latest
 
 
+def _ignore_preempt_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGUSR1: Slurm signals every process of the job, and the main
+    process, not the workers, decides when to stop (it shuts them down itself)."""
+    for s in _PreemptFlag.SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _loader(run: _Run) -> Iterator[dict]:
     sampler = MixBatchSampler(run.plan, run.iteration, run.ctx.rank, run.ctx.world_size, run.sp.batch_per_device)
     loader = DataLoader(
@@ -208,6 +215,7 @@ def _loader(run: _Run) -> Iterator[dict]:
         num_workers=run.sp.workers,
         pin_memory=run.ctx.device.type == "cuda",
         generator=torch.Generator().manual_seed(run.sp.seed + run.ctx.rank),  # keeps the global RNG untouched
+        worker_init_fn=_ignore_preempt_signals,
     )
     return iter(loader)
 
@@ -234,6 +242,32 @@ def _step(run: _Run, batches: Iterator[dict], use_stcl_cfg: bool) -> tuple[torch
         for k, v in p.items():
             parts[k] = parts.get(k, 0.0) + float(v) / run.accum
     return total, parts
+
+
+def _agree(run: _Run, loss: torch.Tensor, stop_requested: bool) -> tuple[float, bool]:
+    """One collective per iteration: the mean loss over ranks and whether any rank was asked to stop.
+
+    Raises:
+        NonFiniteLossError: the loss is NaN/inf on any rank (every rank raises; no optimiser step).
+    """
+    finite = bool(torch.isfinite(loss))
+    stats = torch.stack([
+        loss if finite else torch.zeros_like(loss),
+        torch.tensor(0.0 if finite else 1.0, device=loss.device),
+        torch.tensor(1.0 if stop_requested else 0.0, device=loss.device),
+    ])
+    if run.ctx.distributed:
+        torch.distributed.all_reduce(stats)
+    loss_sum, n_bad, n_stop = stats.tolist()
+    if n_bad > 0:
+        last = run.ckpts.latest()
+        value = float(loss) if not finite else "non-finite on another rank"
+        raise NonFiniteLossError(
+            f"{run.job.name}: loss is {value} at iteration {run.iteration + 1} (of {run.sp.iters}); training "
+            f"stopped before the optimiser step. Last good checkpoint: "
+            f"{last if last is not None else 'none (no checkpoint written yet)'}"
+        )
+    return loss_sum / run.ctx.world_size, n_stop > 0
 
 
 def _apply_step(run: _Run) -> None:
@@ -284,25 +318,8 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
             batches = _loader(run)
             while run.iteration < sp.iters:
                 loss, parts = _step(run, batches, use_stcl)
-                # one collective per iteration: [loss sum, non-finite count, stop requests]
-                finite = bool(torch.isfinite(loss))
-                stats = torch.stack([
-                    torch.where(torch.isfinite(loss), loss, torch.zeros_like(loss)),
-                    torch.tensor(0.0 if finite else 1.0, device=ctx.device),
-                    torch.tensor(1.0 if flag.raised is not None else 0.0, device=ctx.device),
-                ])
-                if ctx.distributed:
-                    torch.distributed.all_reduce(stats)
-                loss_value, n_bad, n_stop = stats.tolist()
-                if n_bad > 0:
-                    last = run.ckpts.latest()
-                    raise NonFiniteLossError(
-                        f"{job.name}: loss is {float(loss) if not finite else 'non-finite on another rank'} at iteration {run.iteration + 1} "
-                        f"(of {sp.iters}); training stopped before the optimiser step. Last good checkpoint: "
-                        f"{last if last is not None else 'none (no checkpoint written yet)'}"
-                    )
+                loss_value, stop = _agree(run, loss, flag.raised is not None)
                 _apply_step(run)
-                loss_value /= ctx.world_size
                 lr = run.schedule.get_last_lr()
                 run.iteration += 1
                 if run.log["first_loss"] is None:
@@ -318,7 +335,6 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
                     logger.log(run.iteration, {**means, "lr": lr})
                     run.log["window_loss"] = means["loss"]
                     window = {}
-                stop = n_stop > 0
                 if run.iteration % sp.checkpoint_every == 0 or run.iteration == sp.iters or stop:
                     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
                     t_start = time.perf_counter()
