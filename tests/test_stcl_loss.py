@@ -207,3 +207,13 @@ def test_bad_shapes_raise_naming_the_argument():
         spatial_temporal_consistency_loss(q, ql, r, rl[:, :1])
     with pytest.raises(ValueError, match="query_labels"):
         spatial_temporal_consistency_loss(q, ql[:1], r, rl)
+
+
+def test_computed_in_float32_under_bf16_autocast():
+    q, ql, r, rl = _inputs(14, dtype=torch.float32)
+    plain = spatial_temporal_consistency_loss(q, ql, r, rl)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = spatial_temporal_consistency_loss(q, ql, r, rl)
+        from_bf16 = spatial_temporal_consistency_loss(q.bfloat16(), ql, r.bfloat16(), rl)
+    assert autocast.dtype == torch.float32 and torch.equal(autocast, plain)
+    assert from_bf16.dtype == torch.float32 and torch.allclose(from_bf16, plain, rtol=2e-2)

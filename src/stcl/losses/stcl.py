@@ -162,6 +162,43 @@ def spatial_temporal_consistency_loss(
     if sampling != "none" and max_anchors is None:
         raise ValueError(f"sampling={sampling!r} needs max_anchors")
 
+    # Similarities are scaled by 1/τ ≈ 14: compute them in float32 even under bf16/fp16 autocast.
+    low = (torch.float16, torch.bfloat16)
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        return _batch_loss(
+            query.float() if query.dtype in low else query,
+            query_labels,
+            references.float() if references.dtype in low else references,
+            reference_labels,
+            tau=tau,
+            ignore_index=ignore_index,
+            chunk_size=chunk_size,
+            sampling=sampling,
+            max_anchors=max_anchors,
+            query_predictions=query_predictions,
+            generator=generator,
+            use_checkpoint=use_checkpoint,
+        )
+
+
+def _batch_loss(
+    query: torch.Tensor,
+    query_labels: torch.Tensor,
+    references: torch.Tensor,
+    reference_labels: torch.Tensor,
+    *,
+    tau: float,
+    ignore_index: int,
+    chunk_size: int,
+    sampling: Sampling,
+    max_anchors: int | None,
+    query_predictions: torch.Tensor | None,
+    generator: torch.Generator | None,
+    use_checkpoint: bool,
+) -> torch.Tensor:
+    """The loss for validated inputs (shapes as `spatial_temporal_consistency_loss`)."""
+    b, d, h, w = query.shape
+    t = references.shape[1]
     q = F.normalize(query, dim=1).flatten(2).transpose(1, 2)  # (B,hw,D)
     r = F.normalize(references, dim=2).permute(0, 1, 3, 4, 2).reshape(b, t * h * w, d)  # (B,Thw,D)
     ql = _resize_labels(query_labels, (h, w)).reshape(b, -1)
