@@ -10,6 +10,9 @@ split by a boundary that sweeps across the frame, so the ground under an object 
 textured objects that move, bounce, grow or shrink and occlude each other. One object stays almost still
 while its surroundings change (the paper's Figure 1). COCO/ADE images are single frames of such scenes.
 
+VSPW test videos get masks too (a real test release has none): the pipeline never reads them (the unlabeled
+pool lists frames only), but they let a developer score pseudo labels by hand.
+
 Determinism: every video/image draws from ``SeedSequence((seed, dataset, split, index))`` and appearance
 depends only on the class, so two runs with the same params write byte-identical files.
 """
