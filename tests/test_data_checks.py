@@ -14,8 +14,8 @@ from stcl.cli import main
 from stcl.data import vspw
 from stcl.data.checks import check_ade, check_coco, check_dataset, check_vspw, detect_kind
 from stcl.data.io import DataError
-from stcl.data.prepare import prepare
-from stcl.params import DataParams
+from stcl.data.prepare import prepare, unlabeled_frame_path
+from stcl.params import DataParams, UnlabeledParams
 
 
 @pytest.fixture()
@@ -61,6 +61,7 @@ def test_vspw_every_fault_reported(datasets, tmp_path, capsys):
     for path, what in expected:
         assert any(p.startswith(path) and what in p for p in report.problems), (path, what, report.problems)
     assert len(report.problems) == len(expected), report.problems
+    assert sorted(check_vspw(root, workers=2).problems) == sorted(report.problems)
     assert main(["check-data", str(root), "--json", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     assert "8 problem(s)" in out
@@ -121,3 +122,24 @@ def test_prepare_refuses_bad_data_and_keeps_old_output(datasets, tmp_path):
     assert "00000000.png: mask missing" in str(err.value) and "validation: directory not found" in str(err.value)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepare")]  # no temp dir left behind
+
+
+def test_unlabeled_pool_from_folder(datasets, tmp_path):
+    folder = tmp_path / "frames"
+    for video in ("clip1", "clip2"):
+        (folder / video).mkdir(parents=True)
+        for t in range(3):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / video / f"{t:05d}.jpg")
+    (folder / "clip2" / "00001.jpg").write_bytes(b"broken")
+    data = datasets.model_copy(update={"unlabeled": UnlabeledParams(source="folder", folder=folder)})
+    with pytest.raises(DataError, match=r"clip2/00001\.jpg: unreadable"):
+        prepare(data, tmp_path / "out")
+    (folder / "clip2" / "00001.jpg").unlink()
+    report = prepare(data, tmp_path / "out")
+    lines = (tmp_path / "out" / "unlabeled.txt").read_text().splitlines()
+    assert lines == ["clip1/00000", "clip1/00001", "clip1/00002", "clip2/00000", "clip2/00002"]
+    assert report["unlabeled"] == {"source": "folder", "splits": None, "root": str(folder), "frames": 5, "videos": 2}
+    assert unlabeled_frame_path(data, lines[-1]) == folder / "clip2" / "00002.jpg"
+    assert unlabeled_frame_path(datasets, "vid_d/00000003") == vspw.frame_path(datasets.vspw_root, "vid_d", "00000003")
+    with pytest.raises(ValueError, match="<video>/<frame stem>"):
+        unlabeled_frame_path(data, "no-slash")
