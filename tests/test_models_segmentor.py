@@ -153,3 +153,17 @@ def test_load_init_weights_skips_mismatched_heads(model, tmp_path):
     assert not report.unexpected
     assert torch.equal(target.backbone.model.conv1.weight, model.backbone.model.conv1.weight)
     assert torch.equal(target.decode_head.fpn_bottleneck.conv.weight, model.decode_head.fpn_bottleneck.conv.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["swin_large_patch4_window12_384", "cswin_large", "resnet50", "resnest101e"])
+def test_paper_scale_segmentor_trains_one_step_on_cpu(backbone):
+    """The real-size models build, run a clip forward/backward and give finite gradients (no weights needed)."""
+    params = ModelParams(backbone=backbone, channels=512, aux_channels=256, drop_path=0.3, grad_checkpointing=True)
+    model = build_segmentor(params, num_classes=124, proj_dim=512)
+    out = model(torch.rand(2, 2, 3, 64, 64) * 255)
+    labels = torch.randint(0, 124, (2, 2, 64, 64))
+    total, _ = segmentor_loss(out, labels, 0.4, StclParams(dim=512))
+    total.backward()
+    assert torch.isfinite(total)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
