@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import yaml
 from _data_fixtures import write_ade, write_coco, write_vspw
 from PIL import Image
 
@@ -121,7 +122,19 @@ def test_prepare_refuses_bad_data_and_keeps_old_output(datasets, tmp_path):
         prepare(datasets, out)
     assert "00000000.png: mask missing" in str(err.value) and "validation: directory not found" in str(err.value)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepare")]  # no temp dir left behind
+    assert not [p for p in out.rglob(".*")]  # no temp dir left behind
+
+
+def test_prepare_cli_keeps_other_files(datasets, tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": json.loads(datasets.model_dump_json())}))
+    out = tmp_path / "results" / "prepare"
+    out.mkdir(parents=True)
+    (out / "prepare.log").write_text("log from the workflow")
+    assert main(["prepare", "--params", str(params), "--out", str(out)]) == 0
+    assert (out / "prepare.log").read_text() == "log from the workflow"
+    assert json.loads(capsys.readouterr().out)["coco_semantic"] == {"train2017": 1, "val2017": 1}
+    assert sorted(p.name for p in out.iterdir()) == ["coco_semantic", "prepare.log", "report.json", "unlabeled.txt"]
 
 
 def test_unlabeled_pool_from_folder(datasets, tmp_path):

@@ -1,6 +1,8 @@
 """The `prepare` stage: validate the datasets, convert COCO panoptic to semantic maps, list unlabeled frames.
 
-Outputs (one directory, swapped into place atomically)::
+Outputs (each written atomically: the semantic-map folder is built under a temporary name and renamed,
+the files go through a temporary name and ``os.replace``; report.json is written last; other files in OUT,
+such as logs, are left alone)::
 
     OUT/coco_semantic/{train2017,val2017}/<stem>.png   uint8 0..132, 255 = unlabeled/crowd
     OUT/unlabeled.txt                                  "<video>/<frame stem>" per line
@@ -89,7 +91,7 @@ def convert_coco_split(root: str | Path, split: str, out_dir: str | Path, worker
 
 
 def prepare(data: DataParams, out: str | Path, workers: int = 1, progress: Callable[[int], None] | None = None) -> dict:
-    """Validate VSPW, COCO and ADE20K, then write the prepare outputs into ``out`` atomically.
+    """Validate VSPW, COCO and ADE20K, then write the prepare outputs into ``out``.
 
     Raises DataError listing every problem found (nothing is written then).
     """
@@ -106,22 +108,23 @@ def prepare(data: DataParams, out: str | Path, workers: int = 1, progress: Calla
     if problems:
         listing = "\n  ".join(problems[:50]) + (f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else "")
         raise DataError(f"dataset validation failed ({len(problems)} problem(s)):\n  {listing}")
-    with atomic_dir(out) as tmp:
-        semantic = {}
+    out = Path(out)
+    semantic = {}
+    with atomic_dir(out / "coco_semantic") as tmp:
         for split in coco_panoptic.SPLIT_DIRS:
-            split_out = tmp / "coco_semantic" / coco_panoptic.split_dir(split)
-            semantic[coco_panoptic.split_dir(split)] = convert_coco_split(data.coco_root, split, split_out, workers, progress)
-        write_text(tmp / "unlabeled.txt", "".join(f"{e}\n" for e in entries))
-        report = {
-            "datasets": {r.kind: {"root": r.root, "counts": r.counts} for r in reports},
-            "coco_semantic": semantic,
-            "unlabeled": {
-                "source": data.unlabeled.source,
-                "splits": list(data.unlabeled.splits) if data.unlabeled.source == "vspw" else None,
-                "root": str(data.vspw_root if data.unlabeled.source == "vspw" else data.unlabeled.folder),
-                "frames": len(entries),
-                "videos": len({e.split("/")[0] for e in entries}),
-            },
-        }
-        write_text(tmp / "report.json", json.dumps(report, indent=2) + "\n")
+            split_dir = coco_panoptic.split_dir(split)
+            semantic[split_dir] = convert_coco_split(data.coco_root, split, tmp / split_dir, workers, progress)
+    write_text(out / "unlabeled.txt", "".join(f"{e}\n" for e in entries))
+    report = {
+        "datasets": {r.kind: {"root": r.root, "counts": r.counts} for r in reports},
+        "coco_semantic": semantic,
+        "unlabeled": {
+            "source": data.unlabeled.source,
+            "splits": list(data.unlabeled.splits) if data.unlabeled.source == "vspw" else None,
+            "root": str(data.vspw_root if data.unlabeled.source == "vspw" else data.unlabeled.folder),
+            "frames": len(entries),
+            "videos": len({e.split("/")[0] for e in entries}),
+        },
+    }
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")  # written last: marks completion
     return report
