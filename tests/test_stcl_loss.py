@@ -217,3 +217,18 @@ def test_computed_in_float32_under_bf16_autocast():
         from_bf16 = spatial_temporal_consistency_loss(q.bfloat16(), ql, r.bfloat16(), rl)
     assert autocast.dtype == torch.float32 and torch.equal(autocast, plain)
     assert from_bf16.dtype == torch.float32 and torch.allclose(from_bf16, plain, rtol=2e-2)
+
+
+def test_sampling_with_few_or_no_candidate_anchors():
+    q, ql, r, rl = _inputs(15, b=2)
+    ql[0] = IGNORE  # first clip: no anchors at all
+    ql[1] = IGNORE
+    ql[1, 0, 0] = 9  # second clip: one anchor, of a class seen nowhere else (no positive)
+    preds = torch.zeros_like(ql)
+    full = spatial_temporal_consistency_loss(q, ql, r, rl)
+    for sampling in ("random", "hard"):
+        for max_anchors in (1, 1000):
+            loss = spatial_temporal_consistency_loss(
+                q, ql, r, rl, sampling=sampling, max_anchors=max_anchors, query_predictions=preds
+            )
+            assert torch.allclose(loss, full) and loss == 0

@@ -220,7 +220,7 @@ def _batch_loss(
         counts = torch.bincount(key_cls, minlength=len(classes))
         num_pos = counts[key_cls[:n_q]] - 1  # |P_i| per anchor (same-class keys minus itself)
         cand = (num_pos > 0).nonzero().flatten()  # anchors with at least one positive
-        if max_anchors is not None and sampling != "none":
+        if max_anchors is not None and sampling != "none" and len(cand) > max_anchors:
             sub = sample_anchors(
                 key_cls[cand],
                 max_anchors,
