@@ -171,3 +171,15 @@ def test_confusion_run_counting_equals_plain_bincount(noise):
     counter.add(gt_codes_from_train_ids(gt), pred)
     np.testing.assert_array_equal(counter.confusion, expected)
     assert counter.void_pixels == 7
+
+
+def test_in_memory_errors_name_video_and_frame():
+    gt = [a([0, 1]), a([0, 1])]
+    with pytest.raises(ValueError, match=r"video 'v' prediction frame 1: prediction values \[3\] outside 0\.\.2"):
+        evaluate_arrays({"v": (gt, [a([0, 1]), a([0, 3])])}, num_classes=3, vc_lengths=(1,))
+    with pytest.raises(ValueError, match=r"video 'v': 2 GT frames but 1 predictions"):
+        evaluate_arrays({"v": (gt, [a([0, 1])])}, num_classes=3, vc_lengths=(1,))
+    with pytest.raises(ValueError, match=r"video 'v' GT frame 0: .*train ids \[7\]"):
+        evaluate_arrays({"v": ([a([7, 1])], [a([0, 1])])}, num_classes=3, vc_lengths=(1,))
+    with pytest.raises(ValueError, match=r"prediction size 3x1 != GT size 2x1"):
+        evaluate_arrays({"v": ([a([0, 1])], [a([0, 1, 1])])}, num_classes=3, vc_lengths=(1,))

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stcl.commands.evaluate import vspw_class_names
+from stcl.data.classes import VSPW_CLASSES
 from stcl.metrics.tables import build_tables, chance_levels, tables_markdown, write_tables
 
-NAMES = vspw_class_names()
+NAMES = list(VSPW_CLASSES)
 
 
 def _metrics(model: str, miou: float, *, dim: int | None = None, tau: float | None = None, backbone="resnet18"):

@@ -11,13 +11,11 @@ of every class (from which `stcl tables` derives the chance level). Never import
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run", "model_info", "vspw_class_names"]
+__all__ = ["add_arguments", "run", "model_info"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,13 +26,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name recorded in the JSON (default: the stem of --out)")
     p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
     p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers)")
-
-
-def vspw_class_names() -> list[str]:
-    """The 124 VSPW class names in train-id order (raw id 1..124 of label_num_dic_final.json)."""
-    with resources.files("stcl").joinpath("resources/vspw_label_num_dic_final.json").open(encoding="utf-8") as f:
-        raw = {int(v): k for k, v in json.load(f).items()}
-    return [raw[i] for i in range(1, 125)]
 
 
 def model_info(params: Any, model: str) -> dict[str, Any]:
@@ -55,6 +46,7 @@ def model_info(params: Any, model: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stcl.data.classes import VSPW_CLASSES
     from stcl.metrics.evaluate import DEFINITION, NUM_CLASSES, evaluate_dirs
     from stcl.metrics.io import atomic_write_json
     from stcl.params import load_params
@@ -72,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         workers=workers,
     )
     seconds = time.perf_counter() - start
-    body = result.to_dict(vspw_class_names())
+    body = result.to_dict(VSPW_CLASSES)
     info = model_info(params, model)
     out = {
         "format": "stcl-metrics/1",
