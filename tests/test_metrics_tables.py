@@ -111,3 +111,16 @@ def test_bad_metrics_json_names_the_file(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"broken\.json: not a readable JSON"):
         write_tables(tmp_path, tmp_path / "out")
+
+
+def test_params_fill_missing_stcl_dim_tau(tmp_path):
+    from stcl.metrics.tables import load_metrics
+    from stcl.params import Params
+
+    m = _metrics("train_stcl", 0.5)
+    del m["model_info"]
+    (tmp_path / "train_stcl.json").write_text(json.dumps(m))
+    (loaded,) = load_metrics(tmp_path, Params())
+    assert loaded["model_info"]["stcl"] == {"enabled": True, "dim": 64, "tau": 0.07}
+    row = _row(build_tables([loaded]), "table3", "Swin-L + STCL", 64)
+    assert row.ours["model"] == "train_stcl"

@@ -61,8 +61,12 @@ __all__ = [
 METRICS = ("mIoU", "WIoU", "VC8", "VC16")
 
 
-def load_metrics(metrics_dir: str | Path) -> list[dict[str, Any]]:
-    """Every ``*.json`` of ``metrics_dir`` written by `stcl evaluate` (format stcl-metrics/1), by model name."""
+def load_metrics(metrics_dir: str | Path, params: Any | None = None) -> list[dict[str, Any]]:
+    """Every ``*.json`` of ``metrics_dir`` written by `stcl evaluate` (format stcl-metrics/1), by model name.
+
+    ``params`` (a `stcl.params.Params`), when given, fills what a metrics file lacks: the backbone, and the
+    STCL dim/τ of a training stage.
+    """
     folder = Path(metrics_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: metrics directory not found")
@@ -78,8 +82,20 @@ def load_metrics(metrics_dir: str | Path) -> list[dict[str, Any]]:
             if key not in data:
                 raise ValueError(f"{path}: metrics JSON lacks the key {key!r}")
         data["_path"] = str(path)
+        if params is not None:
+            _fill_from_params(data, params)
         out.append(data)
     return sorted(out, key=lambda d: d["model"])
+
+
+def _fill_from_params(data: dict[str, Any], params: Any) -> None:
+    info = data.setdefault("model_info", {}) or {}
+    data["model_info"] = info
+    data.setdefault("backbone", params.model.backbone)
+    info.setdefault("backbone", data["backbone"])
+    if "stcl" not in info and data["model"] in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+        stcl = params.stage(data["model"]).stcl
+        info["stcl"] = {"enabled": stcl.enabled, "dim": stcl.dim, "tau": stcl.tau}
 
 
 def paper_rows_for(metrics: dict[str, Any]) -> list[tuple[str, str, int | None, float | None]]:
@@ -313,11 +329,11 @@ def plot_per_class(metrics: Sequence[dict[str, Any]], path: str | Path) -> None:
         plt.close(fig)
 
 
-def write_tables(metrics_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
+def write_tables(metrics_dir: str | Path, out_dir: str | Path, params: Any | None = None) -> dict[str, Path]:
     """Write tables.md, tables.parquet and per_class_iou.png into ``out_dir``; returns their paths."""
     import io
 
-    metrics = load_metrics(metrics_dir)
+    metrics = load_metrics(metrics_dir, params)
     out = Path(out_dir)
     paths = {"markdown": out / "tables.md", "parquet": out / "tables.parquet", "chart": out / "per_class_iou.png"}
     atomic_write_bytes(paths["markdown"], tables_markdown(metrics).encode("utf-8"))
