@@ -48,6 +48,7 @@ def test_vspw_every_fault_reported(datasets, tmp_path, capsys):
     jpg.write_bytes(jpg.read_bytes()[:200])  # truncated
     (root / "test.txt").write_text("")  # empty split
     (root / "val.txt").write_text("vid_c\n../escape\nsub/dir\n")  # bad names
+    (root / "label_num_dic_final.json").write_text('{"others": "0", "wall": "1"}')  # wrong class list
     report = check_vspw(root)
     expected = [
         (str(vspw.frame_path(root, "vid_a", "00000003")), "frame missing"),
@@ -58,6 +59,7 @@ def test_vspw_every_fault_reported(datasets, tmp_path, capsys):
         (str(root / "test.txt"), "split is empty"),
         (str(root / "val.txt"), "invalid video name '../escape'"),
         (str(root / "val.txt"), "invalid video name 'sub/dir'"),
+        (str(root / "label_num_dic_final.json"), "class list differs"),
     ]
     for path, what in expected:
         assert any(p.startswith(path) and what in p for p in report.problems), (path, what, report.problems)
@@ -65,7 +67,7 @@ def test_vspw_every_fault_reported(datasets, tmp_path, capsys):
     assert sorted(check_vspw(root, workers=2).problems) == sorted(report.problems)
     assert main(["check-data", str(root), "--json", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
-    assert "8 problem(s)" in out
+    assert "9 problem(s)" in out
     assert json.loads((tmp_path / "r.json").read_text())["ok"] is False
 
 

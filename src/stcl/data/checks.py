@@ -9,6 +9,7 @@ panoptic PNG segment id absent from the JSON.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -129,15 +130,15 @@ def check_vspw(root: str | Path, workers: int = 1, label_splits: tuple[str, ...]
     dic = root / "label_num_dic_final.json"
     if not dic.is_file():
         report.problems.append(f"{dic}: class list missing")
-    elif dic.read_bytes() != resource_path("vspw_label_num_dic_final.json").read_bytes():
-        import json
-
+    else:
+        expected = json.loads(resource_path("vspw_label_num_dic_final.json").read_text(encoding="utf-8"))
         try:
-            n = len(json.loads(dic.read_text(encoding="utf-8")))
-            if n != VSPW_NUM_CLASSES + 1:
-                report.problems.append(f"{dic}: {n} classes, expected {VSPW_NUM_CLASSES + 1} (others + 124)")
-        except (ValueError, TypeError) as err:
+            found = json.loads(dic.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
             report.problems.append(f"{dic}: not valid JSON ({err})")
+        else:
+            if not isinstance(found, dict) or {k: str(v) for k, v in found.items()} != expected:
+                report.problems.append(f"{dic}: class list differs from VSPW's ({VSPW_NUM_CLASSES} classes + others)")
     jobs, where = [], []
     for split in vspw.SPLITS:
         path = root / f"{split}.txt"
