@@ -131,3 +131,16 @@ def test_failed_write_keeps_previous_dataset(tmp_path, monkeypatch):
     assert not (tmp_path / "coco" / "partial.txt").exists()
     assert _tree_digest(tmp_path / "coco") == {k[5:]: v for k, v in before.items() if k.startswith("coco/")}
     assert not [q for q in tmp_path.iterdir() if q.name.startswith(".")]
+
+
+def test_light_commands_do_not_import_torch():
+    """synth, check-data and prepare start fast: no torch import (contract)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stcl.commands.synth, stcl.commands.check_data, stcl.commands.prepare, "
+        "stcl.data.synthetic, stcl.data.checks, stcl.data.prepare; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
