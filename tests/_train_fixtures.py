@@ -86,8 +86,15 @@ def save_state_dict(path: Path, model: nn.Module) -> None:
     torch.save(model.state_dict(), path)
 
 
-def toy_job(out_dir: Path, stage: TrainStageParams | None = None, *, norm: bool = False, dropout: float = 0.1,
-            loss_fn=toy_loss, datasets=None) -> TrainJob:
+def toy_job(
+    out_dir: Path,
+    stage: TrainStageParams | None = None,
+    *,
+    norm: bool = False,
+    dropout: float = 0.1,
+    loss_fn=toy_loss,
+    datasets=None,
+) -> TrainJob:
     torch.manual_seed(123)  # identical initial weights in every run and rank
     stage = stage or toy_stage()
     return TrainJob(
@@ -142,4 +149,3 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str, stage_kwargs
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
-

@@ -55,7 +55,16 @@ def test_toy_model_learns_and_writes_outputs(tmp_path) -> None:
     on_disk = json.loads((tmp_path / "train_metrics.json").read_text())
     assert on_disk["iterations"] == 30 and on_disk["first_loss"] == pytest.approx(m["first_loss"])
     loss_rows = (tmp_path / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
-    assert loss_rows[0].split("\t") == ["step", "loss"] and [r.split("\t")[0] for r in loss_rows[1:]] == ["4", "8", "12", "16", "20", "24", "28", "30"]
+    assert loss_rows[0].split("\t") == ["step", "loss"] and [r.split("\t")[0] for r in loss_rows[1:]] == [
+        "4",
+        "8",
+        "12",
+        "16",
+        "20",
+        "24",
+        "28",
+        "30",
+    ]
     assert (tmp_path / "dvclive" / "plots" / "metrics" / "train" / "lr.tsv").is_file()
     assert [i for i, _ in CheckpointManager(tmp_path / "state").list()] == [20, 30]
     state = torch.load(tmp_path / "state" / "iter_00000030.pt", weights_only=True)
@@ -154,8 +163,9 @@ def test_image_and_clip_datasets_mix_per_iteration(tmp_path) -> None:
         seen.append((labels.shape[1], use_stcl))
         return fx.toy_loss(out, labels, use_stcl)
 
-    stage = fx.toy_stage(iters=20, datasets=(fx.DatasetMix(name="vspw"), fx.DatasetMix(name="ade")),
-                         stcl=fx.StclParams(enabled=True))
+    stage = fx.toy_stage(
+        iters=20, datasets=(fx.DatasetMix(name="vspw"), fx.DatasetMix(name="ade")), stcl=fx.StclParams(enabled=True)
+    )
     job = fx.toy_job(tmp_path, stage, loss_fn=loss, datasets=[fx.ToyDataset(frames=3), fx.ToyDataset(frames=1, seed=1)])
     train(job, DistContext())
     assert set(seen) == {(3, True), (1, False)}
@@ -204,6 +214,7 @@ def _child_pids() -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_sigterm_to_dataloader_workers_too_still_checkpoints(tmp_path) -> None:
     """Slurm signals every process of the job: the loader workers must not die of it."""
+
     def sigterm_everyone(it: int) -> None:
         if it == 2:
             for pid in _child_pids():

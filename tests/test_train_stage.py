@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import yaml
 from stcl.cli import main
 from stcl.models.checkpoints import load_model
 from stcl.params import load_params
+from stcl.train import PREEMPT_EXIT_CODE
 
 
 def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
@@ -104,3 +109,58 @@ def test_default_tiny_stage_learns(tmp_path, monkeypatch) -> None:
     assert main(["train", "--stage", "train_stcl", "--device", "cpu"]) == 0
     m = json.loads(Path("results/models/train_stcl/train_metrics.json").read_text())
     assert m["iterations"] == 200 and m["final_window_loss"] < 0.6 * m["first_loss"]
+
+
+def _launch(workspace: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stcl", "train", "--device", "cpu", *args],
+        cwd=workspace,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"stcl train exited ({proc.returncode}) before {path} appeared: {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
+    """The real stage (resnet18 UperNet + STCL, clip data, workers=0) killed with SIGKILL after its first
+    checkpoint, then the same command again: the final weights equal an uninterrupted run's bit for bit."""
+    params = _write_params(tmp_path, iters=8, init=None)
+    common = ["--stage", "train_stcl", "--params", str(params)]
+    ref = _launch(workspace, *common, "--out", str(tmp_path / "ref"))
+    assert ref.wait(timeout=600) == 0, ref.stderr.read()
+    out = tmp_path / "killed"
+    proc = _launch(workspace, *common, "--out", str(out))
+    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not (out / "model.pt").exists()
+    again = _launch(workspace, *common, "--out", str(out))
+    assert again.wait(timeout=600) == 0, again.stderr.read()
+    a = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_checkpoints_and_exits_75(workspace, tmp_path) -> None:
+    params = _write_params(tmp_path, iters=200, init=None)
+    out = tmp_path / "pre"
+    proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out))
+    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == PREEMPT_EXIT_CODE
+    done = [p.name for p in (out / "state").glob("iter_*.pt")]
+    assert done and not (out / "model.pt").exists()
+    assert torch.load(sorted((out / "state").glob("iter_*.pt"))[-1], weights_only=True)["iteration"] >= 2

@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         return PREEMPT_EXIT_CODE
     if ctx.is_main:
         m = result.metrics
-        print(f"stcl train: {args.stage} done: {m['iterations']} iterations, loss {m['first_loss']:.4f} → "
-              f"{m['final_window_loss']:.4f}; wrote {out / 'model.pt'}", flush=True)
+        print(
+            f"stcl train: {args.stage} done: {m['iterations']} iterations, loss {m['first_loss']:.4f} → "
+            f"{m['final_window_loss']:.4f}; wrote {out / 'model.pt'}",
+            flush=True,
+        )
     return 0

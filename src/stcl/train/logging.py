@@ -65,9 +65,7 @@ class TrainLogger:
         desc: bar label (the stage name).
     """
 
-    def __init__(
-        self, out_dir: Path, *, enabled: bool, total_iters: int, start_iter: int, desc: str
-    ) -> None:
+    def __init__(self, out_dir: Path, *, enabled: bool, total_iters: int, start_iter: int, desc: str) -> None:
         self.enabled = enabled
         self.total_iters = total_iters
         self.start_iter = start_iter
@@ -114,7 +112,9 @@ class TrainLogger:
             rate = (iteration - self.start_iter) / max(elapsed, 1e-9)
             eta = (self.total_iters - iteration) / max(rate, 1e-9)
             parts = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            print(f"[{iteration}/{self.total_iters}] {parts} it/s={rate:.2f} eta={eta:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"[{iteration}/{self.total_iters}] {parts} it/s={rate:.2f} eta={eta:.0f}s", file=sys.stderr, flush=True
+            )
 
     def close(self) -> None:
         if not self.enabled:

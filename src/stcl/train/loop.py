@@ -131,7 +131,9 @@ class _Run:
         sp = job.stage
         self.job, self.ctx, self.sp = job, ctx, sp
         self.accum = grad_accum_steps(sp.batch_size, ctx.world_size, sp.batch_per_device)
-        self.plan = MixPlan([len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, sp.seed)
+        self.plan = MixPlan(
+            [len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, sp.seed
+        )
         model = job.model.to(ctx.device)
         if job.sync_bn and ctx.distributed and ctx.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -251,11 +253,13 @@ def _agree(run: _Run, loss: torch.Tensor, stop_requested: bool) -> tuple[float, 
         NonFiniteLossError: the loss is NaN/inf on any rank (every rank raises; no optimiser step).
     """
     finite = bool(torch.isfinite(loss))
-    stats = torch.stack([
-        loss if finite else torch.zeros_like(loss),
-        torch.tensor(0.0 if finite else 1.0, device=loss.device),
-        torch.tensor(1.0 if stop_requested else 0.0, device=loss.device),
-    ])
+    stats = torch.stack(
+        [
+            loss if finite else torch.zeros_like(loss),
+            torch.tensor(0.0 if finite else 1.0, device=loss.device),
+            torch.tensor(1.0 if stop_requested else 0.0, device=loss.device),
+        ]
+    )
     if run.ctx.distributed:
         torch.distributed.all_reduce(stats)
     loss_sum, n_bad, n_stop = stats.tolist()
@@ -308,7 +312,9 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     if sp.amp != "off" and ctx.device.type != "cuda" and ctx.is_main:
         print(f"stcl train: amp={sp.amp} applies to CUDA only; training in float32 on {ctx.device}", flush=True)
 
-    logger = TrainLogger(job.out_dir, enabled=ctx.is_main, total_iters=sp.iters, start_iter=run.iteration, desc=job.name)
+    logger = TrainLogger(
+        job.out_dir, enabled=ctx.is_main, total_iters=sp.iters, start_iter=run.iteration, desc=job.name
+    )
     use_stcl = sp.stcl.enabled
     window: dict[str, list[float]] = {}  # name -> [sum, count] since the last log line
     t_start = time.perf_counter()
@@ -351,7 +357,10 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     metrics = _final_metrics(run)
     if ctx.is_main:
         if preempted:
-            print(f"stcl train: preempted; checkpoint at iteration {run.iteration} written, exit {PREEMPT_EXIT_CODE}", flush=True)
+            print(
+                f"stcl train: preempted; checkpoint at iteration {run.iteration} written, exit {PREEMPT_EXIT_CODE}",
+                flush=True,
+            )
         else:
             job.save_model(job.out_dir / "model.pt", _unwrap(run.model))
             write_json_atomic(job.out_dir / "train_metrics.json", metrics)

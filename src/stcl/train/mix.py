@@ -54,7 +54,9 @@ class MixPlan:
 
     def __init__(self, sizes: Sequence[int], weights: Sequence[float], iters: int, batch_size: int, seed: int) -> None:
         if len(sizes) == 0 or len(sizes) != len(weights):
-            raise ValueError(f"sizes and weights must be non-empty and of equal length, got {len(sizes)} and {len(weights)}")
+            raise ValueError(
+                f"sizes and weights must be non-empty and of equal length, got {len(sizes)} and {len(weights)}"
+            )
         if any(s <= 0 for s in sizes):
             raise ValueError(f"every dataset needs at least one sample, got sizes {list(sizes)}")
         w = np.asarray(weights, dtype=np.float64)
