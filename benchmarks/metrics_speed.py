@@ -240,6 +240,52 @@ def run_case(root: Path, videos: int, frames: int, h: int, w: int, workers: int,
         raise SystemExit("ours and the per-window implementations disagree")
 
 
+def frame_breakdown(root: Path, repeats: int = 5) -> None:
+    """In-process CPU ms per frame of each step on one video (min over repeats; frames decoded once)."""
+    from stcl.metrics.confusion import FrameCounter, gt_codes_from_raw
+    from stcl.metrics.consistency import ConsistencyCounter
+
+    gt_root, pred_root = root / "gt", root / "pred"
+    video = read_video_list(gt_root, "val")[0]
+    frames = list_gt_frames(gt_root, video)
+    files = [(gt_mask_path(gt_root, video, f), pred_path(pred_root, video, f)) for f in frames]
+    raws = [(read_label_png(g), read_label_png(p)) for g, p in files]
+    pairs = [(gt_codes_from_raw(r), p) for r, p in raws]
+
+    def decode():
+        for g, p in files:
+            read_label_png(g), read_label_png(p)
+
+    def codes():
+        for r, _ in raws:
+            gt_codes_from_raw(r)
+
+    def confusion():
+        counter = FrameCounter(124)
+        for c, p in pairs:
+            counter.add(c, p)
+
+    def consistency():
+        counter = ConsistencyCounter((8, 16))
+        for c, p in pairs:
+            counter.add(c, p, copy=False)
+
+    def cpu_ms(fn):
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.process_time()
+            fn()
+            best = min(best, time.process_time() - start)
+        return 1000 * best / len(frames)
+
+    t = {name: cpu_ms(fn) for name, fn in
+         (("decode GT+pred PNG", decode), ("raw -> train ids", codes), ("confusion", confusion), ("VC8+VC16", consistency))}
+    extra = t["raw -> train ids"] + t["confusion"] + t["VC8+VC16"]
+    print(f"\nper-frame CPU, one process, {video} ({len(frames)} frames): " +
+          "  ".join(f"{k} {v:.3f} ms" for k, v in t.items()) +
+          f"\n  → decode + our work = {(t['decode GT+pred PNG'] + extra) / t['decode GT+pred PNG']:.2f}x decode alone")
+
+
 def time_cli(root: Path, workers: int) -> None:
     out = root / "cli.json"
     cmd = [sys.executable, "-X", "importtime", "-m", "stcl", "evaluate", "--gt-root", str(root / "gt"),
@@ -274,6 +320,7 @@ def main() -> None:
             root = base / f"{args.videos}x{frames}"
             shutil.rmtree(root, ignore_errors=True)
             run_case(root, args.videos, frames, args.height, args.width, args.workers, args.repeats)
+        frame_breakdown(root)
         time_cli(root, args.workers)
     finally:
         if args.dir is None:
