@@ -157,7 +157,7 @@ def test_lint_and_format_are_clean():
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm"])
-def test_profiles_resolve_from_the_repo_root(profile, jobs):
+def test_profiles_resolve_from_the_repo_root(profile):
     """`--profile local|slurm` as the README writes it; the local profile trains without torchrun."""
     out = subprocess.run(
         [SNAKEMAKE, "--profile", profile, "-n", "-p", "--forceall"], cwd=REPO, capture_output=True, text=True,

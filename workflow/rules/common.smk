@@ -11,7 +11,7 @@ from snakemake.utils import validate
 from snakemake.common.configfile import load_configfile
 
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
-from stcl.params import TRAIN_STAGES, parse_params
+from stcl.params import parse_params
 from stcl.workflow_graph import (
     EVAL_MODELS,
     PSEUDO_PARTS,
@@ -27,7 +27,7 @@ from stcl.workflow_graph import (
     weights_arg,
 )
 
-# Types, ranges and defaults come from the schema generated from stcl.params (workflow/gen_schema.py);
+# Types, ranges and defaults come from the schema generated from stcl.params (workflow/generate.py);
 # parse_params then applies the cross-field checks the schema cannot express.
 if (
     load_configfile(workflow.source_path("../schemas/params.schema.json"))
