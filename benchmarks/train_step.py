@@ -23,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import yaml
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `stcl train` does (see stcl/commands/train.py)
 
-from stcl.cli import main as stcl_main
-from stcl.params import TRAIN_STAGES, load_params, parse_params
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from stcl.cli import main as stcl_main  # noqa: E402
+from stcl.params import TRAIN_STAGES, load_params, parse_params  # noqa: E402
 
 
 def cpu_stage_rates(params_file: Path, stages: list[str], iters: int, warmup: int) -> dict[str, float]:

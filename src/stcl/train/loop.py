@@ -137,6 +137,8 @@ class _Run:
         model = job.model.to(ctx.device)
         if job.sync_bn and ctx.distributed and ctx.device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        elif job.sync_bn and ctx.is_main:
+            print("stcl train: model.sync_bn applies to multi-GPU runs only; plain BatchNorm here", flush=True)
         self.model = model
         self.optimizer = build_optimizer(model, sp.optimizer)
         self.schedule = WarmupPolySchedule(self.optimizer, sp.optimizer, sp.iters)
