@@ -3,8 +3,10 @@
 Single process: ``stcl train --stage train_stcl``. Several: ``torchrun --nproc_per_node N -m stcl train
 --stage train_stcl`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
 complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
-retrained, since a workflow reruns it only when an input changed). Exit codes: 0 done, 1 error (including a NaN/inf loss),
-75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 once a checkpoint is written: rerun (or requeue) to continue.
+retrained, since a workflow reruns it only when an input changed).
+
+Exit codes: 0 done; 1 error (including a NaN/inf loss); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 once a
+checkpoint is written: rerun (or requeue) the same command to continue.
 """
 
 from __future__ import annotations
