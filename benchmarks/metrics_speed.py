@@ -90,7 +90,9 @@ def make_dataset(root: Path, videos: int, frames: int, h: int, w: int, workers: 
     (root / "gt").mkdir(parents=True, exist_ok=True)
     (root / "gt" / "val.txt").write_text("\n".join(names) + "\n")
     with cf.ProcessPoolExecutor(workers) as pool:
-        list(pool.map(_make_video, [root] * videos, names, [frames] * videos, [h] * videos, [w] * videos, range(videos)))
+        list(
+            pool.map(_make_video, [root] * videos, names, [frames] * videos, [h] * videos, [w] * videos, range(videos))
+        )
 
 
 # ----------------------------------------------------------------------------------------- baselines
@@ -145,9 +147,9 @@ def _naive_video(gt_root: Path, pred_root: Path, video: str, style: str, num_cla
         gt[gt == 254] = 255
         pred = read_label_png(pred_path(pred_root, video, frame))
         mask = gt < num_class
-        confusion += np.bincount(
-            num_class * gt[mask].astype(int) + pred[mask], minlength=num_class**2
-        ).reshape(num_class, num_class)
+        confusion += np.bincount(num_class * gt[mask].astype(int) + pred[mask], minlength=num_class**2).reshape(
+            num_class, num_class
+        )
         gts.append(gt)
         preds.append(pred)
     windows = _window_scores_public if style == "public" else _window_scores_tuned
@@ -233,9 +235,13 @@ def run_case(root: Path, videos: int, frames: int, h: int, w: int, workers: int,
         c = best_cpu.get(key)
         cpu_txt = f"{c:13.2f} {1000 * c / nframes:13.2f}" if c is not None else f"{'':13s} {'':13s}"
         print(f"{label:28s} {best[key]:8.2f} {1000 * best[key] / nframes:9.2f} {cpu_txt}")
-    print(f"ours / decode-only : wall {best['ours_api'] / best['decode']:.2f}x   CPU {best_cpu['ours'] / best_cpu['decode']:.2f}x   (target <= 1.5x)")
+    print(
+        f"ours / decode-only : wall {best['ours_api'] / best['decode']:.2f}x   CPU {best_cpu['ours'] / best_cpu['decode']:.2f}x   (target <= 1.5x)"
+    )
     for style in ("public", "tuned"):
-        print(f"naive {style:6s} / ours : wall {best[style] / best['ours_api']:.2f}x   CPU {best_cpu[style] / best_cpu['ours']:.2f}x   (target >= 5x)")
+        print(
+            f"naive {style:6s} / ours : wall {best[style] / best['ours_api']:.2f}x   CPU {best_cpu[style] / best_cpu['ours']:.2f}x   (target >= 5x)"
+        )
     if not agree:
         raise SystemExit("ours and the per-window implementations disagree")
 
@@ -278,19 +284,43 @@ def frame_breakdown(root: Path, repeats: int = 5) -> None:
             best = min(best, time.process_time() - start)
         return 1000 * best / len(frames)
 
-    t = {name: cpu_ms(fn) for name, fn in
-         (("decode GT+pred PNG", decode), ("raw -> train ids", codes), ("confusion", confusion), ("VC8+VC16", consistency))}
+    t = {
+        name: cpu_ms(fn)
+        for name, fn in (
+            ("decode GT+pred PNG", decode),
+            ("raw -> train ids", codes),
+            ("confusion", confusion),
+            ("VC8+VC16", consistency),
+        )
+    }
     extra = t["raw -> train ids"] + t["confusion"] + t["VC8+VC16"]
-    print(f"\nper-frame CPU, one process, {video} ({len(frames)} frames): " +
-          "  ".join(f"{k} {v:.3f} ms" for k, v in t.items()) +
-          f"\n  → decode + our work = {(t['decode GT+pred PNG'] + extra) / t['decode GT+pred PNG']:.2f}x decode alone")
+    print(
+        f"\nper-frame CPU, one process, {video} ({len(frames)} frames): "
+        + "  ".join(f"{k} {v:.3f} ms" for k, v in t.items())
+        + f"\n  → decode + our work = {(t['decode GT+pred PNG'] + extra) / t['decode GT+pred PNG']:.2f}x decode alone"
+    )
 
 
 def time_cli(root: Path, workers: int) -> None:
     out = root / "cli.json"
-    cmd = [sys.executable, "-X", "importtime", "-m", "stcl", "evaluate", "--gt-root", str(root / "gt"),
-           "--pred-root", str(root / "pred"), "--out", str(out), "--workers", str(workers), "--params",
-           str(Path(__file__).resolve().parents[1] / "params.yaml")]
+    cmd = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "stcl",
+        "evaluate",
+        "--gt-root",
+        str(root / "gt"),
+        "--pred-root",
+        str(root / "pred"),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--params",
+        str(Path(__file__).resolve().parents[1] / "params.yaml"),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -298,8 +328,10 @@ def time_cli(root: Path, workers: int) -> None:
         raise SystemExit(proc.stderr[-2000:])
     torch_lines = [ln for ln in proc.stderr.splitlines() if "import time:" in ln and ln.rstrip().endswith("torch")]
     inner = json.loads(out.read_text())["seconds"]
-    print(f"\n`stcl evaluate` command line: {wall:.2f} s wall, {inner:.2f} s evaluating, "
-          f"{wall - inner:.2f} s start-up; imported torch: {bool(torch_lines)}")
+    print(
+        f"\n`stcl evaluate` command line: {wall:.2f} s wall, {inner:.2f} s evaluating, "
+        f"{wall - inner:.2f} s start-up; imported torch: {bool(torch_lines)}"
+    )
 
 
 def main() -> None:
@@ -312,7 +344,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="best of N for decode-only and ours")
     p.add_argument("--dir", type=Path, help="work folder (default: a temporary folder, removed)")
     args = p.parse_args()
-    print(f"cpus: {os.cpu_count()}  load: {os.getloadavg()[0]:.2f}  python {sys.version.split()[0]}  numpy {np.__version__}")
+    print(
+        f"cpus: {os.cpu_count()}  load: {os.getloadavg()[0]:.2f}  python {sys.version.split()[0]}  numpy {np.__version__}"
+    )
     print("(on a shared machine the load above inflates wall times; worker CPU seconds are steadier)")
     base = args.dir or Path(tempfile.mkdtemp(prefix="stcl-metrics-bench-"))
     try:

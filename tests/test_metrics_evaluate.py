@@ -131,9 +131,23 @@ def test_cli_writes_json_and_never_imports_torch(dataset, tmp_path):
 def test_cli_error_is_one_line_naming_the_file(dataset, tmp_path):
     gt_root, _, _ = dataset
     proc = subprocess.run(
-        [sys.executable, "-m", "stcl", "evaluate", "--gt-root", str(gt_root), "--pred-root", str(tmp_path),
-         "--out", str(tmp_path / "m.json"), "--workers", "1"],
-        capture_output=True, text=True, cwd=Path(__file__).parents[1],
+        [
+            sys.executable,
+            "-m",
+            "stcl",
+            "evaluate",
+            "--gt-root",
+            str(gt_root),
+            "--pred-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "m.json"),
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
     )
     assert proc.returncode == 1
     assert "stcl evaluate: error:" in proc.stderr and "vid_0/00000000.png: prediction missing" in proc.stderr

@@ -25,10 +25,21 @@ def _metrics(model: str, miou: float, *, dim: int | None = None, tau: float | No
     iou = {n: None for n in NAMES}
     iou["wall"], iou["ceiling"] = 0.9, miou
     return {
-        "format": "stcl-metrics/1", "model": model, "backbone": backbone, "split": "val",
-        "mIoU": miou, "WIoU": 0.5, "VC8": 0.8, "VC16": 0.7, "videos": 2, "frames": 40,
+        "format": "stcl-metrics/1",
+        "model": model,
+        "backbone": backbone,
+        "split": "val",
+        "mIoU": miou,
+        "WIoU": 0.5,
+        "VC8": 0.8,
+        "VC16": 0.7,
+        "videos": 2,
+        "frames": 40,
         "vc_counts": {"VC8": {"videos": 2, "windows": 24}, "VC16": {"videos": 2, "windows": 8}},
-        "per_class_IoU": iou, "gt_class_pixels": gt, "void_pixels": 5, "model_info": info,
+        "per_class_IoU": iou,
+        "gt_class_pixels": gt,
+        "void_pixels": 5,
+        "model_info": info,
     }
 
 
@@ -50,8 +61,13 @@ def test_models_fill_their_paper_rows():
     stcl_row = _row(t, "table3", "Swin-L + STCL", 512)
     assert stcl_row.tau == 0.07 and stcl_row.ours["mIoU"] == 0.61 and stcl_row.paper["mIoU"] == 0.5930
     assert _row(t, "table4", "Swin-L").ours["model"] == "train_stcl"
-    assert _row(t, "table2", "Swin-L + ADE").ours["mIoU"] == 0.62 and _row(t, "table2", "Swin-L + ADE").paper["mIoU"] == 0.5670
-    assert _row(t, "table4", "Teacher").ours["mIoU"] == 0.63 and _row(t, "table4", "Teacher").paper["val_mIoU"] == 0.6085
+    assert (
+        _row(t, "table2", "Swin-L + ADE").ours["mIoU"] == 0.62
+        and _row(t, "table2", "Swin-L + ADE").paper["mIoU"] == 0.5670
+    )
+    assert (
+        _row(t, "table4", "Teacher").ours["mIoU"] == 0.63 and _row(t, "table4", "Teacher").paper["val_mIoU"] == 0.6085
+    )
     assert _row(t, "table4", "Swin-L + Pseudo").ours["mIoU"] == 0.64
     assert _row(t, "final", "Ensemble (CASIA_IVA)").paper["test1_mIoU"] == 0.5984
     assert _row(t, "table1", "ResNet-50").ours["model"] == "baseline_r50"
@@ -69,7 +85,7 @@ def test_stcl_dim_tau_not_in_paper_gets_its_own_row():
 
 
 def test_chance_level_from_gt_frequencies():
-    (const, rand) = chance_levels([_metrics("train_ade", 0.5)])
+    const, rand = chance_levels([_metrics("train_ade", 0.5)])
     # wall 300 of 400 counted pixels, 2 classes present: constant "wall" → IoU_wall = 0.75, ceiling 0.
     assert const["values"]["mIoU"] == pytest.approx(0.75 / 2)
     assert const["values"]["WIoU"] == pytest.approx(0.75**2)
@@ -96,7 +112,9 @@ def test_write_tables_files_and_cli_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr
     md = (out / "tables.md").read_text()
-    assert "## Table 3." in md and "| Swin-L + STCL | 512 | 0.05 | train_stcl (ResNet-18, val) | 0.5876 | 0.6000 |" in md
+    assert (
+        "## Table 3." in md and "| Swin-L + STCL | 512 | 0.05 | train_stcl (ResNet-18, val) | 0.5876 | 0.6000 |" in md
+    )
     assert "| wall | 0.9000 | 0.9000 |" in md
     frame = pd.read_parquet(out / "tables.parquet")
     ours = frame[(frame.table == "table4") & (frame.source == "ours") & (frame.metric == "mIoU")]

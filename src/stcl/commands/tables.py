@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-dir", default=Path("results/metrics"), type=Path, help="folder of `stcl evaluate` JSONs")
     p.add_argument("--out-dir", default=Path("results/tables"), type=Path, help="output folder")
     p.add_argument(
-        "--params", default="params.yaml", type=Path,
+        "--params",
+        default="params.yaml",
+        type=Path,
         help="params file: fills a metrics file's missing backbone / STCL dim and τ (skipped if absent)",
     )
 
@@ -29,5 +31,8 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params) if args.params.is_file() else None
     paths = write_tables(args.metrics_dir, args.out_dir, params)
     models = [m["model"] for m in load_metrics(args.metrics_dir)]
-    print(f"tables of {len(models)} model(s) ({', '.join(models) or 'none'}) → " + ", ".join(str(p) for p in paths.values()))
+    print(
+        f"tables of {len(models)} model(s) ({', '.join(models) or 'none'}) → "
+        + ", ".join(str(p) for p in paths.values())
+    )
     return 0

@@ -99,8 +99,11 @@ class ConsistencyCounter:
             self._counted[n].append(counted)
             self._consistent[n].append(consistent)
         self.frames += 1
-        self._pending = {n: (self._count_at_least(self._pair_run, n), self._count_at_least(self._gt_run, n))
-                         for n in self.lengths if self.frames >= n}
+        self._pending = {
+            n: (self._count_at_least(self._pair_run, n), self._count_at_least(self._gt_run, n))
+            for n in self.lengths
+            if self.frames >= n
+        }
 
     def _count_at_least(self, run: np.ndarray, n: int) -> int:
         return int(np.count_nonzero(np.greater_equal(run, n, out=self._at_least)))
@@ -112,9 +115,7 @@ class ConsistencyCounter:
         return np.asarray(self._counted[n], dtype=np.int64), np.asarray(self._consistent[n], dtype=np.int64)
 
 
-def window_counts(
-    gt_codes: Iterable[np.ndarray], preds: Iterable[np.ndarray], n: int
-) -> tuple[np.ndarray, np.ndarray]:
+def window_counts(gt_codes: Iterable[np.ndarray], preds: Iterable[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
     """VC_n window counts of one in-memory video: ``(counted, consistent)``, int64 (max(0, L − n),) each."""
     counter = ConsistencyCounter((n,))
     for codes, pred in zip(gt_codes, preds, strict=True):

@@ -159,12 +159,8 @@ class EvaluationResult:
         out["pixel_accuracy"] = self.pixel_accuracy
         out["videos"] = self.videos
         out["frames"] = self.frames
-        out["vc_counts"] = {
-            f"VC{n}": {"videos": self.vc_videos[n], "windows": self.vc_windows[n]} for n in self.vc
-        }
-        out["per_class_IoU"] = {
-            name: (None if np.isnan(v) else float(v)) for name, v in zip(names, self.per_class_iou)
-        }
+        out["vc_counts"] = {f"VC{n}": {"videos": self.vc_videos[n], "windows": self.vc_windows[n]} for n in self.vc}
+        out["per_class_IoU"] = {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, self.per_class_iou)}
         out["gt_class_pixels"] = {name: int(v) for name, v in zip(names, gt_pixels)}
         out["void_pixels"] = self.void_pixels
         return out
@@ -228,7 +224,9 @@ def evaluate_arrays(
             if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
                 bad = np.unique(pred[(pred < 0) | (pred >= num_classes)])[:10].tolist()
                 raise ValueError(f"{pred_source}: prediction values {bad} outside 0..{num_classes - 1}")
-            kernel.add(gt_codes_from_train_ids(np.asarray(gt)), pred.astype(np.uint8, copy=False), gt_source, pred_source)
+            kernel.add(
+                gt_codes_from_train_ids(np.asarray(gt)), pred.astype(np.uint8, copy=False), gt_source, pred_source
+            )
         stats.append(kernel.finish())
     return summarize(stats, order=list(videos))
 
@@ -264,7 +262,12 @@ def evaluate_dirs(
         raise FileNotFoundError(f"{pred_root}: prediction directory not found")
     from tqdm import tqdm
 
-    bar = tqdm(total=len(names), desc="evaluate", unit="video", disable=not (progress or (progress is None and sys.stderr.isatty())))
+    bar = tqdm(
+        total=len(names),
+        desc="evaluate",
+        unit="video",
+        disable=not (progress or (progress is None and sys.stderr.isatty())),
+    )
     stats: list[VideoStats] = []
     args = (num_classes, tuple(vc_lengths))
     if workers == 1 or len(names) == 1:

@@ -250,12 +250,21 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
     chance = chance_levels(metrics)
     if chance:
         parts += ["", "## Chance level (from this run's GT class frequencies; see stcl.metrics.tables)", ""]
-        parts.append(_md_table(["split", "Method", *METRICS], [[c["split"], c["method"], *(c["values"][k] for k in METRICS)] for c in chance]))
+        parts.append(
+            _md_table(
+                ["split", "Method", *METRICS],
+                [[c["split"], c["method"], *(c["values"][k] for k in METRICS)] for c in chance],
+            )
+        )
     frame = per_class_frame(metrics)
     if not frame.empty:
         shown = frame.dropna(how="all")
         parts += ["", f"## Per-class IoU ({len(shown)} of {len(frame)} classes occur in the GT)", ""]
-        parts.append(_md_table(["class", *frame.columns], [[name, *row] for name, row in zip(shown.index, shown.to_numpy().tolist())]))
+        parts.append(
+            _md_table(
+                ["class", *frame.columns], [[name, *row] for name, row in zip(shown.index, shown.to_numpy().tolist())]
+            )
+        )
     return "\n".join(parts) + "\n"
 
 
@@ -266,8 +275,20 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
     recs: list[dict[str, Any]] = []
 
     def add(table, method, source, metric, value, dim=None, tau=None, model=None, backbone=None, split=None):
-        recs.append(dict(table=table, method=method, dim=dim, tau=tau, source=source, model=model,
-                         backbone=backbone, split=split, metric=metric, value=value))
+        recs.append(
+            dict(
+                table=table,
+                method=method,
+                dim=dim,
+                tau=tau,
+                source=source,
+                model=model,
+                backbone=backbone,
+                split=split,
+                metric=metric,
+                value=value,
+            )
+        )
 
     for spec, rows in build_tables(metrics).values():
         for r in rows:
@@ -276,15 +297,36 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
                 add(spec.key, r.method, "paper", key.split("_")[-1], value, r.dim, r.tau, split=split)
             if r.ours is not None:
                 for metric in METRICS:
-                    add(spec.key, r.method, "ours", metric, r.ours.get(metric), r.dim, r.tau, r.ours["model"],
-                        r.ours.get("backbone"), r.ours.get("split"))
+                    add(
+                        spec.key,
+                        r.method,
+                        "ours",
+                        metric,
+                        r.ours.get(metric),
+                        r.dim,
+                        r.tau,
+                        r.ours["model"],
+                        r.ours.get("backbone"),
+                        r.ours.get("split"),
+                    )
     for c in chance_levels(metrics):
         for metric in METRICS:
             add("chance", c["method"], "chance", metric, c["values"][metric], split=c["split"])
     for m in metrics:
         for name, value in m["per_class_IoU"].items():
-            add("per_class_IoU", name, "ours", "IoU", value, model=m["model"], backbone=m.get("backbone"), split=m.get("split"))
-    frame = pd.DataFrame.from_records(recs, columns=["table", "method", "dim", "tau", "source", "model", "backbone", "split", "metric", "value"])
+            add(
+                "per_class_IoU",
+                name,
+                "ours",
+                "IoU",
+                value,
+                model=m["model"],
+                backbone=m.get("backbone"),
+                split=m.get("split"),
+            )
+    frame = pd.DataFrame.from_records(
+        recs, columns=["table", "method", "dim", "tau", "source", "model", "backbone", "split", "metric", "value"]
+    )
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
     frame["dim"] = frame["dim"].astype("Int64")
     frame["tau"] = pd.to_numeric(frame["tau"]).astype("float64")
