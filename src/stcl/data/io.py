@@ -49,7 +49,7 @@ def _open(path: Path) -> Image.Image:
 def load_image(path: str | Path) -> np.ndarray:
     """Decode an image file to RGB. Returns uint8 (H, W, 3)."""
     img = _open(Path(path))
-    return np.asarray(img.convert("RGB"))
+    return np.array(img.convert("RGB"))  # writable (np.asarray of a PIL image is read-only)
 
 
 def load_label_png(path: str | Path) -> np.ndarray:
@@ -58,7 +58,7 @@ def load_label_png(path: str | Path) -> np.ndarray:
     img = _open(path)
     if img.mode not in ("L", "P"):
         raise DataError(f"{path}: label image must be single-channel (mode L or P), got mode {img.mode}")
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
