@@ -35,9 +35,9 @@ rule pseudo_label_init:
         directory(PSEUDO_PARTS[0]),
     log:
         "results/logs/pseudo_label_init.log",
+    localrule: True
     conda:
         "../envs/stcl.yaml"
-    localrule: True
     params:
         reads=reads("pseudo_label_init"),
     shell:
