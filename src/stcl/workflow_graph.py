@@ -23,6 +23,8 @@ __all__ = [
     "RULE_CODE",
     "Stage",
     "lookup",
+    "model_keys",
+    "rule_keys",
     "PSEUDO_PARTS",
     "PSEUDO_ROOT",
     "SINGLE_MODELS",
@@ -66,7 +68,7 @@ RULE_PARAMS: dict[str, tuple[str, ...]] = {
     "pseudo_label_gather": ("pseudo_label",),
     "infer_val": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
     "infer_test": _INFER + ("infer.models", "infer.weights", "data.vspw_root"),
-    "evaluate": ("evaluate", "data.vspw_root"),
+    "evaluate": ("evaluate", "data.vspw_root", "model.backbone"),  # + the model's recipe (`model_keys`)
     "tables": (),
     "submission": (),
 }
@@ -98,9 +100,21 @@ def lookup(data: dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def rule_params(config: dict[str, Any], rule: str) -> dict[str, Any]:
-    """The params values a rule reads, as {dotted key: value} (Snakemake `params:` of the rule)."""
-    return {key: lookup(config, key) for key in RULE_PARAMS[rule]}
+def model_keys(model: str) -> tuple[str, ...]:
+    """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (model_info)."""
+    if model in TRAIN_STAGES:
+        return (f"{model}.datasets", f"{model}.init", f"{model}.stcl")
+    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(model, ())
+
+
+def rule_keys(rule: str, model: str | None = None) -> tuple[str, ...]:
+    """Dotted params keys one job of `rule` reads (`model`: the evaluated model of an evaluate job)."""
+    return RULE_PARAMS[rule] + (model_keys(model) if rule == "evaluate" and model else ())
+
+
+def rule_params(config: dict[str, Any], rule: str, model: str | None = None) -> dict[str, Any]:
+    """The params values a job reads, as {dotted key: value} (Snakemake `params:` of the rule)."""
+    return {key: lookup(config, key) for key in rule_keys(rule, model)}
 
 
 def teacher_checkpoints(params: Params) -> tuple[str, ...]:
@@ -133,6 +147,7 @@ class Stage:
     # Snakemake rules whose jobs together do this stage (default: `rule` alone). DVC runs the pseudo-label
     # shards one after the other in one stage; Snakemake spreads them over jobs (GPUs).
     rules: tuple[str, ...] = ()
+    model: str | None = None  # the evaluated model of an evaluate stage (its recipe keys are params too)
 
     @property
     def snakemake_rules(self) -> tuple[str, ...]:
@@ -269,6 +284,7 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
                 (vspw, pred),
                 (),
                 metrics=(out,),
+                model=model,
             )
         )
     stages.append(
@@ -315,7 +331,7 @@ def dvc_yaml(params: Params, params_file: str = "params.yaml") -> dict[str, Any]
         deps = list(st.deps) + list(RULE_CODE[st.rule])
         if deps:
             entry["deps"] = deps
-        keys = RULE_PARAMS[st.rule]
+        keys = rule_keys(st.rule, st.model)
         if keys:
             entry["params"] = list(keys) if params_file == "params.yaml" else [{params_file: list(keys)}]
         if st.outs:

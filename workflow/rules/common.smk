@@ -70,6 +70,11 @@ def reads(rule_name):
     return rule_params(config, rule_name)
 
 
+def evaluate_reads(wildcards):
+    """An evaluate job's keys: the metrics JSON also records the evaluated model's recipe."""
+    return rule_params(config, "evaluate", wildcards.model)
+
+
 def cluster_resources(kind):
     """Slurm resources of one kind of job, from params.yaml `cluster.<kind>` (default, train, infer)."""
     r = getattr(PARAMS.cluster, kind)

@@ -20,7 +20,7 @@ rule evaluate:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
-        reads=reads("evaluate"),
+        reads=evaluate_reads,
     shell:
         "stcl evaluate --params {params.file} --gt-root {input.vspw} --pred-root {input.pred}"
         " --split val --out {output} > {log} 2>&1"
