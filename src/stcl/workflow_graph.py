@@ -317,8 +317,8 @@ def _train_stage(params: Params, stage: str, p: str) -> Stage:
         stage,
         f"stcl train {p} --stage {stage} --out {out}",
         train_inputs(params, stage, pseudo=(PSEUDO_ROOT,)),
-        (model_path(stage),),
-        metrics=(f"{out}/train_metrics.json",),
+        # train_metrics.json is a plain output: `dvc metrics` stays the evaluation (mIoU, WIoU, VC8, VC16).
+        (model_path(stage), f"{out}/train_metrics.json"),
         plots=({f"{out}/dvclive/plots/metrics": {"x": "step"}},),
     )
 
