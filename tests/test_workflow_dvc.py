@@ -65,6 +65,11 @@ def test_dvc_repro_metrics_and_remote(repo, tmp_path):
         assert (repo / path).is_file(), path
     run([*GIT, "add", "dvc.lock"], repo)
     run([*GIT, "commit", "-q", "-m", "first repro"], repo)
+    # Plots: training curves (dvclive TSVs) and the per-class IoU chart.
+    plots = json.loads(run([DVC, "plots", "show", "--json"], repo).stdout)
+    assert not plots.get("errors"), plots["errors"]
+    assert any("/dvclive/plots/metrics/" in name for name in plots["data"]), list(plots["data"])
+    assert any(name.endswith("per_class_iou.png") for name in plots["data"]), list(plots["data"])
 
     t = time.time()
     second = run([DVC, "repro"], repo).stdout
