@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from stcl.data.checks import KINDS, check_dataset
@@ -26,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     status = "OK" if report.ok else f"{len(report.problems)} problem(s)"
     print(f"check-data {report.kind} {report.root}: {status} ({counts})")
     if args.json:
-        from stcl.data.io import write_text
+        from stcl.atomic import write_json
 
-        write_text(args.json, json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(args.json, report.to_dict())
     return 0 if report.ok else 1

@@ -14,14 +14,14 @@ An unlabeled line resolves to a frame file with `unlabeled_frame_path`: for ``so
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from stcl.atomic import atomic_dir, write_json, write_text
 from stcl.data import coco_panoptic, vspw
 from stcl.data.checks import check_ade, check_coco, check_vspw
-from stcl.data.io import DataError, atomic_dir, image_size, save_png, write_text
+from stcl.data.io import DataError, image_size, save_png
 from stcl.params import DataParams
 
 __all__ = ["unlabeled_frame_path", "list_unlabeled", "convert_coco_split", "prepare"]
@@ -126,5 +126,5 @@ def prepare(data: DataParams, out: str | Path, workers: int = 1, progress: Calla
             "videos": len({e.split("/")[0] for e in entries}),
         },
     }
-    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")  # written last: marks completion
+    write_json(out / "report.json", report)  # written last: marks completion
     return report

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stcl.atomic import atomic_dir
 from stcl.data import ade20k, coco_panoptic, vspw
 from stcl.data.classes import (
     ADE_CLASSES,
@@ -39,7 +40,7 @@ from stcl.data.classes import (
     coco_to_vspw_lut,
     resource_path,
 )
-from stcl.data.io import atomic_dir, save_jpeg, save_png
+from stcl.data.io import save_jpeg, save_png
 from stcl.params import SynthParams
 
 __all__ = [

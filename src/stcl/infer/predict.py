@@ -22,7 +22,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stcl.infer.ensemble import Member, ensemble_probs
-from stcl.infer.io import atomic_video_dir, remove_stale_tmp, save_label_png
+from stcl.atomic import atomic_dir, remove_stale_tmp
+from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 
 __all__ = [
@@ -129,7 +130,7 @@ def predict_videos(
         for video in todo:
             stems = frames[video]
             images = prefetch(load_image, [frame_path(root, video, s) for s in stems], workers)
-            with atomic_video_dir(out / video) as tmp:
+            with atomic_dir(out / video) as tmp:
                 for stem, image in zip(stems, images):
                     probs = frame_probs(members, tta, image, device)
                     save_label_png(tmp / f"{stem}.png", to_class_ids(probs))

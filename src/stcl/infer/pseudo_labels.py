@@ -33,7 +33,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stcl.infer.ensemble import Member
-from stcl.infer.io import atomic_video_dir, copy_file, remove_stale_tmp, save_label_png, write_json, write_text
+from stcl.atomic import atomic_dir, copy_file, remove_stale_tmp, write_json, write_text
+from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 from stcl.data.vspw import load_image, load_raw_mask
 from stcl.infer.predict import frame_probs, prefetch
@@ -218,7 +219,7 @@ def run_shard(
     with tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress) as bar:
         for video in todo:
             paths = [Path(frame_path(video, s)) for s in frames[video]]
-            with atomic_video_dir(data_dir / video) as tmp:
+            with atomic_dir(data_dir / video) as tmp:
                 for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
                     probs = frame_probs(members, tta, image, device)
                     k, n = _write_frame(tmp, stem, src, probs, threshold, num_classes)

@@ -8,8 +8,6 @@ out-of-range values, unreadable file) and reports the first ones with the total 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from stcl.atomic import atomic_path
 
 __all__ = ["SubmissionError", "Entry", "collect_entries", "validate_prediction", "validate_predictions", "write_zip"]
 
@@ -98,16 +98,7 @@ def validate_predictions(entries: Sequence[Entry], num_classes: int = NUM_CLASSE
 def write_zip(entries: Sequence[Entry], out: str | Path) -> Path:
     """Write the zip (entries in the given order, stored uncompressed: PNGs are compressed) atomically."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for e in entries:
-                zf.write(e.prediction, arcname=e.arcname)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for e in entries:
+            zf.write(e.prediction, arcname=e.arcname)
     return out

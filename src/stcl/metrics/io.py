@@ -11,15 +11,15 @@ Every error names the file it is about.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from stcl.atomic import write_json
 
 __all__ = [
     "read_video_list",
@@ -27,7 +27,6 @@ __all__ = [
     "gt_mask_path",
     "pred_path",
     "read_label_png",
-    "atomic_write_bytes",
     "atomic_write_json",
 ]
 
@@ -85,20 +84,6 @@ def read_label_png(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: unreadable PNG ({err})") from None
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _nan_to_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -111,5 +96,4 @@ def _nan_to_none(value: Any) -> Any:
 
 def atomic_write_json(path: str | Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON atomically; NaN becomes null (strict JSON)."""
-    text = json.dumps(_nan_to_none(data), indent=2, allow_nan=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
+    write_json(path, _nan_to_none(data), allow_nan=False)

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from stcl.metrics.io import atomic_write_bytes
+from stcl.atomic import atomic_path, write_bytes, write_text
 from stcl.metrics.paper import TABLES, TableSpec, backbone_label
 
 __all__ = [
@@ -359,14 +357,9 @@ def plot_per_class(metrics: Sequence[dict[str, Any]], path: str | Path) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     ax.set_title("Per-class IoU (classes present in the GT)")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
 
@@ -378,9 +371,9 @@ def write_tables(metrics_dir: str | Path, out_dir: str | Path, params: Any | Non
     metrics = load_metrics(metrics_dir, params)
     out = Path(out_dir)
     paths = {"markdown": out / "tables.md", "parquet": out / "tables.parquet", "chart": out / "per_class_iou.png"}
-    atomic_write_bytes(paths["markdown"], tables_markdown(metrics).encode("utf-8"))
+    write_text(paths["markdown"], tables_markdown(metrics))
     buf = io.BytesIO()
     tables_long_frame(metrics).to_parquet(buf, index=False)
-    atomic_write_bytes(paths["parquet"], buf.getvalue())
+    write_bytes(paths["parquet"], buf.getvalue())
     plot_per_class(metrics, paths["chart"])
     return paths

@@ -6,14 +6,12 @@ A model file is a dict loadable with ``torch.load(path, weights_only=True)``::
      "num_classes": int, "proj_dim": int | None, "label_space": str, "class_names": [str, ...],
      "extra": {...JSON-like...}}
 
-It is written atomically (temporary name in the same folder, then ``os.replace``).
+It is written atomically (`stcl.atomic`: temporary name in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stcl.atomic import atomic_path
 from stcl.models.encoders import LoadReport
 from stcl.models.segmentor import Segmentor, build_segmentor
 from stcl.params import ModelParams
@@ -73,15 +72,8 @@ def save_model(
         "class_names": [str(c) for c in class_names],
         "extra": dict(extra or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return path
 
 

@@ -16,24 +16,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
-__all__ = ["TrainLogger", "write_json_atomic", "truncate_dvclive"]
+from stcl.atomic import write_json, write_text
 
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temporary name beside `path`, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+__all__ = ["TrainLogger", "truncate_dvclive"]
 
 
 def truncate_dvclive(folder: Path, start_step: int) -> None:
@@ -47,9 +38,7 @@ def truncate_dvclive(folder: Path, start_step: int) -> None:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()), delimiter="\t", lineterminator="\n")
         writer.writeheader()
         writer.writerows(kept)
-        tmp = tsv.with_name(f".{tsv.name}.tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, tsv)
+        write_text(tsv, buf.getvalue())
 
 
 class TrainLogger:
@@ -106,7 +95,7 @@ class TrainLogger:
                     f.write(f"step\t{name}\n")
                 f.write(f"{iteration}\t{float(value)!r}\n")
             self._summary[name] = float(value)
-        write_json_atomic(self._live_dir / "metrics.json", {"train": self._summary, "step": iteration})
+        write_json(self._live_dir / "metrics.json", {"train": self._summary, "step": iteration}, sort_keys=True)
         if not self._tty:
             elapsed = time.perf_counter() - self._t0
             rate = (iteration - self.start_iter) / max(elapsed, 1e-9)

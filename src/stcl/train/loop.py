@@ -29,9 +29,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from stcl.atomic import write_json
 from stcl.params import TrainStageParams
 from stcl.train.distributed import DistContext, all_gather_objects
-from stcl.train.logging import TrainLogger, write_json_atomic
+from stcl.train.logging import TrainLogger
 from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan, grad_accum_steps
 from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.state import CheckpointManager, capture_rng, restore_rng
@@ -365,7 +366,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
             )
         else:
             job.save_model(job.out_dir / "model.pt", _unwrap(run.model))
-            write_json_atomic(job.out_dir / "train_metrics.json", metrics)
+            write_json(job.out_dir / "train_metrics.json", metrics, sort_keys=True)
     return TrainResult(iteration=run.iteration, preempted=preempted, metrics=metrics)
 
 

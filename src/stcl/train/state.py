@@ -13,7 +13,6 @@ State dict (format "stcl-train-state/1"):
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from pathlib import Path
@@ -22,25 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng", "atomic_torch_save"]
+from stcl.atomic import atomic_path, remove_stale_tmp
+
+__all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng"]
 
 STATE_FORMAT = "stcl-train-state/1"
 _NAME = re.compile(r"^iter_(\d{8})\.pt$")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def capture_rng() -> dict[str, Any]:
@@ -122,12 +108,11 @@ class CheckpointManager:
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """Atomically write `state` as the checkpoint of `iteration`, then prune old ones and stale temps."""
         path = self.path_for(iteration)
-        atomic_torch_save({"format": STATE_FORMAT, **state}, path)
+        with atomic_path(path, fsync=True) as tmp:
+            torch.save({"format": STATE_FORMAT, **state}, tmp)
         for _, old in self.list()[: -self.keep]:
             old.unlink(missing_ok=True)
-        for tmp in self.folder.glob(".iter_*.tmp"):
-            if str(os.getpid()) not in tmp.name:
-                tmp.unlink(missing_ok=True)
+        remove_stale_tmp(self.folder)  # this process's own temporary is renamed by now
         return path
 
     def clear(self) -> None:
