@@ -172,3 +172,27 @@ def test_profiles_resolve_from_the_repo_root(profile):
         assert all("torchrun --standalone --nproc-per-node 1 -m stcl train" in line for line in train), train
         gpu_jobs = [line for line in out.stdout.splitlines() if "resources:" in line and "gpu=1" in line]
         assert gpu_jobs and all("tasks=0" in line for line in gpu_jobs), "GPU jobs must set tasks=0"
+
+
+def test_ablation_targets_are_on_demand_jobs():
+    """ablation_table3 trains each grid point with its own params file; `all` builds no ablation."""
+    jobs = snakemake_jobs(REPO, "ablation_table3")
+    trains = [j for j in jobs if j.rule == "ablation_train"]
+    names = sorted(j.outputs[0].split("/")[2] for j in trains)
+    assert names == sorted(["train_nostcl", "stcl_d512_t0.07", "stcl_d512_t0.05", "stcl_d256_t0.07"])
+    for j in trains:
+        name = j.outputs[0].split("/")[2]
+        assert f"--params results/ablations/{name}/params.yaml --stage train_stcl" in j.shell
+        assert "results/models/pretrain_coco/model.pt" in j.inputs  # grid runs start from COCO-pre
+    default = {j.rule for j in snakemake_jobs(REPO)}
+    assert not any(r.startswith("ablation") for r in default)
+
+
+def test_stale_schema_stops_the_workflow_with_a_hint(tmp_path):
+    from _workflow_fixtures import small_params, workflow_copy
+
+    work = workflow_copy(tmp_path / "wf", small_params())
+    schema = work / "workflow/schemas/params.schema.json"
+    schema.write_text(schema.read_text().replace('"title": "Params"', '"title": "Old"'))
+    out = subprocess.run([SNAKEMAKE, "-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "workflow/generate.py" in out.stdout + out.stderr
