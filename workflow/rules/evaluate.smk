@@ -30,9 +30,17 @@ rule tables:
     input:
         expand("results/metrics/{model}.json", model=EVAL_MODELS),
     output:
-        md="results/tables/tables.md",
+        md=report(
+            "results/tables/tables.md",
+            caption="../report/tables.rst",
+            category="Metrics",
+        ),
         parquet="results/tables/tables.parquet",
-        plot="results/tables/per_class_iou.png",
+        plot=report(
+            "results/tables/per_class_iou.png",
+            caption="../report/per_class_iou.rst",
+            category="Metrics",
+        ),
     log:
         "results/logs/tables.log",
     benchmark:
