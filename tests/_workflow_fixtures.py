@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from stcl.params import _merge, parse_params
+from stcl.params import merge_overrides, parse_params
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,7 +52,7 @@ WORKFLOW_FILES = ("Snakefile", "dvc.yaml", "params.yaml", "workflow", "local", "
 def small_params(extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A complete, validated params mapping: the defaults with SMALL (and `extra`) merged in."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
-    data = _merge(_merge(base, SMALL), extra or {})
+    data = merge_overrides(merge_overrides(base, SMALL), extra or {})
     parse_params(data, "small params")
     return data
 

@@ -74,6 +74,15 @@ def test_models_fill_their_paper_rows():
     assert [r.method for r in t["other"][1]] == ["something_else"]
 
 
+def test_table3_grid_runs_fill_their_dim_tau_rows():
+    t = build_tables([_metrics("stcl_d256_t0.07", 0.55), _metrics("stcl_d512_t0.05", 0.56)])
+    assert _row(t, "table3", "Swin-L + STCL", 256).ours["mIoU"] == 0.55
+    row = _row(t, "table3", "Swin-L + STCL", 512)
+    assert row.tau == 0.07 and row.ours is None  # the 0.05 run fills the other 512 row
+    assert next(r for r in t["table3"][1] if (r.dim, r.tau) == (512, 0.05)).ours["mIoU"] == 0.56
+    assert t["other"][1] == []
+
+
 def test_stcl_dim_tau_not_in_paper_gets_its_own_row():
     t = build_tables([_metrics("train_stcl", 0.4, dim=64, tau=0.07)])
     rows = t["table3"][1]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stcl.params import Params, _merge, parse_params
+from stcl.params import Params, merge_overrides, parse_params
 
 __all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params", "table_of"]
 
@@ -77,7 +77,7 @@ def ablation(name: str) -> Ablation:
 def ablation_params(params: Params, name: str) -> Params:
     """params with the overrides of ablation `name` merged in (validated)."""
     spec = ablation(name)
-    return parse_params(_merge(params.model_dump(mode="json"), spec.overrides), f"ablation {name}")
+    return parse_params(merge_overrides(params.model_dump(mode="json"), spec.overrides), f"ablation {name}")
 
 
 def table_of(name: str) -> tuple[str, ...]:

@@ -377,10 +377,11 @@ PAPER_OVERRIDES: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "paper": PAPER_OVERRIDES}
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` merged in recursively (mappings merge, anything else replaces)."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        out[key] = merge_overrides(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
 
 
@@ -388,4 +389,4 @@ def preset_params(name: str) -> Params:
     """The validated params of a named preset: "tiny" (the default) or "paper"."""
     if name not in PRESETS:
         raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return parse_params(_merge(Params().model_dump(mode="json"), PRESETS[name]), f"preset {name}")
+    return parse_params(merge_overrides(Params().model_dump(mode="json"), PRESETS[name]), f"preset {name}")

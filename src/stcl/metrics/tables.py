@@ -16,6 +16,7 @@ ensemble            the final ensemble (paper Tables 5-6, test sets; ours on val
 baseline*           Table 1 row of its backbone, and Table 2 "Swin-L" (plain VSPW training)
 train_coco          Table 2 "Swin-L + COCO"
 train_nostcl        Table 2 "Swin-L + COCO-pre" and Table 3 "Swin-L" (COCO-pre init, no STCL)
+stcl_d<dim>_t<τ>    Table 3 "Swin-L + STCL" row of that (dim, τ) (the grid of stcl.ablations)
 ==================  ===========================================================================
 
 Any other model appears under "Other models". Each "ours" cell is labelled with the model and its backbone,
@@ -116,7 +117,21 @@ def paper_rows_for(metrics: dict[str, Any]) -> list[tuple[str, str, int | None, 
         return [("table2", "Swin-L + COCO", None, None)]
     if model == "train_nostcl":
         return [("table2", "Swin-L + COCO-pre", None, None), ("table3", "Swin-L", None, None)]
+    grid = _stcl_grid_point(model)
+    if grid is not None:
+        return [("table3", "Swin-L + STCL", *grid)]
     return []
+
+
+def _stcl_grid_point(model: str) -> tuple[int, float] | None:
+    """(dim, τ) of a Table 3 grid run named ``stcl_d<dim>_t<τ>`` (stcl.ablations), else None."""
+    if not model.startswith("stcl_d"):
+        return None
+    dim, _, tau = model[len("stcl_d") :].partition("_t")
+    try:
+        return int(dim), float(tau)
+    except ValueError:
+        return None
 
 
 @dataclass
