@@ -280,7 +280,7 @@ class Params(_Strict):
         datasets=(DatasetMix(name="vspw"), DatasetMix(name="ade")), init="pretrain_coco", stcl=StclParams(enabled=False)
     )
     train_student: TrainStageParams = _default_stage(
-        datasets=(DatasetMix(name="vspw"), DatasetMix(name="pseudo")), init="pretrain_coco"
+        datasets=(DatasetMix(name="vspw", weight=2.0), DatasetMix(name="pseudo")), init="pretrain_coco", iters=300
     )
     teacher: TeacherParams = TeacherParams()
     pseudo_label: PseudoLabelParams = PseudoLabelParams()
@@ -359,7 +359,8 @@ PAPER_OVERRIDES: dict[str, Any] = {
     "pretrain_coco": {**_PAPER_TRAIN, "iters": 80000},
     "train_stcl": _PAPER_TRAIN,
     "train_ade": _PAPER_TRAIN,
-    "train_student": _PAPER_TRAIN,
+    # VSPW train (198,244 frames) and the pseudo-labelled test frames (28,887) as one combined dataset.
+    "train_student": {**_PAPER_TRAIN, "datasets": [{"name": "vspw", "weight": 6.86}, {"name": "pseudo", "weight": 1.0}]},
     "pseudo_label": {"shards": 8, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]},
     "infer": {
         "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
