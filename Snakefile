@@ -1,4 +1,5 @@
-# stcl: the VSPW 2021 winning recipe as a workflow (DESIGN.md "The stage graph").
+# stcl: the VSPW 2021 winning recipe as a workflow; the one description of the stage graph (ARCHITECTURE.md).
+# dvc.yaml is generated from these rules: .venv/bin/python workflow/generate.py
 #   .venv/bin/snakemake --profile local                              # the whole chain here (CPU)
 #   .venv/bin/snakemake --profile slurm results/test_submission.zip  # on a Slurm GPU cluster
 # Every knob is in params.yaml; every rule runs one `stcl` command (also usable by hand).
@@ -32,4 +33,4 @@ rule all:
 
 
 onsuccess:
-    shell(f"stcl summary --params {PARAMS_FILE}")
+    shell("stcl summary --params {PARAMS_FILE:q} --results results")

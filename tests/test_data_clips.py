@@ -10,7 +10,7 @@ from PIL import Image
 
 from stcl.data import vspw
 from stcl.data.classes import VSPW_CLASSES
-from stcl.data.clips import ImageSegDataset, VSPWClipDataset, build_dataset, reference_positions
+from stcl.data.clips import DataPaths, ImageSegDataset, VSPWClipDataset, build_dataset, reference_positions
 from stcl.data.io import DataError
 from stcl.data.prepare import prepare
 from stcl.data.transforms import ClipTransform
@@ -119,16 +119,22 @@ def test_build_dataset_all_names(tmp_path):
     params = Params(data=data, clips=ClipParams(reference_offsets=(-1,)), augment=AugmentParams(crop_size=(8, 8)))
     prepare(data, tmp_path / "prepare")
     pseudo = write_vspw(tmp_path / "pseudo", splits={"train": ["p1"]})
+    paths = DataPaths(
+        vspw=data.vspw_root, coco=data.coco_root, coco_semantic=tmp_path / "prepare/coco_semantic",
+        ade=data.ade_root, pseudo=pseudo,
+    )
     shapes = {}
     for name in ("vspw", "coco", "ade", "pseudo"):
-        ds = build_dataset(name, params, prepare_dir=tmp_path / "prepare", pseudo_root=pseudo)
+        ds = build_dataset(name, params, paths)
         item = ds[0]
         shapes[name] = tuple(item["img"].shape)
         assert item["label"].max() <= 255 and ((item["label"] < 124) | (item["label"] == 255)).all()
     assert shapes == {"vspw": (2, 3, 8, 8), "coco": (1, 3, 8, 8), "ade": (1, 3, 8, 8), "pseudo": (2, 3, 8, 8)}
-    coco = build_dataset("coco", params, label_space="coco", transform=None, prepare_dir=tmp_path / "prepare")
+    coco = build_dataset("coco", params, paths, label_space="coco", transform=None)
     assert set(coco[0]["label"].unique().tolist()) == {0, 119, 255}
     with pytest.raises(ValueError, match="label_space"):
-        build_dataset("vspw", params, label_space="coco")
+        build_dataset("vspw", params, paths, label_space="coco")
     with pytest.raises(ValueError, match="dataset name"):
-        build_dataset("kitti", params)
+        build_dataset("kitti", params, paths)
+    with pytest.raises(ValueError, match="--pseudo"):  # a stage's paths come from its arguments only
+        build_dataset("pseudo", params, DataPaths(vspw=data.vspw_root))

@@ -123,19 +123,21 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
     argv = ["infer", "--checkpoints", str(a), str(b), "--split", "test", "--out", str(pred), "--params", str(params)]
     assert main([*argv, "--weights", "2", "1", "--device", "cpu"]) == 0
     zip_path = tmp_path / "sub.zip"
-    assert main(["submit", "--pred", str(pred), "--params", str(params), "--out", str(zip_path)]) == 0
+    assert main(["submit", "--pred", str(pred), "--root", str(root), "--out", str(zip_path)]) == 0
     assert zip_path.is_file()
     assert main([*argv, "--weights", "1"]) == 1  # one weight for two checkpoints: a clear error
 
     unlabeled = tmp_path / "unlabeled.txt"
     unlabeled.write_text("".join(f"{v}/{s}\n" for v in ("a", "b", "c") for s in vspw.list_frames(root, v)))
-    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--models-dir", str(tmp_path / "m")]
     out = tmp_path / "pseudo"
-    assert main(["pseudo-label", "--shard", "0/3", *common, "--out", str(out)]) == 1  # N != pseudo_label.shards
-    for i in range(2):
-        assert main(["pseudo-label", "--shard", f"{i}/2", *common, "--out", str(out)]) == 0
-    assert main(["pseudo-label", "--gather", *common, "--out", str(out)]) == 0
     ds = out / "VSPW_pseudo"
+    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds), "--shards-dir", str(out / "shards")]
+    teacher = ["--checkpoints", str(a), str(b)]
+    assert main(["pseudo_label", "--shard", "0/3", *common, *teacher]) == 1  # N != pseudo_label.shards
+    assert main(["pseudo_label", "--shard", "0/2", *common]) == 1  # a shard needs the teacher's checkpoints
+    for i in range(2):
+        assert main(["pseudo_label", "--shard", f"{i}/2", *common, *teacher]) == 0
+    assert main(["pseudo_label", "--gather", *common, "--stats", str(out / "stats.json")]) == 0
     assert vspw.read_split(ds, "train") == ["a", "b", "c"]
     assert vspw.load_train_ids(vspw.mask_path(ds, "b", "00000000")).shape == (48, 32)
     assert (out / "stats.json").is_file()

@@ -1,7 +1,8 @@
 """The `stcl` command: one subcommand per pipeline stage.
 
-Each subcommand lives in `stcl.commands.<module>` with two functions, ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their subcommand runs, so a light command (evaluate,
+Each subcommand lives in `stcl.commands.<name>` (the same name as the workflow rule that runs it) with two
+functions, ``add_arguments(parser)`` and ``run(args) -> int``; ``check-data`` is accepted for ``check_data``
+(hyphens and underscores are the same). Modules are imported only when their subcommand runs, so a light command (evaluate,
 check-data) does not pay for importing torch.
 """
 
@@ -14,20 +15,20 @@ import sys
 
 from stcl import __version__
 
-# subcommand → (module under stcl.commands, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("synth", "write the embedded mini datasets (VSPW, COCO panoptic, ADE20K formats)"),
-    "check-data": ("check_data", "validate a dataset root and report every problem found"),
-    "prepare": ("prepare", "validate datasets, convert COCO panoptic to semantic maps, list unlabeled frames"),
-    "train": ("train", "train one stage of params.yaml (torchrun-aware, resumable)"),
-    "infer": ("infer", "sliding-window multi-scale + flip inference with a model ensemble"),
-    "pseudo-label": ("pseudo_label", "teacher pseudo labels on unlabeled 480P frames (sharded)"),
-    "evaluate": ("evaluate", "mIoU, WIoU, VC8, VC16 and per-class IoU of predictions"),
-    "tables": ("tables", "the paper's Tables 1-4 filled with this run's metrics"),
-    "submit": ("submit", "validate test predictions and write the submission zip"),
-    "params": ("params", "print validated params, the JSON schema, or the paper preset"),
-    "ablation": ("ablation", "write the params file of one paper ablation (Tables 1-3)"),
-    "summary": ("summary", "where the zip and tables are, wall time per job, val metrics beside chance"),
+# subcommand (= module under stcl.commands) → one-line help
+COMMANDS: dict[str, str] = {
+    "synth": "write the embedded mini datasets (VSPW, COCO panoptic, ADE20K formats)",
+    "check_data": "validate a dataset root and report every problem found",
+    "prepare": "validate datasets, convert COCO panoptic to semantic maps, list unlabeled frames",
+    "train": "train one stage of params.yaml (torchrun-aware, resumable)",
+    "infer": "sliding-window multi-scale + flip inference with a model ensemble",
+    "pseudo_label": "teacher pseudo labels on unlabeled 480P frames (sharded)",
+    "evaluate": "mIoU, WIoU, VC8, VC16 and per-class IoU of predictions",
+    "tables": "the paper's Tables 1-4 filled with this run's metrics",
+    "submit": "validate test predictions and write the submission zip",
+    "params": "print validated params, the JSON schema, or the paper preset",
+    "ablation": "write the params file of one paper ablation (Tables 1-3)",
+    "summary": "where the zip and tables are, wall time per job, val metrics beside chance",
 }
 
 
@@ -35,20 +36,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stcl", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"stcl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (_, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].replace("-", "_") in COMMANDS:
+        argv[0] = argv[0].replace("-", "_")
     parser = build_parser()
     if not argv or argv[0] not in COMMANDS:
         parser.parse_args(argv)  # prints usage / error / version and exits
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"stcl.commands.{COMMANDS[name][0]}")
-    sub = argparse.ArgumentParser(prog=f"stcl {name}", description=COMMANDS[name][1])
+    module = importlib.import_module(f"stcl.commands.{name}")
+    sub = argparse.ArgumentParser(prog=f"stcl {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
     try:

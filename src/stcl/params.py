@@ -1,14 +1,14 @@
 """Typed view of params.yaml: the one source of defaults, types and validation.
 
 Every knob of the pipeline lives in params.yaml; `load_params` turns it into frozen pydantic models.
-An unknown key, a wrong type or an impossible value raises `ParamsError` whose message names the file and
-the dotted key path (``train_stcl.optimizer.lr``). The defaults below are the embedded *tiny* scale that
-runs on a CPU in minutes; ``workflow/params/paper.yaml`` holds the paper scale (DESIGN.md numbers) and is
-one ``cp workflow/params/paper.yaml params.yaml`` away.
+An unknown key, a wrong type (strict: ``'yes'`` is not a bool) or an impossible value raises `ParamsError`
+whose message names the file and lists every fault, one line each, by its dotted key path
+(``train_stcl.optimizer.lr``). The defaults below are the embedded *tiny* scale that runs on a CPU in
+minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
+(`PAPER_OVERRIDES`: paper sections 3.2-3.4 and mmsegmentation's Swin UperNet configs).
 
-The Snakemake config schema (workflow/schemas/params.schema.json) is generated from these models
-(`params_json_schema`), and the DVC ``params:`` list of each stage names the sections that stage reads
-(`STAGE_PARAM_SECTIONS`), so neither can drift from this file.
+The Snakefile validates its config with `parse_params` (the same lines as ``stcl params``), and each rule's
+``params: reads=`` names the keys that stage reads, from which dvc.yaml's ``params:`` lists are generated.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 __all__ = [
     "ParamsError",
@@ -36,7 +36,9 @@ __all__ = [
     "EvaluateParams",
     "ResourceParams",
     "TRAIN_STAGES",
+    "BACKBONES",
     "load_params",
+    "parse_params",
     "params_json_schema",
 ]
 
@@ -47,6 +49,22 @@ NonNegFloat = Annotated[float, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 TRAIN_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
+# Valid `model.backbone` values: the keys of stcl.models.encoders.ENCODERS (a test keeps them equal; kept
+# here so that validating params never imports torch).
+BACKBONES = (
+    "swin_large_patch4_window12_384",
+    "swin_base_patch4_window12_384",
+    "swin_tiny_patch4_window7_224",
+    "swin_mini",
+    "resnet50",
+    "resnet101",
+    "resnest101e",
+    "resnet18",
+    "cswin_large",
+    "cswin_tiny",
+    "cswin_mini",
+)
+Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 
 
@@ -55,6 +73,7 @@ class ParamsError(ValueError):
 
 
 class _Strict(BaseModel):
+    # Unknown keys are errors; bools are strict (YAML 'yes' in quotes is a string, not true).
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -95,7 +114,7 @@ class UnlabeledParams(_Strict):
 class DataParams(_Strict):
     # true: the workflow generates the embedded datasets (`stcl synth`) into the roots below when absent;
     # false: the roots hold real data (VSPW_480p, COCO panoptic, ADE20K) and the synth stage is skipped.
-    synthetic: bool = True
+    synthetic: StrictBool = True
     vspw_root: Path = Path("data/VSPW_480p")
     coco_root: Path = Path("data/coco")
     ade_root: Path = Path("data/ADEChallengeData2016")
@@ -123,7 +142,7 @@ class AugmentParams(_Strict):
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W)
     cat_max_ratio: Annotated[float, Field(gt=0, le=1)] = 0.75
     flip_prob: Probability = 0.5
-    photometric: bool = True
+    photometric: StrictBool = True
 
     @model_validator(mode="after")
     def _ordered(self) -> "AugmentParams":
@@ -135,16 +154,16 @@ class AugmentParams(_Strict):
 class ModelParams(_Strict):
     """Encoder + UperNet, shared by every trained model (the paper uses one architecture throughout)."""
 
-    backbone: str = "resnet18"
+    backbone: Backbone = "resnet18"
     pretrained: Path | None = None  # local checkpoint file; never downloaded unless pretrained_from_hub
-    pretrained_from_hub: bool = False
+    pretrained_from_hub: StrictBool = False
     channels: PositiveInt = 64  # UPerHead channels (512 in the paper)
     aux_channels: PositiveInt = 32  # FCNHead channels (256 in the paper)
     dropout: Probability = 0.1
     drop_path: Probability = 0.1
     projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
-    sync_bn: bool = False
-    grad_checkpointing: bool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
+    sync_bn: StrictBool = False
+    grad_checkpointing: StrictBool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
@@ -153,7 +172,7 @@ class ModelParams(_Strict):
 class StclParams(_Strict):
     """Spatial-temporal consistency loss (paper eq. 1-3): total = CE + aux_weight·aux + weight·STCL."""
 
-    enabled: bool = True
+    enabled: StrictBool = True
     weight: NonNegFloat = 0.2
     dim: PositiveInt = 64  # projection dim (512 in the paper)
     tau: PositiveFloat = 0.07
@@ -208,10 +227,10 @@ class TrainStageParams(_Strict):
 class InferParams(_Strict):
     """Sliding window + multi-scale + flip test-time augmentation (paper 3.4)."""
 
-    models: tuple[TrainStageName, ...] = ("train_student", "train_stcl", "train_ade")
+    models: Annotated[tuple[TrainStageName, ...], Field(min_length=1)] = ("train_student", "train_stcl", "train_ade")
     weights: tuple[PositiveFloat, ...] | None = None
     scales: tuple[PositiveFloat, ...] = (0.75, 1.0, 1.25)
-    flip: bool = True
+    flip: StrictBool = True
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W) sliding window
     stride: tuple[PositiveInt, PositiveInt] = (48, 48)
     batch_size: PositiveInt = 16  # windows per forward pass (windows of all scales/flips share batches)
@@ -228,7 +247,7 @@ class InferParams(_Strict):
 class TeacherParams(_Strict):
     """Teacher = average of softmax probabilities of these members (paper Table 4)."""
 
-    members: tuple[TrainStageName, ...] = ("train_ade", "train_stcl")
+    members: Annotated[tuple[TrainStageName, ...], Field(min_length=1)] = ("train_ade", "train_stcl")
     weights: tuple[PositiveFloat, ...] | None = None
 
 
@@ -236,7 +255,7 @@ class PseudoLabelParams(_Strict):
     threshold: Probability = 0.5  # keep argmax where max prob > threshold (strict), else 255
     shards: PositiveInt = 2
     scales: tuple[PositiveFloat, ...] = (1.0,)
-    flip: bool = True
+    flip: StrictBool = True
 
 
 class EvaluateParams(_Strict):
@@ -304,9 +323,9 @@ def _format_error(source: str, err: ValidationError) -> str:
 
 
 def parse_params(data: Any, source: str = "params") -> Params:
-    """Validate an already-parsed mapping (e.g. Snakemake's `config`)."""
-    if data is None:
-        data = {}
+    """Validate an already-parsed mapping (e.g. Snakemake's `config`); an empty one is an error."""
+    if not data:
+        raise ParamsError(f"{source}: params file is empty (write one with `stcl params --preset tiny`)")
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: top level must be a mapping, got {type(data).__name__}")
     try:

@@ -4,6 +4,11 @@
 # Each ablation trains train_stcl with params overrides (src/stcl/ablations.py), predicts val, evaluates.
 
 
+def ablation_train_inputs(wildcards):
+    """Data and init checkpoint of an ablation's training run (its own params, see src/stcl/ablations.py)."""
+    return train_inputs(ablation_params(PARAMS, wildcards.name), ablation(wildcards.name).stage)
+
+
 wildcard_constraints:
     name=r"baseline_\w+|train_coco|train_nostcl|stcl_d\d+_t[0-9.e-]+",
 
@@ -18,15 +23,15 @@ rule ablation_params:
         "../envs/stcl.yaml"
     params:
         file=PARAMS_FILE,
-        reads=config,
+        reads=VALUES,
     shell:
-        "stcl ablation {wildcards.name} --params {params.file} --out {output} > {log} 2>&1"
+        "stcl ablation {wildcards.name} --params {params.file:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule ablation_train:
     input:
+        unpack(ablation_train_inputs),
         params="results/ablations/{name}/params.yaml",
-        data=ablation_train_inputs,
     output:
         model="results/ablations/{name}/model.pt",
     log:
@@ -41,10 +46,11 @@ rule ablation_train:
     params:
         launch=train_launcher,
         stage=lambda wildcards: ablation(wildcards.name).stage,
+        data=train_args,
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "{params.launch} train --params {input.params} --stage {params.stage}"
-        " --out {params.out} > {log} 2>&1"
+        "{params.launch} train --params {input.params:q} --stage {params.stage} {params.data}"
+        " --out {params.out:q} > {log:q} 2>&1"
 
 
 rule ablation_infer:
@@ -64,8 +70,8 @@ rule ablation_infer:
     resources:
         **cluster_resources("infer"),
     shell:
-        "stcl infer --params {input.params} --checkpoints {input.checkpoint} --split val"
-        " --out {output} > {log} 2>&1"
+        "stcl infer --params {input.params:q} --checkpoints {input.checkpoint:q} --root {input.vspw:q}"
+        " --split val --out {output:q} > {log:q} 2>&1"
 
 
 rule ablation_evaluate:
@@ -83,8 +89,8 @@ rule ablation_evaluate:
     resources:
         **cluster_resources("default"),
     shell:
-        "stcl evaluate --params {input.params} --gt-root {input.vspw} --pred-root {input.pred}"
-        " --split val --model {wildcards.name} --out {output} > {log} 2>&1"
+        "stcl evaluate --params {input.params:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
+        " --split val --model {wildcards.name} --out {output:q} > {log:q} 2>&1"
 
 
 rule ablation_tables:
@@ -107,7 +113,7 @@ rule ablation_tables:
         metrics_dir="results/ablations/metrics",
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "stcl tables --metrics-dir {params.metrics_dir} --out-dir {params.out_dir} > {log} 2>&1"
+        "stcl tables --metrics-dir {params.metrics_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule ablation_table1:

@@ -1,44 +1,16 @@
-# Shared helpers: config validation, params subsets, resources from params.yaml's `cluster` section.
-# Every rule calls one `stcl` command; the paths and commands are those of src/stcl/workflow_graph.py, from
-# which dvc.yaml is generated (tests/test_workflow_graph.py checks both agree job by job).
+# Shared helpers of the rules: params validation, the params keys each rule reads, the results/ layout,
+# resources from params.yaml's `cluster` section. The Snakefile and these rules are the only description of
+# the pipeline: dvc.yaml is generated from Snakemake's own jobs (workflow/generate.py).
 
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
-from snakemake.common.configfile import load_configfile
 
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
-from stcl.params import parse_params
-from stcl.workflow_graph import (
-    EVAL_MODELS,
-    PSEUDO_PARTS,
-    SINGLE_MODELS,
-    ensemble_checkpoints,
-    model_path,
-    prediction_dir,
-    rule_params,
-    snakemake_schema,
-    teacher_checkpoints,
-    synth_out,
-    train_inputs,
-    weights_arg,
-)
-
-# Types, ranges and defaults come from the schema generated from stcl.params (workflow/generate.py);
-# parse_params then applies the cross-field checks the schema cannot express.
-if (
-    load_configfile(workflow.source_path("../schemas/params.schema.json"))
-    != snakemake_schema()
-):
-    raise WorkflowError(
-        "workflow/schemas/params.schema.json is older than src/stcl/params.py: "
-        "run `.venv/bin/python workflow/generate.py`"
-    )
-validate(config, schema="../schemas/params.schema.json")
-PARAMS = parse_params(config, "params.yaml")
+from stcl.params import TRAIN_STAGES, ParamsError, parse_params
 
 # The params file every `stcl` command reads: params.yaml, or the last --configfile given (which must then
 # be a complete params file, e.g. from `stcl params --preset paper`).
@@ -47,6 +19,13 @@ PARAMS_FILE = (
     if workflow.overwrite_configfiles
     else "params.yaml"
 )
+
+# stcl's own validator (the one `stcl params` runs): every fault on one line, naming its key path.
+try:
+    PARAMS = parse_params(config, str(PARAMS_FILE))
+except ParamsError as err:
+    sys.exit(f"stcl: {err}")
+VALUES = PARAMS.model_dump(mode="json")
 
 
 envvars:
@@ -62,17 +41,96 @@ os.environ["PATH"] = os.pathsep.join(
 VSPW = str(PARAMS.data.vspw_root)
 COCO = str(PARAMS.data.coco_root)
 ADE = str(PARAMS.data.ade_root)
+# Where the unlabeled frames of the pseudo labels are read (data.unlabeled): VSPW or a folder of videos.
+UNLABELED_FRAMES = (
+    str(PARAMS.data.unlabeled.folder)
+    if PARAMS.data.unlabeled.source == "folder"
+    else VSPW
+)
 SHARDS = PARAMS.pseudo_label.shards
+PSEUDO = "results/pseudo/VSPW_pseudo"  # the pseudo-label dataset (VSPW layout)
+
+# Models evaluated on val (Tables 2-4): the three trained ones, the teacher and the final ensemble.
+EVAL_MODELS = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble")
+# Keys every inference job reads (sliding window, TTA, batching).
+INFER_KEYS = (
+    "infer.scales",
+    "infer.flip",
+    "infer.crop_size",
+    "infer.stride",
+    "infer.batch_size",
+    "infer.workers",
+    "infer.amp",
+)
 
 
-def reads(rule_name):
-    """The params keys read by `rule_name` (Snakemake's `params` rerun trigger watches exactly these)."""
-    return rule_params(config, rule_name)
+def lookup(values, dotted):
+    """`lookup(VALUES, "data.vspw_root")` → the value at that key path (KeyError names the path)."""
+    node = values
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"params key {dotted!r} not found")
+        node = node[part]
+    return node
 
 
-def evaluate_reads(wildcards):
-    """An evaluate job's keys: the metrics JSON also records the evaluated model's recipe."""
-    return rule_params(config, "evaluate", wildcards.model)
+def reads(*keys):
+    """{dotted key: value} of the params a rule reads: its `params: reads=` rerun trigger and DVC `params:`."""
+    return {key: lookup(VALUES, key) for key in keys}
+
+
+def model_path(stage):
+    return f"results/models/{stage}/model.pt"
+
+
+def train_inputs(params, stage):
+    """Named inputs of a training job: the datasets its `datasets` mix reads and its `init` weights."""
+    spec = params.stage(stage)
+    inputs = {}
+    for mix in spec.datasets:
+        if mix.name == "vspw":
+            inputs["vspw"] = str(params.data.vspw_root)
+        elif mix.name == "coco":
+            inputs["coco"] = str(params.data.coco_root)
+            inputs["coco_semantic"] = "results/prepare/coco_semantic"
+        elif mix.name == "ade":
+            inputs["ade"] = str(params.data.ade_root)
+        elif mix.name == "pseudo":
+            inputs["pseudo"] = f"{PSEUDO}/data"  # the shards' videos ...
+            inputs["pseudo_index"] = f"{PSEUDO}/train.txt"  # ... and the gather step's index
+    if spec.init is not None:
+        inputs["init"] = model_path(spec.init)
+    return inputs
+
+
+_TRAIN_FLAGS = {
+    "init": "--init",
+    "vspw": "--vspw",
+    "coco": "--coco",
+    "coco_semantic": "--coco-semantic",
+    "ade": "--ade",
+}
+
+
+def train_args(wildcards, input):
+    """`stcl train` arguments for the job's named inputs (each path quoted)."""
+    names = set(input.keys())
+    args = [f"{flag} {shlex.quote(input[k])}" for k, flag in _TRAIN_FLAGS.items() if k in names]
+    if "pseudo_index" in names:
+        args.append(f"--pseudo {shlex.quote(os.path.dirname(input.pseudo_index))}")
+    return " ".join(args)
+
+
+def weights_arg(weights):
+    """`--weights w1 w2 ...` for `stcl infer`, or nothing for equal weights."""
+    return "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
+
+
+def model_keys(model):
+    """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (model_info)."""
+    if model in TRAIN_STAGES:
+        return (f"{model}.datasets", f"{model}.init", f"{model}.stcl")
+    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(model, ())
 
 
 def cluster_resources(kind):
@@ -104,16 +162,3 @@ def train_launcher(wildcards, resources):
     if resources.gpu > 0:
         return f"torchrun --standalone --nproc-per-node {resources.gpu} -m stcl"
     return "stcl"
-
-
-def val_checkpoints(wildcards):
-    """Checkpoints of one val prediction: a single model, or the final ensemble (infer.models)."""
-    if wildcards.model == "ensemble":
-        return list(ensemble_checkpoints(PARAMS))
-    return [model_path(wildcards.model)]
-
-
-def ablation_train_inputs(wildcards):
-    """Data and init checkpoint of an ablation's training run (its own params, see src/stcl/ablations.py)."""
-    spec = ablation(wildcards.name)
-    return list(train_inputs(ablation_params(PARAMS, wildcards.name), spec.stage))

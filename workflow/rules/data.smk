@@ -2,9 +2,16 @@
 
 
 if PARAMS.data.synthetic:
-    synth_out(
-        PARAMS
-    )  # the data roots must be the folders `stcl synth --out <dir>` writes
+    # `stcl synth --out DIR` writes DIR/VSPW_480p, DIR/coco and DIR/ADEChallengeData2016.
+    if (Path(COCO), Path(ADE), Path(VSPW).name) != (
+        Path(VSPW).parent / "coco",
+        Path(VSPW).parent / "ADEChallengeData2016",
+        "VSPW_480p",
+    ):
+        raise WorkflowError(
+            "data.synthetic is true, so the data roots must be <dir>/VSPW_480p, <dir>/coco and "
+            f"<dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got {VSPW}, {COCO}, {ADE}"
+        )
 
     rule synth:
         output:
@@ -24,7 +31,7 @@ if PARAMS.data.synthetic:
             reads=reads("synth"),
             out=lambda wildcards, output: os.path.dirname(output.vspw),
         shell:
-            "stcl synth --params {params.file} --out {params.out} > {log} 2>&1"
+            "stcl synth --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -47,6 +54,8 @@ rule prepare:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
-        reads=reads("prepare"),
+        reads=reads("data"),
+        out=lambda wildcards, output: os.path.dirname(output.report),
     shell:
-        "stcl prepare --params {params.file} --out results/prepare > {log} 2>&1"
+        "stcl prepare --params {params.file:q} --vspw {input.vspw:q} --coco {input.coco:q} --ade {input.ade:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

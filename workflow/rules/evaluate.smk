@@ -6,7 +6,7 @@ rule evaluate:
         vspw=VSPW,
         pred="results/predictions/{model}/val",
     output:
-        "results/metrics/{model}.json",
+        metrics="results/metrics/{model}.json",
     log:
         "results/logs/evaluate/{model}.log",
     benchmark:
@@ -20,10 +20,13 @@ rule evaluate:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
-        reads=evaluate_reads,
+        # the metrics JSON also records the evaluated model's recipe
+        reads=lambda wildcards: reads(
+            "evaluate", "model.backbone", *model_keys(wildcards.model)
+        ),
     shell:
-        "stcl evaluate --params {params.file} --gt-root {input.vspw} --pred-root {input.pred}"
-        " --split val --out {output} > {log} 2>&1"
+        "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
+        " --split val --model {wildcards.model} --out {output.metrics:q} > {log:q} 2>&1"
 
 
 rule tables:
@@ -51,7 +54,8 @@ rule tables:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
-        reads=reads("tables"),
+        metrics=lambda wildcards, input: os.path.dirname(input[0]),
+        out=lambda wildcards, output: os.path.dirname(output.md),
     shell:
-        "stcl tables --params {params.file} --metrics-dir results/metrics --out-dir results/tables"
-        " > {log} 2>&1"
+        "stcl tables --params {params.file:q} --metrics-dir {params.metrics:q} --out-dir {params.out:q}"
+        " > {log:q} 2>&1"

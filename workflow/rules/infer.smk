@@ -1,18 +1,31 @@
-# Inference (paper 3.4): sliding window, multi-scale + flip, three-model ensemble; the submission zip.
+# Inference (paper 3.4): sliding window, multi-scale + flip; any trained model, the teacher or the final
+# three-model ensemble on val or test. The submission zip of the ensemble's test predictions.
+
+# model → (checkpoints, ensemble weights, params keys naming them)
+PREDICTORS = {
+    **{s: ([model_path(s)], None, ()) for s in TRAIN_STAGES},
+    "teacher": (TEACHER, PARAMS.teacher.weights, ("teacher",)),
+    "ensemble": (
+        [model_path(m) for m in PARAMS.infer.models],
+        PARAMS.infer.weights,
+        ("infer.models", "infer.weights"),
+    ),
+}
 
 
-rule infer_val:
+rule infer:
     input:
         vspw=VSPW,
-        checkpoints=val_checkpoints,
+        checkpoints=lambda wildcards: PREDICTORS[wildcards.model][0],
     output:
-        directory("results/predictions/{model}/val"),
+        directory("results/predictions/{model}/{split}"),
     log:
-        "results/logs/infer_val/{model}.log",
+        "results/logs/infer/{model}-{split}.log",
     benchmark:
-        "results/benchmarks/infer_val/{model}.tsv"
+        "results/benchmarks/infer/{model}-{split}.tsv"
     wildcard_constraints:
-        model="|".join(SINGLE_MODELS + ("ensemble",)),
+        model="|".join(PREDICTORS),
+        split="train|val|test",
     conda:
         "../envs/stcl.yaml"
     threads: cluster_threads("infer")
@@ -20,54 +33,26 @@ rule infer_val:
         **cluster_resources("infer"),
     params:
         file=PARAMS_FILE,
-        reads=reads("infer_val"),
-        weights=lambda wildcards: (
-            weights_arg(PARAMS.infer.weights) if wildcards.model == "ensemble" else ""
-        ),
+        reads=lambda wildcards: reads(*INFER_KEYS, *PREDICTORS[wildcards.model][2]),
+        weights=lambda wildcards: weights_arg(PREDICTORS[wildcards.model][1]),
     shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights} --split val"
-        " --out {output} > {log} 2>&1"
+        "stcl infer --params {params.file:q} --checkpoints {input.checkpoints:q}{params.weights}"
+        " --root {input.vspw:q} --split {wildcards.split} --out {output:q} > {log:q} 2>&1"
 
 
-rule infer_test:
+rule submit:
     input:
         vspw=VSPW,
-        checkpoints=ensemble_checkpoints(PARAMS),
-    output:
-        directory(prediction_dir("ensemble", "test")),
-    log:
-        "results/logs/infer_test.log",
-    benchmark:
-        "results/benchmarks/infer_test.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("infer")
-    resources:
-        **cluster_resources("infer"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("infer_test"),
-        weights=weights_arg(PARAMS.infer.weights),
-    shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights} --split test"
-        " --out {output} > {log} 2>&1"
-
-
-rule submission:
-    input:
-        prediction_dir("ensemble", "test"),
+        pred="results/predictions/ensemble/test",
     output:
         "results/test_submission.zip",
     log:
-        "results/logs/submission.log",
+        "results/logs/submit.log",
     benchmark:
-        "results/benchmarks/submission.tsv"
+        "results/benchmarks/submit.tsv"
     conda:
         "../envs/stcl.yaml"
     resources:
         **cluster_resources("default"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("submission"),
     shell:
-        "stcl submit --params {params.file} --pred {input} --out {output} > {log} 2>&1"
+        "stcl submit --pred {input.pred:q} --root {input.vspw:q} --split test --out {output:q} > {log:q} 2>&1"

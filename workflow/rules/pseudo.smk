@@ -1,28 +1,8 @@
-# Teacher (Table 4) and its pseudo labels on the unlabeled 480P frames (paper 2.3), one job per shard.
+# Pseudo labels of the teacher on the unlabeled 480P frames (paper 2.3), one job per shard, then a gather.
+# The teacher's own val predictions and metrics are `infer`/`evaluate` jobs of the model `teacher`.
 
-
-rule teacher:
-    input:
-        vspw=VSPW,
-        checkpoints=teacher_checkpoints(PARAMS),
-    output:
-        directory(prediction_dir("teacher", "val")),
-    log:
-        "results/logs/teacher.log",
-    benchmark:
-        "results/benchmarks/teacher.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("infer")
-    resources:
-        **cluster_resources("infer"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("teacher"),
-        weights=weights_arg(PARAMS.teacher.weights),
-    shell:
-        "stcl infer --params {params.file} --checkpoints {input.checkpoints}{params.weights}"
-        " --split val --out {output} > {log} 2>&1"
+TEACHER = [model_path(m) for m in PARAMS.teacher.members]
+PSEUDO_KEYS = ("pseudo_label", "teacher", "data.unlabeled") + INFER_KEYS
 
 
 # The shards write their videos into one dataset folder, which this job (re)creates empty whenever the
@@ -30,25 +10,26 @@ rule teacher:
 rule pseudo_label_init:
     input:
         unlabeled="results/prepare/unlabeled.txt",
-        checkpoints=teacher_checkpoints(PARAMS),
+        checkpoints=TEACHER,
     output:
-        directory(PSEUDO_PARTS[0]),
+        directory(f"{PSEUDO}/data"),
     log:
         "results/logs/pseudo_label_init.log",
     localrule: True
     conda:
         "../envs/stcl.yaml"
     params:
-        reads=reads("pseudo_label_init"),
+        reads=reads(*PSEUDO_KEYS),
     shell:
-        "mkdir -p {output} > {log} 2>&1"
+        "mkdir -p {output:q} > {log:q} 2>&1"
 
 
 rule pseudo_label:
     input:
-        folder=PSEUDO_PARTS[0],
+        folder=f"{PSEUDO}/data",
         unlabeled="results/prepare/unlabeled.txt",
-        checkpoints=teacher_checkpoints(PARAMS),
+        frames=UNLABELED_FRAMES,
+        checkpoints=TEACHER,
     output:
         "results/pseudo/shards/{shard}-of-{n}.json",
     log:
@@ -65,19 +46,23 @@ rule pseudo_label:
         **cluster_resources("infer"),
     params:
         file=PARAMS_FILE,
-        reads=reads("pseudo_label"),
+        reads=reads(*PSEUDO_KEYS),
+        dataset=lambda wildcards, input: os.path.dirname(input.folder),
+        records=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "stcl pseudo-label --params {params.file} --shard {wildcards.shard}/{wildcards.n}"
-        " > {log} 2>&1"
+        "stcl pseudo_label --params {params.file:q} --shard {wildcards.shard}/{wildcards.n}"
+        " --unlabeled {input.unlabeled:q} --frames-root {input.frames:q} --checkpoints {input.checkpoints:q}"
+        " --dataset {params.dataset:q} --shards-dir {params.records:q} > {log:q} 2>&1"
 
 
 rule pseudo_label_gather:
     input:
-        expand(
+        unlabeled="results/prepare/unlabeled.txt",
+        records=expand(
             "results/pseudo/shards/{shard}-of-{n}.json", shard=range(SHARDS), n=SHARDS
         ),
     output:
-        index=PSEUDO_PARTS[1],
+        index=f"{PSEUDO}/train.txt",
         stats="results/pseudo/stats.json",
     log:
         "results/logs/pseudo_label_gather.log",
@@ -90,6 +75,9 @@ rule pseudo_label_gather:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
-        reads=reads("pseudo_label_gather"),
+        reads=reads("pseudo_label"),
+        dataset=lambda wildcards, output: os.path.dirname(output.index),
+        records=lambda wildcards, input: os.path.dirname(input.records[0]),
     shell:
-        "stcl pseudo-label --params {params.file} --gather > {log} 2>&1"
+        "stcl pseudo_label --params {params.file:q} --gather --unlabeled {input.unlabeled:q}"
+        " --dataset {params.dataset:q} --shards-dir {params.records:q} --stats {output.stats:q} > {log:q} 2>&1"

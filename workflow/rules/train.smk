@@ -1,98 +1,35 @@
 # Training stages (paper 2.1-2.3): COCO-pre → {STCL, +ADE} → teacher pseudo labels → student.
-# Each job is one `stcl train` process, or one torchrun with the job's GPU count (train_launcher).
+# One rule per stage of params.yaml, written once: `snakemake train_stcl` builds that stage. Each job is one
+# `stcl train` process, or one torchrun with the job's GPU count (train_launcher).
 
+TRAIN_KEYS = ("model", "clips", "augment")  # + the stage's own section
 
-rule pretrain_coco:
-    input:
-        train_inputs(PARAMS, "pretrain_coco"),
-    output:
-        model=model_path("pretrain_coco"),
-        metrics="results/models/pretrain_coco/train_metrics.json",
-    log:
-        "results/logs/pretrain_coco.log",
-    benchmark:
-        "results/benchmarks/pretrain_coco.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("train")
-    resources:
-        **cluster_resources("train"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("pretrain_coco"),
-        launch=train_launcher,
-    shell:
-        "{params.launch} train --params {params.file} --stage pretrain_coco"
-        " --out results/models/pretrain_coco > {log} 2>&1"
+for _stage in TRAIN_STAGES:
 
-
-rule train_stcl:
-    input:
-        train_inputs(PARAMS, "train_stcl"),
-    output:
-        model=model_path("train_stcl"),
-        metrics="results/models/train_stcl/train_metrics.json",
-    log:
-        "results/logs/train_stcl.log",
-    benchmark:
-        "results/benchmarks/train_stcl.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("train")
-    resources:
-        **cluster_resources("train"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("train_stcl"),
-        launch=train_launcher,
-    shell:
-        "{params.launch} train --params {params.file} --stage train_stcl"
-        " --out results/models/train_stcl > {log} 2>&1"
-
-
-rule train_ade:
-    input:
-        train_inputs(PARAMS, "train_ade"),
-    output:
-        model=model_path("train_ade"),
-        metrics="results/models/train_ade/train_metrics.json",
-    log:
-        "results/logs/train_ade.log",
-    benchmark:
-        "results/benchmarks/train_ade.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("train")
-    resources:
-        **cluster_resources("train"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("train_ade"),
-        launch=train_launcher,
-    shell:
-        "{params.launch} train --params {params.file} --stage train_ade"
-        " --out results/models/train_ade > {log} 2>&1"
-
-
-rule train_student:
-    input:
-        train_inputs(PARAMS, "train_student"),
-    output:
-        model=model_path("train_student"),
-        metrics="results/models/train_student/train_metrics.json",
-    log:
-        "results/logs/train_student.log",
-    benchmark:
-        "results/benchmarks/train_student.tsv"
-    conda:
-        "../envs/stcl.yaml"
-    threads: cluster_threads("train")
-    resources:
-        **cluster_resources("train"),
-    params:
-        file=PARAMS_FILE,
-        reads=reads("train_student"),
-        launch=train_launcher,
-    shell:
-        "{params.launch} train --params {params.file} --stage train_student"
-        " --out results/models/train_student > {log} 2>&1"
+    rule:
+        name:
+            _stage
+        input:
+            **train_inputs(PARAMS, _stage),
+        output:
+            model=model_path(_stage),
+            metrics=f"results/models/{_stage}/train_metrics.json",
+        log:
+            f"results/logs/{_stage}.log",
+        benchmark:
+            f"results/benchmarks/{_stage}.tsv"
+        conda:
+            "../envs/stcl.yaml"
+        threads: cluster_threads("train")
+        resources:
+            **cluster_resources("train"),
+        params:
+            file=PARAMS_FILE,
+            reads=reads(*TRAIN_KEYS, _stage),
+            stage=_stage,
+            launch=train_launcher,
+            data=train_args,
+            out=lambda wildcards, output: os.path.dirname(output.model),
+        shell:
+            "{params.launch} train --params {params.file:q} --stage {params.stage} {params.data}"
+            " --out {params.out:q} > {log:q} 2>&1"

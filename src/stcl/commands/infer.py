@@ -1,7 +1,7 @@
 """`stcl infer`: sliding-window, multi-scale + flip inference of a split with a model ensemble.
 
-    stcl infer --checkpoints results/models/train_student/model.pt [B.pt ...] --split val \
-        --out results/predictions/ensemble/val [--weights 2 1 1] [--save-probs]
+    stcl infer --checkpoints results/models/train_student/model.pt [B.pt ...] --root data/VSPW_480p \
+        --split val --out results/predictions/ensemble/val [--weights 2 1 1] [--save-probs]
 
 Scales, flip, window, stride and windows per batch come from ``params.infer``. Writes
 ``<out>/<video>/<frame>.png`` (palette PNG, class ids 0..123, frame size), one video folder at a time,
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", required=True, choices=("train", "val", "test"), help="split of the VSPW root")
     p.add_argument("--out", required=True, help="output folder: <out>/<video>/<frame>.png")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--root", default=None, help="VSPW root (default: params data.vspw_root)")
+    p.add_argument("--root", required=True, help="VSPW root: its <split>.txt lists the videos to predict")
     p.add_argument(
         "--weights", nargs="+", type=float, default=None, help="one ensemble weight per checkpoint (default: equal)"
     )
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params
 
     params = load_params(args.params)
-    root = args.root or params.data.vspw_root
+    root = args.root
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     members = load_members(args.checkpoints, args.weights, device=device, amp=params.infer.amp)
     tta = TTA(

@@ -1,13 +1,14 @@
-"""`stcl pseudo-label`: teacher pseudo labels on the unlabeled frames, one shard per job, then a gather.
+"""`stcl pseudo_label`: teacher pseudo labels on the unlabeled frames, one shard per job, then a gather.
 
-    stcl pseudo-label --shard 0/2      # videos sorted(videos)[0::2] → results/pseudo/VSPW_pseudo/data/<video>/
-    stcl pseudo-label --shard 1/2
-    stcl pseudo-label --gather         # checks the shard records, writes train.txt + stats.json
+    stcl pseudo_label --shard 0/2 --unlabeled U.txt --checkpoints A.pt B.pt --dataset DS --shards-dir SH
+    stcl pseudo_label --shard 1/2 ...      # videos sorted(videos)[i::n] → DS/data/<video>/, record SH/i-of-n.json
+    stcl pseudo_label --gather --unlabeled U.txt --dataset DS --shards-dir SH --stats stats.json
 
-The teacher is the ensemble of ``params.teacher.members`` (``<models-dir>/<member>/model.pt``, weights
-``params.teacher.weights``), run with ``params.pseudo_label`` scales/flip and ``params.infer`` window,
-stride, batch size and amp. Labels: argmax where max probability > ``pseudo_label.threshold`` (strict),
-else 255. ``n`` of ``--shard i/n`` must equal ``params.pseudo_label.shards`` (the gather step expects it).
+The teacher is the ensemble of ``--checkpoints`` (weights ``params.teacher.weights``), run with
+``params.pseudo_label`` scales/flip and ``params.infer`` window, stride, batch size and amp. Frames are read
+from the pool ``params.data.unlabeled`` names (``--frames-root`` overrides its root). Labels: argmax where
+max probability > ``pseudo_label.threshold`` (strict), else 255. ``n`` of ``--shard i/n`` must equal
+``params.pseudo_label.shards`` (the gather step expects it). The library code is `stcl.infer.pseudo_labels`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--shard", metavar="I/N", help="run shard I of N (0 <= I < N)")
     mode.add_argument("--gather", action="store_true", help="check all shard records and write the dataset index")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--unlabeled", default="results/prepare/unlabeled.txt", help="list of '<video>/<frame>' lines")
-    p.add_argument("--models-dir", default="results/models", help="holds <member>/model.pt")
-    p.add_argument("--out", default="results/pseudo", help="output folder (VSPW_pseudo/, shards/, stats.json)")
+    p.add_argument("--unlabeled", type=Path, required=True, help="list of '<video>/<frame>' lines (`stcl prepare`)")
+    p.add_argument("--dataset", type=Path, required=True, help="pseudo-label dataset root (VSPW layout) to fill")
+    p.add_argument("--shards-dir", type=Path, required=True, help="folder of the per-shard records <i>-of-<n>.json")
+    p.add_argument("--checkpoints", nargs="+", type=Path, metavar="MODEL_PT", help="teacher members (--shard)")
+    p.add_argument("--frames-root", type=Path, default=None, help="root of the unlabeled frames (default: params)")
+    p.add_argument("--stats", type=Path, default=None, help="statistics JSON to write (--gather)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
@@ -43,20 +47,23 @@ def run(args: argparse.Namespace) -> int:
         index, n = pl.parse_shard(args.shard)
         if n != count:
             raise ValueError(f"--shard {args.shard}: N must equal pseudo_label.shards = {count} in {args.params}")
+    if not args.gather and not args.checkpoints:
+        raise ValueError("--checkpoints: a shard needs the teacher's model.pt files")
+    if args.gather and args.stats is None:
+        raise ValueError("--stats: --gather writes the statistics JSON there")
     frames = pl.read_unlabeled_list(args.unlabeled)
-    out = Path(args.out)
-    dataset, shards_dir = out / "VSPW_pseudo", out / "shards"
+    dataset, shards_dir = args.dataset, args.shards_dir
     if args.gather:
         stats = pl.gather(
             frames,
             count,
             out_root=dataset,
             shards_dir=shards_dir,
-            stats_path=out / "stats.json",
+            stats_path=args.stats,
             class_names=VSPW_CLASSES,
         )
         print(
-            f"stcl pseudo-label: {stats['videos']} videos, {stats['frames']} frames, "
+            f"stcl pseudo_label: {stats['videos']} videos, {stats['frames']} frames, "
             f"kept fraction {stats['kept_fraction']:.4f} -> {dataset}"
         )
         return 0
@@ -82,8 +89,12 @@ def _run_shard(
     from stcl.infer.sliding import Window
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    checkpoints = [Path(args.models_dir) / m / "model.pt" for m in params.teacher.members]
-    members = load_members(checkpoints, params.teacher.weights, device=device, amp=params.infer.amp)
+    members = load_members(args.checkpoints, params.teacher.weights, device=device, amp=params.infer.amp)
+    data = params.data
+    if args.frames_root is not None and data.unlabeled.source == "folder":
+        data = data.model_copy(update={"unlabeled": data.unlabeled.model_copy(update={"folder": args.frames_root})})
+    elif args.frames_root is not None:
+        data = data.model_copy(update={"vspw_root": args.frames_root})
     tta = TTA(
         scales=params.pseudo_label.scales,
         flip=params.pseudo_label.flip,
@@ -96,7 +107,7 @@ def _run_shard(
         frames,
         index,
         count,
-        frame_path=lambda video, stem: unlabeled_frame_path(params.data, f"{video}/{stem}"),
+        frame_path=lambda video, stem: unlabeled_frame_path(data, f"{video}/{stem}"),
         out_root=dataset,
         shards_dir=shards_dir,
         threshold=params.pseudo_label.threshold,
@@ -106,7 +117,7 @@ def _run_shard(
         progress=sys.stderr.isatty(),
     )
     print(
-        f"stcl pseudo-label: shard {index}/{count}: {len(result.computed)} videos labelled, "
+        f"stcl pseudo_label: shard {index}/{count}: {len(result.computed)} videos labelled, "
         f"{len(result.skipped)} already complete -> {pl.shard_record_path(shards_dir, index, count)}"
     )
     return 0

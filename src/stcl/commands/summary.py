@@ -20,14 +20,12 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from stcl.workflow_graph import EVAL_MODELS
-
 METRICS = ("mIoU", "WIoU", "VC8", "VC16")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml; only checked)")
-    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--results", required=True, help="the workflow's results folder")
 
 
 def job_times(bench_dir: Path) -> list[tuple[str, float]]:
@@ -44,9 +42,9 @@ def job_times(bench_dir: Path) -> list[tuple[str, float]]:
 
 
 def read_metrics(metrics_dir: Path) -> list[dict[str, Any]]:
-    """Metrics JSONs in the order of the chain (EVAL_MODELS first, then any others by name)."""
+    """Metrics JSONs in the order the chain wrote them (oldest first, then by name)."""
     found = {p.stem: p for p in metrics_dir.glob("*.json")} if metrics_dir.is_dir() else {}
-    order = [m for m in EVAL_MODELS if m in found] + sorted(set(found) - set(EVAL_MODELS))
+    order = sorted(found, key=lambda name: (found[name].stat().st_mtime, name))
     out = []
     for name in order:
         try:

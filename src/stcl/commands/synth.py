@@ -11,7 +11,7 @@ from stcl.params import load_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="data", help="output folder (default: data); writes VSPW_480p/, coco/, ADEChallengeData2016/")
+    p.add_argument("--out", required=True, help="output folder; writes VSPW_480p/, coco/, ADEChallengeData2016/")
     p.add_argument("--params", default="params.yaml", help="params file; reads the `synth` section (default: params.yaml)")
 
 

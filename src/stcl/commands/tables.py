@@ -1,6 +1,6 @@
 """`stcl tables`: the paper's Tables 1-4 (+ final ensemble, chance level, per-class IoU) with this run's rows.
 
-    stcl tables --metrics-dir results/metrics --out-dir results/tables
+    stcl tables --metrics-dir results/metrics --out-dir results/tables [--params params.yaml]
 
 Writes tables.md, tables.parquet and per_class_iou.png (see `stcl.metrics.tables`). Never imports torch.
 """
@@ -14,13 +14,13 @@ __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metrics-dir", default=Path("results/metrics"), type=Path, help="folder of `stcl evaluate` JSONs")
-    p.add_argument("--out-dir", default=Path("results/tables"), type=Path, help="output folder")
+    p.add_argument("--metrics-dir", required=True, type=Path, help="folder of `stcl evaluate` JSONs")
+    p.add_argument("--out-dir", required=True, type=Path, help="output folder")
     p.add_argument(
         "--params",
-        default="params.yaml",
+        default=None,
         type=Path,
-        help="params file: fills a metrics file's missing backbone / STCL dim and τ (skipped if absent)",
+        help="params file: fills a metrics file's missing backbone / STCL dim and τ (optional)",
     )
 
 
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from stcl.metrics.tables import load_metrics, write_tables
     from stcl.params import load_params
 
-    params = load_params(args.params) if args.params.is_file() else None
+    params = load_params(args.params) if args.params is not None else None
     paths = write_tables(args.metrics_dir, args.out_dir, params)
     models = [m["model"] for m in load_metrics(args.metrics_dir)]
     print(

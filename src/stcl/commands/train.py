@@ -1,7 +1,12 @@
 """`stcl train --stage NAME`: train one stage of params.yaml (torchrun-aware, resumable, preemption-safe).
 
-Single process: ``stcl train --stage train_stcl``. Several: ``torchrun --nproc_per_node N -m stcl train
---stage train_stcl`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
+Every path comes from the command line (the params file only gives the recipe and, for the dataset roots
+not given, ``data.vspw_root`` / ``coco_root`` / ``ade_root``)::
+
+    stcl train --stage train_stcl --params params.yaml --out results/models/train_stcl \
+        --init results/models/pretrain_coco/model.pt --vspw data/VSPW_480p
+
+Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
 complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
 retrained, since a workflow reruns it only when an input changed).
 
@@ -22,8 +27,13 @@ from stcl.params import TRAIN_STAGES, load_params
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", required=True, choices=TRAIN_STAGES, help="training stage of params.yaml")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/models/<stage>)")
-    p.add_argument("--init", type=Path, default=None, help="init weights (default: results/models/<init>/model.pt)")
+    p.add_argument("--out", type=Path, required=True, help="output folder: model.pt, train_metrics.json, state/, dvclive/")
+    p.add_argument("--init", type=Path, default=None, help="init weights (model.pt of the stage's `init`; required then)")
+    p.add_argument("--vspw", type=Path, default=None, help="VSPW root (default: params data.vspw_root)")
+    p.add_argument("--coco", type=Path, default=None, help="COCO panoptic root (default: params data.coco_root)")
+    p.add_argument("--coco-semantic", type=Path, default=None, help="COCO semantic maps of `stcl prepare`")
+    p.add_argument("--ade", type=Path, default=None, help="ADE20K root (default: params data.ade_root)")
+    p.add_argument("--pseudo", type=Path, default=None, help="pseudo-label dataset (VSPW layout) of `stcl pseudo_label`")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when available")
     p.add_argument("--restart", action="store_true", help="delete <out>/state first instead of resuming")
 
@@ -36,18 +46,26 @@ def run(args: argparse.Namespace) -> int:
     import torch.distributed
     from stcl.train.distributed import init_distributed, shutdown_distributed
     from stcl.train.loop import PREEMPT_EXIT_CODE, NonFiniteLossError, train
-    from stcl.train.stage import MODELS_DIR, build_job
+    from stcl.data.clips import DataPaths
+    from stcl.train.stage import build_job
     from stcl.train.state import CheckpointManager
 
     params = load_params(args.params)
-    out = args.out if args.out is not None else MODELS_DIR / args.stage
+    out = args.out
+    paths = DataPaths(
+        vspw=args.vspw or params.data.vspw_root,
+        coco=args.coco or params.data.coco_root,
+        coco_semantic=args.coco_semantic,
+        ade=args.ade or params.data.ade_root,
+        pseudo=args.pseudo,
+    )
     ctx = init_distributed(args.device)
     try:
         if args.restart and ctx.is_main:
             CheckpointManager(out / "state").clear()
         if args.restart and ctx.distributed:
             torch.distributed.barrier()
-        job = build_job(params, args.stage, out, init_path=args.init, is_main=ctx.is_main)
+        job = build_job(params, args.stage, out, paths, init_path=args.init, is_main=ctx.is_main)
         result = train(job, ctx)
     except NonFiniteLossError as err:
         print(f"stcl train: error: {err}", file=sys.stderr)

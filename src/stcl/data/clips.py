@@ -20,6 +20,7 @@ any worker process; call `set_epoch` each epoch for fresh draws.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -34,16 +35,13 @@ from stcl.data.transforms import ClipTransform
 from stcl.params import Params
 
 __all__ = [
-    "PREPARE_DIR",
-    "PSEUDO_ROOT",
+    "DataPaths",
     "reference_positions",
     "VSPWClipDataset",
     "ImageSegDataset",
     "build_dataset",
 ]
 
-PREPARE_DIR = Path("results/prepare")
-PSEUDO_ROOT = Path("results/pseudo/VSPW_pseudo")
 Boundary = Literal["clamp", "reflect"]
 
 
@@ -211,21 +209,45 @@ class ImageSegDataset(Dataset):
         return _to_item(images, labels, self.name, Path(img_path).stem)
 
 
+@dataclass(frozen=True)
+class DataPaths:
+    """Where the training datasets are: every path a training stage reads besides its init weights.
+
+    ``vspw``/``coco``/``ade`` are dataset roots (VSPW_480p, COCO panoptic, ADE20K layouts), ``coco_semantic``
+    the semantic label maps `stcl prepare` writes, ``pseudo`` a VSPW-layout root of pseudo labels
+    (`stcl pseudo_label --gather`). A stage needs only the paths of the datasets it mixes.
+    """
+
+    vspw: Path | None = None
+    coco: Path | None = None
+    coco_semantic: Path | None = None
+    ade: Path | None = None
+    pseudo: Path | None = None
+
+    def require(self, field_name: str, dataset: str) -> Path:
+        """The path ``field_name``; ValueError naming it (as its command-line flag) when not given."""
+        value = getattr(self, field_name)
+        if value is None:
+            flag = "--" + field_name.replace("_", "-")
+            raise ValueError(f"dataset {dataset!r} needs {flag} (DataPaths.{field_name}), which was not given")
+        return Path(value)
+
+
 def build_dataset(
     name: str,
     params: Params,
+    paths: DataPaths,
     split: str = "train",
     label_space: str = "vspw",
     seed: int = 0,
     *,
     transform: ClipTransform | None | Literal["default"] = "default",
-    prepare_dir: str | Path = PREPARE_DIR,
-    pseudo_root: str | Path = PSEUDO_ROOT,
 ) -> Dataset:
     """The training dataset ``name`` ("vspw", "coco", "ade", "pseudo") in ``label_space`` ("vspw" or "coco").
 
-    VSPW and pseudo are clips with ``params.clips`` offsets; COCO reads the semantic maps `stcl prepare`
-    wrote under ``prepare_dir``; ADE and COCO map into VSPW through the mapping tables when
+    Files come from ``paths`` only; ``params`` gives the clip offsets and augmentation. VSPW and pseudo are
+    clips with ``params.clips`` offsets; COCO reads the images under ``paths.coco`` and the semantic maps
+    under ``paths.coco_semantic``; ADE and COCO map into VSPW through the mapping tables when
     ``label_space == "vspw"``. ``transform`` defaults to ``ClipTransform(params.augment)``; None disables it.
     """
     if label_space not in ("vspw", "coco"):
@@ -234,7 +256,7 @@ def build_dataset(
     if name in ("vspw", "pseudo"):
         if label_space != "vspw":
             raise ValueError(f"dataset {name!r} has VSPW labels only; label_space {label_space!r} is not available")
-        root = params.data.vspw_root if name == "vspw" else Path(pseudo_root)
+        root = paths.require(name, name)
         return VSPWClipDataset(
             root,
             split if name == "vspw" else "train",
@@ -244,12 +266,14 @@ def build_dataset(
             seed=seed,
         )
     if name == "coco":
-        samples = coco_panoptic.semantic_samples(params.data.coco_root, Path(prepare_dir) / "coco_semantic", split)
+        samples = coco_panoptic.semantic_samples(
+            paths.require("coco", name), paths.require("coco_semantic", name), split
+        )
         lut = coco_to_vspw_lut() if label_space == "vspw" else None
         return ImageSegDataset(samples, coco_panoptic.load_semantic, lut, tf, seed, name="coco")
     if name == "ade":
         if label_space != "vspw":
             raise ValueError("dataset 'ade' maps into the 'vspw' label space only")
-        samples = ade20k.list_samples(params.data.ade_root, split)
+        samples = ade20k.list_samples(paths.require("ade", name), split)
         return ImageSegDataset(samples, ade20k.load_train_ids, ade_to_vspw_lut(), tf, seed, name="ade")
     raise ValueError(f"dataset name must be one of vspw, coco, ade, pseudo; got {name!r}")

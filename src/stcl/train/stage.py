@@ -17,21 +17,14 @@ import torch
 from torch import nn
 
 from stcl.data.classes import class_names
-from stcl.data.clips import build_dataset
+from stcl.data.clips import DataPaths, build_dataset
 from stcl.losses import segmentor_loss
 from stcl.models import build_segmentor
 from stcl.models.checkpoints import load_init_weights, save_model
 from stcl.params import Params
 from stcl.train.loop import LossFn, TrainJob, seed_everything
 
-__all__ = ["MODELS_DIR", "default_init_path", "params_fingerprint", "make_loss_fn", "build_job"]
-
-MODELS_DIR = Path("results/models")
-
-
-def default_init_path(init_stage: str) -> Path:
-    """Where a stage reads its init weights: ``results/models/<init>/model.pt``."""
-    return MODELS_DIR / init_stage / "model.pt"
+__all__ = ["params_fingerprint", "make_loss_fn", "build_job"]
 
 
 def params_fingerprint(params: Params, stage_name: str) -> str:
@@ -70,7 +63,13 @@ def make_loss_fn(params: Params, stage_name: str) -> LossFn:
 
 
 def build_job(
-    params: Params, stage_name: str, out_dir: Path, *, init_path: Path | None = None, is_main: bool = True
+    params: Params,
+    stage_name: str,
+    out_dir: Path,
+    paths: DataPaths,
+    *,
+    init_path: Path | None = None,
+    is_main: bool = True,
 ) -> TrainJob:
     """Everything `train` needs for stage `stage_name`.
 
@@ -78,10 +77,12 @@ def build_job(
         params: validated params.
         stage_name: one of TRAIN_STAGES.
         out_dir: the stage's output folder.
-        init_path: init weights file; default ``results/models/<stage.init>/model.pt`` when stage.init is set.
+        paths: the datasets the stage mixes (see `stcl.data.clips.DataPaths`).
+        init_path: init weights file; required when ``stage.init`` is set, ignored otherwise.
         is_main: print the init report (rank 0 only).
 
     Raises:
+        ValueError: ``init_path`` missing for a stage with ``init``, or a path of ``paths`` the stage needs.
         FileNotFoundError: the init weights file (named) does not exist.
     """
     stage = params.stage(stage_name)
@@ -91,11 +92,16 @@ def build_job(
     model: nn.Module = build_segmentor(params.model, len(names), proj_dim, load_pretrained=stage.init is None)
     summary: dict[str, Any] = {"label_space": stage.label_space, "num_classes": len(names)}
     if stage.init is not None:
-        path = Path(init_path) if init_path is not None else default_init_path(stage.init)
+        if init_path is None:
+            raise ValueError(
+                f"init_path: stage {stage_name!r} starts from {stage.init!r} (params {stage_name}.init): "
+                f"pass its model.pt with --init PATH"
+            )
+        path = Path(init_path)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: init weights of stage {stage_name!r} (init: {stage.init}) not found; "
-                f"run `stcl train --stage {stage.init}` first or pass --init PATH"
+                f"run `stcl train --stage {stage.init}` first or pass another --init PATH"
             )
         report = load_init_weights(model, path)
         if is_main:
@@ -108,7 +114,7 @@ def build_job(
             "mismatched": list(report.mismatched),
         }
     datasets = [
-        build_dataset(d.name, params, "train", label_space=stage.label_space, seed=stage.seed + i)
+        build_dataset(d.name, params, paths, "train", label_space=stage.label_space, seed=stage.seed + i)
         for i, d in enumerate(stage.datasets)
     ]
     summary["datasets"] = {d.name: {"samples": len(ds), "weight": d.weight} for d, ds in zip(stage.datasets, datasets)}
