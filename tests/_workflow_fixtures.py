@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -82,3 +83,15 @@ def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: f
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
     return result
+
+
+def planned_jobs(work: Path = REPO, *targets: str, forceall: bool = False) -> list[dict[str, Any]]:
+    """The jobs Snakemake would run in `work` (all of them with `forceall`), from its own DAG as JSON.
+
+    Each job: rule, wildcards, inputs, outputs ([name, path, report]), logs, shell (without the log
+    redirection), params (the keys of `params: reads=`) and name (its DVC stage name); see workflow/generate.py.
+    """
+    cmd = [sys.executable, str(REPO / "workflow/generate.py"), "--root", str(work), "--jobs", *targets]
+    out = subprocess.run(cmd + (["--forceall"] if forceall else []), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)

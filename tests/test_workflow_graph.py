@@ -1,145 +1,143 @@
-"""The Snakemake workflow and dvc.yaml describe the same jobs; generated files are up to date; lint clean."""
+"""The Snakefile is the one description of the graph: dvc.yaml is generated from it, every command gets its
+paths from its rule, bad params stop Snakemake with stcl's own lines, paths may contain spaces."""
 
 from __future__ import annotations
 
+import ast
 import re
+import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from _workflow_fixtures import DVC, REPO, SNAKEMAKE
-from stcl.params import Params, load_params
-from stcl.workflow_graph import RULE_CODE, RULE_PARAMS, dvc_stages, lookup, synth_out
-
-sys.path.insert(0, str(REPO / "workflow"))
-import generate  # noqa: E402  (workflow/generate.py)
-
-
-@dataclass
-class Job:
-    rule: str
-    inputs: list[str]
-    outputs: list[str]
-    shell: str
-
-
-def snakemake_jobs(cwd: Path = REPO, *args: str) -> list[Job]:
-    """Every job of `snakemake -n -p` (fresh dry run: nothing is built in a clean checkout's copy)."""
-    out = subprocess.run(
-        [SNAKEMAKE, "-n", "-p", "--forceall", *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    jobs, cur = [], None
-    for line in out.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
-        if m:
-            cur = Job(m.group(1), [], [], "")
-            jobs.append(cur)
-        elif cur is not None and line.startswith("    input: "):
-            cur.inputs = line[len("    input: ") :].split(", ")
-        elif cur is not None and line.startswith("    output: "):
-            cur.outputs = line[len("    output: ") :].split(", ")
-        elif cur is not None and line.startswith("Shell command: "):
-            cur.shell = line[len("Shell command: ") :]
-    return [j for j in jobs if j.rule != "all"]
-
-
-def covers(outer: str, inner: str) -> bool:
-    """`outer` is `inner` or a folder that contains it."""
-    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+from _workflow_fixtures import DVC, REPO, SNAKEMAKE, planned_jobs, run, small_params, workflow_copy, write_params
 
 
 @pytest.fixture(scope="module")
-def jobs() -> list[Job]:
-    return snakemake_jobs()
+def jobs() -> list[dict]:
+    return planned_jobs(REPO, forceall=True)
 
 
-def test_generated_files_are_up_to_date():
-    """workflow/schemas/params.schema.json and dvc.yaml equal what workflow/generate.py writes now."""
-    stale = [str(p) for p, text in generate.render().items() if not p.exists() or p.read_text() != text]
-    assert not stale, f"run `.venv/bin/python workflow/generate.py`: stale {stale}"
+def _covered(token: str, paths: list[str]) -> bool:
+    """`token` is one of `paths`, a folder holding one, or a path inside one."""
+    t = token.rstrip("/")
+    return any(t == p or p.startswith(t + "/") or t.startswith(p.rstrip("/") + "/") for p in paths)
 
 
-def test_schema_matches_params_defaults():
-    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.json").read_text())
-    assert set(schema["properties"]) == set(Params.model_fields)
+def test_regenerating_dvc_yaml_changes_nothing():
+    """dvc.yaml is what workflow/generate.py writes from Snakemake's jobs now (so DVC cannot drift)."""
+    out = subprocess.run([sys.executable, "workflow/generate.py", "--check"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
 
 
-def test_every_dvc_stage_is_the_same_snakemake_jobs(jobs):
-    """Stage by stage: the same command(s), outputs and (non-code) inputs in both workflows."""
-    params = load_params(REPO / "params.yaml")
-    stages = dvc_stages(params)
-    claimed: set[int] = set()
-    for st in stages:
-        targets = st.outs + st.metrics
-        # Plots are stage outputs for DVC too; training curves (dvclive/) are not declared to Snakemake.
-        plots = tuple(path for plot in st.plots for path in plot)
-        mine = [
-            i
-            for i, j in enumerate(jobs)
-            if j.rule in st.snakemake_rules and any(covers(t, o) for t in targets for o in j.outputs)
-        ]
-        assert mine, f"DVC stage {st.name}: no Snakemake job of {st.snakemake_rules} writes {targets}"
-        assert not claimed & set(mine), f"DVC stage {st.name}: jobs already claimed by another stage"
-        claimed |= set(mine)
-        outputs = [o for i in mine for o in jobs[i].outputs]
-        for t in targets:
-            assert any(covers(t, o) for o in outputs), f"{st.name}: DVC out {t} not written by Snakemake"
-        for o in outputs:
-            if "/logs/" in o or "/benchmarks/" in o:
-                continue
-            assert any(covers(t, o) for t in targets + plots), f"{st.name}: Snakemake output {o} not a DVC out"
-        external = [x for i in mine for x in jobs[i].inputs if not any(covers(x, o) or covers(o, x) for o in outputs)]
-        for dep in st.deps:
-            assert any(covers(dep, x) for x in external), f"{st.name}: DVC dep {dep} not a Snakemake input"
-        for x in external:
-            assert any(covers(dep, x) for dep in st.deps), f"{st.name}: Snakemake input {x} not a DVC dep"
-        shells = " ; ".join(jobs[i].shell for i in mine)
-        for part in st.cmd.split(" && "):
-            assert part in shells, f"{st.name}: `{part}` not run by Snakemake ({shells})"
-    unclaimed = [jobs[i].rule for i in range(len(jobs)) if i not in claimed]
-    assert not unclaimed, f"Snakemake jobs without a DVC stage: {unclaimed}"
+def test_dvc_stages_are_the_snakemake_jobs(jobs):
+    """Stage by stage: the same command(s), inputs and outputs as the Snakemake job(s) of that name."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert list(stages) == list(dict.fromkeys(j["name"] for j in jobs))
+    for name, stage in stages.items():
+        mine = [j for j in jobs if j["name"] == name]
+        assert stage["cmd"] == " && ".join(j["shell"] for j in mine)
+        outs = stage.get("outs", []) + stage.get("metrics", []) + [p for p in stage.get("plots", []) if isinstance(p, str)]
+        assert sorted(outs) == sorted(o[1] for j in mine for o in j["outputs"]), name
+        written = {o[1] for j in mine for o in j["outputs"]}
+        data_deps = [d for d in stage.get("deps", []) if not d.startswith("src/")]
+        assert data_deps == list(dict.fromkeys(i for j in mine for i in j["inputs"] if i not in written)), name
+    assert {"synth", "prepare", "pretrain_coco", "pseudo_label", "train_student", "submit", "tables"} <= set(stages)
 
 
-def test_dvc_dag_lists_the_stages_of_dvc_yaml():
+def test_every_command_receives_the_paths_it_uses(jobs):
+    """Each path on a command line is a declared input or output (or their folder): nothing read by a hidden path."""
+    ablation = planned_jobs(REPO, "ablation_table3", forceall=True)
+    for job in jobs + ablation:
+        declared = job["inputs"] + [o[1] for o in job["outputs"]] + ["params.yaml"]
+        for token in shlex.split(job["shell"]):
+            if "/" in token and not token.startswith("-") and not re.fullmatch(r"\d+/\d+", token):  # not --shard i/n
+                assert _covered(token, declared), f"{job['rule']}: {token} is not an input or output ({job['shell']})"
+    trains = [j for j in jobs if j["rule"] in ("pretrain_coco", "train_stcl", "train_ade", "train_student")]
+    assert len(trains) == 4
+    student = next(j for j in trains if j["rule"] == "train_student")
+    assert "--init results/models/pretrain_coco/model.pt" in student["shell"]
+    assert "--pseudo results/pseudo/VSPW_pseudo" in student["shell"]
+    shard = next(j for j in jobs if j["rule"] == "pseudo_label")
+    assert "--checkpoints results/models/train_ade/model.pt results/models/train_stcl/model.pt" in shard["shell"]
+    assert "--unlabeled results/prepare/unlabeled.txt" in shard["shell"]
+    submit = next(j for j in jobs if j["rule"] == "submit")
+    assert "--root data/VSPW_480p" in submit["shell"] and "data/VSPW_480p" in submit["inputs"]
+
+
+def test_the_library_holds_no_results_paths():
+    """Only the Snakefile knows the results/ layout: no string constant of src/stcl starts with results/."""
+    found = []
+    for path in (REPO / "src/stcl").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("results"):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert not found, found
+
+
+def test_one_name_per_stage(jobs):
+    """Rule → `stcl <command>` → src/stcl/commands/<command>.py carry the same name (mkdir aside)."""
+    for job in jobs:
+        m = re.search(r"\bstcl (\w+)", job["shell"])
+        if m is None:
+            continue
+        command = m.group(1)
+        assert (REPO / f"src/stcl/commands/{command}.py").is_file(), command
+        if job["rule"] not in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+            assert job["rule"].startswith(command), (job["rule"], command)
+
+
+def test_dvc_dag_lists_the_stages_of_dvc_yaml(jobs):
     out = subprocess.run([DVC, "dag", "--dot"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     nodes = set(re.findall(r'"([\w@-]+)"', out.stdout))
-    expected = {st.name for st in dvc_stages(load_params(REPO / "params.yaml"))}
+    expected = {j["name"] for j in jobs}
     assert expected <= nodes, expected - nodes
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     assert set(dvc["stages"]) == expected
 
 
 def test_params_keys_and_code_deps_exist():
-    data = yaml.safe_load((REPO / "params.yaml").read_text())
-    for rule, keys in RULE_PARAMS.items():
-        for key in keys:
-            lookup(data, key)  # KeyError names a stale key
-    for rule, paths in RULE_CODE.items():
-        for path in paths:
-            assert (REPO / path).exists(), f"{rule}: code dep {path} missing"
+    from stcl.params import load_params
+
+    values = load_params(REPO / "params.yaml").model_dump(mode="json")
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        for key in stage.get("params", []):
+            node = values
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{name}: params key {key} missing"
+                node = node[part]
+        for dep in stage.get("deps", []):
+            if dep.startswith("src/"):
+                assert (REPO / dep).exists(), f"{name}: code dep {dep} missing"
+    # a stage's code deps include what its command imports: train → losses and models, evaluate → metrics
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert {"src/stcl/losses", "src/stcl/models", "src/stcl/train"} <= set(stages["train_stcl"]["deps"])
+    assert "src/stcl/metrics" in stages["evaluate-ensemble"]["deps"]
 
 
-def test_synth_needs_standard_root_names():
-    params = Params.model_validate({"data": {"vspw_root": "elsewhere/VSPW_480p"}})
-    with pytest.raises(ValueError, match="data roots"):
-        synth_out(params)
-    assert synth_out(Params()) == "data"
+def test_training_stage_inherits_shared_keys(jobs):
+    """A training job's rerun trigger watches its whole (merged) section plus the shared model/clips/augment."""
+    train_ade = next(j for j in jobs if j["rule"] == "train_ade")
+    assert train_ade["params"] == ["model", "clips", "augment", "train_ade"]
+
+
+def test_synth_needs_standard_root_names(tmp_path):
+    work = workflow_copy(tmp_path / "wf", small_params({"data": {"vspw_root": "elsewhere/VSPW_480p"}}))
+    out = subprocess.run([SNAKEMAKE, "-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "data roots" in out.stdout + out.stderr
 
 
 def test_real_data_has_no_synth_job(tmp_path):
     """data.synthetic: false → the graph starts at prepare on the data already in place."""
-    from _workflow_fixtures import small_params, workflow_copy
-
     work = workflow_copy(tmp_path / "wf", small_params({"data": {"synthetic": False}}))
     for root in ("data/VSPW_480p", "data/coco", "data/ADEChallengeData2016"):
         (work / root).mkdir(parents=True)
-    rules = {j.rule for j in snakemake_jobs(work)}
+    rules = {j["rule"] for j in planned_jobs(work, forceall=True)}
     assert "synth" not in rules and "prepare" in rules
 
 
@@ -174,25 +172,56 @@ def test_profiles_resolve_from_the_repo_root(profile):
         assert gpu_jobs and all("tasks=0" in line for line in gpu_jobs), "GPU jobs must set tasks=0"
 
 
-def test_ablation_targets_are_on_demand_jobs():
+def test_ablation_targets_are_on_demand_jobs(jobs):
     """ablation_table3 trains each grid point with its own params file; `all` builds no ablation."""
-    jobs = snakemake_jobs(REPO, "ablation_table3")
-    trains = [j for j in jobs if j.rule == "ablation_train"]
-    names = sorted(j.outputs[0].split("/")[2] for j in trains)
+    trains = [j for j in planned_jobs(REPO, "ablation_table3", forceall=True) if j["rule"] == "ablation_train"]
+    names = sorted(j["wildcards"]["name"] for j in trains)
     assert names == sorted(["train_nostcl", "stcl_d512_t0.07", "stcl_d512_t0.05", "stcl_d256_t0.07"])
     for j in trains:
-        name = j.outputs[0].split("/")[2]
-        assert f"--params results/ablations/{name}/params.yaml --stage train_stcl" in j.shell
-        assert "results/models/pretrain_coco/model.pt" in j.inputs  # grid runs start from COCO-pre
-    default = {j.rule for j in snakemake_jobs(REPO)}
-    assert not any(r.startswith("ablation") for r in default)
+        name = j["wildcards"]["name"]
+        assert f"--params results/ablations/{name}/params.yaml --stage train_stcl" in j["shell"]
+        assert "results/models/pretrain_coco/model.pt" in j["inputs"]  # grid runs start from COCO-pre
+        assert "--init results/models/pretrain_coco/model.pt" in j["shell"]
+    assert not any(j["rule"].startswith("ablation") for j in jobs)
 
 
-def test_stale_schema_stops_the_workflow_with_a_hint(tmp_path):
-    from _workflow_fixtures import small_params, workflow_copy
-
-    work = workflow_copy(tmp_path / "wf", small_params())
-    schema = work / "workflow/schemas/params.schema.json"
-    schema.write_text(schema.read_text().replace('"title": "Params"', '"title": "Old"'))
+def test_bad_params_stop_snakemake_with_stcl_lines(tmp_path):
+    """Snakemake validates with stcl's validator: every fault, one line each, the same as `stcl params`."""
+    bad = small_params()
+    bad["infer"]["models"] = []
+    bad["model"]["backbone"] = "resnet9000"
+    bad["data"]["synthetic"] = "yes"
+    work = workflow_copy(tmp_path / "wf", bad)
     out = subprocess.run([SNAKEMAKE, "-n"], cwd=work, capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0 and "workflow/generate.py" in out.stdout + out.stderr
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    for key in ("infer.models", "model.backbone", "data.synthetic"):
+        assert re.search(rf"^\s+{re.escape(key)}: ", text, re.M), (key, text)
+    assert "invalid params (3 problem(s))" in text and "Failed validating" not in text
+    stcl = subprocess.run([str(Path(SNAKEMAKE).parent / "stcl"), "params", "--params", "params.yaml"], cwd=work,
+                          capture_output=True, text=True)
+    assert stcl.returncode == 1
+    for line in stcl.stderr.strip().splitlines()[1:]:
+        assert line.strip() in text, line
+    (work / "params.yaml").write_text("")  # an empty params file: refused by both, with the same reason
+    out = subprocess.run([SNAKEMAKE, "-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "params file is empty" in out.stdout + out.stderr
+    stcl = subprocess.run([str(Path(SNAKEMAKE).parent / "stcl"), "params"], cwd=work, capture_output=True, text=True)
+    assert stcl.returncode == 1 and "params file is empty" in stcl.stderr
+
+
+def test_paths_with_spaces_run_through_snakemake(tmp_path):
+    """Data roots under `my data/` and `--configfile "<dir>/my params.yaml"`: synth and prepare really run."""
+    work = workflow_copy(tmp_path / "wf", small_params())
+    params = small_params(
+        {"data": {"vspw_root": "my data/VSPW_480p", "coco_root": "my data/coco", "ade_root": "my data/ADEChallengeData2016"}}
+    )
+    config = tmp_path / "my params" / "my params.yaml"
+    config.parent.mkdir()
+    write_params(config, params)
+    out = run([SNAKEMAKE, "results/prepare/report.json", "--profile", "local", "--configfile", str(config)], work)
+    assert (work / "my data/VSPW_480p/train.txt").is_file()
+    assert (work / "results/prepare/unlabeled.txt").read_text().strip()
+    assert f"--params {shlex.quote(str(config))}" in out.stdout + out.stderr
+    dry = run([SNAKEMAKE, "results/test_submission.zip", "-n", "-p", "--configfile", str(config)], work).stdout
+    assert "--vspw 'my data/VSPW_480p'" in dry and "--root 'my data/VSPW_480p'" in dry

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import shlex
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,44 +102,69 @@ def _command_of(shell: str) -> str | None:
     return m.group(1) if m else None
 
 
-def snakemake_jobs() -> list[Any]:
-    """The jobs of the default target (forceall), in dependency order, as Snakemake's DAG holds them."""
+def snakemake_jobs(root: Path = ROOT, targets: tuple[str, ...] = (), forceall: bool = True) -> list["Job"]:
+    """The jobs of `targets` (default: the default target) in dependency order, from Snakemake's own DAG.
+
+    With ``forceall=False`` only the jobs Snakemake would run now are returned (its rerun decision, as
+    ``snakemake -n`` prints it). The working directory is restored afterwards.
+    """
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     from stcl.params import TRAIN_STAGES
 
+    cwd = os.getcwd()
     cpu = ResourceSettings(overwrite_resources={stage: {"gpu": 0} for stage in TRAIN_STAGES})
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(resource_settings=cpu, snakefile=ROOT / "Snakefile", workdir=ROOT)
-        workflow_api.dag(DAGSettings(forceall=True))
-        workflow = workflow_api._workflow  # noqa: SLF001 (the DAG's jobs have no public accessor)
-        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
-        workflow._build_dag()
-        dag = workflow.dag
-        jobs = []
-        for level in dag.toposorted():
-            jobs += sorted((j for j in level if not j.is_norun), key=lambda j: (j.rule.name, str(j.wildcards_dict)))
-        return [_Job.of(j) for j in jobs]
+    try:
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            workflow_api = api.workflow(resource_settings=cpu, snakefile=root / "Snakefile", workdir=root)
+            workflow_api.dag(DAGSettings(targets=set(targets), forceall=forceall))
+            workflow = workflow_api._workflow  # noqa: SLF001 (the DAG's jobs have no public accessor)
+            workflow._prepare_dag(forceall=forceall, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+            workflow._build_dag()
+            dag = workflow.dag
+            run = set(dag.needrun_jobs())
+            jobs = []
+            for level in dag.toposorted():
+                level = [j for j in level if not j.is_norun and j in run]
+                jobs += sorted(level, key=lambda j: (j.rule.name, str(j.wildcards_dict)))
+            return [Job.of(j) for j in jobs]
+    finally:
+        os.chdir(cwd)
 
 
-class _Job:
-    """What dvc.yaml needs of one Snakemake job, read while the workflow is loaded."""
+@dataclass
+class Job:
+    """What dvc.yaml (and the tests) need of one Snakemake job."""
+
+    rule: str
+    wildcards: dict[str, str]
+    inputs: list[str]
+    outputs: list[tuple[str | None, str, bool]]  # (output name, path, marked report())
+    logs: list[str]
+    shell: str  # without the log redirection
+    params: list[str]  # the keys of `params: reads=`
 
     @classmethod
-    def of(cls, job: Any) -> "_Job":
-        self = cls()
-        self.rule = job.rule.name
-        self.wildcards = [str(v) for v in job.wildcards_dict.values()]
-        self.inputs = [str(f) for f in job.input]
-        self.outputs = [(name_of(job.output, f), str(f), _is_report(f)) for f in job.output]
-        shell = " ".join(job.shellcmd.split())
+    def of(cls, job: Any) -> "Job":
+        shell = " ".join((job.shellcmd or "").split())
         for log in job.log:
             shell = shell.replace(f" > {shlex.quote(str(log))} 2>&1", "")
-        self.shell = shell
-        reads = getattr(job.params, "reads", {}) if "reads" in job.params.keys() else {}
-        self.params = list(reads)
-        return self
+        reads = job.params.reads if "reads" in job.params.keys() else {}
+        return cls(
+            rule=job.rule.name,
+            wildcards={k: str(v) for k, v in job.wildcards_dict.items()},
+            inputs=[str(f) for f in job.input],
+            outputs=[(name_of(job.output, f), str(f), _is_report(f)) for f in job.output],
+            logs=[str(f) for f in job.log],
+            shell=shell,
+            params=list(reads),
+        )
+
+    @property
+    def name(self) -> str:
+        """The DVC stage name: the rule, then the wildcard values."""
+        return ONE_DVC_STAGE.get(self.rule) or "-".join([self.rule, *self.wildcards.values()])
 
 
 def name_of(namedlist: Any, item: Any) -> str | None:
@@ -152,12 +179,11 @@ def _is_report(f: Any) -> bool:
     return "report" in flags
 
 
-def dvc_yaml(jobs: list[Any]) -> dict[str, Any]:
+def dvc_yaml(jobs: list[Job]) -> dict[str, Any]:
     """dvc.yaml's content: one stage per job (or per group of `ONE_DVC_STAGE`), in dependency order."""
     groups: dict[str, list[Any]] = {}
     for job in jobs:
-        name = ONE_DVC_STAGE.get(job.rule) or "-".join([job.rule, *job.wildcards])
-        groups.setdefault(name, []).append(job)
+        groups.setdefault(job.name, []).append(job)
     stages: dict[str, Any] = {}
     for name, members in groups.items():
         written = {path for job in members for _, path, _ in job.outputs}
@@ -194,12 +220,20 @@ def render() -> dict[Path, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that dvc.yaml is up to date")
+    parser.add_argument(
+        "--jobs",
+        nargs="*",
+        metavar="TARGET",
+        help="print the jobs Snakemake would run for TARGETs (default target if none) as JSON, nothing else",
+    )
+    parser.add_argument("--root", type=Path, default=ROOT, help="workflow folder for --jobs (default: this one)")
+    parser.add_argument("--forceall", action="store_true", help="with --jobs: every job, not only the outdated")
     args = parser.parse_args(argv)
-    cwd = os.getcwd()
-    try:
-        rendered = render()
-    finally:
-        os.chdir(cwd)
+    if args.jobs is not None:
+        jobs = snakemake_jobs(args.root.resolve(), tuple(args.jobs), forceall=args.forceall)
+        print(json.dumps([{**asdict(j), "name": j.name} for j in jobs], indent=1))
+        return 0
+    rendered = render()
     stale = []
     for path, text in rendered.items():
         if path.exists() and path.read_text() == text:

@@ -4,11 +4,6 @@
 # Each ablation trains train_stcl with params overrides (src/stcl/ablations.py), predicts val, evaluates.
 
 
-def ablation_train_inputs(wildcards):
-    """Data and init checkpoint of an ablation's training run (its own params, see src/stcl/ablations.py)."""
-    return train_inputs(ablation_params(PARAMS, wildcards.name), ablation(wildcards.name).stage)
-
-
 wildcard_constraints:
     name=r"baseline_\w+|train_coco|train_nostcl|stcl_d\d+_t[0-9.e-]+",
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
-from stcl.params import TRAIN_STAGES, ParamsError, parse_params
+from stcl.params import TRAIN_STAGES, ParamsError, load_params
 
 # The params file every `stcl` command reads: params.yaml, or the last --configfile given (which must then
 # be a complete params file, e.g. from `stcl params --preset paper`).
@@ -20,9 +20,10 @@ PARAMS_FILE = (
     else "params.yaml"
 )
 
-# stcl's own validator (the one `stcl params` runs): every fault on one line, naming its key path.
+# Read and validated by stcl itself, as every `stcl` command reads it (`stcl params` prints the same lines):
+# every fault on one line naming its key path. `--config KEY=VALUE` is not used: commands read the file.
 try:
-    PARAMS = parse_params(config, str(PARAMS_FILE))
+    PARAMS = load_params(PARAMS_FILE)
 except ParamsError as err:
     sys.exit(f"stcl: {err}")
 VALUES = PARAMS.model_dump(mode="json")
@@ -75,7 +76,7 @@ def lookup(values, dotted):
 
 
 def reads(*keys):
-    """{dotted key: value} of the params a rule reads: its `params: reads=` rerun trigger and DVC `params:`."""
+    """{dotted key: value} of the params read by a job: its `params: reads=` rerun trigger and DVC `params:`."""
     return {key: lookup(VALUES, key) for key in keys}
 
 
@@ -96,8 +97,9 @@ def train_inputs(params, stage):
         elif mix.name == "ade":
             inputs["ade"] = str(params.data.ade_root)
         elif mix.name == "pseudo":
-            inputs["pseudo"] = f"{PSEUDO}/data"  # the shards' videos ...
-            inputs["pseudo_index"] = f"{PSEUDO}/train.txt"  # ... and the gather step's index
+            # the shards' videos and the gather step's index
+            inputs["pseudo"] = f"{PSEUDO}/data"
+            inputs["pseudo_index"] = f"{PSEUDO}/train.txt"
     if spec.init is not None:
         inputs["init"] = model_path(spec.init)
     return inputs
@@ -115,7 +117,11 @@ _TRAIN_FLAGS = {
 def train_args(wildcards, input):
     """`stcl train` arguments for the job's named inputs (each path quoted)."""
     names = set(input.keys())
-    args = [f"{flag} {shlex.quote(input[k])}" for k, flag in _TRAIN_FLAGS.items() if k in names]
+    args = [
+        f"{flag} {shlex.quote(input[k])}"
+        for k, flag in _TRAIN_FLAGS.items()
+        if k in names
+    ]
     if "pseudo_index" in names:
         args.append(f"--pseudo {shlex.quote(os.path.dirname(input.pseudo_index))}")
     return " ".join(args)
@@ -123,14 +129,18 @@ def train_args(wildcards, input):
 
 def weights_arg(weights):
     """`--weights w1 w2 ...` for `stcl infer`, or nothing for equal weights."""
-    return "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
+    return (
+        "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
+    )
 
 
 def model_keys(model):
     """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (model_info)."""
     if model in TRAIN_STAGES:
         return (f"{model}.datasets", f"{model}.init", f"{model}.stcl")
-    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(model, ())
+    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(
+        model, ()
+    )
 
 
 def cluster_resources(kind):
@@ -162,3 +172,10 @@ def train_launcher(wildcards, resources):
     if resources.gpu > 0:
         return f"torchrun --standalone --nproc-per-node {resources.gpu} -m stcl"
     return "stcl"
+
+
+def ablation_train_inputs(wildcards):
+    """Data and init checkpoint of an ablation's training run (its own params, see src/stcl/ablations.py)."""
+    return train_inputs(
+        ablation_params(PARAMS, wildcards.name), ablation(wildcards.name).stage
+    )
