@@ -36,6 +36,7 @@ def cpu_stage_rates(params_file: Path, stages: list[str], iters: int, warmup: in
     """it/s of each stage on CPU (after `warmup` iterations), in a throwaway workspace."""
     from stcl.train.distributed import DistContext
     from stcl.train.loop import train
+    from stcl.data.clips import DataPaths
     from stcl.train.stage import build_job
 
     data = yaml.safe_load(params_file.read_text())
@@ -47,14 +48,19 @@ def cpu_stage_rates(params_file: Path, stages: list[str], iters: int, warmup: in
         os.chdir(tmp)
         try:
             Path("params.yaml").write_text(yaml.safe_dump(data))
-            assert stcl_main(["synth", "--out", "data"]) == 0 and stcl_main(["prepare"]) == 0
-            # train_student's pseudo-labelled set has the VSPW layout: stand in the synthetic VSPW train split
-            Path("results/pseudo").mkdir(parents=True)
-            Path("results/pseudo/VSPW_pseudo").symlink_to(Path("data/VSPW_480p").resolve())
+            assert stcl_main(["synth", "--out", "data"]) == 0 and stcl_main(["prepare", "--out", "prepare"]) == 0
             params = parse_params(data, "benchmark params")
+            # train_student's pseudo-labelled set has the VSPW layout: the synthetic VSPW train split stands in
+            paths = DataPaths(
+                vspw=params.data.vspw_root,
+                coco=params.data.coco_root,
+                coco_semantic=Path("prepare/coco_semantic"),
+                ade=params.data.ade_root,
+                pseudo=params.data.vspw_root,
+            )
             for stage in stages:
                 stamps: list[float] = []
-                job = build_job(params, stage, Path("out") / stage)
+                job = build_job(params, stage, Path("out") / stage, paths)
                 train(job, DistContext(), callbacks=[lambda it: stamps.append(time.perf_counter())])
                 timed = stamps[warmup - 1 :] if warmup > 0 else stamps
                 rates[stage] = (len(timed) - 1) / (timed[-1] - timed[0])

@@ -62,3 +62,49 @@ def test_paper_preset_is_one_switch_away(tmp_path):
     assert paper.infer.scales == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     # every key is written out, so DVC can track each one
     assert set(yaml.safe_load(out)) == set(Params.model_fields)
+
+
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (lambda d: d["infer"].__setitem__("models", []), "infer.models"),
+        (lambda d: d["teacher"].__setitem__("members", []), "teacher.members"),
+        (lambda d: d["model"].__setitem__("backbone", "resnet9000"), "model.backbone"),
+        (lambda d: d["data"].__setitem__("synthetic", "yes"), "data.synthetic"),
+        (lambda d: d["infer"].__setitem__("flip", "true"), "infer.flip"),
+    ],
+)
+def test_values_that_used_to_fail_later_fail_at_validation(tmp_path, edit, needle):
+    """Caught by `stcl params` (and the Snakefile), not deep inside `stcl infer` / `stcl train`."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(data)
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, data))
+    assert f"  {needle}: " in str(err.value)
+
+
+def test_every_fault_is_listed_one_line_each(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["infer"]["models"] = []
+    data["model"]["backbone"] = "resnet9000"
+    data["data"]["synthetic"] = "yes"
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, data))
+    lines = str(err.value).splitlines()
+    assert lines[0].endswith("invalid params (3 problem(s))") and len(lines) == 4
+
+
+def test_empty_params_file_is_refused(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing here\n")
+    with pytest.raises(ParamsError, match="params file is empty"):
+        load_params(path)
+    path.write_text("{}\n")  # an empty mapping: every default
+    assert load_params(path) == Params()
+
+
+def test_backbone_names_are_the_encoder_table():
+    from stcl.models.encoders import ENCODERS
+    from stcl.params import BACKBONES
+
+    assert set(BACKBONES) == set(ENCODERS)

@@ -30,24 +30,27 @@ def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A repo-like folder with data/ (stcl synth) and results/prepare (stcl prepare); cwd during the tests."""
+    """A folder with data/ (stcl synth) and prep/ (stcl prepare), no results/: every path is an argument."""
     root = tmp_path_factory.mktemp("train_ws")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     _write_params(root, iters=3)
     assert main(["synth", "--out", "data"]) == 0
-    assert main(["prepare"]) == 0
+    assert main(["prepare", "--out", "prep"]) == 0
     yield root
     mp.undo()
 
 
-COCO_PRE = Path("results/models/pretrain_coco/model.pt")
+COCO_PRE = Path("models/coco-pre/model.pt")
+PRETRAIN = ["train", "--stage", "pretrain_coco", "--device", "cpu", "--coco-semantic", "prep/coco_semantic",
+            "--out", "models/coco-pre"]
+INIT = ["--init", str(COCO_PRE)]
 
 
 @pytest.fixture(scope="module")
 def coco_pre(workspace) -> Path:
     """pretrain_coco trained for 3 iterations (COCO's 133-class space)."""
-    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu"]) == 0
+    assert main(PRETRAIN) == 0
     return COCO_PRE
 
 
@@ -58,8 +61,8 @@ def test_pretrain_writes_a_coco_space_model(coco_pre) -> None:
 
 
 def test_finetune_from_coco_pre_reinitialises_the_classifier(coco_pre) -> None:
-    assert main(["train", "--stage", "train_stcl", "--device", "cpu"]) == 0
-    out = Path("results/models/train_stcl")
+    assert main(["train", "--stage", "train_stcl", "--device", "cpu", *INIT, "--out", "models/stcl"]) == 0
+    out = Path("models/stcl")
     metrics = json.loads((out / "train_metrics.json").read_text())
     init = metrics["init"]
     assert init["source"] == str(coco_pre) and init["loaded"] > 100
@@ -78,24 +81,35 @@ def test_finetune_from_coco_pre_reinitialises_the_classifier(coco_pre) -> None:
 
 def test_rerun_retrains_a_finished_stage_and_restart_clears_state(coco_pre, capsys) -> None:
     capsys.readouterr()
-    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu"]) == 0
+    assert main(PRETRAIN) == 0
     out = capsys.readouterr().out
     assert "holds a finished run (a rerun retrains); starting afresh" in out and "resuming" not in out
-    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu", "--restart"]) == 0
+    assert main([*PRETRAIN, "--restart"]) == 0
     assert "starting afresh" not in capsys.readouterr().out  # --restart cleared the state first
 
 
 def test_mixed_image_and_clip_stage(coco_pre) -> None:
-    assert main(["train", "--stage", "train_ade", "--device", "cpu", "--out", "results/ade"]) == 0
+    assert main(["train", "--stage", "train_ade", "--device", "cpu", *INIT, "--out", "results/ade"]) == 0
     state = torch.load("results/ade/state/iter_00000003.pt", weights_only=True)
     assert len(state["data"]["cursors"]) == 2 and sum(state["data"]["cursors"]) == 3 * 4
     assert json.loads(Path("results/ade/train_metrics.json").read_text())["datasets"]["ade"]["samples"] == 40
 
 
 def test_missing_init_is_a_one_line_error(workspace, capsys) -> None:
-    assert main(["train", "--stage", "train_student", "--device", "cpu", "--init", "missing/model.pt"]) == 1
+    argv = ["train", "--stage", "train_student", "--device", "cpu", "--out", "models/student", "--pseudo", "nowhere"]
+    assert main([*argv, "--init", "missing/model.pt"]) == 1
     err = capsys.readouterr().err
     assert "missing/model.pt: init weights of stage 'train_student'" in err and "Traceback" not in err
+    assert main(argv) == 1  # no --init for a stage with `init`: named, one line
+    err = capsys.readouterr().err
+    assert "--init" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_dataset_path_is_named(workspace, capsys) -> None:
+    """pretrain_coco mixes COCO: without --coco-semantic the error names the argument (no hidden default)."""
+    assert main(["train", "--stage", "pretrain_coco", "--device", "cpu", "--out", "models/x"]) == 1
+    err = capsys.readouterr().err
+    assert "--coco-semantic" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
@@ -106,7 +120,7 @@ def test_default_tiny_stage_learns(tmp_path, monkeypatch) -> None:
     data["train_stcl"]["init"] = None
     Path("params.yaml").write_text(yaml.safe_dump(data))
     assert main(["synth", "--out", "data"]) == 0
-    assert main(["train", "--stage", "train_stcl", "--device", "cpu"]) == 0
+    assert main(["train", "--stage", "train_stcl", "--device", "cpu", "--out", "results/models/train_stcl"]) == 0
     m = json.loads(Path("results/models/train_stcl/train_metrics.json").read_text())
     assert m["iterations"] == 200 and m["final_window_loss"] < 0.6 * m["first_loss"]
 

@@ -7,7 +7,7 @@ whose message names the file and lists every fault, one line each, by its dotted
 minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
 (`PAPER_OVERRIDES`: paper sections 3.2-3.4 and mmsegmentation's Swin UperNet configs).
 
-The Snakefile validates its config with `parse_params` (the same lines as ``stcl params``), and each rule's
+The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl params``), and each rule's
 ``params: reads=`` names the keys that stage reads, from which dvc.yaml's ``params:`` lists are generated.
 """
 
@@ -323,8 +323,8 @@ def _format_error(source: str, err: ValidationError) -> str:
 
 
 def parse_params(data: Any, source: str = "params") -> Params:
-    """Validate an already-parsed mapping (e.g. Snakemake's `config`); an empty one is an error."""
-    if not data:
+    """Validate an already-parsed mapping; an empty file (None) is an error, ``{}`` means every default."""
+    if data is None:
         raise ParamsError(f"{source}: params file is empty (write one with `stcl params --preset tiny`)")
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: top level must be a mapping, got {type(data).__name__}")
