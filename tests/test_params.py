@@ -21,7 +21,8 @@ def _write(tmp_path, data):
 @pytest.mark.parametrize(
     "edit, needle",
     [
-        (lambda d: d["train_stcl"]["optimizer"].__setitem__("lr", -1.0), "train_stcl.optimizer.lr"),
+        (lambda d: d["train_stcl"].__setitem__("optimizer", {"lr": -1.0}), "train_stcl.optimizer.lr"),
+        (lambda d: d["train"]["optimizer"].__setitem__("lr", -1.0), "train.optimizer.lr"),
         (lambda d: d["augment"].__setitem__("crop_size", [-64, 64]), "augment.crop_size.0"),
         (lambda d: d["pseudo_label"].__setitem__("threshold", 1.5), "pseudo_label.threshold"),
         (lambda d: d["model"].__setitem__("chanels", 3), "model.chanels: unknown key"),
@@ -108,3 +109,16 @@ def test_backbone_names_are_the_encoder_table():
     from stcl.params import BACKBONES
 
     assert set(BACKBONES) == set(ENCODERS)
+
+
+def test_stages_inherit_the_shared_train_section(tmp_path):
+    """params.yaml states shared settings once (`train:`); a stage's own keys win, mappings merge."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert "optimizer" not in data["train_stcl"] and "iters" not in data["train_stcl"]
+    data["train"]["optimizer"]["lr"] = 1e-3
+    data["train_ade"]["optimizer"] = {"weight_decay": 0.05}
+    params = load_params(_write(tmp_path, data))
+    assert all(params.stage(s).optimizer.lr == 1e-3 for s in ("pretrain_coco", "train_stcl", "train_ade", "train_student"))
+    assert params.train_ade.optimizer.weight_decay == 0.05 and params.train_stcl.optimizer.weight_decay == 0.01
+    assert params.train_student.iters == 300 and params.train_stcl.iters == 200
+    assert params.pretrain_coco.stcl.enabled is False and params.train_stcl.stcl.enabled is True

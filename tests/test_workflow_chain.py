@@ -41,7 +41,7 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     assert "Finished jobid" not in second
 
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["train_ade"]["optimizer"]["lr"] /= 2
+    params["train_ade"]["optimizer"] = {"lr": params["train"]["optimizer"]["lr"] / 2}  # train_ade's own lr
     write_params(work / "params.yaml", params)
     jobs = [j["name"] for j in planned_jobs(work)]  # what Snakemake would rerun now
     rules = {j["rule"] for j in planned_jobs(work)}

@@ -76,7 +76,7 @@ def test_dvc_repro_metrics_and_remote(repo, tmp_path):
 
     # One training knob: only train_ade and what depends on it may rerun; train_ade itself must.
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train_ade"]["optimizer"]["lr"] = params["train_ade"]["optimizer"]["lr"] / 2
+    params["train_ade"]["optimizer"] = {"lr": params["train"]["optimizer"]["lr"] / 2}  # train_ade's own lr
     write_params(repo / "params.yaml", params)
     t = time.time()
     third = run([DVC, "repro"], repo).stdout

@@ -123,7 +123,7 @@ def test_params_keys_and_code_deps_exist():
 def test_training_stage_inherits_shared_keys(jobs):
     """A training job's rerun trigger watches its whole (merged) section plus the shared model/clips/augment."""
     train_ade = next(j for j in jobs if j["rule"] == "train_ade")
-    assert train_ade["params"] == ["model", "clips", "augment", "train_ade"]
+    assert train_ade["params"] == ["model", "clips", "augment", "train", "train_ade"]
 
 
 def test_synth_needs_standard_root_names(tmp_path):

@@ -29,7 +29,10 @@ __all__ = [
     "ModelParams",
     "StclParams",
     "OptimizerParams",
+    "TrainDefaults",
     "TrainStageParams",
+    "STAGE_RECIPES",
+    "recipe_dict",
     "InferParams",
     "PseudoLabelParams",
     "TeacherParams",
@@ -201,10 +204,9 @@ class DatasetMix(_Strict):
     weight: PositiveFloat = 1.0
 
 
-class TrainStageParams(_Strict):
-    datasets: tuple[DatasetMix, ...]
-    label_space: Literal["vspw", "coco"] = "vspw"
-    init: TrainStageName | None = None  # previous stage whose weights initialise this one
+class TrainDefaults(_Strict):
+    """Training settings shared by every stage (params.yaml ``train:``); a stage section states what differs."""
+
     iters: PositiveInt = 200
     batch_size: PositiveInt = 4  # global batch (all devices × accumulation)
     batch_per_device: PositiveInt = 4
@@ -216,6 +218,14 @@ class TrainStageParams(_Strict):
     workers: NonNegInt = 0
     checkpoint_every: PositiveInt = 100
     log_every: PositiveInt = 10
+
+
+class TrainStageParams(TrainDefaults):
+    """One training stage: `TrainDefaults` merged with the stage's own section (its datasets, init, ...)."""
+
+    datasets: tuple[DatasetMix, ...]
+    label_space: Literal["vspw", "coco"] = "vspw"
+    init: TrainStageName | None = None  # previous stage whose weights initialise this one
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainStageParams":
@@ -281,31 +291,54 @@ class ClusterParams(_Strict):
     infer: ResourceParams = ResourceParams(gpus=1, mem_mb=16000, runtime=240)
 
 
-def _default_stage(**kw: Any) -> TrainStageParams:
-    return TrainStageParams(**kw)
+# What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4).
+STAGE_RECIPES: dict[str, dict[str, Any]] = {
+    "pretrain_coco": {"datasets": [{"name": "coco"}], "label_space": "coco", "stcl": {"enabled": False}},
+    "train_stcl": {"datasets": [{"name": "vspw"}], "init": "pretrain_coco"},
+    "train_ade": {"datasets": [{"name": "vspw"}, {"name": "ade"}], "init": "pretrain_coco", "stcl": {"enabled": False}},
+    "train_student": {
+        "datasets": [{"name": "vspw", "weight": 2.0}, {"name": "pseudo"}],
+        "init": "pretrain_coco",
+        "iters": 300,
+    },
+}
 
 
 class Params(_Strict):
+    """Every knob. A training stage = ``train`` (shared) ← the stage's default recipe ← its own section."""
+
     synth: SynthParams = SynthParams()
     data: DataParams = DataParams()
     clips: ClipParams = ClipParams()
     augment: AugmentParams = AugmentParams()
     model: ModelParams = ModelParams()
-    pretrain_coco: TrainStageParams = _default_stage(
-        datasets=(DatasetMix(name="coco"),), label_space="coco", stcl=StclParams(enabled=False)
-    )
-    train_stcl: TrainStageParams = _default_stage(datasets=(DatasetMix(name="vspw"),), init="pretrain_coco")
-    train_ade: TrainStageParams = _default_stage(
-        datasets=(DatasetMix(name="vspw"), DatasetMix(name="ade")), init="pretrain_coco", stcl=StclParams(enabled=False)
-    )
-    train_student: TrainStageParams = _default_stage(
-        datasets=(DatasetMix(name="vspw", weight=2.0), DatasetMix(name="pseudo")), init="pretrain_coco", iters=300
-    )
+    train: TrainDefaults = TrainDefaults()
+    pretrain_coco: TrainStageParams
+    train_stcl: TrainStageParams
+    train_ade: TrainStageParams
+    train_student: TrainStageParams
     teacher: TeacherParams = TeacherParams()
     pseudo_label: PseudoLabelParams = PseudoLabelParams()
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     cluster: ClusterParams = ClusterParams()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_train(cls, data: Any) -> Any:
+        """Fill each stage section from ``train`` and the stage's recipe (own keys win, mappings merge)."""
+        if not isinstance(data, dict):
+            return data
+        shared = data.get("train", {})
+        shared = shared.model_dump(mode="json") if isinstance(shared, BaseModel) else shared
+        if not isinstance(shared, dict):
+            return data  # the field validator reports it
+        out = dict(data)
+        for name in TRAIN_STAGES:
+            own = data.get(name, {})
+            if isinstance(own, dict):
+                out[name] = merge_overrides(merge_overrides(shared, STAGE_RECIPES[name]), own)
+        return out
 
     def stage(self, name: str) -> TrainStageParams:
         if name not in TRAIN_STAGES:
@@ -375,11 +408,10 @@ PAPER_OVERRIDES: dict[str, Any] = {
         "aux_channels": 256,
         "drop_path": 0.3,
     },
-    "pretrain_coco": {**_PAPER_TRAIN, "iters": 80000},
-    "train_stcl": _PAPER_TRAIN,
-    "train_ade": _PAPER_TRAIN,
+    "train": _PAPER_TRAIN,
+    "pretrain_coco": {"iters": 80000},
     # VSPW train (198,244 frames) and the pseudo-labelled test frames (28,887) as one combined dataset.
-    "train_student": {**_PAPER_TRAIN, "datasets": [{"name": "vspw", "weight": 6.86}, {"name": "pseudo", "weight": 1.0}]},
+    "train_student": {"iters": 20000, "datasets": [{"name": "vspw", "weight": 6.86}, {"name": "pseudo", "weight": 1.0}]},
     "pseudo_label": {"shards": 8, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]},
     "infer": {
         "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
@@ -397,6 +429,26 @@ PAPER_OVERRIDES: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "paper": PAPER_OVERRIDES}
 
 
+def recipe_dict(params: Params) -> dict[str, Any]:
+    """params as params.yaml writes them: ``train`` once, each stage section only what differs from it."""
+    data = params.model_dump(mode="json")
+    for name in TRAIN_STAGES:
+        data[name] = _difference(data[name], data["train"])
+    return data
+
+
+def _difference(full: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in full.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            sub = _difference(value, base[key])
+            if sub:
+                out[key] = sub
+        elif key not in base or base[key] != value:
+            out[key] = value
+    return out
+
+
 def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`base` with `over` merged in recursively (mappings merge, anything else replaces)."""
     out = dict(base)
@@ -409,4 +461,4 @@ def preset_params(name: str) -> Params:
     """The validated params of a named preset: "tiny" (the default) or "paper"."""
     if name not in PRESETS:
         raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return parse_params(merge_overrides(Params().model_dump(mode="json"), PRESETS[name]), f"preset {name}")
+    return parse_params(merge_overrides(recipe_dict(Params()), PRESETS[name]), f"preset {name}")

@@ -2,7 +2,9 @@
 # One rule per stage of params.yaml, written once: `snakemake train_stcl` builds that stage. Each job is one
 # `stcl train` process, or one torchrun with the job's GPU count (train_launcher).
 
-TRAIN_KEYS = ("model", "clips", "augment")  # + the stage's own section
+# Keys a training job reads: the shared model/clips/augment/train sections and the stage's own section
+# (`reads` takes the stage's values after inheriting from `train`, so an edit of either reruns it).
+TRAIN_KEYS = ("model", "clips", "augment", "train")
 
 for _stage in TRAIN_STAGES:
 

@@ -7,7 +7,7 @@ import json
 
 import yaml
 
-from stcl.params import PRESETS, load_params, params_json_schema, preset_params
+from stcl.params import PRESETS, load_params, params_json_schema, preset_params, recipe_dict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,5 +29,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"# stcl params, preset {args.preset!r} (written by `stcl params --preset {args.preset}`)")
         if args.preset == "paper":
             print("# Swin-L needs ImageNet-22K weights: set model.pretrained to a local swin_large_patch4_window12_384 file.")
-    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110), end="")
+    print(yaml.safe_dump(recipe_dict(params), sort_keys=False, default_flow_style=None, width=110), end="")
     return 0
