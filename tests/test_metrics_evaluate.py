@@ -111,17 +111,20 @@ def test_rgb_prediction_is_rejected(dataset, tmp_path):
 def test_cli_writes_json_and_never_imports_torch(dataset, tmp_path):
     gt_root, pred_root, _ = dataset
     out = tmp_path / "metrics" / "train_stcl.json"
+    details = tmp_path / "details" / "train_stcl.json"
     code = (
         "import sys; from stcl.cli import main; "
         f"rc = main(['evaluate', '--gt-root', {str(gt_root)!r}, '--pred-root', {str(pred_root)!r}, "
-        f"'--out', {str(out)!r}, '--workers', '2']); "
+        f"'--out', {str(out)!r}, '--details', {str(details)!r}, '--params', 'params.yaml', '--workers', '2']); "
         "assert 'torch' not in sys.modules, 'stcl evaluate imported torch'; sys.exit(rc)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(out.read_text())
+    headline = json.loads(out.read_text())  # what `dvc metrics show` lists: five figures, nothing else
+    assert list(headline) == ["mIoU", "WIoU", "VC8", "VC16", "pixel_accuracy"]
+    data = json.loads(details.read_text())
     for key in ("mIoU", "WIoU", "VC8", "VC16"):
-        assert 0.0 <= data[key] <= 1.0
+        assert 0.0 <= data[key] <= 1.0 and data[key] == headline[key]
     assert len(data["per_class_IoU"]) == 124 and data["per_class_IoU"]["wall"] is not None
     assert data["model"] == "train_stcl" and data["videos"] == 4 and data["frames"] == 58
     assert data["model_info"]["stcl"]["enabled"] is True and "backbone" in data
@@ -152,3 +155,17 @@ def test_cli_error_is_one_line_naming_the_file(dataset, tmp_path):
     assert proc.returncode == 1
     assert "stcl evaluate: error:" in proc.stderr and "vid_0/00000000.png: prediction missing" in proc.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_cli_works_without_a_params_file(dataset, tmp_path):
+    """`stcl evaluate` is a standalone tool: run outside the repository, no params.yaml anywhere."""
+    gt_root, pred_root, _ = dataset
+    out = tmp_path / "m.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stcl", "evaluate", "--gt-root", str(gt_root), "--pred-root", str(pred_root),
+         "--out", str(out), "--details", str(tmp_path / "d.json"), "--workers", "1"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(out.read_text())) == {"mIoU", "WIoU", "VC8", "VC16", "pixel_accuracy"}
+    assert json.loads((tmp_path / "d.json").read_text())["model_info"] == {}

@@ -37,9 +37,9 @@ def test_summary_reports_files_times_metrics_and_chance(tmp_path):
     (res / "benchmarks/evaluate").mkdir(parents=True)
     (res / "benchmarks/train_stcl.tsv").write_text("s\th:m:s\tmax_rss\n12.5\t0:00:12\t100\n")
     (res / "benchmarks/evaluate/teacher.tsv").write_text("s\th:m:s\tmax_rss\n1.5\t0:00:01\t100\n")
-    (res / "metrics").mkdir()
+    (res / "evaluate").mkdir()
     for model, miou in (("train_stcl", 0.5), ("teacher", 0.25)):
-        (res / "metrics" / f"{model}.json").write_text(json.dumps(_metrics(model, miou)))
+        (res / "evaluate" / f"{model}.json").write_text(json.dumps(_metrics(model, miou)))
     with zipfile.ZipFile(res / "test_submission.zip", "w") as zf:
         zf.writestr("v1/00000001.png", b"x")
     text = "\n".join(summary_lines(res))

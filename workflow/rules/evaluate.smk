@@ -6,7 +6,8 @@ rule evaluate:
         vspw=VSPW,
         pred="results/predictions/{model}/val",
     output:
-        metrics="results/metrics/{model}.json",
+        metrics="results/metrics/{model}.json",  # headline figures: `dvc metrics show/diff`
+        details="results/evaluate/{model}.json",  # per-class IoU, pixel counts, run details
     log:
         "results/logs/evaluate/{model}.log",
     benchmark:
@@ -26,12 +27,13 @@ rule evaluate:
         ),
     shell:
         "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
-        " --split val --model {wildcards.model} --out {output.metrics:q} > {log:q} 2>&1"
+        " --split val --model {wildcards.model} --out {output.metrics:q} --details {output.details:q}"
+        " > {log:q} 2>&1"
 
 
 rule tables:
     input:
-        expand("results/metrics/{model}.json", model=EVAL_MODELS),
+        expand("results/evaluate/{model}.json", model=EVAL_MODELS),
     output:
         md=report(
             "results/tables/tables.md",

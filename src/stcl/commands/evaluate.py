@@ -1,11 +1,13 @@
 """`stcl evaluate`: mIoU, WIoU, VC8, VC16 and per-class IoU of a prediction folder, as the official VSPW scripts.
 
-    stcl evaluate --gt-root data/VSPW_480p --pred-root results/predictions/train_stcl/val \\
-        --split val --out results/metrics/train_stcl.json
+    stcl evaluate --gt-root VSPW_480p --pred-root predictions/val --out metrics.json [--details details.json]
 
-The JSON also records what the tables need to label the row: the model name (``--model``, default the
-output file's stem), its backbone and recipe from params.yaml, videos/frames counted, and the GT pixel count
-of every class (from which `stcl tables` derives the chance level). Never imports torch.
+``--out`` holds the headline figures only (mIoU, WIoU, VC8, VC16, pixel accuracy: what `dvc metrics
+show/diff` compare). ``--details`` holds the whole record: per-class IoU, the GT pixel count of every class
+(from which `stcl tables` derives the chance level), videos/frames counted, the model name (``--model``,
+default the output file's stem) with its backbone and recipe from ``--params`` (when given), the metric
+definitions, the paths and the run time. No params file is needed: a standalone tool for any predictions in
+the VSPW layout. Never imports torch.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt-root", required=True, type=Path, help="VSPW root (split files, data/<video>/mask/*.png)")
     p.add_argument("--pred-root", required=True, type=Path, help="predictions: <video>/<frame>.png, ids 0..123")
     p.add_argument("--split", default="val", help="split file of --gt-root listing the videos (default: val)")
-    p.add_argument("--out", required=True, type=Path, help="metrics JSON to write (atomically)")
+    p.add_argument("--out", required=True, type=Path, help="headline metrics JSON to write (atomically)")
+    p.add_argument("--details", type=Path, default=None, help="full record JSON: per-class IoU, counts, run details")
     p.add_argument("--model", help="model name recorded in the JSON (default: the stem of --out)")
-    p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
-    p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers)")
+    p.add_argument("--params", default=None, type=Path, help="params file: the model's recipe and evaluate section")
+    p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers, else 2)")
 
 
 def model_info(params: Any, model: str) -> dict[str, Any]:
@@ -49,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from stcl.data.classes import VSPW_CLASSES
     from stcl.metrics.evaluate import DEFINITION, NUM_CLASSES, evaluate_dirs
     from stcl.metrics.io import atomic_write_json
-    from stcl.params import load_params
+    from stcl.params import EvaluateParams, load_params
 
-    params = load_params(args.params)
-    workers = args.workers if args.workers is not None else params.evaluate.workers
+    params = load_params(args.params) if args.params is not None else None
+    settings = params.evaluate if params is not None else EvaluateParams()
+    workers = args.workers if args.workers is not None else settings.workers
     model = args.model or args.out.stem
     start = time.perf_counter()
     result = evaluate_dirs(
@@ -60,26 +64,29 @@ def run(args: argparse.Namespace) -> int:
         args.pred_root,
         split=args.split,
         num_classes=NUM_CLASSES,
-        vc_lengths=params.evaluate.vc_lengths,
+        vc_lengths=settings.vc_lengths,
         workers=workers,
     )
     seconds = time.perf_counter() - start
     body = result.to_dict(VSPW_CLASSES)
-    info = model_info(params, model)
-    out = {
-        "format": "stcl-metrics/1",
-        "model": model,
-        "backbone": info["backbone"],
-        "split": args.split,
-        **{k: body.pop(k) for k in list(body) if k in ("mIoU", "WIoU") or k.startswith("VC")},
-        **body,
-        "model_info": info,
-        "definition": DEFINITION,
-        "gt_root": str(args.gt_root),
-        "pred_root": str(args.pred_root),
-        "seconds": round(seconds, 3),
-    }
-    atomic_write_json(args.out, out)
+    headline = {k: body[k] for k in body if k in ("mIoU", "WIoU", "pixel_accuracy") or k.startswith("VC")}
+    if args.details is not None:
+        info = model_info(params, model) if params is not None else {}
+        details = {
+            "format": "stcl-metrics/1",
+            "model": model,
+            **({"backbone": info["backbone"]} if info else {}),
+            "split": args.split,
+            **headline,
+            **{k: v for k, v in body.items() if k not in headline},
+            "model_info": info,
+            "definition": DEFINITION,
+            "gt_root": str(args.gt_root),
+            "pred_root": str(args.pred_root),
+            "seconds": round(seconds, 3),
+        }
+        atomic_write_json(args.details, details)
+    atomic_write_json(args.out, {k: headline[k] for k in ("mIoU", "WIoU", *[f"VC{n}" for n in result.vc], "pixel_accuracy")})
     vc = "  ".join(f"VC{n} {result.vc[n]:.4f}" for n in result.vc)
     print(
         f"{model}: mIoU {result.mIoU:.4f}  WIoU {result.WIoU:.4f}  {vc}  "

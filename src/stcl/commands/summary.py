@@ -4,7 +4,8 @@ Printed by the Snakefile's `onsuccess` handler at the end of every `snakemake` r
 
 * where the submission zip and the tables are;
 * the wall time of each job, from Snakemake's benchmark files (results/benchmarks/**/*.tsv, column `s`);
-* val mIoU / WIoU / VC8 / VC16 of every evaluated model (results/metrics/*.json) with the chance levels
+* val mIoU / WIoU / VC8 / VC16 of every evaluated model (`stcl evaluate --details` records under
+  <results>/evaluate/) with the chance levels
   beside them (`stcl.metrics.tables.chance_levels`: a constant most-frequent-class prediction and a
   uniform random one), so a run that did not learn is visible at a glance.
 
@@ -91,7 +92,7 @@ def summary_lines(results: Path) -> list[str]:
         width = max(len(name) for name, _ in times)
         lines += [f"  {name:<{width}} {secs:8.1f} s" for name, secs in times]
         lines.append(f"  {'sum over jobs':<{width}} {sum(s for _, s in times):8.1f} s")
-    metrics = read_metrics(results / "metrics")
+    metrics = read_metrics(results / "evaluate")
     if metrics:
         first = metrics[0]
         lines.append(
@@ -100,7 +101,7 @@ def summary_lines(results: Path) -> list[str]:
         )
         lines += _metrics_table(metrics)
     else:
-        lines.append("Val metrics: none yet (results/metrics/*.json)")
+        lines.append(f"Val metrics: none yet ({results / 'evaluate'}/*.json)")
     return lines
 
 
