@@ -8,7 +8,7 @@ find the cluster through the SLURM_CONF variable in `env()`, and through /etc/sl
 ours, made only when that file does not exist, removed on exit): the Slurm jobstep plugin drops SLURM_*
 variables, SLURM_CONF included, before the `srun` inside each job.
 
-Facts (DESIGN.md "Orchestration facts"): no slurmdbd, so `sacct` fails and status goes through `squeue`
+Facts (Slurm's slurm.conf(5) and gres.conf(5) man pages; Snakemake's Slurm executor plugin docs): no slurmdbd, so `sacct` fails and status goes through `squeue`
 with MinJobAge >= 600; DefMemPerCPU so a job does not take the whole node; fake GPUs are character
 devices made with `mknod -m 666 PATH c 1 3` listed in gres.conf, so `--gpus=N` jobs schedule and get
 CUDA_VISIBLE_DEVICES.

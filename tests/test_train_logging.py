@@ -42,7 +42,8 @@ def test_disabled_logger_writes_nothing(tmp_path) -> None:
 
 
 def test_truncate_ignores_missing_folder(tmp_path) -> None:
-    truncate_dvclive(tmp_path / "nothing", 5)
+    truncate_dvclive(tmp_path / "nothing", 5)  # no error, and nothing created
+    assert not (tmp_path / "nothing").exists()
 
 
 def test_torchrun_environment(monkeypatch) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from stcl.params import Params, merge_overrides, parse_params
 
-__all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params", "table_of"]
+__all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params"]
 
 # Table 1 of the paper: ResNet-50 (mmseg V1c), ResNeSt-101, CSWin-L, Swin-L.
 TABLE1_BACKBONES = ("resnet50", "resnest101e", "cswin_large", "swin_large_patch4_window12_384")
@@ -78,8 +78,3 @@ def ablation_params(params: Params, name: str) -> Params:
     """params with the overrides of ablation `name` merged in (validated)."""
     spec = ablation(name)
     return parse_params(merge_overrides(params.model_dump(mode="json"), spec.overrides), f"ablation {name}")
-
-
-def table_of(name: str) -> tuple[str, ...]:
-    """The paper tables an ablation belongs to."""
-    return tuple(t for t, names in TABLE_ABLATIONS.items() if name in names)

@@ -14,8 +14,8 @@ backward: O(chunk·K) instead of O(N·K).
 Layout: the keys are sorted by class once per clip, and anchors are chunked within one class, so a chunk's
 positives are ONE contiguous column block [start, end) and its negatives the two blocks either side. Then
 log Z_i = logaddexp(logsumexp(s[:, :start]), logsumexp(s[:, end:])), exact and stable for any τ (logsumexp
-shifts by the row max), with no (chunk, K) masks, and softplus runs on the positive block only. (DESIGN.md
-sketches Z as per-class sums of exp through a one-hot matmul with a shift by the bound s ≤ 1/τ; that needs a
+shifts by the row max), with no (chunk, K) masks, and softplus runs on the positive block only. (A common
+sketch computes Z as per-class sums of exp through a one-hot matmul with a shift by the bound s ≤ 1/τ; that needs a
 same-class mask for the positives anyway and underflows Z in float32 for τ ≲ 0.02; tests cover τ = 0.005.)
 """
 
