@@ -120,7 +120,8 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
         tmp_path / "m" / "train_stcl" / "model.pt", 1
     )
     pred = tmp_path / "pred"
-    argv = ["infer", "--checkpoints", str(a), str(b), "--split", "test", "--out", str(pred), "--params", str(params)]
+    argv = ["infer", "--checkpoints", str(a), str(b), "--root", str(root), "--split", "test", "--out", str(pred),
+            "--params", str(params)]
     assert main([*argv, "--weights", "2", "1", "--device", "cpu"]) == 0
     zip_path = tmp_path / "sub.zip"
     assert main(["submit", "--pred", str(pred), "--root", str(root), "--out", str(zip_path)]) == 0
