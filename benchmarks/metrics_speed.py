@@ -302,7 +302,7 @@ def frame_breakdown(root: Path, repeats: int = 5) -> None:
 
 
 def time_cli(root: Path, workers: int) -> None:
-    out = root / "cli.json"
+    out, details = root / "cli.json", root / "cli_details.json"
     cmd = [
         sys.executable,
         "-X",
@@ -316,6 +316,8 @@ def time_cli(root: Path, workers: int) -> None:
         str(root / "pred"),
         "--out",
         str(out),
+        "--details",
+        str(details),
         "--workers",
         str(workers),
         "--params",
@@ -327,7 +329,7 @@ def time_cli(root: Path, workers: int) -> None:
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
     torch_lines = [ln for ln in proc.stderr.splitlines() if "import time:" in ln and ln.rstrip().endswith("torch")]
-    inner = json.loads(out.read_text())["seconds"]
+    inner = json.loads(details.read_text())["seconds"]
     print(
         f"\n`stcl evaluate` command line: {wall:.2f} s wall, {inner:.2f} s evaluating, "
         f"{wall - inner:.2f} s start-up; imported torch: {bool(torch_lines)}"
