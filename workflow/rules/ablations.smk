@@ -75,7 +75,8 @@ rule ablation_evaluate:
         vspw=VSPW,
         pred="results/ablations/{name}/predictions/val",
     output:
-        "results/ablations/metrics/{name}.json",
+        metrics="results/ablations/metrics/{name}.json",
+        details="results/ablations/evaluate/{name}.json",
     log:
         "results/logs/ablations/{name}/evaluate.log",
     conda:
@@ -85,13 +86,14 @@ rule ablation_evaluate:
         **cluster_resources("default"),
     shell:
         "stcl evaluate --params {input.params:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
-        " --split val --model {wildcards.name} --out {output:q} > {log:q} 2>&1"
+        " --split val --model {wildcards.name} --out {output.metrics:q} --details {output.details:q}"
+        " > {log:q} 2>&1"
 
 
 rule ablation_tables:
     input:
         lambda wildcards: expand(
-            "results/ablations/metrics/{name}.json",
+            "results/ablations/evaluate/{name}.json",
             name=TABLE_ABLATIONS[wildcards.table],
         ),
     output:
@@ -105,7 +107,7 @@ rule ablation_tables:
     resources:
         **cluster_resources("default"),
     params:
-        metrics_dir="results/ablations/metrics",
+        metrics_dir=lambda wildcards, input: os.path.dirname(input[0]),
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "stcl tables --metrics-dir {params.metrics_dir:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

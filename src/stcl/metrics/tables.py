@@ -1,6 +1,6 @@
 """The paper's Tables 1-4 (and the final ensemble) with this run's rows beside the reported values.
 
-Input: the metrics JSONs of `stcl evaluate` (results/metrics/<model>.json). Output (`write_tables`):
+Input: the full records of `stcl evaluate --details` (one JSON per model). Output (`write_tables`):
 ``tables.md`` (markdown), ``tables.parquet`` (one tidy long table: table, method, dim, tau, source
 (paper/ours/chance), model, backbone, split, metric, value) and ``per_class_iou.png`` (bar chart).
 
@@ -237,7 +237,7 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
     parts = [
         "# Results beside the paper",
         "",
-        "Paper values from paper.txt; *ours* from results/metrics/*.json (`stcl evaluate`, official VSPW "
+        "Paper values from paper.txt; *ours* from the `stcl evaluate` records (official VSPW "
         "definitions). The *ours* column names the model, its backbone and split. — = not reported / not run.",
     ]
     for spec, rows in build_tables(metrics).values():
