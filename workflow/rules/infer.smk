@@ -3,7 +3,11 @@
 
 # model → (checkpoints, ensemble weights, params keys naming them)
 PREDICTORS = {
-    **{s: ([model_path(s)], None, ()) for s in TRAIN_STAGES},
+    **{
+        s: ([model_path(s)], None, ())
+        for s in TRAIN_STAGES
+        if PARAMS.stage(s).label_space == "vspw"  # COCO-pre predicts COCO classes
+    },
     "teacher": (TEACHER, PARAMS.teacher.weights, ("teacher",)),
     "ensemble": (
         [model_path(m) for m in PARAMS.infer.models],
