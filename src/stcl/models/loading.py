@@ -201,7 +201,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Itera
     wf = open_weights(path, "pretrained weights file")
     state, absent_ok, hint = encoder_state(wf, encoder)
     return strict_load(
-        encoder, state, str(wf.path), exclude=exclude, absent_ok=absent_ok, prefix="backbone.", fmt=wf.format, hint=hint
+        encoder, state, str(wf.path), exclude=exclude, absent_ok=tuple(f"backbone.{a}" for a in absent_ok), prefix="backbone.", fmt=wf.format, hint=hint
     )
 
 
