@@ -55,7 +55,9 @@ def check_swin_index(state: Mapping[str, torch.Tensor], window: int, source: str
     want = get_relative_position_index(window, window)
     for key, value in state.items():
         if key.endswith("relative_position_index") and not torch.equal(value.long(), want):
-            side = round(value.shape[0] ** 0.5) if value.dim() == 2 else "?"
+            side = round(value.shape[0] ** 0.5) if value.dim() == 2 else -1
+            if side == window:
+                raise ValueError(f"{source}: {key} is not the relative-position index of a {window}×{window} window")
             raise ValueError(
                 f"{source}: {key} is the index of a {side}×{side} window; the configured Swin uses "
                 f"window {window} (pick the backbone that matches the file)"

@@ -227,8 +227,7 @@ def load_segmentor_weights(
             own_proj = None if target.projection is None else target.projection.fc.out_channels
             if wf.meta.get("proj_dim") != own_proj:
                 auto.append("projection.*")
-            full = {k: v for k, v in full.items() if not _matches(k, auto)}
-            absent += tuple(auto)
+            exclude = tuple(exclude) + tuple(auto)  # explained by the file's recorded label space / dim
         else:
             absent += ("projection.*",)
     else:
