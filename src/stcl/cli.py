@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tables": ("tables", "the paper's Tables 1-4 filled with this run's metrics"),
     "submit": ("submit", "validate test predictions and write the submission zip"),
     "params": ("params", "print validated params, the JSON schema, or the paper preset"),
+    "weights": ("weights", "which format a weights file is, which backbones it fits, whether it loads strictly"),
     "ablation": ("ablation", "write the params file of one paper ablation (Tables 1-3)"),
     "summary": ("summary", "where the zip and tables are, wall time per job, val metrics beside chance"),
 }

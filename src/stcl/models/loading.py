@@ -89,6 +89,7 @@ def strict_load(
     prefix: str = "",
     fmt: str = "",
     hint: str = "",
+    dry_run: bool = False,
 ) -> LoadReport:
     """Load ``state`` into ``module``; raise ValueError on any key not accounted for.
 
@@ -97,6 +98,7 @@ def strict_load(
         absent_ok: patterns of module keys the file's format cannot hold (they keep their initialisation).
         prefix: prepended to keys before matching patterns (``backbone.`` for an encoder).
         hint: appended to the error (e.g. the window size found in the file).
+        dry_run: check only (``module`` may live on the meta device); nothing is loaded.
     """
     exclude, absent_ok = tuple(exclude), tuple(absent_ok)
     own = module.state_dict()
@@ -121,7 +123,8 @@ def strict_load(
             "List the parts to leave out in model.load_exclude (e.g. 'decode_head.conv_seg.*')"
         )
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not left(k)}
-    module.load_state_dict(usable, strict=False)
+    if not dry_run:
+        module.load_state_dict(usable, strict=False)
     report = LoadReport(
         source=source,
         loaded=len(usable),
@@ -201,19 +204,32 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Itera
     wf = open_weights(path, "pretrained weights file")
     state, absent_ok, hint = encoder_state(wf, encoder)
     return strict_load(
-        encoder, state, str(wf.path), exclude=exclude, absent_ok=tuple(f"backbone.{a}" for a in absent_ok), prefix="backbone.", fmt=wf.format, hint=hint
+        encoder,
+        state,
+        str(wf.path),
+        exclude=exclude,
+        absent_ok=tuple(f"backbone.{a}" for a in absent_ok),
+        prefix="backbone.",
+        fmt=wf.format,
+        hint=hint,
     )
 
 
 def load_segmentor_weights(
-    segmentor: nn.Module, path: str | Path, *, exclude: Iterable[str] = (), what: str = "weights file"
+    segmentor: nn.Module,
+    path: str | Path | WeightsFile,
+    *,
+    exclude: Iterable[str] = (),
+    what: str = "weights file",
+    dry_run: bool = False,
 ) -> LoadReport:
     """Load a whole-model file (mmseg or ours) or a backbone file into ``segmentor`` strictly.
 
     A model file of this project whose recorded ``num_classes`` / ``proj_dim`` differ from the segmentor's
-    leaves its classifiers / projection out (reported); every other difference is an error.
+    leaves its classifiers / projection out (reported); every other difference is an error. ``dry_run``
+    checks without loading (the segmentor may be on the meta device) and records nothing.
     """
-    wf = open_weights(path, what)
+    wf = path if isinstance(path, WeightsFile) else open_weights(path, what)
     target = segmentor.module if hasattr(segmentor, "module") else segmentor
     state, absent_ok, hint = encoder_state(wf, target.backbone)
     full = {f"backbone.{k}": v for k, v in state.items()}
@@ -232,7 +248,11 @@ def load_segmentor_weights(
             absent += ("projection.*",)
     else:
         absent += _HEADS
-    report = strict_load(target, full, str(wf.path), exclude=exclude, absent_ok=absent, fmt=wf.format, hint=hint)
+    report = strict_load(
+        target, full, str(wf.path), exclude=exclude, absent_ok=absent, fmt=wf.format, hint=hint, dry_run=dry_run
+    )
+    if dry_run:
+        return report
     history = list(getattr(target, "loaded_from", []))
     target.loaded_from = history + [report.as_dict()]
     return report
