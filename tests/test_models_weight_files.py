@@ -140,3 +140,16 @@ def test_safetensors_weights_are_read(tmp_path):
     assert open_weights(path).format == "resnet-timm"
     enc = build_encoder("resnet18", pretrained=path)
     assert torch.equal(enc.model.layer2[0].conv1.weight, src.model.layer2[0].conv1.weight)
+
+
+def test_mmcv_imagenet_resnet_v1c_file_loads(tmp_path):
+    """open-mmlab://resnet50_v1c layout (deep stem ``stem.N``, ``fc``): the file mmseg's UperNet-R50 starts from."""
+    from stcl.models.convert import timm_resnet_to_mmseg
+
+    src = build_encoder("resnet50")
+    state = timm_resnet_to_mmseg(src.state_dict()) | {"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+    assert "stem.7.running_var" in state
+    path = tmp_path / "resnet50_v1c-2cccc1ad.pth"
+    torch.save({"state_dict": state}, path)
+    enc = build_encoder("resnet50", pretrained=path)
+    assert torch.equal(enc.model.bn1.running_var, src.model.bn1.running_var)

@@ -15,7 +15,8 @@ and what is wrong with it (missing, empty, truncated, not a torch file, pickled 
 ``swin-timm``      timm's Swin weights (``swin_large_patch4_window12_384.ms_in22k``): PatchMerging at the
                    start of the next stage, ``head.fc``
 ``cswin-official`` the microsoft/CSWin-Transformer release (``state_dict_ema`` / ``state_dict`` / ``model``)
-``resnet-timm``    a timm ResNet/ResNeSt state dict (``conv1``, ``layer1`` … ``layer4``, ``fc``)
+``resnet-timm``    a ResNet/ResNeSt ImageNet state dict: timm's (``conv1``, ``layer1`` … ``layer4``, ``fc``) or
+                   mmcv's (deep stem ``stem.N``, e.g. ``resnet50_v1c-2cccc1ad.pth``)
 =================  ===========================================================================================
 """
 

@@ -194,6 +194,9 @@ def encoder_state(wf: WeightsFile, encoder: nn.Module) -> tuple[dict[str, torch.
     else:
         if wf.format == "mmseg":
             state = convert.mmseg_resnet_to_timm(state)
+        elif wf.format == "resnet-timm" and any(k.startswith("stem.") for k in state):
+            # mmcv / mmseg ImageNet files (open-mmlab://resnet50_v1c, resnest101): deep stem named stem.N
+            state = convert.mmseg_resnet_to_timm({k: v for k, v in state.items() if not k.startswith("fc.")})
         elif wf.format == "resnet-timm":
             state = {f"model.{k}": v for k, v in state.items() if not k.startswith(("fc.", "head."))}
     return state, absent_ok, hint
