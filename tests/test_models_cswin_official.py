@@ -29,7 +29,9 @@ def reference():
     maker = _maker()
     cfg = ref["config"]
     enc = CSWinEncoder(
-        embed_dim=cfg["embed_dim"], depths=tuple(cfg["depth"]), num_heads=tuple(cfg["num_heads"]),
+        embed_dim=cfg["embed_dim"],
+        depths=tuple(cfg["depth"]),
+        num_heads=tuple(cfg["num_heads"]),
         split_sizes=tuple(cfg["split_size"]),
     ).eval()
     shapes = {k: torch.Size(v) for k, v in ref["shapes"].items()}

@@ -180,10 +180,14 @@ def test_load_report_names_missing_and_unexpected_keys(tmp_path):
     path = tmp_path / "partial.pth"
     torch.save({"state_dict": state}, path)
     enc = build_encoder("resnet18")
-    with pytest.raises(ValueError, match=r"partial.pth.*missing \[backbone.model.layer4\..*unexpected \[model.extra.weight\]"):
+    with pytest.raises(
+        ValueError, match=r"partial.pth.*missing \[backbone.model.layer4\..*unexpected \[model.extra.weight\]"
+    ):
         enc.load_pretrained({"state_dict": state}, str(path))
     with pytest.raises(ValueError, match=r"partial.pth.*missing.*layer4.*unexpected.*extra.weight"):
         build_encoder("resnet18", pretrained=path)
     report = enc.load_pretrained({"state_dict": state}, str(path), exclude=("backbone.model.layer4.*", "*extra*"))
-    assert "model.extra.weight" in report.unexpected and any(k.startswith("backbone.model.layer4.") for k in report.missing)
+    assert "model.extra.weight" in report.unexpected and any(
+        k.startswith("backbone.model.layer4.") for k in report.missing
+    )
     assert "partial.pth" in str(report) and "left at init" in str(report) and "not used" in str(report)

@@ -120,28 +120,26 @@ def _swin2mmseg():
     return module.convert_swin
 
 
-def _official_from_mmseg(backbone: dict[str, torch.Tensor], window: int, classes: int) -> dict[str, torch.Tensor]:
+def _official_from_mmseg(backbone: dict[str, torch.Tensor], classes: int) -> dict[str, torch.Tensor]:
     """The official release layout (``layers``, PatchMerging in stage N, ``head``, index buffers), built by
-    inverting mmseg's converter; the test checks that the converter maps it back exactly."""
+    inverting mmseg's converter (index buffers included); the test checks the converter maps it back exactly."""
     out = {}
     for key, value in backbone.items():
         if key.startswith("norm") and key[4].isdigit():
             continue  # mmseg's per-stage output norms are not in the classification release
         new = key.replace("stages", "layers", 1).replace("patch_embed.projection", "patch_embed.proj")
-        new = new.replace("attn.w_msa.", "attn.").replace("ffn.layers.0.0.", "mlp.fc1.").replace("ffn.layers.1.", "mlp.fc2.")
+        new = (
+            new.replace("attn.w_msa.", "attn.")
+            .replace("ffn.layers.0.0.", "mlp.fc1.")
+            .replace("ffn.layers.1.", "mlp.fc2.")
+        )
         if ".downsample." in key:
             value = _unfold_inverse(value)
         out[new] = value
     last = backbone["norm3.weight"].shape[0]
     out |= {"norm.weight": torch.ones(last), "norm.bias": torch.zeros(last)}
     out |= {"head.weight": torch.zeros(classes, last), "head.bias": torch.zeros(classes)}
-    for key in [k for k in out if k.endswith("relative_position_bias_table")]:
-        out[key.replace("bias_table", "index")] = backbone[_mm(key).replace("bias_table", "index")]
     return out
-
-
-def _mm(official_key: str) -> str:
-    return official_key.replace("layers", "stages", 1).replace("attn.", "attn.w_msa.")
 
 
 def _unfold_inverse(x: torch.Tensor) -> torch.Tensor:
@@ -166,10 +164,14 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
     num_classes = 124
     backbone = {k[len("backbone.") :]: v for k, v in mm.state_dict().items() if k.startswith("backbone.")}
     want = backbone
-    ref = {k[len("backbone.") :]: v for k, v in convert_mmseg_checkpoint(mm.state_dict()).items() if k.startswith("backbone.")}
+    ref = {
+        k[len("backbone.") :]: v
+        for k, v in convert_mmseg_checkpoint(mm.state_dict()).items()
+        if k.startswith("backbone.")
+    }
 
     # (a) official release: {"model": ...}, 21,841-class head; mmseg's converter maps it back exactly.
-    official = _official_from_mmseg(backbone, 12, 21841)
+    official = _official_from_mmseg(backbone, 21841)
     converted = _swin2mmseg()(official)
     for key, value in want.items():
         if not (key.startswith("norm") and key[4].isdigit()):
@@ -183,7 +185,11 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
 
     with torch.device("meta"):
         timm_model = SwinTransformer(
-            img_size=384, embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48), window_size=12,
+            img_size=384,
+            embed_dim=192,
+            depths=(2, 2, 18, 2),
+            num_heads=(6, 12, 24, 48),
+            window_size=12,
             num_classes=21841,
         )
     timm_state = checkpoint_filter_fn(dict(official), timm_model)
@@ -196,7 +202,11 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
     torch.save({"meta": {"mmseg_version": "1.2.2", "CLASSES": ["a"] * 150}, "state_dict": mm.state_dict()}, path_c)
     del mm, official, converted, timm_state
 
-    for path, exclude in [(path_a, ()), (path_b, ()), (path_c, ("decode_head.conv_seg.*", "auxiliary_head.conv_seg.*"))]:
+    for path, exclude in [
+        (path_a, ()),
+        (path_b, ()),
+        (path_c, ("decode_head.conv_seg.*", "auxiliary_head.conv_seg.*")),
+    ]:
         params = paper.model.model_copy(update={"pretrained": path, "load_exclude": exclude})
         model = build_segmentor(params, num_classes, proj_dim=paper.train_stcl.stcl.dim)
         record = model.loaded_from[-1]
@@ -208,13 +218,18 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
         if path is path_c:
             assert record["format"] == "mmseg"
             assert sorted(record["mismatched"]) == [
-                "auxiliary_head.conv_seg.bias", "auxiliary_head.conv_seg.weight",
-                "decode_head.conv_seg.bias", "decode_head.conv_seg.weight",
+                "auxiliary_head.conv_seg.bias",
+                "auxiliary_head.conv_seg.weight",
+                "decode_head.conv_seg.bias",
+                "decode_head.conv_seg.weight",
             ]
         else:
             assert record["format"] == ("swin-official" if path is path_a else "swin-timm")
             assert {k.split(".")[1] for k in record["missing"] if k.startswith("backbone.")} == {
-                "norm0", "norm1", "norm2", "norm3"
+                "norm0",
+                "norm1",
+                "norm2",
+                "norm3",
             }
         del model, trunk
 
@@ -226,7 +241,13 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
 def test_resnest101_backbone_equals_mmseg_resnest():
     """timm's resnest101e = mmseg's ResNeSt (depth 101, stem 128, radix 2, reduction 4, avg_down_stride)."""
     mm, ours = _pair(
-        R50, "resnest101e", type="ResNeSt", depth=101, stem_channels=128, radix=2, reduction_factor=4,
+        R50,
+        "resnest101e",
+        type="ResNeSt",
+        depth=101,
+        stem_channels=128,
+        radix=2,
+        reduction_factor=4,
         avg_down_stride=True,
     )
     assert sum(p.numel() for p in ours.backbone.parameters()) == sum(p.numel() for p in mm.backbone.parameters())

@@ -21,8 +21,15 @@ class Gadget:
 def _model_file(tmp_path, params=TINY, num_classes=3, proj_dim=None, name="m.pt"):
     model = build_segmentor(params, num_classes, proj_dim)
     path = tmp_path / name
-    save_model(path, model, model_params=params, num_classes=num_classes, proj_dim=proj_dim, label_space="vspw",
-               class_names=[f"c{i}" for i in range(num_classes)])
+    save_model(
+        path,
+        model,
+        model_params=params,
+        num_classes=num_classes,
+        proj_dim=proj_dim,
+        label_space="vspw",
+        class_names=[f"c{i}" for i in range(num_classes)],
+    )
     return path, model
 
 
@@ -92,8 +99,10 @@ def test_label_space_change_leaves_only_the_classifiers_out(tmp_path):
     target = build_segmentor(TINY, 3, proj_dim=4)
     report = load_init_weights(target, path)
     assert sorted(report.mismatched) == [
-        "auxiliary_head.conv_seg.bias", "auxiliary_head.conv_seg.weight",
-        "decode_head.conv_seg.bias", "decode_head.conv_seg.weight",
+        "auxiliary_head.conv_seg.bias",
+        "auxiliary_head.conv_seg.weight",
+        "decode_head.conv_seg.bias",
+        "decode_head.conv_seg.weight",
     ]
     assert {k.split(".")[0] for k in report.missing} == {"projection"}
     assert torch.equal(target.decode_head.bottleneck.conv.weight, src.decode_head.bottleneck.conv.weight)
@@ -105,8 +114,9 @@ def test_model_file_records_what_was_loaded_from_where(tmp_path):
     model = build_segmentor(TINY, 3)
     load_init_weights(model, path)
     out = tmp_path / "second.pt"
-    save_model(out, model, model_params=TINY, num_classes=3, proj_dim=None, label_space="vspw",
-               class_names=["a", "b", "c"])
+    save_model(
+        out, model, model_params=TINY, num_classes=3, proj_dim=None, label_space="vspw", class_names=["a", "b", "c"]
+    )
     record = read_model_file(out)["loaded_from"]
     assert record[0]["source"] == str(path) and record[0]["format"] == "stcl-model" and record[0]["loaded"] > 0
 
@@ -114,12 +124,32 @@ def test_model_file_records_what_was_loaded_from_where(tmp_path):
 @pytest.mark.parametrize(
     ("layout", "fmt"),
     [
-        ({"model": {"layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(169, 3),
-                    "layers.0.downsample.reduction.weight": torch.zeros(2, 4)}}, "swin-official"),
-        ({"layers.1.downsample.reduction.weight": torch.zeros(2, 4),
-          "layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(529, 3)}, "swin-timm"),
-        ({"state_dict": {"backbone.stages.0.blocks.0.attn.w_msa.relative_position_bias_table": torch.zeros(169, 3),
-                         "decode_head.conv_seg.weight": torch.zeros(2, 2, 1, 1)}, "meta": {}}, "mmseg"),
+        (
+            {
+                "model": {
+                    "layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(169, 3),
+                    "layers.0.downsample.reduction.weight": torch.zeros(2, 4),
+                }
+            },
+            "swin-official",
+        ),
+        (
+            {
+                "layers.1.downsample.reduction.weight": torch.zeros(2, 4),
+                "layers.0.blocks.0.attn.relative_position_bias_table": torch.zeros(529, 3),
+            },
+            "swin-timm",
+        ),
+        (
+            {
+                "state_dict": {
+                    "backbone.stages.0.blocks.0.attn.w_msa.relative_position_bias_table": torch.zeros(169, 3),
+                    "decode_head.conv_seg.weight": torch.zeros(2, 2, 1, 1),
+                },
+                "meta": {},
+            },
+            "mmseg",
+        ),
         ({"state_dict_ema": {"stage1_conv_embed.0.weight": torch.zeros(1)}}, "cswin-official"),
         ({"conv1.weight": torch.zeros(1), "layer1.0.conv1.weight": torch.zeros(1)}, "resnet-timm"),
     ],
@@ -147,7 +177,10 @@ def test_mmcv_imagenet_resnet_v1c_file_loads(tmp_path):
     from stcl.models.convert import timm_resnet_to_mmseg
 
     src = build_encoder("resnet50")
-    state = timm_resnet_to_mmseg(src.state_dict()) | {"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000)}
+    state = timm_resnet_to_mmseg(src.state_dict()) | {
+        "fc.weight": torch.zeros(1000, 2048),
+        "fc.bias": torch.zeros(1000),
+    }
     assert "stem.7.running_var" in state
     path = tmp_path / "resnet50_v1c-2cccc1ad.pth"
     torch.save({"state_dict": state}, path)

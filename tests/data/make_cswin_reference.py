@@ -1,8 +1,9 @@
 """Regenerate tests/data/cswin_official_reference.pt from the official CSWin segmentation backbone.
 
     git clone https://github.com/microsoft/CSWin-Transformer /tmp/CSWin-Transformer   # commit f111ae2f
-    .venv/bin/pip install einops
-    .venv/bin/python tests/data/make_cswin_reference.py /tmp/CSWin-Transformer/segmentation/backbone/cswin_transformer.py
+    .venv/bin/pip install --target /tmp/einops einops      # the official file imports einops
+    PYTHONPATH=/tmp/einops .venv/bin/python tests/data/make_cswin_reference.py \
+        /tmp/CSWin-Transformer/segmentation/backbone/cswin_transformer.py
 
 The official file is executed with its mmcv/mmseg-0.x imports replaced by stand-ins (nothing of it is
 copied into this repository); a small CSWin (embed 16, depths 1-1-2-1, heads 2-4-8-16, splits 1-2-3-3:

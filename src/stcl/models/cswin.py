@@ -255,10 +255,10 @@ class CSWinEncoder(Encoder):
 def convert_cswin_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official CSWin checkpoint → `CSWinEncoder` keys.
 
-    Unwraps ``state_dict_ema`` / ``model`` / ``state_dict``, strips a ``backbone.`` or ``module.`` prefix and
+    Unwraps ``state_dict`` / ``state_dict_ema`` / ``model`` (the official segmentation loader's order), strips a ``backbone.`` or ``module.`` prefix and
     drops the classifier (``head.*``) and its final ``norm.*``; the module names are otherwise identical.
     """
-    for key in ("state_dict_ema", "model", "state_dict"):
+    for key in ("state_dict", "state_dict_ema", "model"):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
             break

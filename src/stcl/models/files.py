@@ -33,7 +33,9 @@ import torch
 
 __all__ = ["WeightsFile", "read_weights_file", "detect_format", "open_weights"]
 
-_WRAPPERS = ("state_dict_ema", "state_dict", "model", "module")
+# Unwrapping order of the official CSWin segmentation loader (mmcv_custom/checkpoint.py): a file holding both
+# ``state_dict`` and ``state_dict_ema`` gives ``state_dict``.
+_WRAPPERS = ("state_dict", "state_dict_ema", "model", "module")
 
 
 def read_weights_file(path: str | Path, what: str = "weights file") -> Any:
@@ -93,7 +95,9 @@ def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device="cpu")
     except Exception as err:  # noqa: BLE001
-        raise ValueError(f"{path}: {what} is not a readable safetensors file ({str(err).splitlines()[0][:120]})") from None
+        raise ValueError(
+            f"{path}: {what} is not a readable safetensors file ({str(err).splitlines()[0][:120]})"
+        ) from None
 
 
 @dataclass
@@ -185,7 +189,9 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
         official = any(re.match(r"layers\.0\.downsample\.", k) for k in keys) or any(
             k.endswith("relative_position_index") for k in keys
         )
-        return WeightsFile(path, "swin-official" if official else "swin-timm", state, fam, _swin_window(state), False, meta)
+        return WeightsFile(
+            path, "swin-official" if official else "swin-timm", state, fam, _swin_window(state), False, meta
+        )
     if fam == "cswin":
         return WeightsFile(path, "cswin-official", state, fam, None, False, meta)
     if fam in ("resnet", "resnest"):
