@@ -191,3 +191,13 @@ def test_load_report_names_missing_and_unexpected_keys(tmp_path):
         k.startswith("backbone.model.layer4.") for k in report.missing
     )
     assert "partial.pth" in str(report) and "left at init" in str(report) and "not used" in str(report)
+
+
+def test_upernet_swin_large_has_mmseg_parameter_count_exactly():
+    """233,962,976 = mmseg 1.2.2's UperNet Swin-L (window 12 at every stage: 23² position-table rows in stage 4;
+    counted from its own model in tests/test_models_mmseg_equivalence.py)."""
+    params = ModelParams(backbone="swin_large_patch4_window12_384", channels=512, aux_channels=256)
+    model = build_segmentor(params, num_classes=150, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 233_962_976
+    table = model.backbone.model.layers[3].blocks[0].attn.relative_position_bias_table
+    assert tuple(table.shape) == (529, 48)
