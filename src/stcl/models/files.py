@@ -186,9 +186,14 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
         return WeightsFile(path, name, state, fam, _swin_window(backbone_state), heads, meta)
     fam = _backbone_family(keys)
     if fam == "swin":
-        official = any(re.match(r"layers\.0\.downsample\.", k) for k in keys) or any(
-            k.endswith("relative_position_index") for k in keys
-        )
+        # PatchMerging ends stage 0 in the official layout and starts stage 1 in timm's; without any
+        # PatchMerging (one stage), stored index buffers mark the official release.
+        if any(k.startswith("layers.0.downsample.") for k in keys):
+            official = True
+        elif any(k.startswith("layers.1.downsample.") for k in keys):
+            official = False
+        else:
+            official = any(k.endswith("relative_position_index") for k in keys)
         return WeightsFile(
             path, "swin-official" if official else "swin-timm", state, fam, _swin_window(state), False, meta
         )
