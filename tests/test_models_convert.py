@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from timm.models.swin_transformer import get_relative_position_index
 from torch import nn
 
 from stcl.models import build_segmentor, convert_mmseg_checkpoint, load_init_weights
@@ -63,7 +64,7 @@ def mmseg_swin_backbone(g):
                 p + "norm1.weight": _rand(g, c),
                 p + "norm1.bias": _rand(g, c),
                 p + "attn.w_msa.relative_position_bias_table": _rand(g, (2 * WINDOW - 1) ** 2, heads),
-                p + "attn.w_msa.relative_position_index": torch.randint(0, 100, (WINDOW**2, WINDOW**2), generator=g),
+                p + "attn.w_msa.relative_position_index": get_relative_position_index(WINDOW, WINDOW),
                 p + "attn.w_msa.qkv.weight": _rand(g, 3 * c, c),
                 p + "attn.w_msa.qkv.bias": _rand(g, 3 * c),
                 p + "attn.w_msa.proj.weight": _rand(g, c, c),
@@ -158,7 +159,9 @@ def test_load_init_weights_reads_an_mmseg_checkpoint_file(mmseg_swin_upernet, tm
     path = tmp_path / "upernet_swin.pth"
     torch.save({"meta": {"mmseg_version": "1.2.2"}, "state_dict": mmseg_swin_upernet}, path)
     model = build_segmentor(ModelParams(backbone="swin_mini", channels=CH, aux_channels=AUX), 3, proj_dim=4)
-    report = load_init_weights(model, path)
+    with pytest.raises(ValueError, match=r"upernet_swin.pth.*4 mis-shaped.*conv_seg.*model.load_exclude"):
+        load_init_weights(model, path)  # 5-class classifiers into a 3-class model: only if listed
+    report = load_init_weights(model, path, exclude=("decode_head.conv_seg.*", "auxiliary_head.conv_seg.*"))
     assert sorted(report.mismatched) == [
         "auxiliary_head.conv_seg.bias",
         "auxiliary_head.conv_seg.weight",

@@ -45,7 +45,10 @@ def test_transformers_take_sizes_that_are_not_window_multiples(name, size):
     with torch.no_grad():
         outs = enc(torch.randn(1, 3, *size))
     assert all(torch.isfinite(o).all() for o in outs)
-    assert outs[0].shape[2:] == (-(-size[0] // 4), -(-size[1] // 4))
+    if name.startswith("cswin"):  # the official CSWin stem: 7×7 stride-4 conv, padding 2, rounding down
+        assert outs[0].shape[2:] == ((size[0] - 3) // 4 + 1, (size[1] - 3) // 4 + 1)
+    else:  # mmseg's Swin pads the input to whole patches (AdaptivePadding "corner")
+        assert outs[0].shape[2:] == (-(-size[0] // 4), -(-size[1] // 4))
 
 
 def test_unknown_encoder_lists_valid_names():
@@ -108,7 +111,7 @@ def test_cswin_official_checkpoint_loads_by_name(tmp_path):
     enc = build_cswin("mini")
     report = enc.load_pretrained({"state_dict_ema": official}, "cswin.pth")
     assert not report.unexpected and not report.mismatched
-    assert sorted(report.missing) == sorted(f"norm{i}.{p}" for i in range(1, 5) for p in ("weight", "bias"))
+    assert sorted(report.missing) == sorted(f"backbone.norm{i}.{p}" for i in range(1, 5) for p in ("weight", "bias"))
     assert torch.equal(enc.stage3[1].attns[1].get_v.weight, src.stage3[1].attns[1].get_v.weight)
     assert "head.weight" not in convert_cswin_checkpoint({"model": official})
 
@@ -169,13 +172,32 @@ def test_nothing_downloads_unless_hub_is_opted_in(monkeypatch):
     assert calls == [("resnet18", False), ("resnet18", True)]
 
 
-def test_load_report_names_missing_and_unexpected_keys(tmp_path, caplog):
+def test_load_report_names_missing_and_unexpected_keys(tmp_path):
+    """Strict: a partial file with a stray key is an error naming the file, the missing and the unexpected keys."""
     src = build_encoder("resnet18")
     state = {k: v for k, v in src.model.state_dict().items() if not k.startswith("layer4.")}
     state["extra.weight"] = torch.zeros(3)
     path = tmp_path / "partial.pth"
     torch.save({"state_dict": state}, path)
     enc = build_encoder("resnet18")
-    report = enc.load_pretrained(state, str(path))
-    assert "extra.weight" in report.unexpected and any(k.startswith("layer4.") for k in report.missing)
-    assert "partial.pth" in str(report) and "missing" in str(report) and "unexpected" in str(report)
+    with pytest.raises(
+        ValueError, match=r"partial.pth.*missing \[backbone.model.layer4\..*unexpected \[model.extra.weight\]"
+    ):
+        enc.load_pretrained({"state_dict": state}, str(path))
+    with pytest.raises(ValueError, match=r"partial.pth.*missing.*layer4.*unexpected.*extra.weight"):
+        build_encoder("resnet18", pretrained=path)
+    report = enc.load_pretrained({"state_dict": state}, str(path), exclude=("backbone.model.layer4.*", "*extra*"))
+    assert "model.extra.weight" in report.unexpected and any(
+        k.startswith("backbone.model.layer4.") for k in report.missing
+    )
+    assert "partial.pth" in str(report) and "left at init" in str(report) and "not used" in str(report)
+
+
+def test_upernet_swin_large_has_mmseg_parameter_count_exactly():
+    """233,962,976 = mmseg 1.2.2's UperNet Swin-L (window 12 at every stage: 23² position-table rows in stage 4;
+    counted from its own model in tests/test_models_mmseg_equivalence.py)."""
+    params = ModelParams(backbone="swin_large_patch4_window12_384", channels=512, aux_channels=256)
+    model = build_segmentor(params, num_classes=150, device="meta")
+    assert sum(p.numel() for p in model.parameters()) == 233_962_976
+    table = model.backbone.model.layers[3].blocks[0].attn.relative_position_bias_table
+    assert tuple(table.shape) == (529, 48)

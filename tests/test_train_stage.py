@@ -112,6 +112,28 @@ def test_missing_dataset_path_is_named(workspace, capsys) -> None:
     assert "--coco-semantic" in err and "Traceback" not in err
 
 
+def test_init_of_another_backbone_is_a_one_line_error(workspace, capsys) -> None:
+    """A model file of another backbone as --init is refused (strict), not half-loaded with a log line."""
+    from stcl.models import build_segmentor, save_model
+    from stcl.params import ModelParams
+
+    other = ModelParams(backbone="swin_mini", channels=8, aux_channels=8)
+    path = Path("other_backbone.pt")
+    save_model(
+        path,
+        build_segmentor(other, 124),
+        model_params=other,
+        num_classes=124,
+        proj_dim=None,
+        label_space="vspw",
+        class_names=[f"c{i}" for i in range(124)],
+    )
+    assert main(["train", "--stage", "train_student", "--device", "cpu", "--init", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "other_backbone.pt: holds a swin backbone" in err and "Traceback" not in err
+    assert not Path("results/models/train_student/model.pt").exists()
+
+
 @pytest.mark.slow
 def test_default_tiny_stage_learns(tmp_path, monkeypatch) -> None:
     """The default params (200 iterations, resnet18, 64² crops) lower the loss of train_stcl from scratch."""

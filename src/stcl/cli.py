@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "mIoU, WIoU, VC8, VC16 and per-class IoU of predictions",
     "tables": "the paper's Tables 1-4 filled with this run's metrics",
     "submit": "validate test predictions and write the submission zip",
+    "weights": "which format a weights file is, which backbones it fits, whether it loads strictly",
     "params": "print validated params, the JSON schema, or the paper preset",
     "ablation": "write the params file of one paper ablation (Tables 1-3)",
     "summary": "where the zip and tables are, wall time per job, val metrics beside chance",

@@ -160,6 +160,9 @@ class ModelParams(_Strict):
     backbone: Backbone = "resnet18"
     pretrained: Path | None = None  # local checkpoint file; never downloaded unless pretrained_from_hub
     pretrained_from_hub: StrictBool = False
+    # fnmatch patterns of parameter names NOT loaded from `pretrained` or a stage's init file (they keep their
+    # fresh init), e.g. ["decode_head.conv_seg.*", "auxiliary_head.conv_seg.*"]; anything else must fit exactly.
+    load_exclude: tuple[str, ...] = ()
     channels: PositiveInt = 64  # UPerHead channels (512 in the paper)
     aux_channels: PositiveInt = 32  # FCNHead channels (256 in the paper)
     dropout: Probability = 0.1

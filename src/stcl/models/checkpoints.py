@@ -4,15 +4,17 @@ A model file is a dict loadable with ``torch.load(path, weights_only=True)``::
 
     {"format": "stcl-model/1", "state_dict": {...}, "model_params": {...ModelParams as JSON...},
      "num_classes": int, "proj_dim": int | None, "label_space": str, "class_names": [str, ...],
-     "extra": {...JSON-like...}}
+     "extra": {...JSON-like...}, "loaded_from": [{"source", "format", "loaded", "missing", ...}, ...]}
+
+``loaded_from`` records every weights file loaded into the model before training (``model.pretrained``,
+a stage's init file) and what was left at initialisation.
 
 It is written atomically (`stcl.atomic`: temporary name in the same folder, then ``os.replace``).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,9 @@ import torch
 from torch import nn
 
 from stcl.atomic import atomic_path
-from stcl.models.encoders import LoadReport
+from stcl.models.convert import convert_mmseg_checkpoint, mmseg_swin_to_timm, timm_swin_to_mmseg
+from stcl.models.files import read_weights_file
+from stcl.models.loading import LoadReport, load_segmentor_weights
 from stcl.models.segmentor import Segmentor, build_segmentor
 from stcl.params import ModelParams
 
@@ -71,6 +75,7 @@ def save_model(
         "label_space": str(label_space),
         "class_names": [str(c) for c in class_names],
         "extra": dict(extra or {}),
+        "loaded_from": list(getattr(_unwrap(model), "loaded_from", [])),
     }
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -80,12 +85,7 @@ def save_model(
 def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a ``stcl-model/1`` file (weights_only); errors name the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: not a readable model file ({err})") from None
+    obj = read_weights_file(path, "model file")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
         raise ValueError(f"{path}: not a {FORMAT} model file (format: {got!r})")
@@ -113,148 +113,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     return model, meta
 
 
-def load_init_weights(model: nn.Module, path: str | Path) -> LoadReport:
-    """Initialise ``model`` from another stage's model file (or a raw/mmseg state-dict file).
+def load_init_weights(model: nn.Module, path: str | Path, *, exclude: Iterable[str] = ()) -> LoadReport:
+    """Initialise ``model`` strictly from another stage's model file, an mmseg checkpoint or a backbone file.
 
-    Tensors whose shape differs (``conv_seg`` for another label space, ``projection`` for another dim) are
-    skipped and reported, as are keys missing on either side. mmseg checkpoints are converted first.
+    Any key of the model not in the file, of the file not in the model, or of another shape is an error
+    naming the file and the keys, except: patterns in ``exclude`` (``model.load_exclude``); the classifiers
+    and projection of a model file of this project whose recorded class count / projection dim differ
+    (COCO-pre → VSPW); heads a backbone-only file cannot hold. See `stcl.models.loading`.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: init weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a file we will not execute
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "Unsupported global" in ln), lines[0] if lines else type(err).__name__)
-        raise ValueError(
-            f"{path}: cannot be read with weights_only=True ({reason}); if it is a trusted mmseg/mmengine "
-            "checkpoint, keep only its weights: torch.save({'state_dict': ckpt['state_dict']}, new_path)"
-        ) from None
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
-        state = obj["state_dict"]
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        state = convert_mmseg_checkpoint(obj["state_dict"])
-    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        state = convert_mmseg_checkpoint(obj)
-    else:
-        raise ValueError(f"{path}: neither a {FORMAT} model file nor a state dict")
-    target = _unwrap(model)
-    own = target.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    report = LoadReport(
-        source=str(path),
-        loaded=len(usable),
-        missing=sorted(k for k in own if k not in usable),
-        unexpected=sorted(k for k in state if k not in own),
-        mismatched=sorted(k for k in state if k in own and own[k].shape != state[k].shape),
-    )
-    target.load_state_dict(usable, strict=False)
-    return report
-
-
-# ---------------------------------------------------------------------------------------------------------
-# mmseg → stcl key conversion
-
-
-def _unfold_to_timm_order(x: torch.Tensor) -> torch.Tensor:
-    """Last dim 4·C from mmseg's nn.Unfold order (c, kh, kw) to timm's (kw, kh, c) patch-merging order."""
-    lead, n = x.shape[:-1], x.shape[-1]
-    x = x.reshape(*lead, n // 4, 4).transpose(-1, -2)  # (…, 4 [kh*2+kw], C)
-    return x[..., [0, 2, 1, 3], :].reshape(*lead, n)
-
-
-def _timm_to_unfold_order(x: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_unfold_to_timm_order`."""
-    lead, n = x.shape[:-1], x.shape[-1]
-    x = x.reshape(*lead, 4, n // 4)[..., [0, 2, 1, 3], :]
-    return x.transpose(-1, -2).reshape(*lead, n)
-
-
-_SWIN_BLOCK_RENAMES = (
-    ("attn.w_msa.", "attn."),
-    ("ffn.layers.0.0.", "mlp.fc1."),
-    ("ffn.layers.1.", "mlp.fc2."),
-)
-
-
-def mmseg_swin_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """mmseg SwinTransformer backbone keys (without ``backbone.``) → our SwinEncoder keys.
-
-    ``patch_embed.projection`` → ``model.patch_embed.proj``; ``stages.N.blocks.M.*`` → ``model.layers.N.
-    blocks.M.*`` (``attn.w_msa`` → ``attn``, ``ffn.layers.0.0`` → ``mlp.fc1``, ``ffn.layers.1`` →
-    ``mlp.fc2``); mmseg's PatchMerging ends stage N, timm's starts layer N+1, and its reduction/norm input
-    channels are reordered from nn.Unfold's order to timm's; ``normN`` stay ``normN``. Buffers
-    (``relative_position_index``, masks) are dropped: timm recomputes them.
-    """
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if key.endswith(("relative_position_index", "attn_mask")):
-            continue
-        if re.fullmatch(r"norm\d+\.(weight|bias)", key):
-            out[key] = value
-            continue
-        new = key.replace("patch_embed.projection.", "patch_embed.proj.")
-        m = re.match(r"stages\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$", new)
-        if m:
-            stage, part, kind = int(m.group(1)), m.group(2), m.group(3)
-            new = f"layers.{stage + 1}.downsample.{part}.{kind}"
-            value = _unfold_to_timm_order(value)  # reduction (2C,4C) and norm (4C,): input channels
-        else:
-            new = re.sub(r"^stages\.(\d+)\.blocks\.", r"layers.\1.blocks.", new)
-            for old, rep in _SWIN_BLOCK_RENAMES:
-                new = new.replace(old, rep)
-        out[f"model.{new}"] = value
-    return out
-
-
-def timm_swin_to_mmseg(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Inverse of `mmseg_swin_to_timm` (without the dropped buffers); used to test the round trip."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        if re.fullmatch(r"norm\d+\.(weight|bias)", key):
-            out[key] = value
-            continue
-        if not key.startswith("model."):
-            raise ValueError(f"unexpected Swin encoder key {key!r}")
-        new = key[len("model.") :].replace("patch_embed.proj.", "patch_embed.projection.")
-        m = re.match(r"layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$", new)
-        if m:
-            new = f"stages.{int(m.group(1)) - 1}.downsample.{m.group(2)}.{m.group(3)}"
-            value = _timm_to_unfold_order(value)
-        else:
-            new = re.sub(r"^layers\.(\d+)\.blocks\.", r"stages.\1.blocks.", new)
-            for old, rep in _SWIN_BLOCK_RENAMES:
-                new = new.replace(rep, old)
-        out[new] = value
-    return out
-
-
-def _mmseg_resnet_to_timm(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """mmseg ResNetV1c keys → timm resnet*c keys under ``model.`` (deep stem ``stem.N`` → ``conv1.N``/``bn1``)."""
-    out = {}
-    for key, value in state.items():
-        new = re.sub(r"^stem\.([013456])\.", r"conv1.\1.", key)
-        new = re.sub(r"^stem\.7\.", "bn1.", new)
-        out[f"model.{new}"] = value
-    return out
-
-
-def convert_mmseg_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """An mmseg EncoderDecoder state dict (``backbone.*``, ``decode_head.*``, ``auxiliary_head.*``) → ours.
-
-    Heads keep their names (ours are mmseg's); the backbone is converted by family: Swin (``stages.N.
-    blocks``) and ResNetV1c (``stem.N``); CSWin backbones and keys already in our format pass through.
-    """
-    state = dict(state_dict["state_dict"]) if isinstance(state_dict.get("state_dict"), Mapping) else dict(state_dict)
-    backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-    rest = {k: v for k, v in state.items() if not k.startswith("backbone.")}
-    if any(k.startswith(("model.", "stage1_conv_embed.")) for k in backbone):
-        converted = backbone  # already ours, or CSWin (whose names we keep)
-    elif any(k.startswith("stages.") and ".blocks." in k for k in backbone):
-        converted = mmseg_swin_to_timm(backbone)
-    elif any(k.startswith("stem.") for k in backbone) or any(k.startswith("layer1.") for k in backbone):
-        converted = _mmseg_resnet_to_timm(backbone)
-    else:
-        raise ValueError("convert_mmseg_checkpoint: unrecognised backbone keys (expected mmseg Swin or ResNetV1c)")
-    return {**{f"backbone.{k}": v for k, v in converted.items()}, **rest}
+    return load_segmentor_weights(model, path, exclude=exclude, what="init weights file")

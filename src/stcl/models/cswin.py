@@ -11,8 +11,15 @@ Module names are those of the official implementation (``stage1_conv_embed``, ``
 attns.B.get_v,mlp.fc1,mlp.fc2,norm2}``, ``mergeN.{conv,norm}``), so the official ImageNet checkpoints load
 with no renaming (`CSWinEncoder.load_pretrained` unwraps ``state_dict_ema``/``model``/``state_dict`` and drops
 the classifier). Like mmseg's Swin, the segmentation encoder adds one LayerNorm per output stage
-(``norm1`` … ``norm4``), freshly initialised. Any input size works: each stage's map is zero-padded
-(bottom/right) to whole stripes, and the padding is cropped after attention.
+(``norm1`` … ``norm4``), freshly initialised. Any input size works, computed as the official segmentation
+backbone (microsoft/CSWin-Transformer ``segmentation/backbone/cswin_transformer.py``) computes it: each
+branch zero-pads its map to whole stripes *centred* (``pad // 2`` before, the rest after) and crops the
+padding after attention; the stem is the bare 7×7 stride-4 conv (padding 2), so an H×W input gives
+⌊(H−3)/4⌋+1 rows (480×854 → 120×213), not ⌈H/4⌉.
+
+The stripe size of stage 3 depends on the pretraining resolution (7 for 224-pixel checkpoints, 12 for
+384): it is not visible in the weights, so `check_cswin_split` reads it from the file's ``arch`` / ``args``
+or its name (``…_224``, ``…_384``) and refuses a file whose split disagrees with the configured backbone.
 """
 
 from __future__ import annotations
@@ -23,9 +30,9 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stcl.models.encoders import Encoder, LoadReport, _load_non_strict
+from stcl.models.encoders import Encoder
 
-__all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint"]
+__all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint", "check_cswin_split"]
 
 
 class Mlp(nn.Module):
@@ -72,12 +79,13 @@ class LePEAttention(nn.Module):
         b, h, w, c = q.shape
         sh, sw = self._stripe(h, w)
         pad_h, pad_w = -h % sh, -w % sw
+        top, left = pad_h // 2, pad_w // 2  # centred, as the official segmentation backbone
         hp, wp = h + pad_h, w + pad_w
         heads, hd = self.num_heads, c // self.num_heads
 
         def windows(x: torch.Tensor) -> torch.Tensor:  # (B,H,W,C) → (B·nW, C, sh, sw)
             if pad_h or pad_w:
-                x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+                x = F.pad(x, (0, 0, left, pad_w - left, top, pad_h - top))
             x = x.view(b, hp // sh, sh, wp // sw, sw, c).permute(0, 1, 3, 5, 2, 4)
             return x.reshape(-1, c, sh, sw)
 
@@ -89,7 +97,7 @@ class LePEAttention(nn.Module):
         out = F.scaled_dot_product_attention(split_heads(windows(q)), split_heads(windows(k)), split_heads(v_win))
         out = (out + lepe).transpose(2, 3).reshape(b, hp // sh, wp // sw, c, sh, sw)
         out = out.permute(0, 1, 4, 2, 5, 3).reshape(b, hp, wp, c)
-        return out[:, :h, :w]
+        return out[:, top : top + h, left : left + w]
 
 
 class CSWinBlock(nn.Module):
@@ -207,6 +215,7 @@ class CSWinEncoder(Encoder):
                 self.add_module(f"merge{i + 1}", MergeBlock(dims[i], dims[i + 1]))
             self.add_module(f"norm{i + 1}", nn.LayerNorm(dims[i]))
         self.out_channels = tuple(dims)
+        self.split_sizes = tuple(split_sizes)
         self.grad_checkpointing = False
         self.apply(self._init_weights)
 
@@ -221,10 +230,8 @@ class CSWinEncoder(Encoder):
             nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B,3,H,W) normalised → four maps (B,C_i,⌈H/s_i⌉,⌈W/s_i⌉)."""
-        pad_h, pad_w = -x.shape[2] % 4, -x.shape[3] % 4
-        if pad_h or pad_w:  # bottom/right, so that the stride-4 stem gives exactly ⌈H/4⌉ × ⌈W/4⌉
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        """x: (B,3,H,W) normalised → four maps (B,C_i,h_i,w_i): h_1 = ⌊(H−3)/4⌋+1 (the official stem), then
+        h_{i+1} = ⌈h_i/2⌉; for H a multiple of 32 that is H/4, H/8, H/16, H/32."""
         x = self.stage1_conv_embed(x)  # (B,H/4,W/4,C) NHWC
         outs = []
         for i in range(1, 5):
@@ -244,18 +251,14 @@ class CSWinEncoder(Encoder):
     def no_weight_decay(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.dim() == 1}
 
-    def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
-        """Load an official CSWin checkpoint (classification or segmentation backbone)."""
-        return _load_non_strict(self, convert_cswin_checkpoint(state_dict), source)
-
 
 def convert_cswin_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official CSWin checkpoint → `CSWinEncoder` keys.
 
-    Unwraps ``state_dict_ema`` / ``model`` / ``state_dict``, strips a ``backbone.`` or ``module.`` prefix and
+    Unwraps ``state_dict`` / ``state_dict_ema`` / ``model`` (the official segmentation loader's order), strips a ``backbone.`` or ``module.`` prefix and
     drops the classifier (``head.*``) and its final ``norm.*``; the module names are otherwise identical.
     """
-    for key in ("state_dict_ema", "model", "state_dict"):
+    for key in ("state_dict", "state_dict_ema", "model"):
         if isinstance(state_dict.get(key), dict):
             state_dict = state_dict[key]
             break
@@ -270,9 +273,11 @@ def convert_cswin_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-# name → (embed_dim, depths, num_heads, split_sizes); "large"/"base"/"tiny" as the official 384 models.
+# name → (embed_dim, depths, num_heads, split_sizes); "large"/"base" as the official 384 models (split 12),
+# "large_224" and "tiny" as the 224 ones (split 7).
 CSWIN_VARIANTS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
     "large": (144, (2, 4, 32, 2), (6, 12, 24, 24), (1, 2, 12, 12)),
+    "large_224": (144, (2, 4, 32, 2), (6, 12, 24, 24), (1, 2, 7, 7)),
     "base": (96, (2, 4, 32, 2), (4, 8, 16, 32), (1, 2, 12, 12)),
     "tiny": (64, (1, 2, 21, 1), (2, 4, 8, 16), (1, 2, 7, 7)),
     "mini": (32, (1, 1, 2, 1), (2, 2, 4, 4), (1, 2, 2, 2)),  # CPU tests
@@ -289,3 +294,31 @@ def build_cswin(variant: str, *, drop_path: float = 0.0, device: str | torch.dev
         with torch.device(device):
             return CSWinEncoder(**kwargs)
     return CSWinEncoder(**kwargs)
+
+
+def _split_from_meta(wf) -> int | None:  # noqa: ANN001 - a stcl.models.files.WeightsFile
+    """Stage-3 stripe size recorded in a CSWin file: ``arch``/``args`` entries, else the file name."""
+    import re
+
+    texts = [str(wf.meta.get("arch", "")), str(wf.meta.get("args", "")), wf.path.name]
+    for text in texts:
+        m = re.search(r"(?<!\d)(224|384)(?!\d)", text)
+        if m:
+            return 7 if m.group(1) == "224" else 12
+    return None
+
+
+def check_cswin_split(wf, encoder: CSWinEncoder) -> None:  # noqa: ANN001 - a stcl.models.files.WeightsFile
+    """Refuse a CSWin file whose pretraining split (7 at 224 px, 12 at 384) is not the configured one.
+
+    A model file of this project records its backbone name instead; files that record neither pass.
+    """
+    if wf.format == "stcl-model":
+        return
+    split = _split_from_meta(wf)
+    if split is not None and split != encoder.split_sizes[2]:
+        fix = "cswin_large_224" if split == 7 else "cswin_large"
+        raise ValueError(
+            f"{wf.path}: a CSWin checkpoint trained with stripe size {split} (stage 3); the configured "
+            f"backbone uses {encoder.split_sizes[2]} (for a CSWin-L file choose model.backbone: {fix})"
+        )

@@ -7,25 +7,34 @@ table of the project; an unknown name raises a ValueError that lists the valid o
   ``forward_intermediates``, so the state-dict keys are timm's own (``model.layer1.0.conv1.weight``) and a
   timm checkpoint loads unchanged. ``resnet50`` is timm's ``resnet50c``: the deep stem (three 3×3 convs,
   32-32-64) that mmseg calls ResNetV1c. ResNeSt needs at least two samples per BatchNorm in train mode.
-* Swin wraps timm's `SwinTransformer` (dynamic input size: windows are padded, masks built per size) and adds
-  one LayerNorm per output stage (``norm0`` … ``norm3``), as mmseg's Swin does; timm's NHWC stage outputs
-  are normalised, then permuted to NCHW.
+* Swin wraps timm's `SwinTransformer` and computes what the official Swin and mmseg's `SwinTransformer`
+  compute at any input size: every stage keeps the configured window (timm's ``always_partition``; by
+  default timm would shrink a window larger than the 224-pixel feature map and drop its shift), every odd
+  block is shifted by half a window, and a shifted block pads its map to whole windows *before* the cyclic
+  roll, with the mask built on the padded map (`PadThenRollBlock`; timm rolls then pads, which differs
+  whenever a stage's size is not a multiple of the window). It adds one LayerNorm per output stage
+  (``norm0`` … ``norm3``), as mmseg's Swin does; timm's NHWC stage outputs are normalised, then permuted
+  to NCHW. Key names are timm's.
 * CSWin lives in `stcl.models.cswin` (not in timm).
 
-Pretrained weights come from a local file named in params (a timm state dict, or the official Swin release
-``{'model': ...}`` format, which timm's own filter converts), or, only with ``pretrained_from_hub``, from
-timm's hub loading. Nothing downloads by default; missing/unexpected keys are returned and logged.
+Pretrained weights come from a local file named in params (any format `stcl.models.files` detects: the
+official Swin / CSWin releases, timm weights, mmseg model-zoo checkpoints), loaded strictly by
+`stcl.models.loading`, or, only with ``pretrained_from_hub``, from timm's hub loading. Nothing downloads
+by default.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
+
+from stcl.models.loading import LoadReport
 
 __all__ = [
     "Encoder",
@@ -35,32 +44,10 @@ __all__ = [
     "LoadReport",
     "build_encoder",
     "encoder_names",
-    "load_state_dict_file",
+    "PadThenRollBlock",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LoadReport:
-    """What a non-strict state-dict load did: keys the model lacked, keys the file lacked, shape clashes."""
-
-    source: str
-    loaded: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        def few(keys: list[str]) -> str:
-            return ", ".join(keys[:8]) + (f", … (+{len(keys) - 8})" if len(keys) > 8 else "")
-
-        parts = [f"{self.source}: loaded {self.loaded} tensors"]
-        for name in ("missing", "unexpected", "mismatched"):
-            keys = getattr(self, name)
-            if keys:
-                parts.append(f"{len(keys)} {name} [{few(keys)}]")
-        return "; ".join(parts)
 
 
 class Encoder(nn.Module):
@@ -80,6 +67,18 @@ class Encoder(nn.Module):
         """Recompute blocks in backward instead of storing their activations (memory for compute)."""
         raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
 
+    def load_pretrained(self, obj: dict, source: str, *, exclude: tuple[str, ...] = ()) -> LoadReport:
+        """Load an already-read weights file (any supported format) strictly; see `stcl.models.loading`."""
+        from stcl.models.files import detect_format
+        from stcl.models.loading import encoder_state, strict_load
+
+        wf = detect_format(obj, source)
+        state, absent_ok, hint = encoder_state(wf, self)
+        absent = tuple(f"backbone.{a}" for a in absent_ok)
+        return strict_load(
+            self, state, source, exclude=exclude, absent_ok=absent, prefix="backbone.", fmt=wf.format, hint=hint
+        )
+
 
 class TimmCnnEncoder(Encoder):
     """A timm CNN (ResNet family) read at its four residual stages.
@@ -94,6 +93,7 @@ class TimmCnnEncoder(Encoder):
         super().__init__()
         import timm
 
+        self.timm_name = name
         self.model = timm.create_model(name, pretrained=pretrained_from_hub, num_classes=0, drop_path_rate=drop_path)
         infos = self.model.feature_info
         # Stage indices whose reduction is 4, 8, 16, 32 (index 0 is the stride-2 stem).
@@ -110,15 +110,39 @@ class TimmCnnEncoder(Encoder):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
-    def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("fc.", "head."))}
-        return _load_non_strict(self.model, state_dict, source)
+
+class PadThenRollBlock(SwinTransformerBlock):
+    """timm's Swin block with the attention step in the official / mmseg order: pad, roll, attend, roll
+    back, crop. Same parameters and keys as `SwinTransformerBlock` (instances are re-classed in place).
+
+    timm rolls the unpadded map and pads afterwards, so the padding lands inside the cyclic shift; the
+    official code pads the map to whole windows first and builds the shift mask on the padded map.
+    """
+
+    def _attn(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B,H,W,C) → (B,H,W,C)."""
+        _, h, w, c = x.shape
+        wh, ww = self.window_size
+        pad_h, pad_w = -h % wh, -w % ww
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        shifted = any(self.shift_size)
+        if shifted:
+            x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
+        mask = self.get_attn_mask(x) if shifted else None  # (nW, wh·ww, wh·ww) on the padded map
+        windows = window_partition(x, self.window_size).view(-1, self.window_area, c)
+        windows = self.attn(windows, mask=mask).view(-1, wh, ww, c)
+        x = window_reverse(windows, self.window_size, hp, wp)
+        if shifted:
+            x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
+        return x[:, :h, :w, :].contiguous()
 
 
 class SwinEncoder(Encoder):
-    """timm `SwinTransformer` with a LayerNorm per output stage (mmseg's ``norm0`` … ``norm3``).
+    """timm `SwinTransformer` computed as the official Swin, with a LayerNorm per output stage (``norm0`` …).
 
-    Any input size works: timm pads each stage to whole windows and builds the shift masks per size.
+    Any input size works: each block pads its map to whole windows of the configured size (``window_size``
+    at every stage, whatever the input), odd blocks shift by ``window_size // 2``, masks are built per size.
 
     Args:
         embed_dim, depths, num_heads, window_size: architecture (timm arguments).
@@ -151,7 +175,8 @@ class SwinEncoder(Encoder):
             window_size=window_size,
             num_classes=0,
             drop_path_rate=drop_path,
-            strict_img_size=False,
+            strict_img_size=False,  # also makes timm build the shift masks per input size
+            always_partition=True,  # the configured window at every stage, shift on every odd block
         )
         if pretrained_from_hub:
             if hub_name is None:
@@ -160,6 +185,10 @@ class SwinEncoder(Encoder):
         else:
             self.model = SwinTransformer(**kwargs, device=device)
         self.model.prune_intermediate_layers(len(depths), prune_norm=True, prune_head=True)
+        self.window_size = window_size
+        for layer in self.model.layers:
+            for block in layer.blocks:
+                block.__class__ = PadThenRollBlock
         self.out_channels = tuple(int(embed_dim * 2**i) for i in range(len(depths)))
         for i, ch in enumerate(self.out_channels):
             self.add_module(f"norm{i}", nn.LayerNorm(ch, device=device))
@@ -184,47 +213,6 @@ class SwinEncoder(Encoder):
         names = {f"model.{n}" for n in self.model.no_weight_decay()}
         names |= {n for n, _ in self.named_parameters() if "relative_position_bias_table" in n or "norm" in n}
         return names
-
-    def load_pretrained(self, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
-        """Load a timm or official-release Swin state dict (timm's filter handles the official layout)."""
-        from timm.models.swin_transformer import checkpoint_filter_fn
-
-        state_dict = checkpoint_filter_fn(state_dict, self.model)
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(("head.", "norm."))}
-        return _load_non_strict(self.model, state_dict, source)
-
-
-def _load_non_strict(module: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> LoadReport:
-    own = module.state_dict()
-    usable = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
-    report = LoadReport(
-        source=source,
-        loaded=len(usable),
-        missing=sorted(k for k in own if k not in usable),
-        unexpected=sorted(k for k in state_dict if k not in own),
-        mismatched=sorted(k for k in state_dict if k in own and own[k].shape != state_dict[k].shape),
-    )
-    module.load_state_dict(usable, strict=False)
-    level = logging.WARNING if report.missing or report.unexpected or report.mismatched else logging.INFO
-    log.log(level, "pretrained encoder weights: %s", report)
-    return report
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file and return its state dict (unwraps ``model`` / ``state_dict`` / ``module``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: pretrained weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path}: not a loadable torch checkpoint ({err})") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a state dict of tensors")
-    return obj
 
 
 def _swin(embed_dim: int, depths: tuple[int, ...], heads: tuple[int, ...], window: int, hub: str | None):
@@ -280,6 +268,7 @@ ENCODERS: dict[str, EncoderFactory] = {
     "resnest101e": _cnn("resnest101e"),
     "resnet18": _cnn("resnet18"),
     "cswin_large": _cswin("large"),
+    "cswin_large_224": _cswin("large_224"),
     "cswin_tiny": _cswin("tiny"),
     "cswin_mini": _cswin("mini"),
 }
@@ -298,16 +287,18 @@ def build_encoder(
     pretrained_from_hub: bool = False,
     grad_checkpointing: bool = False,
     device: str | torch.device | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> Encoder:
     """Build the encoder ``name`` (see `ENCODERS`), optionally loading local pretrained weights.
 
     Args:
         name: a key of `ENCODERS`.
         drop_path: stochastic depth rate.
-        pretrained: local checkpoint file (timm or official release format); never downloaded.
+        pretrained: local weights file in any supported format, loaded strictly; never downloaded.
         pretrained_from_hub: explicit opt-in to timm's hub download.
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
+        exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
@@ -315,7 +306,9 @@ def build_encoder(
         raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
     encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
     if pretrained is not None:
-        encoder.load_pretrained(load_state_dict_file(pretrained), str(pretrained))
+        from stcl.models.loading import load_encoder_weights
+
+        load_encoder_weights(encoder, pretrained, exclude=exclude)
     if grad_checkpointing:
         encoder.set_grad_checkpointing(True)
     return encoder

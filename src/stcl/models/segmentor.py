@@ -142,14 +142,15 @@ def build_segmentor(
         num_classes: output classes (124 for VSPW, 133 for COCO-pre).
         proj_dim: projection dim for STCL (``stage.stcl.dim``); None → no projection head.
         device: "meta" builds without allocating memory (parameter counting).
-        load_pretrained: load ``model.pretrained`` / hub weights into the encoder (False when a full
-            checkpoint is about to be loaded anyway).
+        load_pretrained: load ``model.pretrained`` (strictly, `stcl.models.loading`) / hub weights (False
+            when a full checkpoint is about to be loaded anyway).
     """
+    if model.pretrained is not None and model.pretrained_from_hub and load_pretrained:
+        raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
     meta = device is not None and torch.device(device).type == "meta"
     backbone = build_encoder(
         model.backbone,
         drop_path=model.drop_path,
-        pretrained=model.pretrained if load_pretrained and not meta else None,
         pretrained_from_hub=model.pretrained_from_hub and load_pretrained and not meta,
         grad_checkpointing=model.grad_checkpointing,
         device=device,
@@ -169,6 +170,12 @@ def build_segmentor(
             segmentor = Segmentor(backbone, **kwargs)
     else:
         segmentor = Segmentor(backbone, **kwargs)
+    if load_pretrained and not meta and model.pretrained is not None:
+        from stcl.models.loading import load_segmentor_weights
+
+        # A backbone file (ImageNet release, timm) fills the encoder; a whole-model file (mmseg model zoo)
+        # fills the heads too. Strict: anything that does not fit is an error unless in model.load_exclude.
+        load_segmentor_weights(segmentor, model.pretrained, exclude=model.load_exclude, what="model.pretrained file")
     if model.sync_bn:
         segmentor = nn.SyncBatchNorm.convert_sync_batchnorm(segmentor)
     return segmentor

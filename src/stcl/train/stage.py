@@ -103,7 +103,7 @@ def build_job(
                 f"{path}: init weights of stage {stage_name!r} (init: {stage.init}) not found; "
                 f"run `stcl train --stage {stage.init}` first or pass another --init PATH"
             )
-        report = load_init_weights(model, path)
+        report = load_init_weights(model, path, exclude=params.model.load_exclude)
         if is_main:
             print(f"stcl train: init {stage_name} from {report}", flush=True)
         summary["init"] = {

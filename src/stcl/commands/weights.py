@@ -1,0 +1,87 @@
+"""`stcl weights FILE`: which format a weights file is in, which backbones it fits, and whether it loads.
+
+    stcl weights swin_large_patch4_window12_384_22k.pth --params params.yaml --stage pretrain_coco
+
+Reads the file safely (never runs pickled code), names its format (official Swin / CSWin release, timm,
+mmseg model zoo, a model file of this project), the backbone family and window / stripe size, lists the
+``model.backbone`` names whose shapes it fits, then checks a strict load into the model that ``model:`` of
+the params file builds for ``--stage`` (its class count and projection dim), exactly as ``model.pretrained``
+or a stage's init would load it; nothing is trained or written. Exit 0: it loads; 1: it does not, or the
+file is unreadable (the reason in one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+_FORMATS = {
+    "stcl-model": "a model file of this project (stcl-model/1)",
+    "mmseg": "an mmsegmentation checkpoint (state_dict with backbone / decode_head / auxiliary_head)",
+    "swin-official": "the official Microsoft Swin release ({'model': ...})",
+    "swin-timm": "timm Swin weights",
+    "cswin-official": "the official microsoft/CSWin-Transformer release",
+    "resnet-timm": "timm ResNet / ResNeSt weights",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="weights file (.pth, .pt, .bin, .safetensors)")
+    p.add_argument("--params", default="params.yaml", type=Path, help="params file (default: params.yaml)")
+    p.add_argument(
+        "--stage",
+        default="pretrain_coco",
+        help="training stage whose class count and projection dim the model gets (default: pretrain_coco)",
+    )
+
+
+def _fitting_backbones(wf) -> list[str]:  # noqa: ANN001 - a stcl.models.files.WeightsFile
+    """Encoder names (on the meta device) into which the file's backbone part would load strictly."""
+    from stcl.models.encoders import ENCODERS, build_encoder
+    from stcl.models.loading import encoder_state, strict_load
+
+    fits = []
+    for name in ENCODERS:
+        try:
+            enc = build_encoder(name, device="meta")
+            state, absent_ok, _ = encoder_state(wf, enc)
+            absent = tuple(f"backbone.{a}" for a in absent_ok)
+            strict_load(enc, state, str(wf.path), absent_ok=absent, prefix="backbone.", dry_run=True)
+        except ValueError:
+            continue
+        fits.append(name)
+    return fits
+
+
+def run(args: argparse.Namespace) -> int:
+    from stcl.data.classes import class_names
+    from stcl.models.files import open_weights
+    from stcl.models.loading import load_segmentor_weights
+    from stcl.models.segmentor import build_segmentor
+    from stcl.params import load_params
+
+    wf = open_weights(args.file)
+    n = sum(v.numel() for v in wf.state.values())
+    print(f"file:     {wf.path}")
+    print(f"format:   {wf.format}: {_FORMATS[wf.format]}; {len(wf.state)} tensors, {n:,} values")
+    detail = f", window {wf.window}" if wf.window else ""
+    heads = "with decode/auxiliary heads" if wf.heads else "backbone only"
+    print(f"backbone: {wf.backbone or 'unknown'}{detail} ({heads})")
+    fits = _fitting_backbones(wf)
+    print(f"fits:     {', '.join(fits) if fits else 'no model.backbone of this version'}")
+
+    params = load_params(args.params)
+    stage = params.stage(args.stage)
+    num_classes = len(class_names(stage.label_space))
+    proj_dim = stage.stcl.dim if stage.stcl.enabled else None
+    model = build_segmentor(params.model, num_classes, proj_dim, device="meta")
+    where = f"{args.params} model.backbone={params.model.backbone}, stage {args.stage}: {num_classes} classes"
+    try:
+        report = load_segmentor_weights(model, wf, exclude=params.model.load_exclude, dry_run=True)
+    except ValueError as err:
+        print(f"into:     {where}\nresult:   does NOT load: {err}")
+        return 1
+    print(f"into:     {where}\nresult:   loads strictly: {report}")
+    return 0

@@ -1,0 +1,209 @@
+"""Reading weights files safely, and telling which public format a file is in.
+
+`read_weights_file` opens ``.pth``/``.pt``/``.bin`` files with ``torch.load(weights_only=True)`` (never the
+unsafe unpickler) and ``.safetensors`` files with safetensors; any failure becomes one line naming the file
+and what is wrong with it (missing, empty, truncated, not a torch file, pickled code refused).
+
+`detect_format` names the layout of a loaded file:
+
+=================  ===========================================================================================
+``stcl-model``     a model file of this project (`stcl.models.checkpoints`)
+``mmseg``          an mmsegmentation model-zoo checkpoint: ``{"state_dict": {backbone.*, decode_head.*, ...},
+                   "meta": ...}`` (Swin, ResNetV1c, ResNeSt backbones)
+``swin-official``  the Microsoft Swin release (``swin_large_patch4_window12_384_22k.pth``): ``{"model": ...}``
+                   with PatchMerging at the end of each stage and ``relative_position_index`` buffers
+``swin-timm``      timm's Swin weights (``swin_large_patch4_window12_384.ms_in22k``): PatchMerging at the
+                   start of the next stage, ``head.fc``
+``cswin-official`` the microsoft/CSWin-Transformer release (``state_dict_ema`` / ``state_dict`` / ``model``)
+``resnet-timm``    a ResNet/ResNeSt ImageNet state dict: timm's (``conv1``, ``layer1`` … ``layer4``, ``fc``) or
+                   mmcv's (deep stem ``stem.N``, e.g. ``resnet50_v1c-2cccc1ad.pth``)
+=================  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["WeightsFile", "read_weights_file", "detect_format", "open_weights"]
+
+# Unwrapping order of the official CSWin segmentation loader (mmcv_custom/checkpoint.py): a file holding both
+# ``state_dict`` and ``state_dict_ema`` gives ``state_dict``.
+_WRAPPERS = ("state_dict", "state_dict_ema", "model", "module")
+
+
+def read_weights_file(path: str | Path, what: str = "weights file") -> Any:
+    """Load ``path`` without executing pickled code; errors are one ValueError line naming the file.
+
+    Returns whatever the file holds (a dict of tensors, or a dict wrapping one).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path}: {what} is empty (0 bytes)")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, what)
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path}: {what} is truncated or damaged ({size} bytes; its zip index is missing)")
+    elif not head.startswith(b"\x80"):  # neither torch's zip format nor a legacy pickle
+        if len(head) == 8 and int.from_bytes(head, "little") < size and _looks_like_safetensors(path):
+            return _read_safetensors(path, what)
+        raise ValueError(f"{path}: {what} is not a torch checkpoint (no zip or pickle header)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one line about the file
+        raise ValueError(f"{path}: {what} {_reason(err)}") from None
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if m:
+        return (
+            f"holds pickled Python objects ({m.group(1)}), which are refused because loading them runs code "
+            "(Unsupported global); if the file is a trusted mmseg/mmengine checkpoint, keep only its weights: "
+            "torch.save({'state_dict': ckpt['state_dict']}, new_path)"
+        )
+    if "Weights only load failed" in text or "UnpicklingError" in type(err).__name__:
+        first = next((ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln), "")
+        return f"holds pickled data that is not plain tensors and containers ({first[:120]})"
+    if isinstance(err, (EOFError, RuntimeError)) or "failed reading" in text or "central directory" in text:
+        return "is truncated or damaged (torch could not read its records)"
+    return f"is not a readable torch checkpoint ({type(err).__name__})"
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    with path.open("rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        return fh.read(1) == b"{" and n > 1
+
+
+def _read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(
+            f"{path}: {what} is not a readable safetensors file ({str(err).splitlines()[0][:120]})"
+        ) from None
+
+
+@dataclass
+class WeightsFile:
+    """A weights file, unwrapped: its format (see module doc), the tensors, and facts read from it.
+
+    ``backbone``: the encoder family its backbone keys belong to (``swin``, ``cswin``, ``resnet``,
+    ``resnest``), or None. ``window``: Swin window size from its position tables; ``heads``: True when it
+    holds a decode head; ``meta``: the non-tensor entries of the file (``meta``, ``arch``, ``format``…).
+    """
+
+    path: Path
+    format: str
+    state: dict[str, torch.Tensor]
+    backbone: str | None
+    window: int | None
+    heads: bool
+    meta: dict[str, Any]
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _strip(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        for p in prefixes:
+            if key.startswith(p):
+                key = key[len(p) :]
+        out[key] = value
+    return out
+
+
+def _backbone_family(keys: list[str]) -> str | None:
+    if any(".blocks." in k and k.split(".")[0] in ("stages", "layers") for k in keys):
+        return "swin"
+    if any(k.startswith("stage1_conv_embed") for k in keys):
+        return "cswin"
+    if any(".conv2.fc1." in k or ".conv2.conv." in k or ".conv2.bn0." in k for k in keys):
+        return "resnest"
+    if any(k.startswith(("layer1.", "stem.", "conv1.")) for k in keys):
+        return "resnet"
+    return None
+
+
+def _swin_window(state: Mapping[str, torch.Tensor]) -> int | None:
+    """Window of the first block with a position table: the table has (2w-1)² rows."""
+    for key, value in state.items():
+        if key.endswith("relative_position_bias_table"):
+            side = round(value.shape[0] ** 0.5)
+            return (side + 1) // 2
+    return None
+
+
+def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
+    """Unwrap and classify a loaded file (see the module doc for the formats); ValueError if none fits."""
+    path = Path(path)
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    meta = {k: v for k, v in obj.items() if not isinstance(v, (torch.Tensor, Mapping)) or k == "meta"}
+    if obj.get("format") == "stcl-model/1" and _is_tensor_dict(obj.get("state_dict")):
+        state = dict(obj["state_dict"])
+        bb = [k[len("backbone.") :] for k in state if k.startswith("backbone.")]
+        fam = _backbone_family([k[len("model.") :] if k.startswith("model.") else k for k in bb])
+        backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        return WeightsFile(path, "stcl-model", state, fam, _swin_window(backbone_state), True, meta)
+    inner, wrapper = obj, None
+    for key in _WRAPPERS:
+        if _is_tensor_dict(obj.get(key)):
+            inner, wrapper = obj[key], key
+            break
+    if not _is_tensor_dict(inner):
+        raise ValueError(
+            f"{path}: expected a state dict of tensors (at the top or under one of {', '.join(_WRAPPERS)}); "
+            f"found keys {', '.join(map(str, list(obj)[:6]))}"
+        )
+    state = _strip(inner, ("module.",))
+    keys = list(state)
+    if any(k.startswith("backbone.") for k in keys):
+        backbone_keys = [k[len("backbone.") :] for k in keys if k.startswith("backbone.")]
+        fam = _backbone_family(backbone_keys)
+        backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        heads = any(k.startswith("decode_head.") for k in keys)
+        name = "cswin-official" if fam == "cswin" and not heads else "mmseg"
+        return WeightsFile(path, name, state, fam, _swin_window(backbone_state), heads, meta)
+    fam = _backbone_family(keys)
+    if fam == "swin":
+        # PatchMerging ends stage 0 in the official layout and starts stage 1 in timm's; without any
+        # PatchMerging (one stage), stored index buffers mark the official release.
+        if any(k.startswith("layers.0.downsample.") for k in keys):
+            official = True
+        elif any(k.startswith("layers.1.downsample.") for k in keys):
+            official = False
+        else:
+            official = any(k.endswith("relative_position_index") for k in keys)
+        return WeightsFile(
+            path, "swin-official" if official else "swin-timm", state, fam, _swin_window(state), False, meta
+        )
+    if fam == "cswin":
+        return WeightsFile(path, "cswin-official", state, fam, None, False, meta)
+    if fam in ("resnet", "resnest"):
+        return WeightsFile(path, "resnet-timm", state, fam, None, False, meta)
+    raise ValueError(f"{path}: unrecognised weights layout (first keys: {', '.join(keys[:4])}); wrapper {wrapper!r}")
+
+
+def open_weights(path: str | Path, what: str = "weights file") -> WeightsFile:
+    """`read_weights_file` + `detect_format`."""
+    return detect_format(read_weights_file(path, what), path)
