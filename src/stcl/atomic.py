@@ -266,11 +266,13 @@ def remove_new_empty_dirs(path: str | Path, before: set[Path]) -> list[Path]:
     Returns the removed folders.
     """
     path = Path(path).absolute()
-    candidates = [p for p in path.parents if p not in before]
-    if path.is_dir():
-        candidates.append(path)
-        for parent, dirs, _ in os.walk(path):
-            candidates += [Path(parent) / d for d in dirs]
+    new_above = [p for p in path.parents if p not in before]
+    top = new_above[-1] if new_above else path  # the highest folder the command may have created
+    candidates = set(new_above)
+    if top.is_dir():
+        candidates.add(top)
+        for parent, dirs, _ in os.walk(top):
+            candidates.update(Path(parent) / d for d in dirs)
     removed = []
     for d in sorted({c for c in candidates if c not in before}, key=lambda c: len(c.parts), reverse=True):
         try:
