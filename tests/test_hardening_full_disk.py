@@ -81,7 +81,8 @@ def test_evaluate_metrics(workspace, tmp_path, capsys) -> None:
     with small_tmpfs(tmp_path / "disk", "4k") as disk:
         (disk / "filler").write_bytes(b"x" * 4096)  # the file system is full before the command starts
         out = disk / "metrics" / "model.json"
-        argv = ["evaluate", "--gt-root", "data/VSPW_480p", "--pred-root", "pred/val", "--split", "val", "--out", str(out)]
+        argv = ["evaluate", "--gt-root", "data/VSPW_480p", "--pred-root", "pred/val", "--split", "val"]
+        argv += ["--out", str(out)]
         assert main(argv) == EXIT_USER_ERROR
         assert _one_line_naming(capsys, "evaluate", disk) == str(out)
         assert leftovers(disk) == [] and not (disk / "metrics").exists()

@@ -22,13 +22,13 @@ def workspace(tmp_path_factory) -> Path:
     return make_workspace(tmp_path_factory.mktemp("signals_ws"))
 
 
-def _train(ws: Path, out: str, params: str = "params.yaml") -> tuple[str, ...]:
+def _train(out: str, params: str = "params.yaml") -> tuple[str, ...]:
     return ("train", "--stage", "train_stcl", "--params", params, "--out", out, "--device", "cpu")
 
 
 def test_ctrl_c_during_train_writes_a_checkpoint_and_exits_130(workspace) -> None:
     out = workspace / "ctrl_c"
-    proc = launch(workspace, *_train(workspace, "ctrl_c"))
+    proc = launch(workspace, *_train("ctrl_c"))
     wait_for(lambda: (out / "state" / "iter_00000002.pt").exists(), proc, "the first checkpoint")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     stdout, stderr = proc.communicate(timeout=300)
@@ -86,13 +86,13 @@ def test_signal_during_infer_is_one_line_and_keeps_only_complete_videos(workspac
 
 def test_second_train_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(workspace) -> None:
     out = workspace / "locked"
-    first = launch(workspace, *_train(workspace, "locked"))
+    first = launch(workspace, *_train("locked"))
     wait_for(lambda: (out / "state" / "iter_00000002.pt").exists(), first, "the first checkpoint")
-    second = launch(workspace, *_train(workspace, "locked"))
+    second = launch(workspace, *_train("locked"))
     _, stderr = second.communicate(timeout=300)
     assert second.returncode == EXIT_USER_ERROR
     lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"stcl train: error: locked/train.lock: output folder in use ")
+    assert len(lines) == 1 and lines[0].startswith("stcl train: error: locked/train.lock: output folder in use ")
     assert f"(pid {first.pid} on host " in lines[0]
     assert first.poll() is None  # the first training was not disturbed
     holder = json.loads((out / "train.lock").read_text())
@@ -102,7 +102,7 @@ def test_second_train_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(
     first.communicate(timeout=60)
     assert json.loads((out / "train.lock").read_text())["pid"] == first.pid
     write_params(workspace, "short.yaml", iters=2, checkpoint_every=2)
-    third = launch(workspace, *_train(workspace, "locked", "short.yaml"))
+    third = launch(workspace, *_train("locked", "short.yaml"))
     stdout, stderr = third.communicate(timeout=600)
     assert third.returncode == 0, stderr
     assert f"taking over the stale lock of pid {first.pid} on host" in stdout

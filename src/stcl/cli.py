@@ -32,11 +32,7 @@ from typing import Any
 
 from stcl import __version__
 from stcl.atomic import DISK_FULL_ERRNOS, remove_new_empty_dirs, snapshot_dirs
-
-EXIT_OK = 0
-EXIT_USER_ERROR = 1
-EXIT_PREEMPTED = 75
-EXIT_INTERRUPTED = 130
+from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # the signals of a batch scheduler's preemption / time limit
 
 # subcommand → (module under stcl.commands, one-line help)

@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from stcl.atomic import write_json
+from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from stcl.params import TrainStageParams
 from stcl.train.distributed import DistContext, all_gather_objects
 from stcl.train.logging import TrainLogger
@@ -40,10 +41,19 @@ from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan, grad_accum_st
 from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.state import CheckpointManager, capture_rng, restore_rng
 
-__all__ = ["PREEMPT_EXIT_CODE", "INTERRUPT_EXIT_CODE", "NonFiniteLossError", "LossFn", "TrainJob", "TrainResult", "train", "seed_everything"]
+__all__ = [
+    "PREEMPT_EXIT_CODE",
+    "INTERRUPT_EXIT_CODE",
+    "NonFiniteLossError",
+    "LossFn",
+    "TrainJob",
+    "TrainResult",
+    "train",
+    "seed_everything",
+]
 
-PREEMPT_EXIT_CODE = 75
-INTERRUPT_EXIT_CODE = 130  # 128 + SIGINT, as a shell reports a Ctrl-C'd program
+PREEMPT_EXIT_CODE = EXIT_PREEMPTED  # 75
+INTERRUPT_EXIT_CODE = EXIT_INTERRUPTED  # 130: 128 + SIGINT, as a shell reports a Ctrl-C'd program
 
 # (model output, labels (B,T,H,W) int64, use_stcl) -> (scalar loss, {part name: float})
 LossFn = Callable[[Any, torch.Tensor, bool], tuple[torch.Tensor, dict[str, float]]]
