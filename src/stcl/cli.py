@@ -27,6 +27,7 @@ import importlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,24 +70,17 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def _stop_handler(main_pid: int):
+def _raising_handler(main_pid: int, exception: Callable[[int], BaseException]) -> Callable[[int, Any], None]:
+    """A signal handler raising ``exception(signum)`` in the main process. A forked worker (DataLoader,
+    process pool) inherits it: there it restores the default action and re-sends the signal, so the worker
+    dies quietly (no traceback per worker) and the main process alone reports."""
+
     def handler(signum: int, frame: Any) -> None:
-        if os.getpid() != main_pid:  # a forked worker inherited this handler: die as the signal wants
+        if os.getpid() != main_pid:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise Stopped(signum)
-
-    return handler
-
-
-def _interrupt_handler(main_pid: int):
-    def handler(signum: int, frame: Any) -> None:
-        if os.getpid() != main_pid:  # forked workers die quietly; the main process reports
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        raise KeyboardInterrupt
+        raise exception(signum)
 
     return handler
 
@@ -119,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(argv)  # prints usage / error / version and exits
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(f"stcl.commands.{COMMANDS[name][0]}")
+    try:
+        module = importlib.import_module(f"stcl.commands.{COMMANDS[name][0]}")
+    except KeyboardInterrupt:  # Ctrl-C while the command's modules load: nothing written yet
+        print(f"stcl {name}: interrupted (SIGINT); no partial output kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
     sub = argparse.ArgumentParser(prog=f"stcl {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
@@ -127,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     before = {p: snapshot_dirs(p) for p in outputs}
     old_handlers = {}
     try:
-        old_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, _interrupt_handler(os.getpid()))
+        old_handlers[signal.SIGINT] = signal.signal(
+            signal.SIGINT, _raising_handler(os.getpid(), lambda signum: KeyboardInterrupt())
+        )
         for s in STOP_SIGNALS:
-            old_handlers[s] = signal.signal(s, _stop_handler(os.getpid()))
+            old_handlers[s] = signal.signal(s, _raising_handler(os.getpid(), Stopped))
     except ValueError:  # not the main thread (main() called from a thread): signals keep their handlers
         pass
     code = EXIT_USER_ERROR
