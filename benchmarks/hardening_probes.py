@@ -38,7 +38,8 @@ class Probe:
     def start(self, *args: str, out: Path | None = None) -> subprocess.Popen:
         stdout = open(out, "w") if out else subprocess.PIPE  # noqa: SIM115 (closed with the process)
         return subprocess.Popen([sys.executable, "-m", "stcl", *args], cwd=self.work, env=self.env, text=True,
-                                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
+                                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=default_sigint)
 
     def run(self, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
         cmd = [*prefix, sys.executable, "-m", "stcl", *args]
@@ -50,6 +51,11 @@ class Probe:
         last = lines[-1][:110] if lines else ""
         self.rows.append((name, f"exit {rc};{tb} {len(lines)} stderr lines; last: `{last}`{extra}"))
         print(f"{name}: {self.rows[-1][1]}", flush=True)
+
+
+def default_sigint() -> None:
+    """In the child: SIGINT as in a terminal (a background job of a script inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(cond, proc: subprocess.Popen, timeout: float = 600) -> bool:

@@ -262,7 +262,15 @@ def test_unreadable_only_checkpoint_starts_afresh_with_a_warning(tmp_path, capsy
     assert f"{ckpts.path_for(5)}: cannot read training checkpoint" in err and "starting afresh" in err
 
 
-def test_sigint_checkpoints_and_reports_exit_130(tmp_path) -> None:
+@pytest.fixture()
+def ctrl_c_enabled():
+    """SIGINT as in a terminal, even when pytest itself was started with it ignored (a background job)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_sigint_checkpoints_and_reports_exit_130(tmp_path, ctrl_c_enabled) -> None:
     from stcl.train.loop import INTERRUPT_EXIT_CODE
 
     def ctrl_c_at_2(it: int) -> None:
@@ -276,7 +284,7 @@ def test_sigint_checkpoints_and_reports_exit_130(tmp_path) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 
 
-def test_second_ctrl_c_stops_at_once(tmp_path) -> None:
+def test_second_ctrl_c_stops_at_once(tmp_path, ctrl_c_enabled) -> None:
     def ctrl_c_twice(it: int) -> None:
         if it == 2:
             os.kill(os.getpid(), signal.SIGINT)

@@ -125,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     before = {p: snapshot_dirs(p) for p in outputs}
     old_handlers = {}
     try:
-        old_handlers[signal.SIGINT] = signal.signal(
-            signal.SIGINT, _raising_handler(os.getpid(), lambda signum: KeyboardInterrupt())
-        )
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup / background jobs keep ignoring it
+            old_handlers[signal.SIGINT] = signal.signal(
+                signal.SIGINT, _raising_handler(os.getpid(), lambda signum: KeyboardInterrupt())
+            )
         for s in STOP_SIGNALS:
-            old_handlers[s] = signal.signal(s, _raising_handler(os.getpid(), Stopped))
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                old_handlers[s] = signal.signal(s, _raising_handler(os.getpid(), Stopped))
     except ValueError:  # not the main thread (main() called from a thread): signals keep their handlers
         pass
     code = EXIT_USER_ERROR

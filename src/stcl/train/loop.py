@@ -137,6 +137,8 @@ class _PreemptFlag:
     def __enter__(self) -> "_PreemptFlag":
         with contextlib.suppress(ValueError):  # not the main thread: signals stay default
             for s in self.SIGNALS:
+                if s == signal.SIGINT and signal.getsignal(s) is signal.SIG_IGN:
+                    continue  # started with Ctrl-C ignored (nohup, a background job): keep it so
                 self._old[s] = signal.signal(s, self._handler)
         return self
 
