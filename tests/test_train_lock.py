@@ -45,3 +45,20 @@ def test_output_lock_is_released_when_the_body_fails(tmp_path) -> None:
     with pytest.raises(RuntimeError), output_lock(tmp_path, DistContext()):
         raise RuntimeError("training failed")
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_torchrun_ranks_agree_on_the_lock(tmp_path) -> None:
+    """Rank 0 alone takes the lock; when it cannot, every rank stops (no rank left waiting in a collective)."""
+    import torch.multiprocessing as mp
+    from test_train_loop import _free_port
+
+    import _train_fixtures as fx
+
+    out = tmp_path / "out"
+    mp.spawn(fx.lock_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    assert [(out / f"rank{r}.txt").read_text() for r in range(2)] == ["held True", "held False"]
+    held = OutputLock(out).acquire()
+    mp.spawn(fx.lock_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    outcomes = [(out / f"rank{r}.txt").read_text() for r in range(2)]
+    assert all(o.startswith("refused ") and f"(pid {os.getpid()} on host" in o for o in outcomes), outcomes
+    held.release()
