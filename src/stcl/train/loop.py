@@ -392,20 +392,19 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
         logger.close()
 
     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
-    metrics = _final_metrics(run)
+    result = TrainResult(run.iteration, preempted, _final_metrics(run), stop_signal)
     if ctx.is_main:
         if preempted:
             how = "interrupted" if stop_signal == signal.SIGINT else "preempted"
-            code = INTERRUPT_EXIT_CODE if stop_signal == signal.SIGINT else PREEMPT_EXIT_CODE
             print(
-                f"stcl train: {how}; checkpoint at iteration {run.iteration} written, exit {code} "
+                f"stcl train: {how}; checkpoint at iteration {run.iteration} written, exit {result.exit_code} "
                 "(run the same command again to resume)",
                 flush=True,
             )
         else:
             job.save_model(job.out_dir / "model.pt", _unwrap(run.model))
-            write_json(job.out_dir / "train_metrics.json", metrics, sort_keys=True)
-    return TrainResult(iteration=run.iteration, preempted=preempted, metrics=metrics, stop_signal=stop_signal)
+            write_json(job.out_dir / "train_metrics.json", result.metrics, sort_keys=True)
+    return result
 
 
 def _final_metrics(run: _Run) -> dict[str, Any]:
