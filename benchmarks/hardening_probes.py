@@ -180,8 +180,8 @@ def probe_permissions(p: Probe) -> None:
         shutil.copytree(p.work / "data/VSPW_480p", root)
         for q in [top, *top.rglob("*")]:
             os.chmod(q, 0o755 if q.is_dir() else 0o644)
-        video = sorted((root / "data").iterdir())[0]
-        next((root / "data").glob("*/mask/*.png")).unlink()
+        video, other = sorted((root / "data").iterdir())[:2]  # the two train videos
+        next((other / "mask").glob("*.png")).unlink()  # an ordinary problem in a readable video
         os.chmod(video, 0), os.chmod(root / "val.txt", 0)
         done = p.run("check-data", str(root), prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
         p.record("permission denied in check-data (+1 missing mask)", done.returncode, done.stderr,
