@@ -149,3 +149,24 @@ def ddp_worker(rank: int, world_size: int, port: int, out_dir: str, stage_kwargs
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+
+
+def lock_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """torch.multiprocessing.spawn target: every rank enters `output_lock`; writes rank<r>.txt with the outcome."""
+    import os
+
+    from stcl.train.distributed import init_distributed, shutdown_distributed
+    from stcl.train.lock import OutputInUseError, output_lock
+
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    ctx = init_distributed("cpu")
+    try:
+        with output_lock(out_dir, ctx) as lock:
+            outcome = f"held {lock is not None}"
+    except OutputInUseError as err:
+        outcome = f"refused {err}"
+    finally:
+        shutdown_distributed(ctx)
+    Path(out_dir, f"rank{rank}.txt").write_text(outcome)

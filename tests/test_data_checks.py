@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -158,3 +163,41 @@ def test_unlabeled_pool_from_folder(datasets, tmp_path):
     assert unlabeled_frame_path(datasets, "vid_d/00000003") == vspw.frame_path(datasets.vspw_root, "vid_d", "00000003")
     with pytest.raises(ValueError, match="<video>/<frame stem>"):
         unlabeled_frame_path(data, "no-slash")
+
+
+def _check_data_unprivileged(root: Path) -> subprocess.CompletedProcess:
+    """`stcl check-data ROOT` as a user whom chmod 000 denies: root reads everything, so run as nobody."""
+    cmd = [sys.executable, "-m", "stcl", "check-data", str(root)]
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot drop privileges to be denied a read")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+
+
+def test_permission_denied_is_one_more_problem_not_a_stop():
+    """An unreadable video folder and an unreadable split file are reported beside the other problems."""
+    top = Path(tempfile.mkdtemp(prefix="stcl-perm-"))  # not under pytest's 0700 tmp dir: nobody must reach it
+    try:
+        os.chmod(top, 0o755)
+        root = write_vspw(top / "VSPW_480p", {"train": ["vid_a", "vid_b"], "val": ["vid_c"], "test": ["vid_d"]})
+        for path in [root, *root.rglob("*")]:
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+        (root / "data" / "vid_a" / "mask" / "00000003.png").unlink()  # an ordinary problem elsewhere
+        os.chmod(root / "data" / "vid_b", 0o000)
+        os.chmod(root / "val.txt", 0o000)
+        done = _check_data_unprivileged(root)
+    finally:
+        for path in (top / "VSPW_480p" / "data" / "vid_b", top / "VSPW_480p" / "val.txt"):
+            if path.exists():
+                os.chmod(path, 0o755)
+        shutil.rmtree(top)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == ""  # no traceback, no "error:" line: a report
+    lines = done.stdout.splitlines()
+    assert f"{root / 'val.txt'}: cannot read (Permission denied)" in lines
+    assert any(line.startswith(f"{root / 'data' / 'vid_b'}") and line.endswith("cannot read (Permission denied)")
+               for line in lines), lines
+    assert f"{vspw.mask_path(root, 'vid_a', '00000003')}: mask missing (frame 00000003.jpg exists)" in lines
+    assert lines[-1].startswith(f"check-data vspw {root}: 3 problem(s)")
+    assert "train: 2 videos 5 frames 4 masks" in lines[-1]  # vid_a still counted; vid_b could not be read

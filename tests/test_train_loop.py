@@ -224,3 +224,72 @@ def test_sigterm_to_dataloader_workers_too_still_checkpoints(tmp_path) -> None:
     result = train(fx.toy_job(tmp_path, fx.toy_stage(workers=1)), DistContext(), callbacks=[sigterm_everyone])
     assert result.preempted and result.iteration == 3
     assert [i for i, _ in CheckpointManager(tmp_path / "state").list()] == [3]
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys) -> None:
+    """Checkpoints at 5 and 7 (SIGTERM); iteration 7's file cut short: the rerun warns naming both, resumes
+    from 5 and still ends bit-identical to an uninterrupted run."""
+    ref, pre = tmp_path / "ref", tmp_path / "pre"
+    train(fx.toy_job(ref), DistContext())
+
+    def sigterm_at_6(it: int) -> None:
+        if it == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert train(fx.toy_job(pre), DistContext(), callbacks=[sigterm_at_6]).iteration == 7
+    ckpts = CheckpointManager(pre / "state")
+    assert [i for i, _ in ckpts.list()] == [5, 7]
+    latest = ckpts.path_for(7)
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # a copy cut short / a failing disk
+    capsys.readouterr()
+    result = train(fx.toy_job(pre), DistContext())
+    captured = capsys.readouterr()
+    warning = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warning) == 1
+    assert str(latest) in warning[0] and str(ckpts.path_for(5)) in warning[0] and "cannot read" in warning[0]
+    assert f"resuming toy from {ckpts.path_for(5)} (iteration 5/12)" in captured.out
+    assert result.iteration == 12 and not result.preempted
+    _assert_identical(_weights(ref / "model.pt"), _weights(pre / "model.pt"))
+    assert (pre / "state" / "iter_00000007.pt.unreadable").is_file()  # kept for inspection, never loaded again
+
+
+def test_unreadable_only_checkpoint_starts_afresh_with_a_warning(tmp_path, capsys) -> None:
+    ckpts = CheckpointManager(tmp_path / "state")
+    ckpts.folder.mkdir(parents=True)
+    ckpts.path_for(5).write_bytes(b"PK\x03\x04 truncated")
+    assert train(fx.toy_job(tmp_path), DistContext()).iteration == 12
+    err = capsys.readouterr().err
+    assert f"{ckpts.path_for(5)}: cannot read training checkpoint" in err and "starting afresh" in err
+
+
+@pytest.fixture()
+def ctrl_c_enabled():
+    """SIGINT as in a terminal, even when pytest itself was started with it ignored (a background job)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_sigint_checkpoints_and_reports_exit_130(tmp_path, ctrl_c_enabled) -> None:
+    from stcl.train.loop import INTERRUPT_EXIT_CODE
+
+    def ctrl_c_at_2(it: int) -> None:
+        if it == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    result = train(fx.toy_job(tmp_path), DistContext(), callbacks=[ctrl_c_at_2])
+    assert result.preempted and result.iteration == 3 and result.stop_signal == signal.SIGINT
+    assert result.exit_code == INTERRUPT_EXIT_CODE
+    assert [i for i, _ in CheckpointManager(tmp_path / "state").list()] == [3]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_second_ctrl_c_stops_at_once(tmp_path, ctrl_c_enabled) -> None:
+    def ctrl_c_twice(it: int) -> None:
+        if it == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(fx.toy_job(tmp_path), DistContext(), callbacks=[ctrl_c_twice])
+    assert CheckpointManager(tmp_path / "state").list() == []  # no checkpoint: the user insisted

@@ -14,13 +14,20 @@ API:
 * `write_bytes`, `write_text`, `write_json`, `copy_file`: one-call writers built on it.
 * `atomic_dir` (context manager): the same for a folder; an existing final folder is replaced.
 * `remove_stale_tmp`, `tmp_owner`, `TMP_SUFFIX`: find and remove the temporaries of killed runs.
+* `is_disk_full`, `DISK_FULL_ERRNOS`: whether a write failed for lack of space (also torch's writer, which
+  reports a full disk as a RuntimeError without errno).
+* `snapshot_dirs`, `remove_new_empty_dirs`: after a failed command, remove the (empty) folders it created.
 
-Files are left with mode 0644 (``mkstemp`` creates them 0600), folders 0755. Parent folders are created.
+Files are left with mode 0644 (``mkstemp`` creates them 0600), folders 0755. Parent folders are created;
+on error the ones this call created are removed again if empty. A write that fails for lack of space
+(ENOSPC, EDQUOT, or torch's ``RuntimeError`` on a full file system) is re-raised as ``OSError(ENOSPC)``
+whose ``filename`` is the *final* path, so the user reads which artifact did not fit, not a temporary name.
 This module imports only the standard library.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -40,9 +47,58 @@ __all__ = [
     "atomic_dir",
     "tmp_owner",
     "remove_stale_tmp",
+    "DISK_FULL_ERRNOS",
+    "is_disk_full",
+    "snapshot_dirs",
+    "remove_new_empty_dirs",
 ]
 
 TMP_SUFFIX = ".tmp"
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# torch's PyTorchStreamWriter reports a failed write() as RuntimeError ("file write failed", "unexpected
+# pos ..."); it is taken for a full disk only when the folder then has less than this many bytes free.
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def is_disk_full(err: BaseException, folder: str | Path) -> bool:
+    """True if ``err`` (raised while writing into ``folder``) means the file system or quota is full.
+
+    OSError with errno ENOSPC/EDQUOT; or a RuntimeError (torch.save's C++ writer drops the errno) while
+    ``folder``'s file system has under 1 MiB available (a failed write fills the disk up to its last block).
+    """
+    if isinstance(err, OSError):
+        return err.errno in DISK_FULL_ERRNOS
+    if isinstance(err, RuntimeError):
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < _NEARLY_FULL_BYTES
+    return False
+
+
+def _disk_full_error(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``folder.mkdir(parents=True, exist_ok=True)``; returns the folders it created, deepest first."""
+    missing = []
+    for p in (folder, *folder.parents):
+        if p.exists():
+            break
+        missing.append(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) if it is empty; stop at the first that is not."""
+    for p in folders:
+        try:
+            p.rmdir()
+        except OSError:
+            break
 
 
 @contextmanager
@@ -57,8 +113,14 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
         fsync: flush the file's data to disk before the rename (survives a power loss, not only a kill).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    created = _make_parents(path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except BaseException as err:
+        _remove_if_empty(created)
+        if is_disk_full(err, path.parent):
+            raise _disk_full_error(path) from None
+        raise
     os.close(fd)
     tmp = Path(name)
     try:
@@ -68,8 +130,12 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
                 os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        full = is_disk_full(err, path.parent)  # judged before the temporary gives its space back
         tmp.unlink(missing_ok=True)
+        _remove_if_empty(created)
+        if full and not (isinstance(err, OSError) and err.filename == str(path)):
+            raise _disk_full_error(path) from None
         raise
 
 
@@ -118,12 +184,25 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     named after ``final`` (see `remove_stale_tmp`).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_dir_beside(final)
+    created = _make_parents(final.parent)
+    try:
+        tmp = _tmp_dir_beside(final)
+    except BaseException as err:
+        _remove_if_empty(created)
+        if is_disk_full(err, final.parent):
+            raise _disk_full_error(final) from None
+        raise
     try:
         yield tmp
-    except BaseException:
+    except BaseException as err:
+        full = is_disk_full(err, final.parent)
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_if_empty(created)
+        if full:
+            # name the file as it would have been called inside `final`, not inside the temporary folder
+            name = Path(getattr(err, "filename", None) or tmp)
+            inside = name.relative_to(tmp) if name.is_relative_to(tmp) else None
+            raise _disk_full_error(final / inside if inside and str(inside) != "." else final) from None
         raise
     if final.exists():
         old = _tmp_dir_beside(final)  # empty: rename(2) replaces an empty folder
@@ -164,4 +243,41 @@ def remove_stale_tmp(parent: str | Path, names: set[str] | None = None) -> list[
         else:
             entry.unlink(missing_ok=True)
         removed.append(entry)
+    return removed
+
+
+def snapshot_dirs(path: str | Path) -> set[Path]:
+    """The folders that exist now at and below ``path`` and above it (for `remove_new_empty_dirs`)."""
+    path = Path(path).absolute()
+    found = {p for p in path.parents if p.is_dir()}
+    if path.is_dir():
+        found.add(path)
+        for parent, dirs, _ in os.walk(path):
+            found.update(Path(parent) / d for d in dirs)
+    return found
+
+
+def remove_new_empty_dirs(path: str | Path, before: set[Path]) -> list[Path]:
+    """Remove the empty folders at, below and above ``path`` that are not in ``before``, deepest first.
+
+    ``before`` is `snapshot_dirs(path)` taken before a command ran, so only folders the failed command
+    created are removed, and only when empty (a folder emptied by the removal of its children counts).
+
+    Returns the removed folders.
+    """
+    path = Path(path).absolute()
+    new_above = [p for p in path.parents if p not in before]
+    top = new_above[-1] if new_above else path  # the highest folder the command may have created
+    candidates = set(new_above)
+    if top.is_dir():
+        candidates.add(top)
+        for parent, dirs, _ in os.walk(top):
+            candidates.update(Path(parent) / d for d in dirs)
+    removed = []
+    for d in sorted({c for c in candidates if c not in before}, key=lambda c: len(c.parts), reverse=True):
+        try:
+            d.rmdir()  # fails (and is skipped) unless empty
+        except OSError:
+            continue
+        removed.append(d)
     return removed

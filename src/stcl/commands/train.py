@@ -10,8 +10,9 @@ Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GP
 complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
 retrained, since a workflow reruns it only when an input changed).
 
-Exit codes: 0 done; 1 error (including a NaN/inf loss); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 once a
-checkpoint is written: rerun (or requeue) the same command to continue.
+Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
+`stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is
+written: rerun (or requeue) the same command to continue.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch.distributed
     from stcl.train.distributed import init_distributed, shutdown_distributed
-    from stcl.train.loop import PREEMPT_EXIT_CODE, NonFiniteLossError, train
     from stcl.data.clips import DataPaths
+    from stcl.train.lock import output_lock
+    from stcl.train.loop import NonFiniteLossError, train
     from stcl.train.stage import build_job
     from stcl.train.state import CheckpointManager
 
@@ -61,19 +63,20 @@ def run(args: argparse.Namespace) -> int:
     )
     ctx = init_distributed(args.device)
     try:
-        if args.restart and ctx.is_main:
-            CheckpointManager(out / "state").clear()
-        if args.restart and ctx.distributed:
-            torch.distributed.barrier()
-        job = build_job(params, args.stage, out, paths, init_path=args.init, is_main=ctx.is_main)
-        result = train(job, ctx)
+        with output_lock(out, ctx):
+            if args.restart and ctx.is_main:
+                CheckpointManager(out / "state").clear()
+            if args.restart and ctx.distributed:
+                torch.distributed.barrier()
+            job = build_job(params, args.stage, out, paths, init_path=args.init, is_main=ctx.is_main)
+            result = train(job, ctx)
     except NonFiniteLossError as err:
         print(f"stcl train: error: {err}", file=sys.stderr)
         return 1
     finally:
         shutdown_distributed(ctx)
     if result.preempted:
-        return PREEMPT_EXIT_CODE
+        return result.exit_code
     if ctx.is_main:
         m = result.metrics
         print(

@@ -4,7 +4,8 @@ Each checker walks a dataset root and returns a `CheckReport` with one line per 
 the offending file, plus counts per split. The checks are those of the readers (same helpers, same
 messages): missing frame or mask, image/mask size mismatch, mask value outside the label set,
 unreadable or truncated image, empty or missing split, video name with a path separator or '..',
-panoptic PNG segment id absent from the JSON.
+panoptic PNG segment id absent from the JSON. A file or folder that cannot be read (permission denied, I/O
+error) is one more problem line naming it; the walk goes on with everything else.
 """
 
 from __future__ import annotations
@@ -43,7 +44,20 @@ class CheckReport:
 
 
 def _problem(err: Exception) -> str:
-    return str(err) if isinstance(err, (DataError, FileNotFoundError)) else f"{type(err).__name__}: {err}"
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: cannot read ({err.strerror})"
+    return str(err) if isinstance(err, (DataError, OSError)) else f"{type(err).__name__}: {err}"
+
+
+def _read_text(path: Path, problems: list[str]) -> str | None:
+    """``path``'s UTF-8 text, or None with a problem line when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        problems.append(_problem(err))
+    except UnicodeDecodeError as err:
+        problems.append(f"{path}: not UTF-8 text ({err})")
+    return None
 
 
 def _map(fn: Callable, items: list, workers: int) -> Iterable:
@@ -84,14 +98,14 @@ def _check_vspw_frame(args: tuple[str, str, str, bool, bool]) -> list[str]:
     if has_frame:
         try:
             img = load_image(f_path)
-        except (DataError, FileNotFoundError) as err:
+        except (DataError, OSError) as err:
             problems.append(_problem(err))
     else:
         problems.append(f"{f_path}: frame missing (its mask {m_path.name} exists)")
     if has_mask:
         try:
             mask = vspw.load_raw_mask(m_path)
-        except (DataError, FileNotFoundError) as err:
+        except (DataError, OSError) as err:
             problems.append(_problem(err))
     if img is not None and mask is not None and img.shape[:2] != mask.shape:
         problems.append(f"{m_path}: mask size {mask.shape} differs from frame size {img.shape[:2]}")
@@ -99,7 +113,17 @@ def _check_vspw_frame(args: tuple[str, str, str, bool, bool]) -> list[str]:
 
 
 def _check_vspw_video(args: tuple[str, str, bool]) -> tuple[list[str], int, int]:
-    """Problems, frames and masks of one video. ``labelled``: every frame must have a mask."""
+    """Problems, frames and masks of one video. ``labelled``: every frame must have a mask.
+
+    A folder of the video that cannot be listed (permission denied) is one problem; its files are not counted.
+    """
+    try:
+        return _check_vspw_video_files(args)
+    except OSError as err:
+        return [_problem(err)], 0, 0
+
+
+def _check_vspw_video_files(args: tuple[str, str, bool]) -> tuple[list[str], int, int]:
     root, video, labelled = args
     problems: list[str] = []
     vdir = Path(root) / "data" / video
@@ -132,12 +156,15 @@ def check_vspw(root: str | Path, workers: int = 1, label_splits: tuple[str, ...]
         report.problems.append(f"{dic}: class list missing")
     else:
         expected = json.loads(resource_path("vspw_label_num_dic_final.json").read_text(encoding="utf-8"))
+        text = _read_text(dic, report.problems)
         try:
-            found = json.loads(dic.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as err:
+            found = json.loads(text) if text is not None else None
+        except ValueError as err:
             report.problems.append(f"{dic}: not valid JSON ({err})")
         else:
-            if not isinstance(found, dict) or {k: str(v) for k, v in found.items()} != expected:
+            if text is not None and (
+                not isinstance(found, dict) or {k: str(v) for k, v in found.items()} != expected
+            ):
                 report.problems.append(f"{dic}: class list differs from VSPW's ({VSPW_NUM_CLASSES} classes + others)")
     jobs, where = [], []
     for split in vspw.SPLITS:
@@ -146,7 +173,10 @@ def check_vspw(root: str | Path, workers: int = 1, label_splits: tuple[str, ...]
             if split in REQUIRED_VSPW_SPLITS:
                 report.problems.append(f"{path}: split file missing")
             continue
-        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = _read_text(path, report.problems)
+        if text is None:
+            continue
+        names = [line.strip() for line in text.splitlines() if line.strip()]
         if not names:
             report.problems.append(f"{path}: split is empty")
         seen = set()
@@ -184,12 +214,12 @@ def _check_coco_image(args: tuple[str, str, dict]) -> list[str]:
     img = pan = None
     try:
         img = load_image(img_path)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, OSError) as err:
         problems.append(_problem(err))
     try:
         pan = coco_panoptic.load_panoptic_png(png)
         coco_panoptic.panoptic_to_semantic(pan, ann.get("segments_info", []), png)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, OSError) as err:
         problems.append(_problem(err))
     expected = (ann["image"].get("height"), ann["image"].get("width"))
     for path, arr in ((img_path, img), (png, pan)):
@@ -205,7 +235,7 @@ def check_coco(root: str | Path, workers: int = 1) -> CheckReport:
     for split in coco_panoptic.SPLIT_DIRS:
         try:
             anns = coco_panoptic.load_panoptic_json(coco_panoptic.json_path(root, split))
-        except (DataError, FileNotFoundError) as err:
+        except (DataError, OSError) as err:
             report.problems.append(_problem(err))
             continue
         if not anns:
@@ -226,11 +256,11 @@ def _check_ade_image(args: tuple[str, str]) -> list[str]:
     img = ann = None
     try:
         img = load_image(img_path)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, OSError) as err:
         problems.append(_problem(err))
     try:
         ann = ade20k.load_train_ids(ann_path)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, OSError) as err:
         problems.append(_problem(err))
     if img is not None and ann is not None and img.shape[:2] != ann.shape:
         problems.append(f"{ann_path}: annotation size {ann.shape} differs from image size {img.shape[:2]}")
@@ -244,15 +274,19 @@ def check_ade(root: str | Path, workers: int = 1) -> CheckReport:
     for split in ade20k.SPLIT_DIRS:
         images = root / "images" / ade20k.split_dir(split)
         annotations = root / "annotations" / ade20k.split_dir(split)
-        if not images.is_dir():
-            report.problems.append(f"{images}: directory not found")
+        try:
+            if not images.is_dir():
+                report.problems.append(f"{images}: directory not found")
+                continue
+            img_stems = {p.stem for p in images.iterdir() if p.suffix == ".jpg" and not p.name.startswith(".")}
+            ann_stems = (
+                {p.stem for p in annotations.iterdir() if p.suffix == ".png" and not p.name.startswith(".")}
+                if annotations.is_dir()
+                else set()
+            )
+        except OSError as err:  # a folder that cannot be listed
+            report.problems.append(_problem(err))
             continue
-        img_stems = {p.stem for p in images.iterdir() if p.suffix == ".jpg" and not p.name.startswith(".")}
-        ann_stems = (
-            {p.stem for p in annotations.iterdir() if p.suffix == ".png" and not p.name.startswith(".")}
-            if annotations.is_dir()
-            else set()
-        )
         if not img_stems:
             report.problems.append(f"{images}: split is empty (no .jpg images)")
         for stem in sorted(img_stems - ann_stems):

@@ -10,11 +10,14 @@ Preemption: SIGTERM or SIGUSR1 (Slurm sends one before killing a job: ``--signal
 preemption) sets a flag; at the end of the current iteration every rank agrees, a checkpoint is written and
 :func:`train` returns with ``preempted=True``; ``stcl train`` then exits with :data:`PREEMPT_EXIT_CODE`
 (75, EX_TEMPFAIL in sysexits.h: "temporary failure, retry"). Running the same command again resumes.
+Ctrl-C (SIGINT) does the same, with ``stop_signal == SIGINT`` and exit :data:`INTERRUPT_EXIT_CODE` (130);
+a second Ctrl-C while that checkpoint is being reached stops at once (KeyboardInterrupt, no checkpoint).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import signal
 import time
@@ -30,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from stcl.atomic import write_json
+from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from stcl.params import TrainStageParams
 from stcl.train.distributed import DistContext, all_gather_objects
 from stcl.train.logging import TrainLogger
@@ -37,9 +41,19 @@ from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan, grad_accum_st
 from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.state import CheckpointManager, capture_rng, restore_rng
 
-__all__ = ["PREEMPT_EXIT_CODE", "NonFiniteLossError", "LossFn", "TrainJob", "TrainResult", "train", "seed_everything"]
+__all__ = [
+    "PREEMPT_EXIT_CODE",
+    "INTERRUPT_EXIT_CODE",
+    "NonFiniteLossError",
+    "LossFn",
+    "TrainJob",
+    "TrainResult",
+    "train",
+    "seed_everything",
+]
 
-PREEMPT_EXIT_CODE = 75
+PREEMPT_EXIT_CODE = EXIT_PREEMPTED  # 75
+INTERRUPT_EXIT_CODE = EXIT_INTERRUPTED  # 130: 128 + SIGINT, as a shell reports a Ctrl-C'd program
 
 # (model output, labels (B,T,H,W) int64, use_stcl) -> (scalar loss, {part name: float})
 LossFn = Callable[[Any, torch.Tensor, bool], tuple[torch.Tensor, dict[str, float]]]
@@ -81,8 +95,16 @@ class TrainJob:
 @dataclass
 class TrainResult:
     iteration: int  # completed iterations
-    preempted: bool
+    preempted: bool  # stopped early by a signal, after writing a checkpoint
     metrics: dict[str, Any]
+    stop_signal: int | None = None  # the signal that stopped it (SIGTERM, SIGUSR1 or SIGINT)
+
+    @property
+    def exit_code(self) -> int:
+        """0 done; 130 stopped by Ctrl-C; 75 stopped by SIGTERM/SIGUSR1 (both resumable)."""
+        if not self.preempted:
+            return 0
+        return INTERRUPT_EXIT_CODE if self.stop_signal == signal.SIGINT else PREEMPT_EXIT_CODE
 
 
 def seed_everything(seed: int) -> None:
@@ -93,20 +115,30 @@ def seed_everything(seed: int) -> None:
 
 
 class _PreemptFlag:
-    """Context manager: SIGTERM/SIGUSR1 set ``.raised`` instead of killing the process."""
+    """Context manager: SIGTERM/SIGUSR1/SIGINT set ``.raised`` instead of killing the process.
 
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+    A second SIGINT raises KeyboardInterrupt (the user insists: stop now, without a checkpoint).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
     def __init__(self) -> None:
         self.raised: int | None = None
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.raised == signal.SIGINT:
+            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            # os.write, not print: a handler may run inside another write to stderr (tqdm), print would fail
+            os.write(2, b"stcl train: Ctrl-C: writing a checkpoint at the end of this iteration (again: stop now)\n")
         self.raised = signum
 
     def __enter__(self) -> "_PreemptFlag":
         with contextlib.suppress(ValueError):  # not the main thread: signals stay default
             for s in self.SIGNALS:
+                if s == signal.SIGINT and signal.getsignal(s) is signal.SIG_IGN:
+                    continue  # started with Ctrl-C ignored (nohup, a background job): keep it so
                 self._old[s] = signal.signal(s, self._handler)
         return self
 
@@ -171,15 +203,17 @@ class _Run:
         return self.ckpts.save(state, self.iteration)
 
     def try_resume(self) -> Path | None:
-        """Load the newest complete checkpoint of an unfinished run with the same fingerprint.
+        """Load the newest readable checkpoint of an unfinished run with the same fingerprint.
 
-        Returns its path, or None (fresh start). Checkpoints of other params or of a finished run are
+        Returns its path, or None (fresh start). An unreadable newer checkpoint is set aside with a warning
+        (see `CheckpointManager.load_newest_readable`). Checkpoints of other params or of a finished run are
         deleted (rank 0): Snakemake/DVC rerun a finished stage only when something it depends on changed.
         """
-        latest = all_gather_objects(self.ckpts.latest(), self.ctx)[0]  # rank 0's view decides
+        found = self.ckpts.load_newest_readable() if self.ctx.is_main else None  # rank 0's view decides
+        latest = all_gather_objects(found[0] if found else None, self.ctx)[0]
         if latest is None:
             return None
-        state = self.ckpts.load(latest)
+        state = found[1] if found else self.ckpts.load(latest)
         reason = None
         if state.get("fingerprint") != self.job.fingerprint:
             reason = "holds checkpoints of other params"
@@ -206,8 +240,8 @@ class _Run:
 
 
 def _ignore_preempt_signals(worker_id: int) -> None:
-    """DataLoader workers ignore SIGTERM/SIGUSR1: Slurm signals every process of the job, and the main
-    process, not the workers, decides when to stop (it shuts them down itself)."""
+    """DataLoader workers ignore SIGTERM/SIGUSR1/SIGINT: Slurm signals every process of the job, Ctrl-C the
+    whole process group, and the main process, not the workers, decides when to stop (it shuts them down)."""
     for s in _PreemptFlag.SIGNALS:
         signal.signal(s, signal.SIG_IGN)
 
@@ -322,6 +356,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     window: dict[str, list[float]] = {}  # name -> [sum, count] since the last log line
     t_start = time.perf_counter()
     preempted = False
+    stop_signal: int | None = None
     try:
         with _PreemptFlag() as flag:
             batches = _loader(run)
@@ -351,23 +386,25 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
                 for cb in callbacks:
                     cb(run.iteration)
                 if stop:
-                    preempted = True
+                    preempted, stop_signal = True, flag.raised or signal.SIGTERM  # another rank's
                     break
     finally:
         logger.close()
 
     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
-    metrics = _final_metrics(run)
+    result = TrainResult(run.iteration, preempted, _final_metrics(run), stop_signal)
     if ctx.is_main:
         if preempted:
+            how = "interrupted" if stop_signal == signal.SIGINT else "preempted"
             print(
-                f"stcl train: preempted; checkpoint at iteration {run.iteration} written, exit {PREEMPT_EXIT_CODE}",
+                f"stcl train: {how}; checkpoint at iteration {run.iteration} written, exit {result.exit_code} "
+                "(run the same command again to resume)",
                 flush=True,
             )
         else:
             job.save_model(job.out_dir / "model.pt", _unwrap(run.model))
-            write_json(job.out_dir / "train_metrics.json", metrics, sort_keys=True)
-    return TrainResult(iteration=run.iteration, preempted=preempted, metrics=metrics)
+            write_json(job.out_dir / "train_metrics.json", result.metrics, sort_keys=True)
+    return result
 
 
 def _final_metrics(run: _Run) -> dict[str, Any]:

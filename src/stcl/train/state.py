@@ -5,6 +5,11 @@ optimiser steps. A file is written under a temporary name in the same folder, fl
 so a name matching ``iter_*.pt`` is always a complete checkpoint; a crash (even kill -9) mid-write leaves
 at most a ``.tmp`` file that is ignored and cleaned. The newest ``keep`` checkpoints are kept.
 
+A checkpoint damaged after it was written (a full or failing disk, a copy cut short) cannot stop a resume:
+:meth:`CheckpointManager.load_newest_readable` sets an unreadable one aside as ``iter_<n>.pt.unreadable``
+(kept for inspection, never loaded again), warns naming it and the one it falls back to, and loads the
+previous good one.
+
 State dict (format "stcl-train-state/1"):
     iteration, model, optimizer, scheduler, scaler (None without fp16), rng (one entry per rank, see
     :func:`capture_rng`), data ({"iteration", "cursors"}), fingerprint (hash of the params that shape the
@@ -15,6 +20,8 @@ from __future__ import annotations
 
 import random
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +33,7 @@ from stcl.atomic import atomic_path, remove_stale_tmp
 __all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng"]
 
 STATE_FORMAT = "stcl-train-state/1"
+UNREADABLE_SUFFIX = ".unreadable"
 _NAME = re.compile(r"^iter_(\d{8})\.pt$")
 
 
@@ -105,6 +113,27 @@ class CheckpointManager:
             raise ValueError(f"{path}: not a {STATE_FORMAT} checkpoint")
         return state
 
+    def load_newest_readable(
+        self, map_location: str | torch.device = "cpu", warn: Callable[[str], None] | None = None
+    ) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that loads, as (path, state); None if there is none.
+
+        Each newer one that does not load is renamed to ``<name>.unreadable`` and reported through ``warn``
+        in one line naming it, why, and the checkpoint used instead (or that none is left); default: stderr.
+        """
+        warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        items = self.list()
+        while items:
+            _, path = items.pop()
+            try:
+                return path, self.load(path, map_location)
+            except ValueError as err:
+                aside = path.with_name(path.name + UNREADABLE_SUFFIX)
+                path.replace(aside)
+                fallback = f"falling back to {items[-1][1]}" if items else "no earlier checkpoint: starting afresh"
+                warn(f"stcl train: warning: {err}; set aside as {aside.name}, {fallback}")
+        return None
+
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """Atomically write `state` as the checkpoint of `iteration`, then prune old ones and stale temps."""
         path = self.path_for(iteration)
@@ -116,6 +145,9 @@ class CheckpointManager:
         return path
 
     def clear(self) -> None:
-        """Remove every checkpoint (used when the params changed since they were written)."""
+        """Remove every checkpoint, the unreadable ones set aside included (params changed, or --restart)."""
         for _, p in self.list():
             p.unlink(missing_ok=True)
+        if self.folder.is_dir():
+            for p in self.folder.glob(f"iter_*.pt{UNREADABLE_SUFFIX}"):
+                p.unlink(missing_ok=True)

@@ -1,0 +1,215 @@
+"""Probe `stcl` with interruptions, full disks, a busy output folder, a truncated checkpoint and unreadable
+data; print one row per probe (what the user sees: exit code, stderr lines, the last line).
+
+    .venv/bin/python benchmarks/hardening_probes.py                      # this checkout
+    .venv/bin/python benchmarks/hardening_probes.py --src /old/checkout/src   # another version of stcl
+
+Real subprocesses and real signals (a Ctrl-C is SIGINT to the process group). The full-disk probes mount a
+small tmpfs and the permission probe runs `check-data` as user nobody (setpriv): both need root and are
+reported as "skipped" otherwise. Takes a few minutes on a CPU (embedded data, a tiny model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Probe:
+    def __init__(self, work: Path, src: Path | None) -> None:
+        self.work = work
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if src is not None:
+            self.env["PYTHONPATH"] = str(src)
+        self.rows: list[tuple[str, str]] = []
+
+    def start(self, *args: str, out: Path | None = None) -> subprocess.Popen:
+        stdout = open(out, "w") if out else subprocess.PIPE  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen([sys.executable, "-m", "stcl", *args], cwd=self.work, env=self.env, text=True,
+                                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=default_sigint)
+
+    def run(self, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+        cmd = [*prefix, sys.executable, "-m", "stcl", *args]
+        return subprocess.run(cmd, cwd=self.work, env=self.env, text=True, capture_output=True, timeout=1200)
+
+    def record(self, name: str, rc: int | None, stderr: str, extra: str = "") -> None:
+        lines = stderr.strip().splitlines()
+        tb = " traceback," if "Traceback" in stderr else ""
+        last = lines[-1][:110] if lines else ""
+        self.rows.append((name, f"exit {rc};{tb} {len(lines)} stderr lines; last: `{last}`{extra}"))
+        print(f"{name}: {self.rows[-1][1]}", flush=True)
+
+
+def default_sigint() -> None:
+    """In the child: SIGINT as in a terminal (a background job of a script inherits it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for(cond, proc: subprocess.Popen, timeout: float = 600) -> bool:
+    end = time.monotonic() + timeout
+    while not cond():
+        if proc.poll() is not None or time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def setup(p: Probe) -> None:
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data["synth"].update(frames_per_video=20, videos={"train": 2, "val": 2, "test": 2})
+    data["synth"].update(coco_images={"train": 4, "val": 2, "test": 0}, ade_images={"train": 4, "val": 2, "test": 0})
+    data["train_stcl"].update(iters=200, checkpoint_every=2, log_every=1, init=None)
+    data["infer"].update(scales=[1.0], flip=False)
+    (p.work / "params.yaml").write_text(yaml.safe_dump(data))
+    data["train_stcl"].update(iters=2)
+    (p.work / "short.yaml").write_text(yaml.safe_dump(data))
+    for args in (("synth", "--out", "data"), ("prepare", "--out", "results/prepare")):
+        assert p.run(*args).returncode == 0
+    code = (
+        "import torch; from stcl.params import load_params; from stcl.models import build_segmentor, save_model; "
+        "from stcl.data.classes import VSPW_CLASSES; torch.manual_seed(0); m = load_params('params.yaml').model; "
+        "save_model('model.pt', build_segmentor(m, 124), model_params=m, num_classes=124, proj_dim=None, "
+        "label_space='vspw', class_names=VSPW_CLASSES)"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=p.work, env=p.env, check=True)
+    for split in ("val", "test"):
+        assert p.run("infer", "--checkpoints", "model.pt", "--split", split, "--out", f"pred/{split}").returncode == 0
+
+
+TRAIN = ("train", "--stage", "train_stcl", "--device", "cpu", "--out")
+
+
+def probe_signals(p: Probe) -> None:
+    proc = p.start(*TRAIN, "sigint")
+    if wait_for(lambda: (p.work / "sigint/state/iter_00000002.pt").exists(), proc):
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    ckpts = sorted(p.work.glob("sigint/state/iter_*.pt"))
+    p.record("Ctrl-C during stcl train", proc.returncode, err, f"; newest checkpoint {ckpts[-1].name if ckpts else None}")
+    for sig, group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
+        out = p.work / f"pred_{sig.name}"
+        proc = p.start("infer", "--checkpoints", "model.pt", "--split", "val", "--out", out.name)
+        if wait_for(lambda: out.is_dir() and any(not q.name.startswith(".") for q in out.iterdir()), proc):
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        _, err = proc.communicate(timeout=600)
+        tmp = [q.name for q in out.iterdir() if q.name.endswith(".tmp")] if out.is_dir() else []
+        p.record(f"{'Ctrl-C' if group else 'SIGTERM'} during stcl infer", proc.returncode, err, f"; temporaries left {len(tmp)}")
+
+
+def probe_full_disk(p: Probe) -> None:
+    cases = {
+        "synth": (["synth", "--out", "{d}/data"], "256k", 0),
+        "prepare": (["prepare", "--out", "{d}/prepare"], "8k", 4096),
+        "train checkpoint": (["train", "--stage", "train_stcl", "--params", "short.yaml", "--device", "cpu",
+                              "--out", "{d}/train"], "4m", 0),
+        "infer predictions": (["infer", "--checkpoints", "model.pt", "--split", "val", "--out", "{d}/pred"], "16k", 0),
+        "evaluate metrics": (["evaluate", "--gt-root", "data/VSPW_480p", "--pred-root", "pred/val", "--out",
+                              "{d}/m/model.json"], "4k", 4096),
+        "submit zip": (["submit", "--pred", "pred/test", "--out", "{d}/s/sub.zip"], "8k", 0),
+    }
+    for name, (args, size, filler) in cases.items():
+        disk = p.work / f"disk_{name.split()[0]}"
+        disk.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)]).returncode != 0:
+            p.rows.append((f"full disk: {name}", "skipped (cannot mount a tmpfs: needs root)"))
+            continue
+        try:
+            if filler:
+                (disk / "filler").write_bytes(b"x" * filler)
+            done = p.run(*[a.format(d=disk) for a in args])
+            left = [str(Path(r, n).relative_to(disk)) for r, ds, fs in os.walk(disk) for n in ds + fs
+                    if n.endswith(".tmp") or (Path(r, n).is_dir() and not any(Path(r, n).iterdir()))]
+            p.record(f"full disk: {name}", done.returncode, done.stderr.replace(str(disk), "DISK"),
+                     f"; temporaries/empty folders left {len(left)}")
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
+
+
+def probe_lock_and_resume(p: Probe) -> None:
+    state = p.work / "busy/state"
+    first = p.start(*TRAIN, "busy")
+    wait_for(lambda: (state / "iter_00000002.pt").exists(), first)
+    second = p.start(*TRAIN, "busy")
+    try:
+        _, err = second.communicate(timeout=120)
+        extra = ""
+    except subprocess.TimeoutExpired:
+        second.kill()
+        _, err = second.communicate()
+        extra = "; still training beside the first after 120 s (killed)"
+    p.record("second stcl train on the same --out", second.returncode, err, extra + f"; first still running: {first.poll() is None}")
+    wait_for(lambda: len(list(state.glob("iter_*.pt"))) >= 2, first)  # two kept: the newest has a predecessor
+    first.kill()
+    first.communicate()
+    newest = sorted(state.glob("iter_*.pt"))[-1]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    log = p.work / "resume.out"
+    again = p.start(*TRAIN, "busy", out=log)
+    wait_for(lambda: "resuming" in log.read_text(), again, timeout=300)
+    again.kill()
+    _, err = again.communicate()
+    resumed = [line for line in log.read_text().splitlines() if "resuming" in line]
+    warned = [line for line in err.splitlines() if "warning" in line]
+    p.record(f"truncated newest checkpoint ({newest.name})", None if resumed else again.returncode,
+             "\n".join(warned) or err, f"; {resumed[0] if resumed else 'did not resume'}")
+    done = p.run("train", "--stage", "train_stcl", "--device", "cpu", "--params", "short.yaml", "--out", "busy")
+    taken = [line for line in done.stdout.splitlines() if "stale lock" in line]
+    p.record("stale lock after kill -9 of the holder", done.returncode, done.stderr, f"; {taken[0][:100] if taken else 'no lock message'}")
+
+
+def probe_permissions(p: Probe) -> None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        p.rows.append(("permission denied in check-data", "skipped (needs root and setpriv)"))
+        return
+    top = Path(tempfile.mkdtemp(prefix="stcl-perm-"))
+    try:
+        root = top / "VSPW_480p"
+        shutil.copytree(p.work / "data/VSPW_480p", root)
+        for q in [top, *top.rglob("*")]:
+            os.chmod(q, 0o755 if q.is_dir() else 0o644)
+        video, other = sorted((root / "data").iterdir())[:2]  # the two train videos
+        next((other / "mask").glob("*.png")).unlink()  # an ordinary problem in a readable video
+        os.chmod(video, 0), os.chmod(root / "val.txt", 0)
+        done = p.run("check-data", str(root), prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+        p.record("permission denied in check-data (+1 missing mask)", done.returncode, done.stderr,
+                 f"; stdout: `{done.stdout.strip().splitlines()[-1][:100] if done.stdout.strip() else ''}`")
+    finally:
+        for q in (video, root / "val.txt"):
+            os.chmod(q, 0o755)
+        shutil.rmtree(top)
+
+
+PROBES = {"signals": probe_signals, "disk": probe_full_disk, "lock": probe_lock_and_resume, "perms": probe_permissions}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--src", type=Path, help="the src/ folder of the stcl to probe (default: the installed one)")
+    parser.add_argument("--only", nargs="+", choices=list(PROBES), default=list(PROBES), help="probe groups to run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="stcl-probes-") as tmp:
+        p = Probe(Path(tmp), args.src)
+        setup(p)
+        for group in args.only:
+            PROBES[group](p)
+    print("\n| probe | outcome |\n|---|---|")
+    for name, outcome in p.rows:
+        print(f"| {name} | {outcome.replace('|', '/')} |")
+    print(json.dumps({"src": str(args.src) if args.src else "installed"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Helpers for the hardening tests: a small real workspace, a small real file system, real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stcl.atomic import TMP_SUFFIX
+from stcl.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_params(folder: Path, name: str = "params.yaml", iters: int = 200, checkpoint_every: int = 2) -> Path:
+    """The repository's params.yaml with a smaller embedded dataset and train_stcl from scratch."""
+    data = yaml.safe_load((REPO / "params.yaml").read_text())
+    data["synth"].update(frames_per_video=20, videos={"train": 2, "val": 2, "test": 2})
+    data["synth"].update(coco_images={"train": 4, "val": 2, "test": 0}, ade_images={"train": 4, "val": 2, "test": 0})
+    data["train_stcl"].update(iters=iters, checkpoint_every=checkpoint_every, log_every=1, init=None)
+    data["infer"].update(scales=[1.0], flip=False)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def make_workspace(root: Path) -> Path:
+    """``root`` with params.yaml, data/ (`stcl synth`), results/prepare (`stcl prepare`), a model file."""
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.models import build_segmentor, save_model
+    from stcl.params import load_params
+
+    params = write_params(root)
+    assert main(["synth", "--out", str(root / "data"), "--params", str(params)]) == 0
+    cwd = os.getcwd()
+    os.chdir(root)  # the data roots of params.yaml are relative (data/...)
+    try:
+        assert main(["prepare", "--params", str(params), "--out", "results/prepare"]) == 0
+    finally:
+        os.chdir(cwd)
+    import torch
+
+    torch.manual_seed(0)
+    model_params = load_params(params).model
+    save_model(
+        root / "model.pt",
+        build_segmentor(model_params, 124),
+        model_params=model_params,
+        num_classes=124,
+        proj_dim=None,
+        label_space="vspw",
+        class_names=VSPW_CLASSES,
+    )
+    return root
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (e.g. "64k") mounted at ``where``; skipped where mounting is not permitted.
+
+    Mounting needs root (CAP_SYS_ADMIN). Without it the test is skipped: the same handling is covered with
+    injected faults in tests/test_cli_errors.py, which runs everywhere.
+    """
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()}); needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def leftovers(root: Path) -> list[str]:
+    """Temporaries (``*.tmp``) and empty folders under ``root`` (``root`` itself excluded), relative names."""
+    found = []
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(parent) / name
+            if name.endswith(TMP_SUFFIX) or (path.is_dir() and not any(path.iterdir())):
+                found.append(str(path.relative_to(root)))
+    return sorted(found)
+
+
+def launch(cwd: Path, *args: str) -> subprocess.Popen:
+    """``python -m stcl ARGS`` in its own session (so a signal to its group reaches it like a Ctrl-C does)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "stcl", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=_default_sigint,
+    )
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT as in a terminal (pytest run as a background job passes it on ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
+    """Poll ``condition()`` until true; fail naming ``what`` if ``proc`` exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
