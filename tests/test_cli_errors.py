@@ -28,7 +28,7 @@ def test_full_disk_names_the_final_path_and_removes_the_new_folders(tmp_path, mo
     monkeypatch.setattr(stcl.atomic.os, "replace", _enospc)  # the rename of the finished temporary fails
     assert main(["check-data", str(root), "--json", str(report)]) == EXIT_USER_ERROR
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"stcl check-data: error: {report}: no space left on device (free some space (complete "
+    assert err == [f"stcl check_data: error: {report}: no space left on device (free some space (complete "
                    "outputs are kept) and run the same command again)"]
     assert not (tmp_path / "new").exists()  # the folders it created are gone again, temporaries too
     assert sorted(p.name for p in tmp_path.iterdir()) == ["VSPW_480p"]
@@ -73,7 +73,7 @@ def test_ctrl_c_in_a_command_is_one_line_and_130(tmp_path, monkeypatch, capsys) 
     monkeypatch.setattr(command, "run", interrupted)
     out = tmp_path / "made" / "r.json"
     assert main(["check-data", str(tmp_path), "--json", str(out)]) == EXIT_INTERRUPTED
-    assert capsys.readouterr().err == "stcl check-data: interrupted (SIGINT); no partial output kept\n"
+    assert capsys.readouterr().err == "stcl check_data: interrupted (SIGINT); no partial output kept\n"
     assert not (tmp_path / "made").exists()
 
 
@@ -83,7 +83,7 @@ def test_sigterm_in_a_command_is_one_line_and_75(tmp_path, monkeypatch, capsys) 
     monkeypatch.setattr(command, "run", lambda args: os.kill(os.getpid(), signal.SIGTERM) or 0)
     assert main(["check-data", str(tmp_path)]) == EXIT_PREEMPTED
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("stcl check-data: stopped by SIGTERM;")
+    assert len(err) == 1 and err[0].startswith("stcl check_data: stopped by SIGTERM;")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after main
 
 

@@ -64,6 +64,7 @@ BACKBONES = (
     "resnest101e",
     "resnet18",
     "cswin_large",
+    "cswin_large_224",
     "cswin_tiny",
     "cswin_mini",
 )
