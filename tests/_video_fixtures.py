@@ -18,6 +18,7 @@ def synth_vspw(root: Path, *, height: int = 48, width: int = 64, frames: int = 2
 
     params = SynthParams(height=height, width=width, frames_per_video=frames,
                          videos={"train": 1, "val": val, "test": 1}, num_classes=classes)
+    root.mkdir(parents=True, exist_ok=True)
     write_vspw(root, params)
     return root
 

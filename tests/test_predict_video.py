@@ -13,7 +13,7 @@ from _video_fixtures import decode_video, encode_mp4, model_file, synth_vspw
 from stcl.cli import main
 from stcl.data.classes import VSPW_CLASSES
 from stcl.data.vspw import frame_path, list_frames, read_split
-from stcl.report.overlay import PALETTE, legend_box, render_overlay
+from stcl.report.overlay import PALETTE, legend_box, legend_entries, render_overlay
 
 FAST = ["--scales", "1.0", "--no-flip", "--crop-size", "32", "32", "--stride", "32", "32", "--device", "cpu"]
 
@@ -65,16 +65,19 @@ def test_predict_mp4_gives_an_overlay_mp4_whose_frames_match_the_label_pngs(asse
             labels.append(np.asarray(img))
     assert max(int(lab.max()) for lab in labels) < 124
     classes = np.unique(np.concatenate([lab.ravel() for lab in labels]))
-    legend_h = legend_box(48, 64)[0] * 8 + 4  # rows under the legend box are left out of the colour check
     for i, (frame, label, got) in enumerate(zip(inputs, labels, overlay)):
         expected = render_overlay(frame, label, VSPW_CLASSES)
-        assert _psnr(got, expected) > 30, f"overlay frame {i} does not match the overlay of its label PNG"
+        # H.264 4:2:0 halves the chroma resolution: on a 64x48 frame full of class edges that costs a few dB
+        assert _psnr(got, expected) > 27, f"overlay frame {i} does not match the overlay of its label PNG"
         other = labels[(i + 6) % 12]
         if (other != label).mean() > 0.2:  # a different label map must be told apart
             assert _psnr(got, render_overlay(frame, other, VSPW_CLASSES)) < _psnr(got, expected) - 3
         if len(classes) > 1:
-            seen = _recovered_labels(got, frame, classes)[legend_h:]
-            assert (seen == label[legend_h:]).mean() > 0.9, f"frame {i}: overlay colours do not give back the labels"
+            _, _, box_w, box_h = legend_box(48, 64, legend_entries(label, VSPW_CLASSES))
+            outside = np.ones(label.shape, bool)
+            outside[:box_h, :box_w] = False  # the legend box hides the blend
+            seen = _recovered_labels(got, frame, classes)
+            assert (seen == label)[outside].mean() > 0.9, f"frame {i}: overlay colours do not give back the labels"
     assert "12 frames (12 predicted, 0 reused)" in capsys.readouterr().out
 
 
@@ -88,7 +91,8 @@ def test_rerun_reuses_labels_and_a_completed_run_is_skipped(assets, tmp_path, ca
     overlay, fps, _ = decode_video(out / "overlay.mp4")
     assert len(overlay) == 20 and fps == Fraction(10) and overlay[0].shape == (48, 128, 3)  # raw | overlay
     frames = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(assets["frames_dir"].glob("*.jpg"))]
-    assert _psnr(overlay[3][:, :64], frames[3]) > 30  # the left half is the raw frame
+    left, right = _psnr(overlay[3][:, :64], frames[3]), _psnr(overlay[3][:, 64:], frames[3])
+    assert left > 25 and right < left - 5  # the raw frame on the left, the overlay on the right
     capsys.readouterr()
     assert main(args) == 0
     assert "already complete (20 frames)" in capsys.readouterr().out
@@ -100,7 +104,7 @@ def test_rerun_reuses_labels_and_a_completed_run_is_skipped(assets, tmp_path, ca
     assert "20 frames (2 predicted, 18 reused)" in capsys.readouterr().out
     assert {p.name: p.read_bytes() for p in (out / "labels").glob("*.png")} == first
     # other models: earlier labels are not reused
-    assert main([*args[:3], "--model", str(assets["model_b"]), *args[5:]]) == 0
+    assert main([*args[:2], "--model", str(assets["model_b"]), *args[4:]]) == 0
     assert "20 frames (20 predicted, 0 reused)" in capsys.readouterr().out
     assert not list(out.rglob("*.tmp"))
 
@@ -148,6 +152,7 @@ def test_bad_videos_get_one_clear_line(assets, tmp_path, capsys):
     with av.open(str(empty), "w") as container:
         stream = container.add_stream("libx264", rate=12)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()  # header written, no frame encoded
     _one_line_error(capsys, main(["predict", str(empty), *model, "--out", str(tmp_path / "o4"), *FAST]), str(empty), "zero frames")
     _no_output(tmp_path / "o4")
 

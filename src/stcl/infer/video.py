@@ -86,7 +86,7 @@ def _probe_video(path: Path) -> VideoInfo:
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"{path}: no video stream")
+                raise ValueError(f"{path}: no video stream (zero frames)")
             stream = container.streams.video[0]
             announced = int(stream.frames or 0)
             packets = sum(1 for p in container.demux(stream) if p.size > 0)

@@ -65,10 +65,17 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def legend_box(height: int, width: int) -> tuple[int, int]:
-    """(row height, font size) of the legend for a frame of this size (scales with the frame height)."""
+def legend_box(height: int, width: int, entries: Sequence[tuple[int, str]]) -> tuple[int, int, int, int]:
+    """Layout of the legend on a (height, width) frame: (row height, font size, box width, box height).
+
+    The font scales with the frame height (8..24 px); the box is at the top-left corner and holds one row per
+    entry, at most as many rows as fit in the frame.
+    """
     font_size = max(8, min(24, height // 30))
-    return font_size + 4, font_size
+    row = font_size + 4
+    rows = min(len(entries), max(1, (height - 4) // row))
+    text_w = max((_font(font_size).getlength(name) for _, name in entries[:rows]), default=0)
+    return row, font_size, min(width, int(row + 6 + text_w + 6)), min(height, row * rows + 4)
 
 
 def draw_legend(image: np.ndarray, entries: Sequence[tuple[int, str]]) -> np.ndarray:
@@ -76,15 +83,12 @@ def draw_legend(image: np.ndarray, entries: Sequence[tuple[int, str]]) -> np.nda
     if not entries:
         return image
     height, width = image.shape[:2]
-    row, font_size = legend_box(height, width)
+    row, font_size, box_w, box_h = legend_box(height, width, entries)
     font = _font(font_size)
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
-    text_w = max(draw.textlength(name, font=font) for _, name in entries)
-    box_w = min(width, int(row + 6 + text_w + 6))
-    box_h = min(height, row * len(entries) + 4)
     draw.rectangle((0, 0, box_w - 1, box_h - 1), fill=(0, 0, 0))
-    for i, (cls, name) in enumerate(entries):
+    for i, (cls, name) in enumerate(entries[: (box_h - 4) // row]):
         y = 2 + i * row
         draw.rectangle((3, y + 1, 3 + row - 4, y + row - 3), fill=tuple(int(v) for v in PALETTE[cls]))
         draw.text((row + 4, y), name, fill=(255, 255, 255), font=font)
