@@ -4,6 +4,7 @@ statistics) of a tiny run, opened in headless Chromium as a person would."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def run_dir(tmp_path_factory) -> Path:
                 gt = load_train_ids(mask_path(root, video, stem))
                 save_label_png(tmp / "pred" / model / video / f"{stem}.png", _corrupt(gt, t, rate, len(model)))
         assert main(["evaluate", "--gt-root", str(root), "--pred-root", str(tmp / "pred" / model), "--split", "val",
-                     "--out", str(tmp / "metrics" / f"{model}.json"), "--params", str(params), "--workers", "0"]) == 0
+                     "--out", str(tmp / "metrics" / f"{model}.json"), "--params", str(params), "--workers", "1"]) == 0
     for i, stage in enumerate(STAGES):
         logger = TrainLogger(tmp / "models" / stage, enabled=True, total_iters=40, start_iter=0, desc=stage)
         for it in range(4, 41, 4):
@@ -118,7 +119,7 @@ def test_report_files_hold_the_figures_and_the_numbers_of_the_run(run_dir):
             img.verify()
     with Image.open(out / "qualitative" / f"{videos[0]}.anim.gif") as gif:
         assert gif.n_frames == 20
-        assert gif.size[0] == 5 * gif.size[1] * 64 // 48  # frame | GT | prediction | error | flicker
+        assert gif.size == (5 * round(160 * 64 / 48), 160)  # frame | GT | prediction | error | flicker
     assert not (out / "qualitative" / f"{videos[2]}.strip.png").exists()  # --max-videos 2
     assert "http://" not in page and "https://" not in page and "<script" not in page
     # the VC per video table holds the official per-video figures
@@ -149,9 +150,9 @@ def test_report_page_in_headless_chromium(run_dir, tmp_path):
             "Array.from(document.querySelectorAll('table')).map(t => Array.from(t.querySelectorAll('tbody tr'))"
             ".map(r => Array.from(r.cells).slice(1).map(c => c.textContent)))"
         )
-        shot = browser.screenshot(tmp_path / "report.png")
+        shot = browser.screenshot(Path(os.environ.get("STCL_REPORT_SCREENSHOT", tmp_path / "report.png")))
         external = [u for u in browser.requests if not u.startswith(("file://", "data:", "about:"))]
-    assert len(images) == 12
+    assert len(images) == 11  # 2 curves, per-class IoU, VC per video, pseudo labels, 3 views x 2 videos
     assert all(i["ok"] for i in images), [i["src"] for i in images if not i["ok"]]
     assert len(cells) == 4  # metrics, per-class IoU, VC per video, pseudo labels
     for table in cells:
