@@ -38,6 +38,8 @@ __all__ = [
     "rule_params",
     "dvc_stages",
     "dvc_yaml",
+    "REPORT_STAGES",
+    "report_command",
 ]
 
 # Models evaluated on val (Tables 2-4): the three trained ones, the teacher and the final ensemble.
@@ -71,6 +73,7 @@ RULE_PARAMS: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluate", "data.vspw_root", "model.backbone"),  # + the model's recipe (`model_keys`)
     "tables": (),
     "submission": (),
+    "report_figures": (),
 }
 
 # Source each rule runs (DVC `deps`): editing the code reruns the stage.
@@ -87,6 +90,7 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "submission": _CORE + (_CMD + "submit.py", "src/stcl/data", "src/stcl/infer"),
     "evaluate": _CORE + (_CMD + "evaluate.py", "src/stcl/data", "src/stcl/metrics"),
     "tables": _CORE + (_CMD + "tables.py", "src/stcl/metrics"),
+    "report_figures": _CORE + (_CMD + "report.py", "src/stcl/report", "src/stcl/metrics"),
 }
 
 
@@ -297,6 +301,21 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
             plots=({"results/tables/per_class_iou.png": {}},),
         )
     )
+    stages.append(
+        Stage(
+            "report_figures",
+            "report_figures",
+            report_command(vspw),
+            (
+                *metrics,
+                *(f"results/models/{s}/train_metrics.json" for s in REPORT_STAGES),
+                prediction_dir("ensemble", "val"),
+                "results/pseudo/stats.json",
+                vspw,
+            ),
+            ("results/report",),
+        )
+    )
     test_pred = prediction_dir("ensemble", "test")
     stages.append(
         Stage(
@@ -308,6 +327,19 @@ def dvc_stages(params: Params, params_file: str = "params.yaml") -> list[Stage]:
         )
     )
     return stages
+
+
+# Stages whose training curves the report draws (`stcl report`, workflow/rules/report.smk).
+REPORT_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
+
+
+def report_command(vspw: str) -> str:
+    """The `stcl report` command of the run: curves, VC per val video and views of the ensemble, pseudo labels."""
+    logs = " ".join(f"--train-log {s}=results/models/{s}/dvclive" for s in REPORT_STAGES)
+    return (
+        f"stcl report --out-dir results/report --metrics-dir results/metrics {logs} --gt-root {vspw} --split val"
+        f" --pred-root {prediction_dir('ensemble', 'val')} --pred-model ensemble --pseudo-stats results/pseudo/stats.json"
+    )
 
 
 def _train_stage(params: Params, stage: str, p: str) -> Stage:

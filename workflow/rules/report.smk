@@ -2,7 +2,7 @@
 # ensemble's val predictions, and results/report/index.html showing them with the tables. The figures also go
 # into `snakemake --report report.html` (captions in workflow/report/).
 
-REPORT_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
+from stcl.workflow_graph import REPORT_STAGES, report_command
 
 
 rule report_figures:
@@ -47,10 +47,6 @@ rule report_figures:
     resources:
         **cluster_resources("default"),
     params:
-        logs=" ".join(
-            f"--train-log {s}=results/models/{s}/dvclive" for s in REPORT_STAGES
-        ),
+        cmd=report_command(VSPW),
     shell:
-        "stcl report --out-dir results/report --metrics-dir results/metrics {params.logs}"
-        " --gt-root {input.vspw} --split val --pred-root {input.pred} --pred-model ensemble"
-        " --pseudo-stats {input.pseudo} > {log} 2>&1"
+        "{params.cmd} > {log} 2>&1"
