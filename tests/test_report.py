@@ -120,6 +120,8 @@ def test_report_files_hold_the_figures_and_the_numbers_of_the_run(run_dir):
     with Image.open(out / "qualitative" / f"{videos[0]}.anim.gif") as gif:
         assert gif.n_frames == 20
         assert gif.size == (5 * round(160 * 64 / 48), 160)  # frame | GT | prediction | error | flicker
+    page_gif = (out / "qualitative" / f"{videos[0]}.anim.html").read_text()  # for Snakemake's report
+    assert "data:image/gif;base64," in page_gif and "http" not in page_gif
     assert not (out / "qualitative" / f"{videos[2]}.strip.png").exists()  # --max-videos 2
     assert "http://" not in page and "https://" not in page and "<script" not in page
     # the VC per video table holds the official per-video figures

@@ -32,7 +32,7 @@ rule report_figures:
         ),
         views=report(
             directory("results/report/qualitative"),
-            patterns=["{video}.{view}.png", "{video}.{view}.gif"],
+            patterns=["{video}.{view}.png", "{video}.{view}.html"],
             caption="../report/qualitative.rst",
             category="Qualitative views",
             subcategory="{video}",

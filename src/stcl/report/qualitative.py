@@ -9,7 +9,9 @@ and predictions ``p_t``:
   window (void included) while the prediction is not. These are exactly the GT-consistent pixels that
   VC_n does not count (`stcl.metrics.consistency`); drawn magenta over the grey frame;
 * ``strip.png``: a few frames spread over the video, one row each (frame | GT | prediction | error | flicker);
-* ``anim.gif``: every frame (up to ``max_gif_frames``, from the start) as that row, at the video's rate;
+* ``anim.gif``: every frame (up to ``max_gif_frames``, from the start) as that row, at the video's rate,
+  and ``anim.html``, the same GIF inside a self-contained page (Snakemake's report shows HTML results in
+  place but offers GIFs only as downloads);
 * ``flicker.png``: the flickering fraction of GT-consistent pixels of every window over time, and the three
   windows that flicker most.
 
@@ -90,6 +92,7 @@ class VideoViews:
 
     strip: Path
     gif: Path
+    gif_page: Path
     flicker: Path
     flicker_fraction: list[float]
 
@@ -174,11 +177,13 @@ def write_video_views(
     views = VideoViews(
         strip=out_dir / f"{video}.strip.png",
         gif=out_dir / f"{video}.anim.gif",
+        gif_page=out_dir / f"{video}.anim.html",
         flicker=out_dir / f"{video}.flicker.png",
         flicker_fraction=scores,
     )
     _write_strip(rows, stems, views.strip, strip_rows, plt)
     _write_gif(rows[:max_gif_frames], views.gif, fps)
+    _write_gif_page(views.gif, views.gif_page, video)
     _write_flicker(rows, scores, worst, stems, n, views.flicker, video, plt)
     return views
 
@@ -210,6 +215,18 @@ def _write_gif(rows: Sequence[np.ndarray], path: Path, fps: float) -> None:
     images = [Image.fromarray(r).convert("P", palette=Image.ADAPTIVE, colors=255) for r in rows]
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
+
+
+def _write_gif_page(gif: Path, path: Path, video: str) -> None:
+    import base64
+    import html
+
+    from stcl.atomic import write_text
+
+    data = base64.b64encode(gif.read_bytes()).decode("ascii")
+    title = html.escape(f"{video}: frame | ground truth | prediction | error | flicker")
+    write_text(path, f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head><body>'
+                     f'<p>{title}</p><img src="data:image/gif;base64,{data}" alt="{title}"></body></html>\n')
 
 
 def _write_flicker(rows, scores, worst, stems, n: int, path: Path, video: str, plt) -> None:
