@@ -190,3 +190,22 @@ def test_frames_are_streamed_one_at_a_time(assets):
     first = next(frames)
     assert first.shape == (48, 64, 3) and first.dtype == np.uint8
     assert sum(1 for _ in frames) == 11
+
+
+def test_overlay_encoder_keeps_odd_sizes_and_leaves_nothing_on_error(tmp_path):
+    from stcl.infer.video import OverlayEncoder
+
+    rng = np.random.default_rng(0)
+    frames = [np.repeat(rng.integers(0, 256, (1, 1, 3), dtype=np.uint8), 45 * 63, 0).reshape(45, 63, 3) for _ in range(5)]
+    with OverlayEncoder(tmp_path / "odd.mp4", 45, 63, Fraction(30000, 1001)) as enc:
+        for f in frames:
+            enc.write(f)
+    decoded, fps, count = decode_video(tmp_path / "odd.mp4")
+    assert count == 5 and fps == Fraction(30000, 1001)
+    assert [d.shape for d in decoded] == [(45, 63, 3)] * 5
+    assert all(_psnr(d, f) > 35 for d, f in zip(decoded, frames))  # flat colours survive 4:4:4 nearly exactly
+    with pytest.raises(RuntimeError, match="boom"):
+        with OverlayEncoder(tmp_path / "failed.mp4", 48, 64, Fraction(15)) as enc:
+            enc.write(np.zeros((48, 64, 3), np.uint8))
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
