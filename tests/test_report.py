@@ -167,3 +167,18 @@ def test_report_page_in_headless_chromium(run_dir, tmp_path):
         assert img.size[0] >= 1000 and img.size[1] > 2000  # the whole page, not a blank viewport
         grey = np.asarray(img.convert("L"))
         assert grey.std() > 20  # something drawn
+
+
+def test_video_views_keep_only_the_rows_they_need(run_dir, tmp_path):
+    from stcl.report.qualitative import write_video_views
+
+    root = run_dir / "VSPW_480p"
+    video = read_split(root, "val")[1]
+    views = write_video_views(root, run_dir / "pred" / "train_stcl", video, tmp_path, max_gif_frames=3, strip_rows=2)
+    with Image.open(views.gif) as gif:
+        assert gif.n_frames == 3
+    assert len(views.flicker_fraction) == 20 - 8 + 1
+    # odd frames flicker in the top-left block, so every window holds flickering GT-consistent pixels
+    assert all(0 < f < 1 for f in views.flicker_fraction)
+    with Image.open(views.strip) as strip, Image.open(views.flicker) as flicker:
+        assert strip.size[1] < flicker.size[1]  # two strip rows; curve + three windows

@@ -7,7 +7,8 @@ and predictions ``p_t``:
   frame in dim grey where ``p = g``, red where ``p ≠ g`` and slate blue where the GT is void;
 * **flicker** of the window of ``n`` frames ending at ``t`` (t ≥ n − 1): pixels whose GT is equal over the
   window (void included) while the prediction is not. These are exactly the GT-consistent pixels that
-  VC_n does not count (`stcl.metrics.consistency`); drawn magenta over the grey frame;
+  VC_n does not count (`stcl.metrics.consistency`); drawn magenta over the grey frame. Every full window
+  is shown, the last one included (the official VC skips it);
 * ``strip.png``: a few frames spread over the video, one row each (frame | GT | prediction | error | flicker);
 * ``anim.gif``: every frame (up to ``max_gif_frames``, from the start) as that row, at the video's rate,
   and ``anim.html``, the same GIF inside a self-contained page (Snakemake's report shows HTML results in
@@ -15,7 +16,8 @@ and predictions ``p_t``:
 * ``flicker.png``: the flickering fraction of GT-consistent pixels of every window over time, and the three
   windows that flicker most.
 
-Memory: one video's frames are held at the (downscaled) panel size only.
+Memory: only the panel rows still needed (GIF frames, strip frames, the three most flickering windows so
+far) are held, at the (downscaled) panel size, whatever the video's length.
 """
 
 from __future__ import annotations
@@ -155,11 +157,15 @@ def write_video_views(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from stcl.metrics.io import list_gt_frames
+
     out_dir = Path(out_dir)
+    count = len(list_gt_frames(gt_root, video))
+    picks = sorted(set(np.linspace(0, count - 1, min(strip_rows, count)).round().astype(int).tolist()))
     tracker = FlickerTracker(n)
-    rows: list[np.ndarray] = []  # one (h, 5w, 3) row per frame, panel_height tall
+    kept: dict[int, np.ndarray] = {}  # (h, 5w, 3) rows still needed: GIF frames, strip picks, current top-3 flicker
     scores: list[float] = []
-    worst: list[tuple[float, int]] = []
+    top: list[tuple[float, int]] = []  # (flicker fraction, t) of the three most flickering windows so far
     stems: list[str] = []
     for t, (stem, frame, gt, pred) in enumerate(load_video(gt_root, pred_root, video)):
         flicker, consistent = tracker.add(gt, pred)
@@ -168,11 +174,15 @@ def write_video_views(
             flick[flicker] = FLICKER
             frac = float(flicker.sum()) / consistent if consistent else float("nan")
             scores.append(frac)
-            worst.append((frac if consistent else -1.0, t))
+            if consistent:
+                top = sorted([*top, (frac, t)], key=lambda st: (-st[0], st[1]))[:3]
         panels = [frame, colorize(gt), colorize(pred), error_map(frame, gt, pred), flick]
-        rows.append(np.concatenate([_resize(p, panel_height) for p in panels], axis=1))
+        kept[t] = np.concatenate([_resize(p, panel_height) for p in panels], axis=1)
         stems.append(stem)
-    if not rows:
+        needed = set(picks) | {i for _, i in top} | set(range(max_gif_frames))
+        for i in [i for i in kept if i not in needed]:
+            del kept[i]  # memory stays bounded whatever the video length
+    if not stems:
         raise ValueError(f"{gt_root}: video {video} has no frames")
     views = VideoViews(
         strip=out_dir / f"{video}.strip.png",
@@ -181,10 +191,10 @@ def write_video_views(
         flicker=out_dir / f"{video}.flicker.png",
         flicker_fraction=scores,
     )
-    _write_strip(rows, stems, views.strip, strip_rows, plt)
-    _write_gif(rows[:max_gif_frames], views.gif, fps)
+    _write_strip([kept[i] for i in picks], [stems[i] for i in picks], views.strip, plt)
+    _write_gif([kept[i] for i in range(min(len(stems), max_gif_frames))], views.gif, fps)
     _write_gif_page(views.gif, views.gif_page, video)
-    _write_flicker(rows, scores, worst, stems, n, views.flicker, video, plt)
+    _write_flicker(kept, scores, [t for _, t in top], stems, n, views.flicker, video, plt)
     return views
 
 
@@ -196,13 +206,12 @@ def _save(fig, path: Path, plt) -> None:
         plt.close(fig)
 
 
-def _write_strip(rows: Sequence[np.ndarray], stems: Sequence[str], path: Path, count: int, plt) -> None:
-    picks = sorted(set(np.linspace(0, len(rows) - 1, min(count, len(rows))).round().astype(int).tolist()))
+def _write_strip(rows: Sequence[np.ndarray], stems: Sequence[str], path: Path, plt) -> None:
     h, w = rows[0].shape[:2]
-    fig, axes = plt.subplots(len(picks), 1, figsize=(12, 12 * h / w * len(picks) + 0.6), squeeze=False)
-    for ax, i in zip(axes[:, 0], picks):
+    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 12 * h / w * len(rows) + 0.6), squeeze=False)
+    for i, ax in enumerate(axes[:, 0]):
         ax.imshow(rows[i], interpolation="nearest")
-        ax.set_xticks([(k + 0.5) * w / 5 for k in range(5)], PANEL_TITLES if i == picks[0] else [""] * 5, fontsize=8)
+        ax.set_xticks([(k + 0.5) * w / 5 for k in range(5)], PANEL_TITLES if i == 0 else [""] * 5, fontsize=8)
         ax.xaxis.set_ticks_position("top")
         ax.tick_params(length=0)
         ax.set_yticks([])
@@ -229,14 +238,13 @@ def _write_gif_page(gif: Path, path: Path, video: str) -> None:
                      f'<p>{title}</p><img src="data:image/gif;base64,{data}" alt="{title}"></body></html>\n')
 
 
-def _write_flicker(rows, scores, worst, stems, n: int, path: Path, video: str, plt) -> None:
-    top = [t for s, t in sorted(worst, key=lambda st: (-st[0], st[1]))[:3] if s >= 0]
+def _write_flicker(rows, scores, top, stems, n: int, path: Path, video: str, plt) -> None:
     fig = plt.figure(figsize=(12, 2.6 + 2.2 * max(len(top), 1)))
     ax = fig.add_subplot(max(len(top), 1) + 1, 1, 1)
     ax.plot(range(n - 1, n - 1 + len(scores)), scores, color="tab:purple", marker="." if len(scores) < 40 else None)
     ax.set(title=f"{video}: flickering share of GT-consistent pixels per {n}-frame window (1 - window VC{n})",
            xlabel="last frame of the window", ylim=(0, max([s for s in scores if s == s] + [0.05]) * 1.1))
-    w = rows[0].shape[1]
+    w = next(iter(rows.values())).shape[1]
     for k, t in enumerate(top):
         a = fig.add_subplot(max(len(top), 1) + 1, 1, k + 2)
         a.imshow(np.concatenate([rows[t][:, : w // 5], rows[t][:, 4 * w // 5 :]], axis=1), interpolation="nearest")
