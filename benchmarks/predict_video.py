@@ -5,9 +5,15 @@
 Writes a synthetic 854×480, 15 fps H.264 clip (moving textured shapes) and a model file of the default tiny
 architecture (``params.model``, random init: speed does not depend on the weights) into a temporary folder,
 then runs ``stcl predict`` as a subprocess (``OMP_NUM_THREADS``/torch threads = ``--threads``) in three
-settings and prints, per setting, the wall time of the whole command (start-up and model loading included),
-frames/s over it, and the time per frame of the frame loop (from the command's own tqdm-free summary, i.e.
-wall minus a zero-frame-cost start measured separately):
+settings and prints, per setting:
+
+* wall s, frames/s: the whole command (start-up and model loading included) on the clip;
+* s/frame (loop): wall time per frame of the frame loop (the clip's run minus a one-frame run, per extra frame);
+* CPU s/frame: the command's CPU time (user + system) per frame of the loop, and the frames/s it implies when
+  ``--threads`` cores are free (frames / (CPU s / threads)). On a shared machine wall time depends on the load
+  (printed), CPU time much less.
+
+Settings:
 
 * ``params``: ``params.infer`` as it is (scales, flip, sliding window of the tiny default);
 * ``1 scale, no flip``: the same window, scale 1.0 only;
@@ -63,17 +69,22 @@ def tiny_model(path: Path, params_file: str) -> Path:
                       class_names=VSPW_CLASSES)
 
 
-def run_predict(video: Path, model: Path, out: Path, extra: list[str], threads: int, params: str) -> float:
+def run_predict(video: Path, model: Path, out: Path, extra: list[str], threads: int, params: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one `stcl predict` run."""
+    import resource
+
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     stcl = str(Path(sys.executable).parent / "stcl")
     cmd = [stcl, "predict", str(video), "--model", str(model), "--out", str(out), "--device", "cpu",
            "--params", params, *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"stcl predict failed ({result.returncode}): {result.stderr.strip()}")
-    return wall
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -87,10 +98,10 @@ def main() -> None:
 
     infer = load_params(args.params).infer
     settings = [
-        (f"params (scales {list(infer.scales)}, flip {infer.flip}, window {list(infer.crop_size)})", []),
-        ("1 scale, no flip, same window", ["--scales", "1.0", "--no-flip"]),
         ("1 scale, no flip, whole frame", ["--scales", "1.0", "--no-flip", "--crop-size", "480", "854",
                                             "--stride", "480", "854", "--batch-size", "1"]),
+        ("1 scale, no flip, params window", ["--scales", "1.0", "--no-flip"]),
+        (f"params: scales {list(infer.scales)}, flip {infer.flip}, window {list(infer.crop_size)}", []),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -98,13 +109,16 @@ def main() -> None:
         model = tiny_model(tmp / "model.pt", args.params)
         one = synthetic_clip(tmp / "one.mp4", 1)
         print(f"stcl predict on {args.frames} frames of 854x480 H.264, tiny model ({load_params(args.params).model.backbone}),"
-              f" {args.threads} CPU threads, torch {__import__('torch').__version__}")
-        print(f"{'setting':58s} {'wall s':>8s} {'frames/s':>9s} {'s/frame (loop)':>15s}")
+              f" {args.threads} CPU threads, torch {__import__('torch').__version__};"
+              f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+        print(f"{'setting':58s} {'wall s':>7s} {'frames/s':>9s} {'s/frame':>8s} {'CPU s/frame':>12s} {'frames/s @free':>15s}")
         for name, extra in settings:
-            start_cost = run_predict(one, model, tmp / "o1", extra, args.threads, args.params)  # start-up + 1 frame
-            wall = run_predict(video, model, tmp / "o", extra, args.threads, args.params)
-            per_frame = (wall - start_cost) / max(args.frames - 1, 1)
-            print(f"{name:58s} {wall:8.1f} {args.frames / wall:9.3f} {per_frame:15.3f}")
+            wall1, cpu1 = run_predict(one, model, tmp / "o1", extra, args.threads, args.params)  # start-up + 1 frame
+            wall, cpu = run_predict(video, model, tmp / "o", extra, args.threads, args.params)
+            extra_frames = max(args.frames - 1, 1)
+            per_frame, cpu_frame = (wall - wall1) / extra_frames, (cpu - cpu1) / extra_frames
+            print(f"{name:58s} {wall:7.1f} {args.frames / wall:9.3f} {per_frame:8.2f} {cpu_frame:12.2f}"
+                  f" {args.threads / cpu_frame:15.3f}   (load {os.getloadavg()[0]:.1f})", flush=True)
             for d in (tmp / "o", tmp / "o1"):
                 subprocess.run(["rm", "-rf", str(d)], check=True)
 
