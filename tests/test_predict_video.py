@@ -209,3 +209,26 @@ def test_overlay_encoder_keeps_odd_sizes_and_leaves_nothing_on_error(tmp_path):
             enc.write(np.zeros((48, 64, 3), np.uint8))
             raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.mp4"]
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".webm", "libvpx-vp9"), (".avi", "mpeg4"), (".mov", "libx264")])
+def test_other_containers_are_read_frame_by_frame(tmp_path, suffix, codec):
+    import av
+
+    from stcl.infer.video import iter_frames, open_source
+
+    path = tmp_path / f"clip{suffix}"
+    rng = np.random.default_rng(1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(7):
+            frame = np.repeat(rng.integers(0, 256, (1, 3), dtype=np.uint8), 48 * 64, 0).reshape(48, 64, 3)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    info = open_source(path)
+    assert (info.kind, info.height, info.width, info.fps) == ("video", 48, 64, Fraction(25))
+    frames = list(iter_frames(info))
+    assert len(frames) == 7 and all(f.shape == (48, 64, 3) for f in frames)
