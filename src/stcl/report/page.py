@@ -106,10 +106,11 @@ def plot_pseudo_kept(stats: Mapping[str, Any], path: str | Path) -> Path:
     return _save(fig, Path(path), plt)
 
 
-def _fmt(v: Any, pct: bool = True) -> str:
+def _fmt(v: Any) -> str:
+    """A fraction as a percent with one decimal; "–" for None/NaN."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
-    return f"{100 * v:.1f}" if pct else str(v)
+    return f"{100 * v:.1f}"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
