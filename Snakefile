@@ -19,6 +19,7 @@ include: "workflow/rules/pseudo.smk"
 include: "workflow/rules/infer.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/ablations.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -27,6 +28,7 @@ rule all:
         "results/test_submission.zip",
         "results/tables/tables.md",
         expand("results/metrics/{model}.json", model=EVAL_MODELS),
+        "results/report/index.html",
 
 
 onsuccess:

@@ -1,0 +1,92 @@
+"""`stcl predict`: run trained models on your own video (or folder of frames); label PNGs + an overlay video.
+
+    stcl predict clip.mp4 --model results/models/train_student/model.pt [--model B.pt ...] --out out/clip
+    stcl predict frames/ --model M.pt --out out/frames --fps 15 --side-by-side
+
+Writes ``<out>/labels/<8-digit>.png`` (palette PNG of class ids, frame size), ``<out>/overlay.mp4`` (the
+input's size and frame rate, class colours blended over the frame with a legend of the classes present)
+and ``<out>/predict.json``. Test-time augmentation and ensembling are those of `stcl infer`: scales, flip,
+sliding window, windows per batch and amp default to ``params.infer`` of ``--params`` (built-in defaults
+when the default params.yaml is absent) and each can be overridden here. Resumable: a rerun reuses the
+label PNGs already written. Exit codes: 0 done, 1 bad input (one line naming the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="video file (mp4, mov, avi, mkv, webm, ...) or folder of frames (jpg/png)")
+    p.add_argument("--model", dest="models", action="append", required=True, metavar="MODEL_PT",
+                   help="model.pt file; repeat for an ensemble (softmax average)")
+    p.add_argument("--out", required=True, help="output folder (labels/, overlay.mp4, predict.json)")
+    p.add_argument("--weights", nargs="+", type=float, default=None, help="one ensemble weight per model")
+    p.add_argument("--params", default=None, help="params file for the infer defaults (default: ./params.yaml if present)")
+    p.add_argument("--scales", nargs="+", type=float, default=None, help="TTA scales (default: params infer.scales)")
+    flip = p.add_mutually_exclusive_group()
+    flip.add_argument("--flip", dest="flip", action="store_true", default=None, help="add horizontal flips")
+    flip.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
+    p.add_argument("--crop-size", nargs=2, type=int, default=None, metavar=("H", "W"), help="sliding window size")
+    p.add_argument("--stride", nargs=2, type=int, default=None, metavar=("H", "W"), help="sliding window stride")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    p.add_argument("--amp", choices=("off", "bf16", "fp16"), default=None, help="autocast of the forward pass")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate of a frame folder's overlay (default 15)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the class colours in the overlay")
+    p.add_argument("--no-legend", dest="legend", action="store_false", help="no legend of the classes present")
+    p.add_argument("--side-by-side", action="store_true", help="raw frame left of the overlay (twice the width)")
+
+
+def _infer_params(path: str | None):
+    from stcl.params import Params, load_params
+
+    if path is None:
+        return (load_params("params.yaml") if Path("params.yaml").is_file() else Params()).infer
+    return load_params(path).infer
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.infer.ensemble import load_members
+    from stcl.infer.multiscale import TTA
+    from stcl.infer.sliding import Window
+    from stcl.infer.video import open_source, predict_video
+
+    infer = _infer_params(args.params)
+    scales = tuple(args.scales) if args.scales else tuple(infer.scales)
+    flip = infer.flip if args.flip is None else args.flip
+    crop = tuple(args.crop_size or infer.crop_size)
+    stride = tuple(args.stride or infer.stride)
+    batch_size = args.batch_size or infer.batch_size
+    amp = args.amp or infer.amp
+    info = open_source(args.input, fps=args.fps)  # validate the input before loading any model
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    members = load_members(args.models, args.weights, device=device, amp=amp, label_space="vspw")
+    tta = TTA(scales=scales, flip=flip, window=Window(crop, stride), batch_size=batch_size)
+    options = {
+        "models": [str(Path(m).resolve()) for m in args.models],
+        "model_mtime_ns": [Path(m).stat().st_mtime_ns for m in args.models],
+        "weights": args.weights,
+        "scales": list(scales),
+        "flip": flip,
+        "crop_size": list(crop),
+        "stride": list(stride),
+        "amp": amp,
+    }
+    result = predict_video(
+        members, tta, info, args.out, class_names=VSPW_CLASSES, options=options, device=device,
+        alpha=args.alpha, legend=args.legend, side_by_side=args.side_by_side, progress=sys.stderr.isatty(),
+    )
+    if result.skipped:
+        print(f"stcl predict: {args.out} already complete ({result.frames} frames)")
+    else:
+        print(
+            f"stcl predict: {result.frames} frames ({result.computed} predicted, {result.reused} reused), "
+            f"{info.width}x{info.height} at {float(info.fps):.3g} fps -> {result.overlay}, {result.labels}/"
+        )
+    return 0
