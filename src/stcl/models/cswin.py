@@ -30,7 +30,7 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from stcl.models.encoders import Encoder
+from stcl.models.encoder_base import Encoder
 
 __all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint", "check_cswin_split"]
 

@@ -176,6 +176,4 @@ def build_segmentor(
         # A backbone file (ImageNet release, timm) fills the encoder; a whole-model file (mmseg model zoo)
         # fills the heads too. Strict: anything that does not fit is an error unless in model.load_exclude.
         load_segmentor_weights(segmentor, model.pretrained, exclude=model.load_exclude, what="model.pretrained file")
-    if model.sync_bn:
-        segmentor = nn.SyncBatchNorm.convert_sync_batchnorm(segmentor)
-    return segmentor
+    return segmentor  # model.sync_bn is applied by the training loop, which knows the device and world size

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_reduce_flag", "all_gather_objects"]
+__all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_objects"]
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,6 @@ def shutdown_distributed(ctx: DistContext) -> None:
     """Leave the process group (if one was joined)."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_flag(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank when `flag` is true on any rank (a collective: every rank must call it)."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def all_gather_objects(obj: object, ctx: DistContext) -> list[object]:
