@@ -217,6 +217,7 @@ class InferParams(_Strict):
     batch_size: PositiveInt = 16  # windows per forward pass (windows of all scales/flips share batches)
     workers: NonNegInt = 1  # frame-decoding threads
     amp: Literal["off", "bf16", "fp16"] = "off"  # autocast of the forward pass (GPU); probabilities stay fp32
+    shards: PositiveInt = 1  # val/test inference: one GPU job per shard (sorted(videos)[i::shards]), then a gather
 
     @model_validator(mode="after")
     def _weights_match(self) -> "InferParams":
