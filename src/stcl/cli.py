@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "submit": ("submit", "validate test predictions and write the submission zip"),
     "params": ("params", "print validated params, the JSON schema, or the paper preset"),
     "ablation": ("ablation", "write the params file of one paper ablation (Tables 1-3)"),
+    "plan": ("plan", "work, GPU time, wall time and memory of every job at the current params; warnings"),
     "summary": ("summary", "where the zip and tables are, wall time per job, val metrics beside chance"),
 }
 

@@ -1,0 +1,69 @@
+"""Peak memory per GPU of a training job: model, gradients, optimizer state, activations.
+
+Method (bytes, P = parameters, A = float32 activations of one micro-batch saved for backward, counted on
+the meta device by `stcl.plan.work.train_step_work`)::
+
+    static      = P·4 (float32 weights) + P·4 (gradients) + P·s (optimizer: AdamW m and v s = 8, SGD
+                  momentum s = 4) + P·2 with bf16/fp16 autocast (its cache of half-precision weights)
+                  + P·4 under DDP (gradient buckets, a second copy of the gradients)
+    activations = A · f_amp · f_ckpt
+    peak        = static + activations · (1 + FRAGMENTATION) + CONTEXT
+
+``f_amp`` (bf16/fp16 autocast) and ``f_ckpt`` (``model.grad_checkpointing``: encoder blocks keep only
+their inputs and are recomputed in backward) are the ratios of measured CPU peak step memory with and
+without the lever, from benchmarks/memory_levers.py at reduced sizes (its output is in
+docs/paper_scale.md); ``CONTEXT`` is the CUDA context and cuDNN/cuBLAS workspaces, ``FRAGMENTATION``
+the caching allocator's slack. The method is checked against a measured CPU step at two sizes by
+benchmarks/memory_levers.py --check (and in tests at tiny sizes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stcl.params import Params, TrainStageParams
+from stcl.plan.work import TrainWork, train_step_work
+
+__all__ = ["AMP_FACTOR", "CHECKPOINT_FACTOR", "CONTEXT_BYTES", "FRAGMENTATION", "MemoryEstimate", "train_memory"]
+
+# Activation ratios measured on CPU (benchmarks/memory_levers.py; see docs/paper_scale.md).
+AMP_FACTOR = {"off": 1.0, "bf16": 0.62, "fp16": 0.62}
+CHECKPOINT_FACTOR = 0.35
+CONTEXT_BYTES = 1 * 1024**3
+FRAGMENTATION = 0.10
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak bytes per GPU of one training job, by part."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    amp_cache: int
+    ddp_buckets: int
+    activations: int
+    overhead: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.amp_cache + self.ddp_buckets + self.activations + self.overhead
+
+
+def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: TrainWork | None = None) -> MemoryEstimate:
+    """Peak memory per GPU of ``stage`` trained on ``gpus`` GPUs (DDP when > 1) at ``params``."""
+    work = work or train_step_work(params, stage)
+    p = work.parameters
+    opt = 8 if stage.optimizer.name == "adamw" else 4
+    acts = work.activation_bytes * AMP_FACTOR[stage.amp]
+    if params.model.grad_checkpointing:
+        acts *= CHECKPOINT_FACTOR
+    return MemoryEstimate(
+        weights=4 * p,
+        gradients=4 * p,
+        optimizer=opt * p,
+        amp_cache=2 * p if stage.amp != "off" else 0,
+        ddp_buckets=4 * p if gpus > 1 else 0,
+        activations=int(acts),
+        overhead=int(acts * FRAGMENTATION) + CONTEXT_BYTES,
+    )
