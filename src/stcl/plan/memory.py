@@ -7,7 +7,12 @@ the meta device by `stcl.plan.work.train_step_work`)::
                   momentum s = 4) + P·2 with bf16/fp16 autocast (its cache of half-precision weights)
                   + P·4 under DDP (gradient buckets, a second copy of the gradients)
     activations = A · f_amp · f_ckpt
-    peak        = static + activations · (1 + FRAGMENTATION) + CONTEXT
+    loss        = 10 bytes · B·C·H·W per head, 2 heads (decode + aux logits upsampled to the crop: bf16
+                  logits, float32 log-softmax kept for backward, its float32 gradient)
+                  + 3 · 4 bytes · chunk_size · K with STCL (one float32 (chunk, K) similarity block, its
+                  logsumexp/softplus temporaries and its gradient; K = T·N keys, N = query pixels at
+                  stride 4, or 32 with ``projection_input: backbone_last``)
+    peak        = static + (activations + loss) · (1 + FRAGMENTATION) + CONTEXT
 
 ``f_amp`` (bf16/fp16 autocast) and ``f_ckpt`` (``model.grad_checkpointing``: encoder blocks keep only
 their inputs and are recomputed in backward) are the ratios of measured CPU peak step memory with and
@@ -28,7 +33,7 @@ __all__ = ["AMP_FACTOR", "CHECKPOINT_FACTOR", "CONTEXT_BYTES", "FRAGMENTATION", 
 
 # Activation ratios measured on CPU (benchmarks/memory_levers.py; see docs/paper_scale.md).
 AMP_FACTOR = {"off": 1.0, "bf16": 0.62, "fp16": 0.62}
-CHECKPOINT_FACTOR = 0.35
+CHECKPOINT_FACTOR = 0.51
 CONTEXT_BYTES = 1 * 1024**3
 FRAGMENTATION = 0.10
 
@@ -43,11 +48,13 @@ class MemoryEstimate:
     amp_cache: int
     ddp_buckets: int
     activations: int
+    loss: int
     overhead: int
 
     @property
     def total(self) -> int:
-        return self.weights + self.gradients + self.optimizer + self.amp_cache + self.ddp_buckets + self.activations + self.overhead
+        return (self.weights + self.gradients + self.optimizer + self.amp_cache + self.ddp_buckets
+                + self.activations + self.loss + self.overhead)
 
 
 def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: TrainWork | None = None) -> MemoryEstimate:
@@ -58,6 +65,12 @@ def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: Train
     acts = work.activation_bytes * AMP_FACTOR[stage.amp]
     if params.model.grad_checkpointing:
         acts *= CHECKPOINT_FACTOR
+    crop_h, crop_w = params.augment.crop_size
+    loss = 2 * 10 * stage.batch_per_device * 124 * crop_h * crop_w
+    if stage.stcl.enabled:
+        stride = 4 if params.model.projection_input == "fpn_bottleneck" else 32
+        n = (crop_h // stride) * (crop_w // stride)
+        loss += 3 * 4 * min(stage.stcl.chunk_size, n) * work.frames * n
     return MemoryEstimate(
         weights=4 * p,
         gradients=4 * p,
@@ -65,5 +78,6 @@ def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: Train
         amp_cache=2 * p if stage.amp != "off" else 0,
         ddp_buckets=4 * p if gpus > 1 else 0,
         activations=int(acts),
-        overhead=int(acts * FRAGMENTATION) + CONTEXT_BYTES,
+        loss=loss,
+        overhead=int((acts + loss) * FRAGMENTATION) + CONTEXT_BYTES,
     )
