@@ -59,8 +59,24 @@ class Sizes:
     chunks: tuple[int, ...]
 
 
-PAPER = Sizes("swin_large_patch4_window12_384", 512, 256, 512, 768, 2, 4, (480, 854),
-              (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), 768, 512, 8192, 10, 2, 3, (2048, 4096, 8192))
+PAPER = Sizes(
+    "swin_large_patch4_window12_384",
+    512,
+    256,
+    512,
+    768,
+    2,
+    4,
+    (480, 854),
+    (0.5, 0.75, 1.0, 1.25, 1.5, 1.75),
+    768,
+    512,
+    8192,
+    10,
+    2,
+    3,
+    (2048, 4096, 8192),
+)
 SMOKE = Sizes("swin_mini", 16, 8, 8, 32, 2, 2, (40, 56), (0.5, 1.0), 32, 24, 128, 1, 1, 1, (64, 256))
 
 
@@ -83,17 +99,36 @@ def _params(s: Sizes):
     from stcl.params import Params
 
     p = Params()
-    return p.model_copy(update={
-        "model": p.model.model_copy(update={"backbone": s.backbone, "channels": s.channels,
-                                            "aux_channels": s.aux_channels, "drop_path": 0.3}),
-        "augment": p.augment.model_copy(update={"crop_size": (s.crop, s.crop)}),
-        "clips": p.clips.model_copy(update={"reference_offsets": tuple(range(-(s.frames - 1) * 3, 0, 3))}),
-        "train_stcl": p.train_stcl.model_copy(update={
-            "batch_per_device": s.clips, "batch_size": s.clips, "amp": "bf16",
-            "stcl": p.train_stcl.stcl.model_copy(update={"dim": s.dim})}),
-        "infer": p.infer.model_copy(update={"scales": s.scales, "crop_size": (s.window, s.window),
-                                            "stride": (s.stride, s.stride), "batch_size": 8}),
-    })
+    return p.model_copy(
+        update={
+            "model": p.model.model_copy(
+                update={
+                    "backbone": s.backbone,
+                    "channels": s.channels,
+                    "aux_channels": s.aux_channels,
+                    "drop_path": 0.3,
+                }
+            ),
+            "augment": p.augment.model_copy(update={"crop_size": (s.crop, s.crop)}),
+            "clips": p.clips.model_copy(update={"reference_offsets": tuple(range(-(s.frames - 1) * 3, 0, 3))}),
+            "train_stcl": p.train_stcl.model_copy(
+                update={
+                    "batch_per_device": s.clips,
+                    "batch_size": s.clips,
+                    "amp": "bf16",
+                    "stcl": p.train_stcl.stcl.model_copy(update={"dim": s.dim}),
+                }
+            ),
+            "infer": p.infer.model_copy(
+                update={
+                    "scales": s.scales,
+                    "crop_size": (s.window, s.window),
+                    "stride": (s.stride, s.stride),
+                    "batch_size": 8,
+                }
+            ),
+        }
+    )
 
 
 def matmul_rates(s: Sizes, device: torch.device) -> dict:
@@ -148,9 +183,15 @@ def train_step(s: Sizes, device: torch.device, matmul_bf16: float) -> dict:
     step_s = sorted(times)[len(times) // 2]
     flops = train_step_work(params, stage).flops
     return {
-        "clips": s.clips, "frames": s.frames, "crop": s.crop, "loss": float(loss.detach()),
-        "ms_per_step": step_s * 1e3, "peak_memory_bytes": _peak(device), "flops_per_step": flops,
-        "achieved_tflops": flops / step_s / 1e12, "mfu_vs_matmul_bf16": flops / step_s / 1e12 / matmul_bf16,
+        "clips": s.clips,
+        "frames": s.frames,
+        "crop": s.crop,
+        "loss": float(loss.detach()),
+        "ms_per_step": step_s * 1e3,
+        "peak_memory_bytes": _peak(device),
+        "flops_per_step": flops,
+        "achieved_tflops": flops / step_s / 1e12,
+        "mfu_vs_matmul_bf16": flops / step_s / 1e12 / matmul_bf16,
     }
 
 
@@ -187,9 +228,13 @@ def ddp_syncbn(s: Sizes, device: torch.device) -> dict:
         _sync(device)
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         finite = all(bool(torch.isfinite(g).all()) for g in grads)
-        return {"backend": backend, "sync_bn_layers": sync_bn, "sync_bn_in_ddp": device.type == "cuda",
-                "grads_finite": finite,
-                "ms": (time.perf_counter() - t0) * 1e3}
+        return {
+            "backend": backend,
+            "sync_bn_layers": sync_bn,
+            "sync_bn_in_ddp": device.type == "cuda",
+            "grads_finite": finite,
+            "ms": (time.perf_counter() - t0) * 1e3,
+        }
     finally:
         dist.destroy_process_group()
 
@@ -208,12 +253,16 @@ def stcl_alone(s: Sizes, device: torch.device) -> dict:
         _reset_peak(device)
         _sync(device)
         t0 = time.perf_counter()
-        loss = spatial_temporal_consistency_loss(feats[:, 0], labels[:, 0], feats[:, 1:], labels[:, 1:], 0.07,
-                                                 chunk_size=chunk)
+        loss = spatial_temporal_consistency_loss(
+            feats[:, 0], labels[:, 0], feats[:, 1:], labels[:, 1:], 0.07, chunk_size=chunk
+        )
         loss.backward()
         _sync(device)
-        out["chunks"][str(chunk)] = {"ms": (time.perf_counter() - t0) * 1e3, "peak_memory_bytes": _peak(device),
-                                     "loss": float(loss.detach())}
+        out["chunks"][str(chunk)] = {
+            "ms": (time.perf_counter() - t0) * 1e3,
+            "peak_memory_bytes": _peak(device),
+            "loss": float(loss.detach()),
+        }
     losses = [c["loss"] for c in out["chunks"].values()]
     out["chunk_losses_agree"] = max(losses) - min(losses) <= 1e-4 * max(abs(x) for x in losses)  # exact method
     return out

@@ -36,7 +36,11 @@ def counts(params) -> dict[str, dict[str, int]]:
     teacher, ens = len(params.teacher.members), len(params.infer.models)
     singles = 3  # train_stcl, train_ade, train_student evaluated alone
     val_after = len(set(params.infer.models) | set(params.teacher.members) | {"train_stcl", "train_ade"})
-    before = {"val": val * views * (singles + teacher + ens), "test": test * views * ens, "pseudo": pool * pviews * teacher}
+    before = {
+        "val": val * views * (singles + teacher + ens),
+        "test": test * views * ens,
+        "pseudo": pool * pviews * teacher,
+    }
     after = {"val": val * views * val_after, "test": test * views * ens, "pseudo": pool * pviews * teacher}
     return {"before": before, "after": after}
 
@@ -66,19 +70,35 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
             for i, name in enumerate(("train_stcl", "train_ade", "train_student")):
                 torch.manual_seed(i)
                 model = build_segmentor(p.model, 124, load_pretrained=False)
-                ck[name] = save_model(Path(f"m/{name}.pt"), model, model_params=p.model, num_classes=124,
-                                      proj_dim=None, label_space="vspw", class_names=VSPW_CLASSES)
+                ck[name] = save_model(
+                    Path(f"m/{name}.pt"),
+                    model,
+                    model_params=p.model,
+                    num_classes=124,
+                    proj_dim=None,
+                    label_space="vspw",
+                    class_names=VSPW_CLASSES,
+                )
             base = ["infer", "--split", "val", "--device", "cpu"]
-            jobs = {n: [str(ck[n])] for n in ck} | {"teacher": [str(ck[m]) for m in p.teacher.members],
-                                                     "ensemble": [str(ck[m]) for m in p.infer.models]}
+            jobs = {n: [str(ck[n])] for n in ck} | {
+                "teacher": [str(ck[m]) for m in p.teacher.members],
+                "ensemble": [str(ck[m]) for m in p.infer.models],
+            }
             t0 = time.perf_counter()
             for name, paths in jobs.items():
                 assert stcl([*base, "--checkpoints", *paths, "--out", f"sep/{name}"]) == 0
             separate = time.perf_counter() - t0
             outs = [f"{n}={n}=one/{n}" for n in ck]
-            outs += [f"teacher={','.join(p.teacher.members)}=one/teacher", f"ensemble={','.join(p.infer.models)}=one/ensemble"]
+            outs += [
+                f"teacher={','.join(p.teacher.members)}=one/teacher",
+                f"ensemble={','.join(p.infer.models)}=one/ensemble",
+            ]
             t0 = time.perf_counter()
-            argv = [*base, *(x for n in ck for x in ("--checkpoint", f"{n}={ck[n]}")), *(x for o in outs for x in ("--output", o))]
+            argv = [
+                *base,
+                *(x for n in ck for x in ("--checkpoint", f"{n}={ck[n]}")),
+                *(x for o in outs for x in ("--output", o)),
+            ]
             assert stcl(argv) == 0
             one = time.perf_counter() - t0
             for name in jobs:
@@ -101,8 +121,11 @@ def main() -> None:
     c = counts(params)
     for when in ("before", "after"):
         total = sum(c[when].values())
-        print(f"{when:<7} (model, frame, view) passes: " + ", ".join(f"{k} {v:,}" for k, v in c[when].items())
-              + f"; total {total:,}")
+        print(
+            f"{when:<7} (model, frame, view) passes: "
+            + ", ".join(f"{k} {v:,}" for k, v in c[when].items())
+            + f"; total {total:,}"
+        )
     if args.time:
         separate, one = time_val(Path(args.params) if args.params else None)
         print(f"val inference wall: 5 separate runs {separate:.1f} s, one pass {one:.1f} s (same PNGs)")

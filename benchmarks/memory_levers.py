@@ -52,16 +52,29 @@ def _params(backbone: str, crop: int, amp: str, ckpt: bool, proj: str, dim: int)
 
     p = Params()
     small = backbone in ("swin_mini", "resnet18")
-    return p.model_copy(update={
-        "model": p.model.model_copy(update={"backbone": backbone, "channels": 64 if small else 512,
-                                            "aux_channels": 32 if small else 256, "grad_checkpointing": ckpt,
-                                            "projection_input": proj}),
-        "augment": p.augment.model_copy(update={"crop_size": (crop, crop)}),
-        "clips": p.clips.model_copy(update={"reference_offsets": (-9, -6, -3)}),
-        "train_stcl": p.train_stcl.model_copy(update={
-            "batch_per_device": 2, "batch_size": 2, "amp": amp,
-            "stcl": p.train_stcl.stcl.model_copy(update={"dim": dim})}),
-    })
+    return p.model_copy(
+        update={
+            "model": p.model.model_copy(
+                update={
+                    "backbone": backbone,
+                    "channels": 64 if small else 512,
+                    "aux_channels": 32 if small else 256,
+                    "grad_checkpointing": ckpt,
+                    "projection_input": proj,
+                }
+            ),
+            "augment": p.augment.model_copy(update={"crop_size": (crop, crop)}),
+            "clips": p.clips.model_copy(update={"reference_offsets": (-9, -6, -3)}),
+            "train_stcl": p.train_stcl.model_copy(
+                update={
+                    "batch_per_device": 2,
+                    "batch_size": 2,
+                    "amp": amp,
+                    "stcl": p.train_stcl.stcl.model_copy(update={"dim": dim}),
+                }
+            ),
+        }
+    )
 
 
 def run_case(backbone: str, crop: int, amp: str, ckpt: bool, proj: str, dim: int) -> dict:
@@ -106,26 +119,47 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.case:
         c = json.loads(args.case)
-        print(json.dumps(run_case(args.backbone, c["crop"], c.get("amp", "off"), c.get("ckpt", False),
-                                  c.get("proj", "fpn_bottleneck"), args.dim)))
+        print(
+            json.dumps(
+                run_case(
+                    args.backbone,
+                    c["crop"],
+                    c.get("amp", "off"),
+                    c.get("ckpt", False),
+                    c.get("proj", "fpn_bottleneck"),
+                    args.dim,
+                )
+            )
+        )
         return 0
     results: dict[str, list[dict]] = {}
     for name in args.cases:
         for crop in args.crops:
             case = json.dumps({**CASES[name], "crop": crop})
-            proc = subprocess.run([sys.executable, __file__, "--backbone", args.backbone, "--dim", str(args.dim),
-                                   "--case", case], capture_output=True, text=True, check=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--backbone", args.backbone, "--dim", str(args.dim), "--case", case],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             results.setdefault(name, []).append(r)
-            print(f"{name:<26} {crop:>4}²  measured {r['measured_bytes'] / 2**30:6.2f} GiB   "
-                  f"counted (meta, fp32) {r['counted_fp32_bytes'] / 2**30:6.2f} GiB", flush=True)
+            print(
+                f"{name:<26} {crop:>4}²  measured {r['measured_bytes'] / 2**30:6.2f} GiB   "
+                f"counted (meta, fp32) {r['counted_fp32_bytes'] / 2**30:6.2f} GiB",
+                flush=True,
+            )
     base = results.get("fp32")
     if base:
-        print("\nmeasured / counted (fp32): " + ", ".join(
-            f"{r['crop']}²: {r['measured_bytes'] / r['counted_fp32_bytes']:.2f}" for r in base))
+        print(
+            "\nmeasured / counted (fp32): "
+            + ", ".join(f"{r['crop']}²: {r['measured_bytes'] / r['counted_fp32_bytes']:.2f}" for r in base)
+        )
         per_pixel = [r["measured_bytes"] / r["crop"] ** 2 for r in base]
-        print(f"fp32 activations per pixel: {', '.join(f'{x / 1024:.1f} KiB' for x in per_pixel)} "
-              f"→ 768²: {per_pixel[-1] * 768**2 / 2**30:.1f} GiB (2 clips x 4 frames)")
+        print(
+            f"fp32 activations per pixel: {', '.join(f'{x / 1024:.1f} KiB' for x in per_pixel)} "
+            f"→ 768²: {per_pixel[-1] * 768**2 / 2**30:.1f} GiB (2 clips x 4 frames)"
+        )
         for name, rs in results.items():
             ratio = sum(r["measured_bytes"] / b["measured_bytes"] for r, b in zip(rs, base)) / len(rs)
             print(f"{name:<26} x{ratio:.2f} of fp32  → 768²: {ratio * per_pixel[-1] * 768**2 / 2**30:.1f} GiB")

@@ -16,7 +16,9 @@ def test_gpu_check_cpu_smoke_runs_every_part_and_calibrates_the_plan(tmp_path: P
     out = tmp_path / "gpu_check.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--cpu-smoke", "--out", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())

@@ -74,7 +74,9 @@ def test_one_pass_equals_separate_runs_and_runs_each_model_once(tmp_path: Path):
     teacher_npy = sorted((tmp_path / "one" / "teacher").glob("*/*.npy"))
     assert len(teacher_npy) == frames
     for p in teacher_npy:
-        np.testing.assert_array_equal(np.load(p), np.load(tmp_path / "sep" / "teacher" / p.relative_to(tmp_path / "one" / "teacher")))
+        np.testing.assert_array_equal(
+            np.load(p), np.load(tmp_path / "sep" / "teacher" / p.relative_to(tmp_path / "one" / "teacher"))
+        )
     # every model saw each window once in the one-pass run, 1, 3 and 3 times over in the separate runs
     assert models["stcl"].images == models["ade"].images == models["student"].images > 0
     assert sep["stcl"].images == 3 * models["stcl"].images and sep["ade"].images == 3 * models["ade"].images
@@ -84,8 +86,14 @@ def test_one_pass_equals_separate_runs_and_runs_each_model_once(tmp_path: Path):
 def test_rerun_runs_only_the_models_missing_outputs_need(tmp_path: Path):
     root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
     outputs = _outputs(tmp_path / "out")
-    predict_outputs({n: Counting(i) for i, n in enumerate(("stcl", "ade", "student"))}, outputs, TTA_SMALL, root,
-                    list(VIDEOS), progress=False)
+    predict_outputs(
+        {n: Counting(i) for i, n in enumerate(("stcl", "ade", "student"))},
+        outputs,
+        TTA_SMALL,
+        root,
+        list(VIDEOS),
+        progress=False,
+    )
     before = {o.name: _pngs(o.out) for o in outputs}
     (outputs[2].out / "v2" / "00000001.npy").unlink()  # teacher incomplete for v2 only
     (outputs[3].out / ".v1.dead0000.tmp").mkdir()  # temporary of a killed run
@@ -177,8 +185,15 @@ def _checkpoint(path: Path, seed: int) -> Path:
 
     torch.manual_seed(seed)
     params = Params().model
-    return save_model(path, build_segmentor(params, 124), model_params=params, num_classes=124, proj_dim=None,
-                      label_space="vspw", class_names=VSPW_CLASSES)
+    return save_model(
+        path,
+        build_segmentor(params, 124),
+        model_params=params,
+        num_classes=124,
+        proj_dim=None,
+        label_space="vspw",
+        class_names=VSPW_CLASSES,
+    )
 
 
 def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
@@ -202,8 +217,28 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     assert main([*common, "--gather", "--record", *map(str, recs), "--manifest", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["frames"] == 3
     # the same ensemble through the old interface gives the same PNGs
-    assert main(["infer", "--params", str(params), "--split", "val", "--device", "cpu", "--checkpoints", str(a), str(b),
-                 "--weights", "2", "1", "--out", str(tmp_path / "old")]) == 0
+    assert (
+        main(
+            [
+                "infer",
+                "--params",
+                str(params),
+                "--split",
+                "val",
+                "--device",
+                "cpu",
+                "--checkpoints",
+                str(a),
+                str(b),
+                "--weights",
+                "2",
+                "1",
+                "--out",
+                str(tmp_path / "old"),
+            ]
+        )
+        == 0
+    )
     assert _pngs(tmp_path / "old") == _pngs(tmp_path / "pe")
     assert main([*common, "--checkpoint", f"a={a}"]) == 1  # output ens needs b: one clear error
     assert main([*common, *ckpts, "--shard", "2/2"]) == 1

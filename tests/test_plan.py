@@ -21,8 +21,9 @@ from stcl.plan.work import predict_frame_flops, stcl_flops, train_step_work
 
 def _tiny() -> Params:
     p = Params()
-    return p.model_copy(update={"model": p.model.model_copy(update={"backbone": "swin_mini", "channels": 16,
-                                                                    "aux_channels": 8})})
+    return p.model_copy(
+        update={"model": p.model.model_copy(update={"backbone": "swin_mini", "channels": 16, "aux_channels": 8})}
+    )
 
 
 def test_frame_flops_are_windows_times_one_window():
@@ -83,8 +84,17 @@ def test_memory_method_parts():
 def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb():
     params = preset_params("paper")
     jobs = pipeline_jobs(params)
-    assert [j.name for j in jobs] == ["prepare", "pretrain_coco", "train_stcl", "train_ade", "pseudo_label",
-                                      "train_student", "infer_val", "infer_test", "evaluate"]
+    assert [j.name for j in jobs] == [
+        "prepare",
+        "pretrain_coco",
+        "train_stcl",
+        "train_ade",
+        "pseudo_label",
+        "train_student",
+        "infer_val",
+        "infer_test",
+        "evaluate",
+    ]
     good = plan_jobs(params, jobs, gpu_by_name("A100-80GB"), 8)
     assert [w for p in good for w in p.warnings] == []
     by = {p.name: p for p in good}

@@ -88,7 +88,9 @@ def parse_checkpoint_arg(text: str) -> tuple[str, Path]:
     """``NAME=PATH`` → (name, path); ValueError naming ``--checkpoint`` otherwise."""
     name, sep, path = text.partition("=")
     if not sep or not _NAME.fullmatch(name) or not path:
-        raise ValueError(f"--checkpoint must be NAME=PATH (e.g. train_stcl=results/models/train_stcl/model.pt), got {text!r}")
+        raise ValueError(
+            f"--checkpoint must be NAME=PATH (e.g. train_stcl=results/models/train_stcl/model.pt), got {text!r}"
+        )
     return name, Path(path)
 
 
@@ -242,16 +244,18 @@ def _write_frame(
             np.save(tmp / f"{stem}.npy", total.to(torch.float16).cpu().numpy())
 
 
-def shard_record(summary: OutputsSummary, outputs: Sequence[OutputSpec], split: str, index: int, count: int,
-                 videos: Sequence[str]) -> dict[str, Any]:
+def shard_record(
+    summary: OutputsSummary, outputs: Sequence[OutputSpec], split: str, index: int, count: int, videos: Sequence[str]
+) -> dict[str, Any]:
     """The JSON a finished shard writes (its videos, outputs and pass counts)."""
     return {
         "format": RECORD_FORMAT,
         "split": split,
         "shard": [index, count],
         "videos": sorted(videos),
-        "outputs": {o.name: {"members": list(o.members), "weights": list(o.weights or ()), "out": str(o.out)}
-                    for o in outputs},
+        "outputs": {
+            o.name: {"members": list(o.members), "weights": list(o.weights or ()), "out": str(o.out)} for o in outputs
+        },
         "computed": summary.computed,
         "skipped": summary.skipped,
         "frames_computed": summary.frames,
@@ -348,7 +352,9 @@ def run_command(args: Any) -> int:
     _check_outputs(named, outputs)
     used = {m for o in outputs for m in o.members}
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models = load_predictors({n: p for n, p in named.items() if n in used}, device, inference_amp(params.infer.amp, device))
+    models = load_predictors(
+        {n: p for n, p in named.items() if n in used}, device, inference_amp(params.infer.amp, device)
+    )
     tta = TTA(
         scales=params.infer.scales,
         flip=params.infer.flip,

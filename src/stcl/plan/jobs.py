@@ -95,13 +95,25 @@ def _frame_size(params: Params) -> tuple[int, int]:
 def pipeline_jobs(params: Params) -> list[JobSpec]:
     """The default chain's jobs at ``params`` (the Snakemake graph can replace this list later)."""
     val, test = split_frames(params, "val"), split_frames(params, "test")
-    pool = sum(split_frames(params, s) for s in params.data.unlabeled.splits) if params.data.unlabeled.source == "vspw" else 0
+    pool = (
+        sum(split_frames(params, s) for s in params.data.unlabeled.splits)
+        if params.data.unlabeled.source == "vspw"
+        else 0
+    )
     val_models = tuple(dict.fromkeys((*params.infer.models, *params.teacher.members, "train_stcl", "train_ade")))
     return [
         JobSpec("prepare", "cpu", "prepare", frames=split_frames(params, "train") + val + test),
         *(JobSpec(s, "train", s) for s in TRAIN_STAGES if s != "train_student"),
-        JobSpec("pseudo_label", "infer", "pseudo_label", frames=pool, models=params.teacher.members,
-                shards=params.pseudo_label.shards, scales=params.pseudo_label.scales, flip=params.pseudo_label.flip),
+        JobSpec(
+            "pseudo_label",
+            "infer",
+            "pseudo_label",
+            frames=pool,
+            models=params.teacher.members,
+            shards=params.pseudo_label.shards,
+            scales=params.pseudo_label.scales,
+            flip=params.pseudo_label.flip,
+        ),
         JobSpec("train_student", "train", "train_student"),
         JobSpec("infer_val", "infer", "infer", frames=val, models=val_models, shards=params.infer.shards),
         JobSpec("infer_test", "infer", "infer", frames=test, models=params.infer.models, shards=params.infer.shards),
@@ -129,7 +141,9 @@ def _plan_train(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
     plan.memory_gib = mem.total / GIB
     plan.memory_parts_gib = {k: round(v / GIB, 2) for k, v in asdict(mem).items()}
     if res.gpus > total_gpus:
-        plan.warnings.append(f"cluster.train.gpus = {res.gpus} > {total_gpus} GPUs: planned on {g} (set cluster.train.gpus)")
+        plan.warnings.append(
+            f"cluster.train.gpus = {res.gpus} > {total_gpus} GPUs: planned on {g} (set cluster.train.gpus)"
+        )
     if plan.job_hours > plan.runtime_hours:
         need = math.ceil(plan.job_hours * 60 * 1.1)
         plan.warnings.append(

@@ -31,8 +31,10 @@ from stcl.plan.work import TrainWork, train_step_work
 
 __all__ = ["AMP_FACTOR", "CHECKPOINT_FACTOR", "CONTEXT_BYTES", "FRAGMENTATION", "MemoryEstimate", "train_memory"]
 
-# Activation ratios measured on CPU (benchmarks/memory_levers.py; see docs/paper_scale.md).
-AMP_FACTOR = {"off": 1.0, "bf16": 0.62, "fp16": 0.62}
+# Activation ratios measured on CPU (benchmarks/memory_levers.py; see docs/paper_scale.md): grad
+# checkpointing on the paper model (Swin-L, 64²); bf16 on swin_mini at 64²/96² only (the Swin-L bf16 CPU step
+# did not finish on a shared 2-core machine): a conservative stand-in until gpu_check.py's peak confirms it.
+AMP_FACTOR = {"off": 1.0, "bf16": 0.79, "fp16": 0.79}
 CHECKPOINT_FACTOR = 0.51
 CONTEXT_BYTES = 1 * 1024**3
 FRAGMENTATION = 0.10
@@ -53,8 +55,16 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
-        return (self.weights + self.gradients + self.optimizer + self.amp_cache + self.ddp_buckets
-                + self.activations + self.loss + self.overhead)
+        return (
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.amp_cache
+            + self.ddp_buckets
+            + self.activations
+            + self.loss
+            + self.overhead
+        )
 
 
 def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: TrainWork | None = None) -> MemoryEstimate:

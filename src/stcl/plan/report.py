@@ -25,8 +25,12 @@ def chain_hours(plans: Sequence[JobPlan], total_gpus: int) -> float:
 
 def plan_dict(plans: Sequence[JobPlan], gpu: GPU, total_gpus: int) -> dict[str, Any]:
     return {
-        "gpu": {"name": gpu.name, "memory_gib": gpu.memory / GIB, "utilisation": gpu.utilisation,
-                "measured": gpu.measured is not None},
+        "gpu": {
+            "name": gpu.name,
+            "memory_gib": gpu.memory / GIB,
+            "utilisation": gpu.utilisation,
+            "measured": gpu.measured is not None,
+        },
         "gpus": total_gpus,
         "jobs": [p.as_dict() for p in plans],
         "total_gpu_hours": sum(p.gpu_hours for p in plans),

@@ -85,14 +85,27 @@ class TrainWork:
 def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
     """FLOPs and activation bytes of one micro-batch (``stage.batch_per_device`` clips) of ``stage``."""
     model = params.model.model_copy(update={"grad_checkpointing": False, "sync_bn": False})
-    return _train_step_work(model, stage.stcl.enabled, stage.stcl.dim, stage.stcl.max_anchors,
-                            1 + len(params.clips.reference_offsets), stage.batch_per_device,
-                            tuple(params.augment.crop_size))
+    return _train_step_work(
+        model,
+        stage.stcl.enabled,
+        stage.stcl.dim,
+        stage.stcl.max_anchors,
+        1 + len(params.clips.reference_offsets),
+        stage.batch_per_device,
+        tuple(params.augment.crop_size),
+    )
 
 
 @lru_cache(maxsize=32)
-def _train_step_work(model: ModelParams, stcl: bool, dim: int, max_anchors: int | None, clip_frames: int,
-                     batch: int, crop: tuple[int, int]) -> TrainWork:
+def _train_step_work(
+    model: ModelParams,
+    stcl: bool,
+    dim: int,
+    max_anchors: int | None,
+    clip_frames: int,
+    batch: int,
+    crop: tuple[int, int],
+) -> TrainWork:
     net = _meta_model(model, dim if stcl else None).train()
     frames = clip_frames if stcl else 1
     images = torch.zeros((batch, clip_frames, 3, *crop), device="meta")
