@@ -1,11 +1,17 @@
 """Clips per second through the full training data path at paper scale.
 
 Writes a temporary VSPW-layout dataset of real JPEG frames and palette-PNG masks at 854×480, then times
-`VSPWClipDataset` (query + 2 reference frames, offsets -6/-3) with `ClipTransform` (RandomResize ratio
+`VSPWClipDataset` (query + 3 reference frames, offsets -9/-6/-3 as the paper preset) with `ClipTransform` (RandomResize ratio
 0.5–2.0 → RandomCrop 768² with cat_max_ratio 0.75 → flip → photometric distortion → pad):
 
 * per worker process: ``dataset[i]`` in this process, with the time split into decoding and transform;
-* with N DataLoader workers: clips/s of a ``DataLoader(batch_size=2, num_workers=N)`` after warm-up.
+* with N DataLoader workers: clips/s of a ``DataLoader(batch_size=2, num_workers=N)`` after warm-up;
+* what one GPU consumes: clips per GPU per step / the step time `stcl plan` projects for train_stcl of the
+  paper preset on ``--gpu`` (FLOPs counted on the meta device, table rate × utilisation), and the workers
+  per GPU that rate needs at the measured clips/s per worker.
+
+Clips leave the workers as uint8 (images (T, 3, 768, 768) and labels (T, 768, 768)): 9.4 MB per 4-frame
+clip instead of 47 MB as float32 images + int64 labels; the train loop converts them on the device.
 
 Usage::
 
@@ -92,6 +98,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2], help="DataLoader worker counts")
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--gpu", default="A100-80GB", help="GPU of the consumption figure (stcl plan's table)")
     args = parser.parse_args()
 
     import torch
@@ -109,9 +116,11 @@ def main() -> None:
         write_dataset(root, args.videos, args.frames)
         print(f"dataset: {args.videos} videos x {args.frames} frames, 854x480 JPEG + PNG "
               f"(written in {time.perf_counter() - t0:.1f} s); cpus: {os.cpu_count()}")
-        ds = VSPWClipDataset(root, "train", offsets=(-6, -3), boundary="clamp", transform=ClipTransform(aug), seed=0)
+        ds = VSPWClipDataset(root, "train", offsets=(-9, -6, -3), boundary="clamp", transform=ClipTransform(aug), seed=0)
         item = ds[0]
-        print(f"item: img {tuple(item['img'].shape)} {item['img'].dtype}, label {tuple(item['label'].shape)}")
+        size = sum(item[k].numel() * item[k].element_size() for k in ("img", "label"))
+        print(f"item: img {tuple(item['img'].shape)} {item['img'].dtype}, label {tuple(item['label'].shape)} "
+              f"{item['label'].dtype}: {size / 1e6:.1f} MB across the worker boundary")
         rows = []
         r = time_in_process(ds, args.clips)
         rows.append(("1 process (dataset[i])", r["clips_per_s"], f"decode {r['decode_ms']:.0f} ms + transform {r['transform_ms']:.0f} ms per clip"))
@@ -120,6 +129,24 @@ def main() -> None:
     print(f"\n{'setting':<28} {'clips/s':>8}  notes")
     for name, rate, note in rows:
         print(f"{name:<28} {rate:>8.2f}  {note}")
+    need = gpu_consumption(args.gpu)
+    per_worker = rows[0][1]
+    print(f"\none {args.gpu} at the planned train_stcl step ({need['step_s']:.2f} s for {need['clips']} clips, paper preset) "
+          f"consumes {need['clips_per_s']:.2f} clips/s: {need['clips_per_s'] / per_worker:.1f} workers at the measured "
+          f"{per_worker:.2f} clips/s per worker (the paper preset has {need['workers']} per GPU)")
+
+
+def gpu_consumption(gpu_name: str) -> dict:
+    """Clips/s one GPU consumes in train_stcl of the paper preset at the step time `stcl plan` projects."""
+    from stcl.params import preset_params
+    from stcl.plan.gpus import gpu_by_name
+    from stcl.plan.work import train_step_work
+
+    params = preset_params("paper")
+    stage = params.train_stcl
+    step_s = train_step_work(params, stage).flops / gpu_by_name(gpu_name).rate(stage.amp, "train")
+    return {"step_s": step_s, "clips": stage.batch_per_device, "clips_per_s": stage.batch_per_device / step_s,
+            "workers": stage.workers}
 
 
 if __name__ == "__main__":

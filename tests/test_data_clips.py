@@ -53,8 +53,9 @@ def test_every_labelled_frame_is_a_query(root):
     # offsets count positions in the sorted frame list (frame files are numbered 0, 3, 6, ...)
     assert ds.clip_frames(4) == ("vid_a", ["00000012", "00000000", "00000003"])
     item = ds[4]
-    assert item["img"].shape == (3, 3, 12, 16) and item["img"].dtype == torch.float32
-    assert item["label"].shape == (3, 12, 16) and item["label"].dtype == torch.int64
+    # uint8 across the worker boundary; the train loop converts on the device
+    assert item["img"].shape == (3, 3, 12, 16) and item["img"].dtype == torch.uint8
+    assert item["label"].shape == (3, 12, 16) and item["label"].dtype == torch.uint8
     assert item["video"] == "vid_a" and item["frame"] == "00000012"
     raw = vspw.load_raw_mask(vspw.mask_path(root, "vid_a", "00000003"))
     np.testing.assert_array_equal(item["label"][2].numpy(), vspw.to_train_ids(raw))

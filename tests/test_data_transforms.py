@@ -51,7 +51,7 @@ def test_label_follows_image(h, w, block, ratio, crop, flip_prob, cat_max_ratio,
     out_imgs, out_labels = ClipTransform(aug)(images, labels, np.random.default_rng(seed))
     assert len(out_imgs) == 3 and len(out_labels) == 3
     for img, lab in zip(out_imgs, out_labels):
-        assert img.shape == (*crop, 3) and img.dtype == np.float32
+        assert img.shape == (*crop, 3) and img.dtype == np.uint8
         assert lab.shape == crop and lab.dtype == np.uint8
     # one draw for the clip: every frame got the same geometry (B channel = frame index, 0 in padding)
     pad = out_imgs[1][..., 2] == 0
@@ -79,7 +79,7 @@ def test_flip_changes_direction_consistently():
     images, labels, _ = coordinate_clip(20, 30, 4, 1)
     aug = AugmentParams(scale=(30, 20), ratio_range=(1.0, 1.0), crop_size=(20, 30), flip_prob=1.0, photometric=False)
     img, lab = ClipTransform(aug)(images, labels, np.random.default_rng(0))
-    np.testing.assert_array_equal(img[0][..., 0], images[0][:, ::-1, 0].astype(np.float32))
+    np.testing.assert_array_equal(img[0][..., 0], images[0][:, ::-1, 0])
     np.testing.assert_array_equal(lab[0], labels[0][:, ::-1])
 
 

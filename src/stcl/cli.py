@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "train": "train one stage of params.yaml (torchrun-aware, resumable)",
     "infer": "sliding-window multi-scale + flip inference with a model ensemble",
     "predict": "run models on your own video or frame folder: label PNGs + an overlay video",
+    "plan": "work, GPU time, wall time and memory of every job at the current params; warnings",
     "pseudo_label": "teacher pseudo labels on unlabeled 480P frames (sharded)",
     "evaluate": "mIoU, WIoU, VC8, VC16 and per-class IoU of predictions",
     "tables": "the paper's Tables 1-4 filled with this run's metrics",

@@ -214,7 +214,7 @@ class ClipTransform:
     def apply(
         self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray], draw: ClipDraw
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Apply ``draw`` to every frame. Returns float32 (h, w, 3) images and uint8 (h, w) labels, h, w = crop_size."""
+        """Apply ``draw`` to every frame. Returns uint8 (h, w, 3) images and uint8 (h, w) labels, h, w = crop_size."""
         crop_h, crop_w = self.augment.crop_size
         out_images, out_labels = [], []
         for img, label in zip(images, labels):
@@ -224,7 +224,7 @@ class ClipTransform:
                 img, label = img[:, ::-1], label[:, ::-1]
             if draw.photometric is not None:
                 img = draw.photometric.apply(np.ascontiguousarray(img))
-            padded_img = np.zeros((crop_h, crop_w, 3), dtype=np.float32)
+            padded_img = np.zeros((crop_h, crop_w, 3), dtype=np.uint8)
             padded_img[: img.shape[0], : img.shape[1]] = img
             padded_label = np.full((crop_h, crop_w), IGNORE_INDEX, dtype=np.uint8)
             padded_label[: label.shape[0], : label.shape[1]] = label
@@ -243,7 +243,7 @@ class ClipTransform:
             rng: the clip's generator.
 
         Returns:
-            (images, labels): T float32 (h, w, 3) in 0..255 (not normalised) and T uint8 (h, w), with
+            (images, labels): T uint8 (h, w, 3) RGB (not normalised) and T uint8 (h, w), with
             (h, w) = augment.crop_size; padding is 0 for images and 255 for labels.
         """
         if len(images) == 0 or len(images) != len(labels):

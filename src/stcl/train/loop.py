@@ -268,8 +268,9 @@ def _step(run: _Run, batches: Iterator[dict], use_stcl_cfg: bool) -> tuple[torch
     parts: dict[str, float] = {}
     for m in range(run.accum):
         batch = next(batches)
-        images = batch["img"].to(ctx.device, non_blocking=True)
-        labels = batch["label"].to(ctx.device, non_blocking=True)
+        # uint8 from the workers (stcl.data.clips); converted here, on the device (the model normalises)
+        images = batch["img"].to(ctx.device, non_blocking=True).float()
+        labels = batch["label"].to(ctx.device, non_blocking=True).long()
         use_stcl = use_stcl_cfg and images.shape[1] > 1
         sync = contextlib.nullcontext() if m == run.accum - 1 or not ctx.distributed else model.no_sync()
         with sync:

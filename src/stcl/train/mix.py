@@ -114,7 +114,7 @@ def _permutation(seed: int, dataset: int, epoch: int, size: int) -> np.ndarray:
 class MixedDataset(Dataset):
     """Indexes several datasets by :data:`SampleKey`; sets the dataset's epoch first when it has ``set_epoch``.
 
-    Items are the wrapped datasets' dicts ({"img": (T,3,H,W) float, "label": (T,H,W) int64, ...}).
+    Items are the wrapped datasets' dicts ({"img": (T,3,H,W) uint8, "label": (T,H,W) uint8, ...}).
     """
 
     def __init__(self, datasets: Sequence[Dataset]) -> None:

@@ -1,0 +1,39 @@
+"""`stcl plan`: work, projected GPU time, wall time and memory of every job at the current params.
+
+    stcl plan [--params params.yaml] [--gpu A100-80GB] [--gpus 8] [--utilisation 0.35]
+              [--calibration gpu_check.json] [--json] [--strict]
+
+Exit status 0; with ``--strict`` 1 when there are warnings (for scripts that must not submit then).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from stcl.plan.gpus import GPUS
+
+    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    p.add_argument("--preset", default=None, help="plan a preset (e.g. paper) instead of --params")
+    p.add_argument("--gpu", default="A100-80GB", choices=sorted(GPUS), help="GPU model (default: A100-80GB)")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs available to the workflow (default: 8)")
+    p.add_argument("--utilisation", type=float, default=None, help="fraction of peak sustained (default: 0.35)")
+    p.add_argument("--calibration", default=None, help="JSON of benchmarks/gpu_check.py: use its measured rates")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+
+
+def run(args: argparse.Namespace) -> int:
+    from stcl.params import load_params, preset_params
+    from stcl.plan.gpus import calibrate, gpu_by_name
+    from stcl.plan.jobs import pipeline_jobs, plan_jobs
+    from stcl.plan.report import plan_json, plan_table
+
+    params = preset_params(args.preset) if args.preset else load_params(args.params)
+    gpu = gpu_by_name(args.gpu, args.utilisation)
+    if args.calibration:
+        gpu = calibrate(gpu, args.calibration)
+    plans = plan_jobs(params, pipeline_jobs(params), gpu, args.gpus)
+    print(plan_json(plans, gpu, args.gpus) if args.json else plan_table(plans, gpu, args.gpus))
+    return 1 if args.strict and any(p.warnings for p in plans) else 0

@@ -1,0 +1,208 @@
+"""The jobs of the pipeline at the current params, with their work, projected time and memory, and warnings.
+
+`pipeline_jobs` derives the job list from params (the stages of the default chain: prepare, pretrain_coco,
+train_stcl, train_ade, pseudo_label shards, train_student, infer val/test shards, evaluate); `plan_jobs`
+takes any list of `JobSpec` (so the list can come from the Snakemake graph instead) and projects each.
+
+Projection, for a job on ``g`` GPUs of a `stcl.plan.gpus.GPU`:
+
+* training: one iteration is ``batch_size / (g · batch_per_device)`` micro-batches per GPU (gradient
+  accumulation reaches the global batch on fewer GPUs); wall = iters · micro-batches · FLOPs per
+  micro-batch / rate(amp); GPU time = wall · g.
+* inference (pseudo labels, val, test): FLOPs = frames · models · FLOPs of one frame's TTA per model (the
+  one-pass design: each model runs once per frame, see `stcl.infer.outputs`); each of ``shards`` jobs gets
+  1/shards of it; wall of the stage = per-shard time · ceil(shards / shards running at once).
+* CPU jobs (prepare, evaluate) are listed with their frames; they are not projected.
+
+Warnings name the knob that fixes them: a job projected past its ``cluster.<kind>.runtime`` (more shards,
+more GPUs, a longer runtime), a training job whose peak memory exceeds the GPU (grad_checkpointing, amp,
+batch_per_device), a job asking for more GPUs than there are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stcl.params import TRAIN_STAGES, Params
+from stcl.plan.gpus import GIB, GPU
+from stcl.plan.memory import MemoryEstimate, train_memory
+from stcl.plan.work import infer_tta, predict_frame_flops, train_step_work
+
+__all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "pipeline_jobs", "plan_jobs"]
+
+# VSPW_480p frames per split (VSPW paper and site, rounded to the hundred for val); the real counts are read
+# from the split files whenever the data is in place.
+VSPW_FRAMES = {"train": 198_244, "val": 24_500, "test": 28_887}
+VSPW_FRAME_SIZE = (480, 854)  # (H, W) of a 16:9 480P frame
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job of the graph: ``kind`` is "train", "infer" or "cpu"; ``stage`` the params section it runs."""
+
+    name: str
+    kind: str
+    stage: str
+    frames: int = 0
+    models: tuple[str, ...] = ()
+    shards: int = 1
+    scales: tuple[float, ...] | None = None
+    flip: bool | None = None
+
+
+@dataclass
+class JobPlan:
+    """A projected job: work, times (seconds), memory per GPU (bytes, training) and warnings."""
+
+    name: str
+    kind: str
+    gpus_per_job: int
+    jobs: int
+    frames: int = 0
+    iterations: int = 0
+    tflop: float = 0.0
+    gpu_hours: float = 0.0
+    job_hours: float = 0.0  # wall of one job (one shard)
+    stage_hours: float = 0.0  # wall of all its jobs given the GPUs
+    runtime_hours: float = 0.0  # cluster.<kind>.runtime
+    memory_gib: float | None = None
+    memory_parts_gib: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_frames(params: Params, split: str) -> int:
+    """Frames of a VSPW split: counted from the data when present, else the synth or VSPW figures."""
+    from stcl.data import vspw
+
+    root = Path(params.data.vspw_root)
+    if (root / f"{split}.txt").is_file():
+        return sum(len(vspw.list_frames(root, v)) for v in vspw.read_split(root, split))
+    if params.data.synthetic:
+        return getattr(params.synth.videos, split) * params.synth.frames_per_video
+    return VSPW_FRAMES[split]
+
+
+def _frame_size(params: Params) -> tuple[int, int]:
+    return (params.synth.height, params.synth.width) if params.data.synthetic else VSPW_FRAME_SIZE
+
+
+def pipeline_jobs(params: Params) -> list[JobSpec]:
+    """The default chain's jobs at ``params`` (the Snakemake graph can replace this list later)."""
+    val, test = split_frames(params, "val"), split_frames(params, "test")
+    pool = (
+        sum(split_frames(params, s) for s in params.data.unlabeled.splits)
+        if params.data.unlabeled.source == "vspw"
+        else 0
+    )
+    val_models = tuple(dict.fromkeys((*params.infer.models, *params.teacher.members, "train_stcl", "train_ade")))
+    return [
+        JobSpec("prepare", "cpu", "prepare", frames=split_frames(params, "train") + val + test),
+        *(JobSpec(s, "train", s) for s in TRAIN_STAGES if s != "train_student"),
+        JobSpec(
+            "pseudo_label",
+            "infer",
+            "pseudo_label",
+            frames=pool,
+            models=params.teacher.members,
+            shards=params.pseudo_label.shards,
+            scales=params.pseudo_label.scales,
+            flip=params.pseudo_label.flip,
+        ),
+        JobSpec("train_student", "train", "train_student"),
+        JobSpec("infer_val", "infer", "infer", frames=val, models=val_models, shards=params.infer.shards),
+        JobSpec("infer_test", "infer", "infer", frames=test, models=params.infer.models, shards=params.infer.shards),
+        JobSpec("evaluate", "cpu", "evaluate", frames=val),
+    ]
+
+
+def _hours(seconds: float) -> float:
+    return seconds / 3600.0
+
+
+def _plan_train(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> JobPlan:
+    stage = params.stage(spec.stage)
+    res = params.cluster.train
+    g = max(min(res.gpus, total_gpus), 1)
+    plan = JobPlan(spec.name, "train", g, 1, iterations=stage.iters, runtime_hours=res.runtime / 60)
+    per_gpu_batch = stage.batch_size / g
+    micro = max(math.ceil(per_gpu_batch / stage.batch_per_device), 1)
+    work = train_step_work(params, stage)
+    seconds = stage.iters * micro * work.flops / gpu.rate(stage.amp, "train")
+    plan.tflop = stage.iters * micro * g * work.flops / 1e12
+    plan.job_hours = plan.stage_hours = _hours(seconds)
+    plan.gpu_hours = plan.job_hours * g
+    mem: MemoryEstimate = train_memory(params, stage, g, work)
+    plan.memory_gib = mem.total / GIB
+    plan.memory_parts_gib = {k: round(v / GIB, 2) for k, v in asdict(mem).items()}
+    if res.gpus > total_gpus:
+        plan.warnings.append(
+            f"cluster.train.gpus = {res.gpus} > {total_gpus} GPUs: planned on {g} (set cluster.train.gpus)"
+        )
+    if plan.job_hours > plan.runtime_hours:
+        need = math.ceil(plan.job_hours * 60 * 1.1)
+        plan.warnings.append(
+            f"projected {plan.job_hours:.1f} h > cluster.train.runtime {res.runtime} min: set cluster.train.runtime >= {need}"
+            f" or use more GPUs (cluster.train.gpus; the job also resumes after a requeue, exit 75)"
+        )
+    if mem.total > gpu.memory:
+        fixes = []
+        if not params.model.grad_checkpointing:
+            fixes.append("model.grad_checkpointing: true")
+        if stage.amp == "off":
+            fixes.append(f"{spec.stage}.amp: bf16")
+        if stage.batch_per_device > 1:
+            fixes.append(f"{spec.stage}.batch_per_device: {stage.batch_per_device // 2}")
+        plan.warnings.append(
+            f"peak memory {plan.memory_gib:.1f} GiB > {gpu.memory / GIB:.0f} GiB on {gpu.name}: set "
+            + (" or ".join(fixes) if fixes else "a smaller augment.crop_size")
+        )
+    if stage.amp == "bf16" and gpu.name.startswith("V100"):
+        plan.warnings.append(f"{gpu.name} has no bf16 tensor cores: set {spec.stage}.amp: fp16")
+    return plan
+
+
+def _plan_infer(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> JobPlan:
+    res = params.cluster.infer
+    g = max(res.gpus, 1)
+    plan = JobPlan(spec.name, "infer", g, spec.shards, frames=spec.frames, runtime_hours=res.runtime / 60)
+    tta = infer_tta(params, spec.scales, spec.flip)
+    height, width = _frame_size(params)
+    per_frame = predict_frame_flops(params.model, tta, height, width)
+    flops = spec.frames * len(spec.models) * per_frame
+    seconds = flops / (gpu.rate(params.infer.amp, "infer") * g)
+    plan.tflop = flops / 1e12
+    plan.gpu_hours = _hours(seconds) * g
+    plan.job_hours = _hours(seconds) / spec.shards
+    at_once = max(total_gpus // g, 1)
+    plan.stage_hours = plan.job_hours * math.ceil(spec.shards / at_once)
+    if plan.job_hours > plan.runtime_hours:
+        knob = "pseudo_label.shards" if spec.stage == "pseudo_label" else "infer.shards"
+        need = math.ceil(plan.job_hours / plan.runtime_hours * spec.shards * 1.1)
+        plan.warnings.append(
+            f"projected {plan.job_hours:.1f} h per job > cluster.infer.runtime {res.runtime} min: set {knob} >= {need}"
+            f" or cluster.infer.runtime >= {math.ceil(plan.job_hours * 66)}"
+        )
+    return plan
+
+
+def plan_jobs(params: Params, jobs: list[JobSpec], gpu: GPU, total_gpus: int) -> list[JobPlan]:
+    """Project every job of ``jobs`` on ``total_gpus`` GPUs of kind ``gpu``."""
+    if total_gpus < 1:
+        raise ValueError(f"--gpus must be >= 1, got {total_gpus}")
+    out = []
+    for spec in jobs:
+        if spec.kind == "train":
+            out.append(_plan_train(params, spec, gpu, total_gpus))
+        elif spec.kind == "infer":
+            out.append(_plan_infer(params, spec, gpu, total_gpus))
+        elif spec.kind == "cpu":
+            out.append(JobPlan(spec.name, "cpu", 0, 1, frames=spec.frames))
+        else:
+            raise ValueError(f"job {spec.name!r}: kind must be train, infer or cpu, got {spec.kind!r}")
+    return out

@@ -1,0 +1,136 @@
+"""Work of one model pass, counted on the meta device (no memory, no data): FLOPs, parameters, activations.
+
+* Inference: `predict_frame_flops` runs the real TTA code (`stcl.infer.multiscale.tta_probs`: every scale,
+  flip and sliding window) through the real model's ``predict`` on a meta frame under
+  ``torch.utils.flop_counter.FlopCounterMode``. FlopCounterMode counts matmuls and convolutions (2 FLOPs per
+  multiply-add); elementwise work, softmax and resizing are not counted (they are a few percent).
+* Training: `train_step_work` runs ``model(images)`` of one micro-batch (``batch_per_device`` clips of T
+  frames at the crop size; T frames through the encoder and decoder when STCL is on, the query only
+  otherwise) and a backward on the meta device, counting forward + backward FLOPs. The STCL similarity
+  blocks are data dependent (valid anchors per class), so they are added in closed form for the worst case
+  (every pixel valid): with N = query pixels at feature stride, K = T·N keys and D the projection dim, the
+  chunked loss does 2·N·K·D in forward, the same again when the checkpointed block is recomputed, and
+  4·N·K·D in backward: 8·N·K·D per clip.
+* Activations: every tensor autograd saves for backward during that forward is recorded with a
+  ``torch.autograd.graph.saved_tensors_hooks`` pack hook; distinct storages are summed (views share
+  one). This is the float32 activation memory of one micro-batch without checkpointing, at any size, since
+  meta tensors hold no data. `stcl.plan.memory` turns it into a peak per GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from stcl.infer.multiscale import TTA, tta_probs
+from stcl.infer.sliding import Window
+from stcl.params import ModelParams, Params, TrainStageParams
+
+__all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters", "infer_tta"]
+
+NUM_CLASSES = 124
+
+
+def _meta_model(model: ModelParams, proj_dim: int | None, num_classes: int = NUM_CLASSES) -> torch.nn.Module:
+    from stcl.models.segmentor import build_segmentor
+
+    return build_segmentor(model, num_classes, proj_dim, device="meta", load_pretrained=False)
+
+
+def infer_tta(params: Params, scales: tuple[float, ...] | None = None, flip: bool | None = None) -> TTA:
+    """The TTA `stcl infer` builds from ``params.infer`` (scales/flip overridable, as pseudo labels do)."""
+    inf = params.infer
+    return TTA(
+        scales=inf.scales if scales is None else scales,
+        flip=inf.flip if flip is None else flip,
+        window=Window(inf.crop_size, inf.stride),
+        batch_size=inf.batch_size,
+    )
+
+
+def predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) -> int:
+    """FLOPs of one (height, width) frame through one model's full TTA (all views and windows)."""
+    return _predict_frame_flops(model, tta, height, width)
+
+
+@lru_cache(maxsize=32)
+def _predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) -> int:
+    net = _meta_model(model, None).eval()
+    image = torch.zeros((3, height, width), device="meta")
+    with FlopCounterMode(display=False) as counter:
+        tta_probs(net.predict, image, tta)
+    return int(counter.get_total_flops())
+
+
+def stcl_flops(batch: int, frames: int, crop: tuple[int, int], dim: int, stride: int, max_anchors: int | None) -> int:
+    """Closed-form FLOPs of the chunked STCL loss (forward, recompute and backward) for ``batch`` clips."""
+    n = (crop[0] // stride) * (crop[1] // stride)
+    anchors = min(n, max_anchors) if max_anchors else n
+    return 8 * batch * anchors * frames * n * dim
+
+
+@dataclass(frozen=True)
+class TrainWork:
+    """One micro-batch of a training stage on one GPU: FLOPs (forward + backward) and float32 activations."""
+
+    flops: int  # model forward + backward + STCL, per micro-batch
+    activation_bytes: int  # saved for backward, float32, no checkpointing
+    parameters: int
+    frames: int  # frames per clip through the encoder (T with STCL, else 1)
+
+
+def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
+    """FLOPs and activation bytes of one micro-batch (``stage.batch_per_device`` clips) of ``stage``."""
+    model = params.model.model_copy(update={"grad_checkpointing": False, "sync_bn": False})
+    return _train_step_work(
+        model,
+        stage.stcl.enabled,
+        stage.stcl.dim,
+        stage.stcl.max_anchors,
+        1 + len(params.clips.reference_offsets),
+        stage.batch_per_device,
+        tuple(params.augment.crop_size),
+    )
+
+
+@lru_cache(maxsize=32)
+def _train_step_work(
+    model: ModelParams,
+    stcl: bool,
+    dim: int,
+    max_anchors: int | None,
+    clip_frames: int,
+    batch: int,
+    crop: tuple[int, int],
+) -> TrainWork:
+    net = _meta_model(model, dim if stcl else None).train()
+    frames = clip_frames if stcl else 1
+    images = torch.zeros((batch, clip_frames, 3, *crop), device="meta")
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage._cdata] = storage.nbytes()
+        return t
+
+    with FlopCounterMode(display=False) as counter:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = net(images)
+        loss = out.logits.float().mean() + out.aux_logits.float().mean()
+        if out.proj is not None:
+            loss = loss + out.proj.float().mean()
+        loss.backward()
+    flops = int(counter.get_total_flops())
+    if stcl:
+        stride = 4 if model.projection_input == "fpn_bottleneck" else 32
+        flops += stcl_flops(batch, frames, crop, dim, stride, max_anchors)
+    params = sum(p.numel() for p in net.parameters())
+    return TrainWork(flops, sum(storages.values()), params, frames)
+
+
+def model_parameters(model: ModelParams, proj_dim: int | None) -> int:
+    """Parameter count of the segmentor (124 classes) with an optional projection head."""
+    return sum(p.numel() for p in _meta_model(model, proj_dim).parameters())

@@ -1,0 +1,129 @@
+"""`stcl plan`: FLOPs through the real model and TTA code on the meta device, the memory method, the
+paper preset's plan (clean on 8 x 80 GB, warnings on 1 x 40 GB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from stcl.infer.multiscale import TTA, scaled_size
+from stcl.infer.sliding import Window, window_grid
+from stcl.params import Params, preset_params
+from stcl.plan.gpus import GIB, calibrate, gpu_by_name
+from stcl.plan.jobs import pipeline_jobs, plan_jobs
+from stcl.plan.memory import train_memory
+from stcl.plan.work import predict_frame_flops, stcl_flops, train_step_work
+
+
+def _tiny() -> Params:
+    p = Params()
+    return p.model_copy(
+        update={"model": p.model.model_copy(update={"backbone": "swin_mini", "channels": 16, "aux_channels": 8})}
+    )
+
+
+def test_frame_flops_are_windows_times_one_window():
+    params = _tiny()
+    tta = TTA(scales=(0.5, 1.0, 1.5), flip=True, window=Window((32, 32), (24, 24)), batch_size=4)
+    from stcl.models.segmentor import build_segmentor
+
+    net = build_segmentor(params.model, 124, device="meta", load_pretrained=False).eval()
+    with FlopCounterMode(display=False) as fc:
+        net.predict(torch.zeros((1, 3, 32, 32), device="meta"))
+    one = fc.get_total_flops()
+    padded = [tuple(max(a, c) for a, c in zip(scaled_size(40, 56, s), tta.window.crop)) for s, _ in tta.views]
+    windows = sum(len(window_grid(h, w, tta.window)) for h, w in padded)  # small views are padded to a window
+    assert windows > len(tta.views)  # some views need several windows
+    assert predict_frame_flops(params.model, tta, 40, 56) == windows * one
+
+
+def test_train_flops_are_about_three_forwards_and_activations_match_real_tensors():
+    params = _tiny().model_copy(update={"augment": Params().augment.model_copy(update={"crop_size": (32, 32)})})
+    stage = params.train_ade.model_copy(update={"batch_per_device": 2})  # no STCL: query frame only
+    work = train_step_work(params, stage)
+    from stcl.models.segmentor import build_segmentor
+
+    net = build_segmentor(params.model, 124, device="meta", load_pretrained=False).train()
+    with FlopCounterMode(display=False) as fc:
+        net(torch.zeros((2, 1, 3, 32, 32), device="meta"))
+    assert 2.5 * fc.get_total_flops() <= work.flops <= 3.0 * fc.get_total_flops()  # backward ≈ 2 forwards
+    # the meta-device count equals the bytes real CPU tensors save for backward
+    torch.manual_seed(0)
+    real = build_segmentor(params.model, 124, load_pretrained=False).train()
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        real(torch.rand(2, 4, 3, 32, 32) * 255)
+    assert sum(seen.values()) == pytest.approx(work.activation_bytes, rel=0.02)
+
+
+def test_stcl_flops_closed_form():
+    assert stcl_flops(2, 4, (768, 768), 512, 4, None) == 8 * 2 * 36864 * (4 * 36864) * 512
+    assert stcl_flops(1, 4, (64, 64), 8, 4, 10) == 8 * 10 * 4 * 256 * 8
+
+
+def test_memory_method_parts():
+    params = preset_params("paper")
+    work = train_step_work(params, params.train_stcl)
+    assert 230e6 < work.parameters < 240e6  # UperNet Swin-L ≈ 234M (Swin-Transformer README)
+    one, eight = train_memory(params, params.train_stcl, 1, work), train_memory(params, params.train_stcl, 8, work)
+    assert one.optimizer == 8 * work.parameters and one.ddp_buckets == 0 and eight.ddp_buckets == 4 * work.parameters
+    assert one.amp_cache == 2 * work.parameters  # bf16 autocast in the paper preset
+    ckpt = params.model_copy(update={"model": params.model.model_copy(update={"grad_checkpointing": True})})
+    assert train_memory(ckpt, params.train_stcl, 8, work).activations < eight.activations
+
+
+def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb():
+    params = preset_params("paper")
+    jobs = pipeline_jobs(params)
+    assert [j.name for j in jobs] == [
+        "prepare",
+        "pretrain_coco",
+        "train_stcl",
+        "train_ade",
+        "pseudo_label",
+        "train_student",
+        "infer_val",
+        "infer_test",
+        "evaluate",
+    ]
+    good = plan_jobs(params, jobs, gpu_by_name("A100-80GB"), 8)
+    assert [w for p in good for w in p.warnings] == []
+    by = {p.name: p for p in good}
+    assert by["infer_val"].frames == 24_500 and by["infer_val"].jobs == params.infer.shards
+    assert by["train_stcl"].memory_gib < 80 * 0.9  # margin
+    bad = plan_jobs(params, jobs, gpu_by_name("A100-40GB"), 1)
+    text = " ".join(w for p in bad for w in p.warnings)
+    assert "cluster.train.gpus" in text and "cluster.train.runtime" in text
+    assert "GiB > 40 GiB" in text and "batch_per_device" in text
+
+
+def test_runtime_warning_names_infer_shards():
+    params = preset_params("paper")
+    slow = params.model_copy(update={"infer": params.infer.model_copy(update={"shards": 1, "amp": "off"})})
+    plans = plan_jobs(slow, pipeline_jobs(slow), gpu_by_name("V100"), 8)
+    val = next(p for p in plans if p.name == "infer_val")
+    assert any("infer.shards >=" in w for w in val.warnings)
+
+
+def test_cli_json_and_bad_calibration(tmp_path: Path, capsys):
+    from stcl.cli import main
+
+    assert main(["plan", "--preset", "paper", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["warnings"] == [] and data["total_gpu_hours"] > 0
+    assert {j["name"] for j in data["jobs"]} >= {"train_stcl", "infer_test"}
+    assert main(["plan", "--preset", "paper", "--gpu", "A100-40GB", "--gpus", "1", "--strict"]) == 1
+    bad = tmp_path / "x.json"
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="x.json: not a gpu_check.py result"):
+        calibrate(gpu_by_name("H100"), bad)
+    assert GIB == 2**30
