@@ -31,5 +31,11 @@ rule all:
         "results/report/index.html",
 
 
+onstart:
+    # On a cluster, the work, GPU time and memory of every job (`stcl plan`) before anything is submitted.
+    if getattr(workflow.executor_plugin, "name", None) == "slurm":
+        shell("stcl plan --params {PARAMS_FILE:q}")
+
+
 onsuccess:
     shell("stcl summary --params {PARAMS_FILE:q} --results results")

@@ -208,7 +208,7 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     params.write_text(yaml.safe_dump(data))
     a, b = _checkpoint(tmp_path / "a.pt", 0), _checkpoint(tmp_path / "b.pt", 1)
     outs = [f"a=a={tmp_path / 'pa'}", f"ens=a,b:2,1={tmp_path / 'pe'}"]
-    common = ["infer", "--params", str(params), "--split", "val", "--device", "cpu"]
+    common = ["infer", "--params", str(params), "--root", str(root), "--split", "val", "--device", "cpu"]
     common += [x for o in outs for x in ("--output", o)]
     ckpts = ["--checkpoint", f"a={a}", "--checkpoint", f"b={b}"]
     recs = [tmp_path / "r" / f"{i}-of-2.json" for i in range(2)]
@@ -223,6 +223,8 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
                 "infer",
                 "--params",
                 str(params),
+                "--root",
+                str(root),
                 "--split",
                 "val",
                 "--device",

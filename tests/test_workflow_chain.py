@@ -47,6 +47,8 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     rules = {j["rule"] for j in planned_jobs(work)}
     assert "train_ade" in rules and len(EVAL_MODELS) == 5
     assert not rules & {"synth", "prepare", "pretrain_coco", "train_stcl"}, jobs
-    assert "infer-train_stcl-val" not in jobs and "evaluate-train_stcl" not in jobs, jobs
-    assert {"infer-teacher-val", "pseudo_label", "train_student", "infer-ensemble-test", "tables"} <= set(jobs), jobs
+    # One inference pass per split runs every model once per frame: the val pass reruns as a whole (train_ade
+    # is in it) and so do the evaluations it feeds; the test pass reruns for the ensemble.
+    assert {"infer-val-0-1", "pseudo_label", "train_student", "infer-test-0-1", "tables"} <= set(jobs), jobs
+    assert {"infer_init", "infer_gather", "evaluate"} <= rules
     assert {"pseudo_label_init", "pseudo_label_gather"} <= rules

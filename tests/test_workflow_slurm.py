@@ -67,10 +67,16 @@ def test_two_gpu_training_job_runs_its_command_once(cluster, tmp_path):
 
 def test_chain_on_slurm_builds_the_submission(cluster, tmp_path):
     """`snakemake --profile slurm results/test_submission.zip` as the README says, from the repo root."""
-    work = workflow_copy(tmp_path / "repo", small_params())
+    work = workflow_copy(tmp_path / "repo", small_params({"infer": {"shards": 2}}))
     start = time.time()
-    run([SNAKEMAKE, "--profile", "slurm", "results/test_submission.zip", *FAST_STATUS], work, env=cluster.env())
+    out = run([SNAKEMAKE, "--profile", "slurm", "results/test_submission.zip", *FAST_STATUS], work, env=cluster.env())
     print(f"chain on Slurm: {time.time() - start:.0f} s")
+    # The plan of every job is printed first (the Snakefile's onstart, before any job is scheduled).
+    assert "stcl plan:" in out.stdout and "train_stcl" in out.stdout, out.stdout[:3000]
+    # Test inference ran as two shard jobs writing one prediction folder, then a gather.
+    records = sorted(p.name for p in (work / "results/infer/test").glob("*.json"))
+    assert records == ["0-of-2.json", "1-of-2.json"], records
+    assert (work / "results/infer/test.json").is_file()
     with zipfile.ZipFile(work / "results/test_submission.zip") as zf:
         names = zf.namelist()
     pngs = [n for n in names if n.endswith(".png")]

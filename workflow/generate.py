@@ -17,7 +17,8 @@ every job becomes a DVC stage named ``<rule>[-<wildcard values>]``:
   metrics``, written beside model.pt) are plots with x = step.
 
 The jobs of the rules in `ONE_DVC_STAGE` run as one DVC stage (their shell commands joined by ``&&``):
-the pseudo-label shards write into one dataset folder, which DVC can only track as one stage's output.
+the pseudo-label shards write into one dataset folder, and the inference shards of a split into one
+predictions folder, which DVC can only track as one stage's output.
 tests/test_workflow_graph.py fails while dvc.yaml differs from what this script writes.
 """
 
@@ -47,6 +48,9 @@ ONE_DVC_STAGE = {
     "pseudo_label_init": "pseudo_label",
     "pseudo_label": "pseudo_label",
     "pseudo_label_gather": "pseudo_label",
+    "infer_init": "infer-{split}",
+    "infer": "infer-{split}",
+    "infer_gather": "infer-{split}",
 }
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg")
 
@@ -164,7 +168,9 @@ class Job:
     @property
     def name(self) -> str:
         """The DVC stage name: the rule, then the wildcard values."""
-        return ONE_DVC_STAGE.get(self.rule) or "-".join([self.rule, *self.wildcards.values()])
+        if self.rule in ONE_DVC_STAGE:
+            return ONE_DVC_STAGE[self.rule].format(**self.wildcards)
+        return "-".join([self.rule, *self.wildcards.values()])
 
 
 def name_of(namedlist: Any, item: Any) -> str | None:

@@ -179,3 +179,59 @@ def ablation_train_inputs(wildcards):
     return train_inputs(
         ablation_params(PARAMS, wildcards.name), ablation(wildcards.name).stage
     )
+
+
+# Inference passes (workflow/rules/infer.smk): one per split, each model once per frame.
+INFER_SHARDS = PARAMS.infer.shards
+# output → (member stages, ensemble weights or None, params keys naming them)
+PREDICTORS = {
+    **{
+        s: ([s], None, ())
+        for s in TRAIN_STAGES
+        if PARAMS.stage(s).label_space == "vspw"  # COCO-pre predicts COCO classes
+    },
+    "teacher": (list(PARAMS.teacher.members), PARAMS.teacher.weights, ("teacher",)),
+    "ensemble": (
+        list(PARAMS.infer.models),
+        PARAMS.infer.weights,
+        ("infer.models", "infer.weights"),
+    ),
+}
+# The outputs each split's pass writes: val feeds the metrics of every model, test the submission.
+SPLIT_OUTPUTS = {"val": list(EVAL_MODELS), "test": ["ensemble"]}
+
+
+def split_members(split):
+    """The trained stages a split's pass runs (each once per frame)."""
+    return list(
+        dict.fromkeys(m for o in SPLIT_OUTPUTS[split] for m in PREDICTORS[o][0])
+    )
+
+
+def split_checkpoints(wildcards):
+    return [model_path(m) for m in split_members(wildcards.split)]
+
+
+def split_keys(wildcards):
+    return reads(
+        *INFER_KEYS,
+        *(k for o in SPLIT_OUTPUTS[wildcards.split] for k in PREDICTORS[o][2]),
+    )
+
+
+def output_args(wildcards, input):
+    """`--output=NAME=MEMBERS[:WEIGHTS]=DIR` of every output of the split, DIR inside the split's folder."""
+    args = []
+    for name in SPLIT_OUTPUTS[wildcards.split]:
+        members, weights, _ = PREDICTORS[name]
+        spec = ",".join(members) + (
+            ":" + ",".join(str(w) for w in weights) if weights else ""
+        )
+        args.append(f"--output={name}={spec}={input.folder}/{name}")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def checkpoint_args(wildcards, input):
+    """`--checkpoint=STAGE=MODEL.pt` of every model the split's pass runs."""
+    pairs = zip(split_members(wildcards.split), input.checkpoints)
+    return " ".join(shlex.quote(f"--checkpoint={m}={path}") for m, path in pairs)

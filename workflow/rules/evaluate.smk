@@ -4,7 +4,8 @@
 rule evaluate:
     input:
         vspw=VSPW,
-        pred="results/predictions/{model}/val",
+        preds="results/predictions/val",
+        manifest="results/infer/val.json",
     output:
         metrics="results/metrics/{model}.json",  # headline figures: `dvc metrics show/diff`
         details="results/evaluate/{model}.json",  # per-class IoU, pixel counts, run details
@@ -21,12 +22,13 @@ rule evaluate:
         **cluster_resources("default"),
     params:
         file=PARAMS_FILE,
+        pred=lambda wildcards, input: f"{input.preds}/{wildcards.model}",
         # the metrics JSON also records the evaluated model's recipe
         reads=lambda wildcards: reads(
             "evaluate", "model.backbone", *model_keys(wildcards.model)
         ),
     shell:
-        "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
+        "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {params.pred:q}"
         " --split val --model {wildcards.model} --out {output.metrics:q} --details {output.details:q}"
         " > {log:q} 2>&1"
 

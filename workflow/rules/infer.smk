@@ -1,35 +1,44 @@
-# Inference (paper 3.4): sliding window, multi-scale + flip; any trained model, the teacher or the final
-# three-model ensemble on val or test. The submission zip of the ensemble's test predictions.
+# Inference (paper 3.4): sliding window, multi-scale + flip. One pass per split, in `infer.shards` jobs: each
+# model runs once per frame and every output of the split is written from its probabilities (on val: each
+# trained model, the teacher and the final ensemble; on test: the ensemble). The submission zip of the
+# ensemble's test predictions.
 
-# model → (checkpoints, ensemble weights, params keys naming them)
-PREDICTORS = {
-    **{
-        s: ([model_path(s)], None, ())
-        for s in TRAIN_STAGES
-        if PARAMS.stage(s).label_space == "vspw"  # COCO-pre predicts COCO classes
-    },
-    "teacher": (TEACHER, PARAMS.teacher.weights, ("teacher",)),
-    "ensemble": (
-        [model_path(m) for m in PARAMS.infer.models],
-        PARAMS.infer.weights,
-        ("infer.models", "infer.weights"),
-    ),
-}
+
+# The shards write their videos into one folder per split, which this job (re)creates empty whenever a model
+# or an inference setting changes, so no shard resumes from predictions of an older model.
+rule infer_init:
+    input:
+        checkpoints=split_checkpoints,
+    output:
+        directory("results/predictions/{split}"),
+    log:
+        "results/logs/infer/{split}-init.log",
+    wildcard_constraints:
+        split="train|val|test",
+    localrule: True
+    conda:
+        "../envs/stcl.yaml"
+    params:
+        reads=split_keys,
+    shell:
+        "mkdir -p {output:q} > {log:q} 2>&1"
 
 
 rule infer:
     input:
+        folder="results/predictions/{split}",
         vspw=VSPW,
-        checkpoints=lambda wildcards: PREDICTORS[wildcards.model][0],
+        checkpoints=split_checkpoints,
     output:
-        directory("results/predictions/{model}/{split}"),
+        "results/infer/{split}/{shard}-of-{n}.json",
     log:
-        "results/logs/infer/{model}-{split}.log",
+        "results/logs/infer/{split}-{shard}-of-{n}.log",
     benchmark:
-        "results/benchmarks/infer/{model}-{split}.tsv"
+        "results/benchmarks/infer/{split}-{shard}-of-{n}.tsv"
     wildcard_constraints:
-        model="|".join(PREDICTORS),
         split="train|val|test",
+        shard=r"\d+",
+        n=r"\d+",
     conda:
         "../envs/stcl.yaml"
     threads: cluster_threads("infer")
@@ -37,17 +46,48 @@ rule infer:
         **cluster_resources("infer"),
     params:
         file=PARAMS_FILE,
-        reads=lambda wildcards: reads(*INFER_KEYS, *PREDICTORS[wildcards.model][2]),
-        weights=lambda wildcards: weights_arg(PREDICTORS[wildcards.model][1]),
+        reads=split_keys,
+        models=checkpoint_args,
+        outputs=output_args,
     shell:
-        "stcl infer --params {params.file:q} --checkpoints {input.checkpoints:q}{params.weights}"
-        " --root {input.vspw:q} --split {wildcards.split} --out {output:q} > {log:q} 2>&1"
+        "stcl infer --params {params.file:q} --root {input.vspw:q} --split {wildcards.split} {params.models}"
+        " {params.outputs} --shard {wildcards.shard}/{wildcards.n} --record {output:q} > {log:q} 2>&1"
+
+
+rule infer_gather:
+    input:
+        folder="results/predictions/{split}",
+        vspw=VSPW,
+        records=lambda wildcards: expand(
+            "results/infer/{split}/{shard}-of-{n}.json",
+            split=wildcards.split,
+            shard=range(INFER_SHARDS),
+            n=INFER_SHARDS,
+        ),
+    output:
+        "results/infer/{split}.json",
+    log:
+        "results/logs/infer/{split}-gather.log",
+    wildcard_constraints:
+        split="train|val|test",
+    conda:
+        "../envs/stcl.yaml"
+    resources:
+        **cluster_resources("default"),
+    params:
+        file=PARAMS_FILE,
+        reads=split_keys,
+        outputs=output_args,
+    shell:
+        "stcl infer --params {params.file:q} --root {input.vspw:q} --split {wildcards.split} {params.outputs}"
+        " --gather --record {input.records:q} --manifest {output:q} > {log:q} 2>&1"
 
 
 rule submit:
     input:
         vspw=VSPW,
-        pred="results/predictions/ensemble/test",
+        preds="results/predictions/test",
+        manifest="results/infer/test.json",
     output:
         "results/test_submission.zip",
     log:
@@ -58,5 +98,7 @@ rule submit:
         "../envs/stcl.yaml"
     resources:
         **cluster_resources("default"),
+    params:
+        pred=lambda wildcards, input: f"{input.preds}/ensemble",
     shell:
-        "stcl submit --pred {input.pred:q} --root {input.vspw:q} --split test --out {output:q} > {log:q} 2>&1"
+        "stcl submit --pred {params.pred:q} --root {input.vspw:q} --split test --out {output:q} > {log:q} 2>&1"

@@ -11,7 +11,8 @@ rule report_figures:
         details=expand("results/evaluate/{model}.json", model=EVAL_MODELS),
         trained=expand("results/models/{stage}/train_metrics.json", stage=REPORT_STAGES),
         vspw=VSPW,
-        pred="results/predictions/ensemble/val",
+        preds="results/predictions/val",
+        manifest="results/infer/val.json",
         pseudo="results/pseudo/stats.json",
     output:
         page="results/report/index.html",
@@ -48,6 +49,7 @@ rule report_figures:
     resources:
         **cluster_resources("default"),
     params:
+        pred=lambda wildcards, input: f"{input.preds}/ensemble",
         details=lambda wildcards, input: os.path.dirname(input.details[0]),
         out=lambda wildcards, output: os.path.dirname(output.page),
         logs=lambda wildcards: [
@@ -55,5 +57,5 @@ rule report_figures:
         ],
     shell:
         "stcl report --out-dir {params.out:q} --metrics-dir {params.details:q} {params.logs:q}"
-        " --gt-root {input.vspw:q} --split val --pred-root {input.pred:q} --pred-model ensemble"
+        " --gt-root {input.vspw:q} --split val --pred-root {params.pred:q} --pred-model ensemble"
         " --pseudo-stats {input.pseudo:q} > {log:q} 2>&1"
