@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from stcl.atomic import atomic_path
+from stcl.data.classes import VSPW_NUM_CLASSES
 
 __all__ = ["SubmissionError", "Entry", "collect_entries", "validate_prediction", "validate_predictions", "write_zip"]
 
-NUM_CLASSES = 124
+NUM_CLASSES = VSPW_NUM_CLASSES  # 124: the classes of label_num_dic_final.json
 
 
 class SubmissionError(ValueError):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from stcl.data.classes import VSPW_NUM_CLASSES
 from stcl.metrics.confusion import (
     FrameCounter,
     gt_codes_from_raw,
@@ -47,7 +48,7 @@ __all__ = [
     "summarize",
 ]
 
-NUM_CLASSES = 124
+NUM_CLASSES = VSPW_NUM_CLASSES  # 124: the classes of label_num_dic_final.json
 DEFAULT_VC_LENGTHS = (8, 16)
 DEFINITION = (
     "official VSPW evaluation (evaluator_test.py, VC_perclip.py): GT to train ids; one confusion matrix over "
