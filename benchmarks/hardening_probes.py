@@ -86,7 +86,7 @@ def setup(p: Probe) -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=p.work, env=p.env, check=True)
     for split in ("val", "test"):
-        assert p.run("infer", "--checkpoints", "model.pt", "--split", split, "--out", f"pred/{split}").returncode == 0
+        assert p.run("infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", split, "--out", f"pred/{split}").returncode == 0
 
 
 TRAIN = ("train", "--stage", "train_stcl", "--device", "cpu", "--out")
@@ -101,7 +101,7 @@ def probe_signals(p: Probe) -> None:
     p.record("Ctrl-C during stcl train", proc.returncode, err, f"; newest checkpoint {ckpts[-1].name if ckpts else None}")
     for sig, group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
         out = p.work / f"pred_{sig.name}"
-        proc = p.start("infer", "--checkpoints", "model.pt", "--split", "val", "--out", out.name)
+        proc = p.start("infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val", "--out", out.name)
         if wait_for(lambda: out.is_dir() and any(not q.name.startswith(".") for q in out.iterdir()), proc):
             os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         _, err = proc.communicate(timeout=600)
@@ -115,10 +115,10 @@ def probe_full_disk(p: Probe) -> None:
         "prepare": (["prepare", "--out", "{d}/prepare"], "8k", 4096),
         "train checkpoint": (["train", "--stage", "train_stcl", "--params", "short.yaml", "--device", "cpu",
                               "--out", "{d}/train"], "4m", 0),
-        "infer predictions": (["infer", "--checkpoints", "model.pt", "--split", "val", "--out", "{d}/pred"], "16k", 0),
+        "infer predictions": (["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val", "--out", "{d}/pred"], "16k", 0),
         "evaluate metrics": (["evaluate", "--gt-root", "data/VSPW_480p", "--pred-root", "pred/val", "--out",
                               "{d}/m/model.json"], "4k", 4096),
-        "submit zip": (["submit", "--pred", "pred/test", "--out", "{d}/s/sub.zip"], "8k", 0),
+        "submit zip": (["submit", "--pred", "pred/test", "--root", "data/VSPW_480p", "--out", "{d}/s/sub.zip"], "8k", 0),
     }
     for name, (args, size, filler) in cases.items():
         disk = p.work / f"disk_{name.split()[0]}"

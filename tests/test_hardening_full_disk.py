@@ -22,11 +22,13 @@ def workspace(tmp_path_factory):
     root = make_workspace(tmp_path_factory.mktemp("full_disk_ws"))
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
-    for split in ("val", "test"):
-        argv = ["infer", "--checkpoints", "model.pt", "--split", split, "--out", f"pred/{split}", "--device", "cpu"]
-        assert main(argv) == 0
-    yield root
-    mp.undo()
+    try:
+        for split in ("val", "test"):
+            argv = ["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", split]
+            assert main([*argv, "--out", f"pred/{split}", "--device", "cpu"]) == 0
+        yield root
+    finally:
+        mp.undo()
 
 
 def _one_line_naming(capsys, command: str, mount: Path) -> str:
@@ -70,7 +72,8 @@ def test_train_checkpoint(workspace, tmp_path, capsys) -> None:
 
 def test_infer_predictions(workspace, tmp_path, capsys) -> None:
     with small_tmpfs(tmp_path / "disk", "16k") as disk:
-        argv = ["infer", "--checkpoints", "model.pt", "--split", "val", "--out", str(disk / "pred"), "--device", "cpu"]
+        argv = ["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val"]
+        argv += ["--out", str(disk / "pred"), "--device", "cpu"]
         assert main(argv) == EXIT_USER_ERROR
         named = Path(_one_line_naming(capsys, "infer", disk))
         assert named.parent.parent == disk / "pred" and named.suffix == ".png"  # <out>/<video>/<frame>.png
@@ -91,6 +94,6 @@ def test_evaluate_metrics(workspace, tmp_path, capsys) -> None:
 def test_submit_zip(workspace, tmp_path, capsys) -> None:
     with small_tmpfs(tmp_path / "disk", "8k") as disk:
         out = disk / "sub" / "test_submission.zip"
-        assert main(["submit", "--pred", "pred/test", "--out", str(out)]) == EXIT_USER_ERROR
+        assert main(["submit", "--pred", "pred/test", "--root", "data/VSPW_480p", "--out", str(out)]) == EXIT_USER_ERROR
         assert _one_line_naming(capsys, "submit", disk) == str(out)
         assert leftovers(disk) == [] and not (disk / "sub").exists()

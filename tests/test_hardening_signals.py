@@ -44,7 +44,7 @@ def test_ctrl_c_during_train_writes_a_checkpoint_and_exits_130(workspace) -> Non
 
 
 def _infer(split: str, out: str) -> tuple[str, ...]:
-    return ("infer", "--checkpoints", "model.pt", "--split", split, "--out", out, "--device", "cpu")
+    return ("infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", split, "--out", out, "--device", "cpu")
 
 
 def _complete_videos(out: Path) -> list[str]:

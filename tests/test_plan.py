@@ -81,7 +81,8 @@ def test_memory_method_parts():
     assert train_memory(ckpt, params.train_stcl, 8, work).activations < eight.activations
 
 
-def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb():
+def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/ here: VSPW's published frame counts, not a local embedded copy
     params = preset_params("paper")
     jobs = pipeline_jobs(params)
     assert [j.name for j in jobs] == [
@@ -106,7 +107,8 @@ def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb():
     assert "GiB > 40 GiB" in text and "batch_per_device" in text
 
 
-def test_runtime_warning_names_infer_shards():
+def test_runtime_warning_names_infer_shards(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     params = preset_params("paper")
     slow = params.model_copy(update={"infer": params.infer.model_copy(update={"shards": 1, "amp": "off"})})
     plans = plan_jobs(slow, pipeline_jobs(slow), gpu_by_name("V100"), 8)

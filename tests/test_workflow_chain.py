@@ -49,6 +49,6 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     assert not rules & {"synth", "prepare", "pretrain_coco", "train_stcl"}, jobs
     # One inference pass per split runs every model once per frame: the val pass reruns as a whole (train_ade
     # is in it) and so do the evaluations it feeds; the test pass reruns for the ensemble.
-    assert {"infer-val-0-1", "pseudo_label", "train_student", "infer-test-0-1", "tables"} <= set(jobs), jobs
+    assert {"infer-val", "pseudo_label", "train_student", "infer-test", "tables"} <= set(jobs), jobs
     assert {"infer_init", "infer_gather", "evaluate"} <= rules
     assert {"pseudo_label_init", "pseudo_label_gather"} <= rules
