@@ -13,7 +13,7 @@ import io
 from collections.abc import Mapping
 from pathlib import Path
 
-from stcl.atomic import atomic_path
+from stcl.report.figures import pyplot, save_png
 
 __all__ = ["read_curves", "plot_stage_curves"]
 
@@ -60,11 +60,7 @@ def plot_stage_curves(
         val_miou: mIoU of the stage's model on val, if evaluated (drawn at the last logged step).
         total_iters: x-axis end (default: the last logged step).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     last = max((s[-1] for s, _ in curves.values() if s), default=0)
     end = total_iters or last or 1
     fig, (ax_loss, ax_lr, ax_val) = plt.subplots(1, 3, figsize=(12, 3.2))
@@ -84,10 +80,4 @@ def plot_stage_curves(
         ax_val.text(0.5, 0.5, "not evaluated on val", ha="center", va="center", transform=ax_val.transAxes)
     ax_val.set(title="val mIoU", xlabel="iteration", xlim=(0, end * 1.05), ylim=(0, 1))
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path)

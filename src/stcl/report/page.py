@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from stcl.atomic import atomic_path, write_text
+from stcl.atomic import write_text
+from stcl.report.figures import pyplot, save_png
 
 __all__ = ["VideoVC", "video_consistency", "plot_vc_per_video", "plot_pseudo_kept", "ReportInputs", "build_report"]
 
@@ -55,27 +56,9 @@ def video_consistency(
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path, plt) -> Path:
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return path
-
-
 def plot_vc_per_video(rows: Sequence[VideoVC], path: str | Path, model: str) -> Path:
     """Grouped bars of VC8 and VC16 per video (in split order); written atomically."""
-    plt = _plt()
+    plt = pyplot()
     lengths = sorted(rows[0].vc) if rows else []
     fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(rows) + 2), 3.4))
     x = np.arange(len(rows))
@@ -86,12 +69,12 @@ def plot_vc_per_video(rows: Sequence[VideoVC], path: str | Path, model: str) -> 
     ax.set(ylim=(0, 1), ylabel="consistency", title=f"Video consistency per val video ({model})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, Path(path), plt)
+    return save_png(fig, path)
 
 
 def plot_pseudo_kept(stats: Mapping[str, Any], path: str | Path) -> Path:
     """Bars of each class's share of the kept pseudo-label pixels (classes with any), overall kept fraction in the title."""
-    plt = _plt()
+    plt = pyplot()
     per_class = {k: v for k, v in stats["per_class"].items() if v["kept_pixels"] > 0}
     names = sorted(per_class, key=lambda k: -per_class[k]["share_of_kept"])
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.2 * max(len(names), 1)))
@@ -103,7 +86,7 @@ def plot_pseudo_kept(stats: Mapping[str, Any], path: str | Path) -> Path:
         f"(max prob > {stats['threshold']}); kept pixels by class", fontsize=9
     )
     fig.tight_layout()
-    return _save(fig, Path(path), plt)
+    return save_png(fig, path)
 
 
 def _fmt(v: Any) -> str:

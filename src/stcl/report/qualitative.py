@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from stcl.atomic import atomic_path
+from stcl.report.figures import pyplot, save_png
 from stcl.report.overlay import colorize
 
 __all__ = ["error_map", "FlickerTracker", "VideoViews", "load_video", "write_video_views"]
@@ -152,10 +153,7 @@ def write_video_views(
         max_gif_frames: the GIF shows the first frames only, up to this many.
         fps: GIF frame rate (VSPW: 15).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from stcl.metrics.io import list_gt_frames
 
@@ -198,14 +196,6 @@ def write_video_views(
     return views
 
 
-def _save(fig, path: Path, plt) -> None:
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=80, format="png")
-    finally:
-        plt.close(fig)
-
-
 def _write_strip(rows: Sequence[np.ndarray], stems: Sequence[str], path: Path, plt) -> None:
     h, w = rows[0].shape[:2]
     fig, axes = plt.subplots(len(rows), 1, figsize=(12, 12 * h / w * len(rows) + 0.6), squeeze=False)
@@ -217,7 +207,7 @@ def _write_strip(rows: Sequence[np.ndarray], stems: Sequence[str], path: Path, p
         ax.set_yticks([])
         ax.set_ylabel(f"frame {stems[i]}", fontsize=8)
     fig.tight_layout()
-    _save(fig, path, plt)
+    save_png(fig, path, dpi=80)
 
 
 def _write_gif(rows: Sequence[np.ndarray], path: Path, fps: float) -> None:
@@ -251,4 +241,4 @@ def _write_flicker(rows, scores, top, stems, n: int, path: Path, video: str, plt
         a.set_axis_off()
         a.set_title(f"window ending at frame {stems[t]}: {100 * scores[t - n + 1]:.1f}% flicker", fontsize=8)
     fig.tight_layout()
-    _save(fig, path, plt)
+    save_png(fig, path, dpi=80)
