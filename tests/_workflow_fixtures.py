@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
 DVC = str(BIN / "dvc")
 
-_TRAIN = {"iters": 4, "batch_size": 2, "batch_per_device": 2, "checkpoint_every": 2, "log_every": 1}
+_TRAIN = {"iters": 4, "batch_size": 2, "batch_per_device": 2, "checkpoint_every": 4, "log_every": 1}
 # The chain end to end in about a minute of CPU: tiny data, a few iterations, one inference scale.
 SMALL: dict[str, Any] = {
     "synth": {

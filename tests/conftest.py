@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -23,3 +24,23 @@ def _single_thread_torch():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request):
+    """`module_tmp(name)`: a folder for one module's shared fixtures, deleted when the module is done.
+
+    The folder stays (like a failed test's `tmp_path`) when any test of the module failed.
+    """
+    made: list = []
+    failed_before = request.session.testsfailed
+
+    def make(name: str):
+        path = tmp_path_factory.mktemp(name)
+        made.append(path)
+        return path
+
+    yield make
+    if request.session.testsfailed == failed_before:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)

@@ -32,8 +32,8 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def synth_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
+def synth_out(module_tmp):
+    out = module_tmp("synth")
     params_file = out / "params.yaml"
     params_file.write_text(yaml.safe_dump({"synth": SMALL}))
     assert main(["synth", "--out", str(out / "a"), "--params", str(params_file)]) == 0

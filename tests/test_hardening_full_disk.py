@@ -17,9 +17,9 @@ FULL = "no space left on device (free some space (complete outputs are kept) and
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(module_tmp):
     """Synthetic data, prepare outputs, a model file, val and test predictions; cwd during the tests."""
-    root = make_workspace(tmp_path_factory.mktemp("full_disk_ws"))
+    root = make_workspace(module_tmp("full_disk_ws"))
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     try:

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    return make_workspace(tmp_path_factory.mktemp("signals_ws"))
+def workspace(module_tmp) -> Path:
+    return make_workspace(module_tmp("signals_ws"))
 
 
 def _train(out: str, params: str = "params.yaml") -> tuple[str, ...]:

@@ -115,9 +115,9 @@ def _masks(out: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def unsharded(tmp_path_factory):
-    root = write_vspw_root(tmp_path_factory.mktemp("src"), VIDEOS)
-    out = tmp_path_factory.mktemp("one")
+def unsharded(module_tmp):
+    root = write_vspw_root(module_tmp("src"), VIDEOS)
+    out = module_tmp("one")
     result = _run(root, out, 0, 1)
     stats = _gather(root, out, 1)
     return root, out, result, stats

@@ -26,9 +26,9 @@ def _png(path: Path, array: np.ndarray, palette: bool) -> None:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(module_tmp):
     """GT root (raw ids, palette masks) + prediction root (mode L) with 4 videos of 9..20 frames, 12x10."""
-    root = tmp_path_factory.mktemp("metrics")
+    root = module_tmp("metrics")
     gt_root, pred_root = root / "VSPW", root / "pred"
     rng = np.random.default_rng(1)
     videos, arrays = [f"vid_{i}" for i in range(4)], {}

@@ -8,6 +8,7 @@ multiples and at sizes that are not. Swin-L and ResNeSt-101 (~1 min each on 2 co
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -170,14 +171,44 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
         if k.startswith("backbone.")
     }
 
+    def loads_exactly(path: Path, fmt: str, exclude: tuple[str, ...] = ()) -> None:
+        """`path` loads into the paper preset's model, every trunk tensor the reference's, bit for bit."""
+        params = paper.model.model_copy(update={"pretrained": path, "load_exclude": exclude})
+        model = build_segmentor(params, num_classes, proj_dim=paper.train_stcl.stcl.dim)
+        record = model.loaded_from[-1]
+        assert record["source"] == str(path) and record["loaded"] > 0 and not record["unexpected"]
+        assert record["format"] == fmt
+        trunk = model.backbone.state_dict()
+        for key, value in ref.items():
+            if key.startswith("model.") or fmt == "mmseg":
+                assert torch.equal(trunk[key], value), (path.name, key)
+        if fmt == "mmseg":
+            assert sorted(record["mismatched"]) == [
+                "auxiliary_head.conv_seg.bias",
+                "auxiliary_head.conv_seg.weight",
+                "decode_head.conv_seg.bias",
+                "decode_head.conv_seg.weight",
+            ]
+        else:  # the release files have no per-stage output norms: mmseg adds them
+            assert {k.split(".")[1] for k in record["missing"] if k.startswith("backbone.")} == {
+                "norm0",
+                "norm1",
+                "norm2",
+                "norm3",
+            }
+
+    # Each file (about 0.9 GB) is written, loaded and deleted before the next: the suite's disk use stays small.
     # (a) official release: {"model": ...}, 21,841-class head; mmseg's converter maps it back exactly.
     official = _official_from_mmseg(backbone, 21841)
     converted = _swin2mmseg()(official)
     for key, value in want.items():
         if not (key.startswith("norm") and key[4].isdigit()):
             assert torch.equal(converted[key], value), key
+    del converted
     path_a = tmp_path / "swin_large_patch4_window12_384_22k.pth"
     torch.save({"model": official}, path_a)
+    loads_exactly(path_a, "swin-official")
+    path_a.unlink()
 
     # (b) timm weights (.safetensors), made from (a) by timm's own checkpoint filter.
     from safetensors.torch import save_file
@@ -196,42 +227,15 @@ def test_swin_large_upernet_equals_mmseg_and_every_format_loads_into_the_paper_p
     assert "layers.1.downsample.reduction.weight" in timm_state and "head.fc.weight" in timm_state
     path_b = tmp_path / "swin_large_patch4_window12_384.ms_in22k.safetensors"
     save_file({k: v.contiguous() for k, v in timm_state.items()}, str(path_b))
+    del official, timm_state
+    loads_exactly(path_b, "swin-timm")
+    path_b.unlink()
 
     # (c) mmseg model zoo: {"state_dict", "meta"}, 150 classes → the 124-class model leaves conv_seg out.
     path_c = tmp_path / "upernet_swin_large_ade20k.pth"
     torch.save({"meta": {"mmseg_version": "1.2.2", "CLASSES": ["a"] * 150}, "state_dict": mm.state_dict()}, path_c)
-    del mm, official, converted, timm_state
-
-    for path, exclude in [
-        (path_a, ()),
-        (path_b, ()),
-        (path_c, ("decode_head.conv_seg.*", "auxiliary_head.conv_seg.*")),
-    ]:
-        params = paper.model.model_copy(update={"pretrained": path, "load_exclude": exclude})
-        model = build_segmentor(params, num_classes, proj_dim=paper.train_stcl.stcl.dim)
-        record = model.loaded_from[-1]
-        assert record["source"] == str(path) and record["loaded"] > 0 and not record["unexpected"]
-        trunk = model.backbone.state_dict()
-        for key, value in ref.items():  # every trunk tensor is the reference's, bit for bit
-            if key.startswith("model.") or path is path_c:
-                assert torch.equal(trunk[key], value), (path.name, key)
-        if path is path_c:
-            assert record["format"] == "mmseg"
-            assert sorted(record["mismatched"]) == [
-                "auxiliary_head.conv_seg.bias",
-                "auxiliary_head.conv_seg.weight",
-                "decode_head.conv_seg.bias",
-                "decode_head.conv_seg.weight",
-            ]
-        else:
-            assert record["format"] == ("swin-official" if path is path_a else "swin-timm")
-            assert {k.split(".")[1] for k in record["missing"] if k.startswith("backbone.")} == {
-                "norm0",
-                "norm1",
-                "norm2",
-                "norm3",
-            }
-        del model, trunk
+    del mm
+    loads_exactly(path_c, "mmseg", ("decode_head.conv_seg.*", "auxiliary_head.conv_seg.*"))
 
     with pytest.raises(ValueError, match=r"upernet_swin_large_ade20k.pth.*mis-shaped.*conv_seg"):
         build_segmentor(paper.model.model_copy(update={"pretrained": path_c}), num_classes)

@@ -19,8 +19,8 @@ FAST = ["--scales", "1.0", "--no-flip", "--crop-size", "32", "32", "--stride", "
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("video")
+def assets(module_tmp) -> dict[str, Path]:
+    tmp = module_tmp("video")
     root = synth_vspw(tmp / "VSPW_480p", frames=20, val=1)
     video = read_split(root, "val")[0]
     frames = [np.asarray(Image.open(frame_path(root, video, s)).convert("RGB")) for s in list_frames(root, video)]

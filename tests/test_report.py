@@ -60,7 +60,7 @@ def _corrupt(gt: np.ndarray, t: int, rate: float, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(module_tmp) -> Path:
     """Outputs of the stages the report reads: metrics of two models, training curves, pseudo-label stats."""
     from stcl.data.classes import VSPW_CLASSES
     from stcl.infer.ensemble import Member
@@ -70,7 +70,7 @@ def run_dir(tmp_path_factory) -> Path:
     from stcl.params import Params
     from stcl.train.logging import TrainLogger
 
-    tmp = tmp_path_factory.mktemp("run")
+    tmp = module_tmp("run")
     root = synth_vspw(tmp / "VSPW_480p", frames=20, val=3)
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(Params().model_dump(mode="json")))

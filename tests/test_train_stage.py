@@ -29,9 +29,9 @@ def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(module_tmp):
     """A folder with data/ (stcl synth) and prep/ (stcl prepare), no results/: every path is an argument."""
-    root = tmp_path_factory.mktemp("train_ws")
+    root = module_tmp("train_ws")
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     _write_params(root, iters=3)

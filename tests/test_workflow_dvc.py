@@ -42,9 +42,9 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
+def repo(module_tmp) -> Path:
     """A clone of this repository with the small params committed."""
-    root = tmp_path_factory.mktemp("dvc")
+    root = module_tmp("dvc")
     work = root / "repo"
     subprocess.run(["git", "clone", "-q", str(REPO), str(work)], check=True)
     write_params(work / "params.yaml", small_params())

@@ -18,11 +18,11 @@ FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-betw
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(module_tmp):
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with SlurmCluster(tmp_path_factory.mktemp("slurm"), gpus=2) as c:
+    with SlurmCluster(module_tmp("slurm"), gpus=2) as c:
         yield c
 
 
