@@ -11,6 +11,14 @@ checkpointing) at the same size.
 
     .venv/bin/python benchmarks/memory_levers.py                    # Swin-L at 96² and 128² (< 5 GB each)
     .venv/bin/python benchmarks/memory_levers.py --backbone swin_mini --crops 64 96
+    .venv/bin/python benchmarks/memory_levers.py --count --crops 64 768   # seconds, no compute
+
+``--count`` measures nothing: it counts the bytes saved for backward by the forward pass of the paper's
+network (2 clips x 4 frames) on fake tensors (``torch._subclasses.FakeTensorMode``: shapes and dtypes, no
+data), in float32 and under bf16 autocast, with the CPU's and with CUDA's autocast policy (which ops run in
+bf16 and which stay in float32 differs between the two). No GPU is needed: CUDA's policy is switched on
+directly (``torch.set_autocast_enabled("cuda", True)``) for fake CUDA tensors. This gives the bf16 ratio of
+Swin-L at the real 768² crop, where the measured CPU bf16 step is too slow to run.
 
 Prints one line per case and, per lever, the ratio of its activations to the float32 baseline
 (averaged over the crops), and the extrapolation to 768² (activations are linear in pixels).
@@ -109,14 +117,55 @@ def run_case(backbone: str, crop: int, amp: str, ckpt: bool, proj: str, dim: int
     return {"crop": crop, "measured_bytes": measured, "counted_fp32_bytes": counted, "parameters": params_n}
 
 
+def count_saved(backbone: str, crop: int, dim: int, device: str, amp: bool) -> int:
+    """Bytes saved for backward by one forward of 2 clips x 4 frames, counted on fake ``device`` tensors."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from stcl.models.segmentor import build_segmentor
+
+    params = _params(backbone, crop, "off", False, "fpn_bottleneck", dim)
+    meta = build_segmentor(params.model, 124, dim, device="meta", load_pretrained=False).train()
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[id(storage)] = storage.nbytes()
+        return t
+
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.device(device):
+        net = meta.to_empty(device=device)
+        images = torch.zeros((2, 4, 3, crop, crop))
+        torch.set_autocast_dtype(device, torch.bfloat16)
+        torch.set_autocast_enabled(device, amp)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                net(images)
+        finally:
+            torch.set_autocast_enabled(device, False)
+    return sum(storages.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbone", default="swin_large_patch4_window12_384")
     ap.add_argument("--crops", type=int, nargs=2, default=[96, 128])
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--count", action="store_true", help="count saved activations on fake tensors (no compute)")
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # child process: JSON of one case
     args = ap.parse_args(argv)
+    if args.count:
+        for crop in args.crops:
+            for device in ("cpu", "cuda"):
+                fp32 = count_saved(args.backbone, crop, args.dim, device, False)
+                bf16 = count_saved(args.backbone, crop, args.dim, device, True)
+                print(
+                    f"counted {crop:>4}² {device:<4} autocast policy: float32 {fp32 / 2**30:6.2f} GiB   "
+                    f"bf16 {bf16 / 2**30:6.2f} GiB   x{bf16 / fp32:.2f}",
+                    flush=True,
+                )
+        return 0
     if args.case:
         c = json.loads(args.case)
         print(

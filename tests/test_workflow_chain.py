@@ -1,13 +1,18 @@
-"""README command 1 on a small params override: the whole chain, a no-op rerun, a one-knob edit."""
+"""README command 1 on a small params override: the whole chain and its report (results/report/index.html,
+and `snakemake --report` packing the figures into one HTML file, both opened in headless Chromium), a no-op
+rerun, a one-knob edit. One chain run serves all of these: it is the suite's most expensive step."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 import zipfile
 
 import pytest
 import yaml
 
+from _browser_harness import Browser
 from _workflow_fixtures import REPO, SNAKEMAKE, planned_jobs, run, small_params, workflow_copy, write_params
 
 pytestmark = pytest.mark.slow
@@ -33,6 +38,7 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     # The summary printed at the end: where things are, job times, metrics beside chance.
     assert "results/test_submission.zip" in first and "Wall time per job" in first
     assert "chance: constant" in first and "train_student" in first
+    check_report(work, tmp_path)
 
     t = time.time()
     second = run([SNAKEMAKE, "--profile", "local"], work).stdout
@@ -52,3 +58,31 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     assert {"infer-val", "pseudo_label", "train_student", "infer-test", "tables"} <= set(jobs), jobs
     assert {"infer_init", "infer_gather", "evaluate"} <= rules
     assert {"pseudo_label_init", "pseudo_label_gather"} <= rules
+
+
+def check_report(work: Path, tmp_path: Path) -> None:
+    """The report page of the chain, and Snakemake's own report of it, show every figure in a real browser."""
+    report_dir = work / "results" / "report"
+    page = (report_dir / "index.html").read_text()
+    images = re.findall(r'<img src="([^"]+)"', page)
+    # curves of the four training stages, per-class IoU, VC per video, pseudo labels, 3 views x 2 val videos
+    assert len(images) == 4 + 3 + 6 and all((report_dir / src).is_file() for src in images)
+    run([SNAKEMAKE, "--report", "report.html"], cwd=work, timeout=600)
+    html = (work / "report.html").read_text()
+    for name in ("curves/train_stcl.png", "vc_per_video.png", "pseudo_labels.png", ".strip.png", ".anim.html", ".flicker.png"):
+        assert name in html, f"{name} missing from Snakemake's report"
+    with Browser(tmp_path / "profile") as browser:
+        browser.open((report_dir / "index.html").as_uri())
+        loaded = browser.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        assert len(loaded) == 13 and all(loaded)
+        browser.open((work / "report.html").as_uri())
+        text = browser.evaluate(
+            "new Promise(r => setTimeout(() => r(document.body.innerText), 1500))"  # let React render
+        )
+        broken = browser.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+        browser.screenshot(tmp_path / "snakemake_report.png", full_page=False)
+        external = [u for u in browser.requests if not u.startswith(("file://", "data:", "about:", "blob:"))]
+    for category in ("Training curves", "Qualitative views", "Pseudo labels", "Metrics"):
+        assert category in text, f"category {category!r} not on the Snakemake report page"
+    assert broken == 0
+    assert external == []
