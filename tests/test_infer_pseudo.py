@@ -144,6 +144,19 @@ def test_unsharded_run_writes_a_vspw_dataset(unsharded):
     assert stats["kept_fraction"] == pytest.approx(kept / total)
     per_class = np.bincount(np.concatenate([m.ravel() for m in masks.values()]), minlength=256)[1:125]
     assert [stats["per_class"][n]["kept_pixels"] for n in VSPW_CLASSES] == per_class.tolist()
+    # The teacher's argmax per class, recomputed frame by frame: the denominator of the per-class kept fraction.
+    from stcl.infer.predict import frame_probs
+
+    teacher = [Member(CountingTeacher())]
+    argmax = np.zeros(124, dtype=np.int64)
+    for video in VIDEOS:
+        for stem in vspw.list_frames(root, video):
+            probs = frame_probs(teacher, TTA_SMALL, vspw.load_image(vspw.frame_path(root, video, stem)), "cpu")
+            argmax += np.bincount(probs.argmax(0).numpy().ravel(), minlength=124)
+    assert [stats["per_class"][n]["argmax_pixels"] for n in VSPW_CLASSES] == argmax.tolist()
+    assert (per_class <= argmax).all() and (per_class < argmax).any()
+    for c, name in enumerate(VSPW_CLASSES):
+        assert stats["per_class"][name]["kept_fraction"] == (pytest.approx(per_class[c] / argmax[c]) if argmax[c] else 0.0)
     assert json.loads((out / "stats.json").read_text()) == stats
 
 

@@ -8,13 +8,14 @@ Output (a dataset root the VSPW reader reads unchanged)::
 
     <out_root>/data/<video>/origin/<frame>.jpg   real copies of the source frames (DVC caches them)
     <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
+    <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
     <shards_dir>/<i>-of-<n>.json                 per-shard record, written last (atomically)
 
 Sharding: videos are sorted by name and shard ``i`` of ``n`` takes every n-th one starting at ``i``
 (round-robin: ``sorted(videos)[i::n]``), which balances long and short runs of similarly named videos.
-Each video folder appears atomically; a rerun of a shard skips videos whose folder is complete (their
-statistics are recounted from the masks on disk) and redoes the others.
+Each video folder appears atomically, its counts with it; a rerun of a shard skips videos whose folder is
+complete (their statistics are read from its counts) and redoes the others.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from stcl.infer.ensemble import Member
 from stcl.atomic import atomic_dir, copy_file, remove_stale_tmp, write_json, write_text
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
-from stcl.data.vspw import load_image, load_raw_mask
+from stcl.data.vspw import load_image
 from stcl.infer.predict import frame_probs, prefetch
 
 __all__ = [
@@ -54,8 +55,9 @@ __all__ = [
 ]
 
 IGNORE = 255
-SHARD_FORMAT = "stcl-pseudo-shard/1"
+SHARD_FORMAT = "stcl-pseudo-shard/2"
 _FRAME_EXT = ".jpg"
+_COUNTS = "teacher_counts.json"
 
 
 def keep_confident(probs: Tensor, threshold: float) -> Tensor:
@@ -130,38 +132,65 @@ def _video_complete(folder: Path, stems: Sequence[str]) -> bool:
         return False
     have_o = {p.name for p in origin.iterdir()}
     have_m = {p.name for p in mask.iterdir()}
-    return all(f"{s}{_FRAME_EXT}" in have_o and f"{s}.png" in have_m for s in stems)
+    return (folder / _COUNTS).is_file() and all(f"{s}{_FRAME_EXT}" in have_o and f"{s}.png" in have_m for s in stems)
 
 
-def _count(raw: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
-    """Per-class kept pixels (train-id order) and total pixels of one raw-id mask."""
-    hist = np.bincount(raw.ravel(), minlength=256)
-    return hist[1 : num_classes + 1].astype(np.int64), int(raw.size)
+@dataclass
+class Counts:
+    """Pixel counts of pseudo-labelled frames, per class in train-id order.
+
+    ``argmax``: pixels whose teacher argmax is the class; ``kept``: those of them above the threshold.
+    """
+
+    argmax: np.ndarray
+    kept: np.ndarray
+    pixels: int = 0
+
+    @classmethod
+    def zeros(cls, num_classes: int) -> Counts:
+        return cls(np.zeros(num_classes, dtype=np.int64), np.zeros(num_classes, dtype=np.int64))
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(self.argmax + other.argmax, self.kept + other.kept, self.pixels + other.pixels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pixels": self.pixels, "argmax_pixels": self.argmax.tolist(), "kept_pixels": self.kept.tolist()}
 
 
-def _recount_video(folder: Path, stems: Sequence[str], num_classes: int) -> tuple[np.ndarray, int]:
-    """Per-class kept pixels and total pixels of a finished video, from its masks on disk."""
-    kept, pixels = np.zeros(num_classes, dtype=np.int64), 0
-    for stem in stems:
-        k, n = _count(load_raw_mask(folder / "mask" / f"{stem}.png"), num_classes)
-        kept, pixels = kept + k, pixels + n
-    return kept, pixels
+def _read_counts(folder: Path, num_classes: int) -> Counts:
+    """The counts a finished video folder was written with."""
+    path = folder / _COUNTS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        counts = Counts(
+            np.asarray(data["argmax_pixels"], dtype=np.int64),
+            np.asarray(data["kept_pixels"], dtype=np.int64),
+            int(data["pixels"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable teacher counts ({err}); delete the folder to redo the video") from None
+    if counts.argmax.shape != (num_classes,) or counts.kept.shape != (num_classes,):
+        raise ValueError(f"{path}: counts for {counts.argmax.shape} classes, expected {num_classes}")
+    return counts
 
 
 def _write_frame(
     folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int
-) -> tuple[np.ndarray, int]:
+) -> Counts:
     """Write ``mask/<stem>.png`` (raw ids) and a copy of the frame ``origin/<stem>.jpg`` into ``folder``.
 
-    Returns the frame's per-class kept pixels and total pixels.
+    Returns the frame's per-class counts (teacher argmax, kept) and total pixels.
     """
     if probs.shape[0] > num_classes:
         raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
-    raw = to_raw_ids(keep_confident(probs, threshold).cpu().numpy(), num_classes)
+    label = keep_confident(probs, threshold).cpu().numpy()
+    raw = to_raw_ids(label, num_classes)
     save_label_png(folder / "mask" / f"{stem}.png", raw)
     (folder / "origin").mkdir(exist_ok=True)
     shutil.copyfile(src, folder / "origin" / f"{stem}{_FRAME_EXT}")
-    return _count(raw, num_classes)
+    argmax = np.bincount(probs.argmax(dim=0).cpu().numpy().ravel(), minlength=num_classes)[:num_classes]
+    kept = np.bincount(label.ravel(), minlength=256)[:num_classes]
+    return Counts(argmax.astype(np.int64), kept.astype(np.int64), int(label.size))
 
 
 @dataclass
@@ -206,25 +235,25 @@ def run_shard(
     videos = shard_videos(list(frames), index, count)
     data_dir = Path(out_root) / "data"
     remove_stale_tmp(data_dir, set(videos))
-    kept = np.zeros(num_classes, dtype=np.int64)
-    pixels = 0
+    counts = Counts.zeros(num_classes)
     result = ShardResult(record={})
     for video in videos:
         if _video_complete(data_dir / video, frames[video]):
             result.skipped.append(video)
-            k, n = _recount_video(data_dir / video, frames[video], num_classes)
-            kept, pixels = kept + k, pixels + n
+            counts = counts + _read_counts(data_dir / video, num_classes)
     todo = [v for v in videos if v not in result.skipped]
     total = sum(len(frames[v]) for v in todo)
     with tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress) as bar:
         for video in todo:
             paths = [Path(frame_path(video, s)) for s in frames[video]]
+            video_counts = Counts.zeros(num_classes)
             with atomic_dir(data_dir / video) as tmp:
                 for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
                     probs = frame_probs(members, tta, image, device)
-                    k, n = _write_frame(tmp, stem, src, probs, threshold, num_classes)
-                    kept, pixels = kept + k, pixels + n
+                    video_counts = video_counts + _write_frame(tmp, stem, src, probs, threshold, num_classes)
                     bar.update(1)
+                write_json(tmp / _COUNTS, video_counts.to_json())
+            counts = counts + video_counts
             result.computed.append(video)
     result.record = {
         "format": SHARD_FORMAT,
@@ -233,8 +262,7 @@ def run_shard(
         "threshold": threshold,
         "videos": videos,
         "frames": sum(len(frames[v]) for v in videos),
-        "pixels": pixels,
-        "kept_pixels": kept.tolist(),
+        **counts.to_json(),
     }
     write_json(shard_record_path(shards_dir, index, count), result.record)
     return result
@@ -281,8 +309,9 @@ def gather(
         stats_path: where the statistics go (results/pseudo/stats.json).
         class_names: names of the train ids (124 VSPW classes).
 
-    Returns the statistics written to ``stats_path``: totals, overall kept fraction, and per class the kept
-    pixels and their share of all kept pixels.
+    Returns the statistics written to ``stats_path``: totals, overall kept fraction, and per class the
+    pixels the teacher's argmax gave it, how many of them were kept (``kept_fraction``) and their share of
+    all kept pixels.
     """
     from stcl.data.classes import resource_path
 
@@ -317,7 +346,8 @@ def gather(
     if problems:
         raise ValueError(f"{shards_dir}: pseudo-label shards do not cover the unlabeled list: " + "; ".join(problems))
     kept = np.sum([rec["kept_pixels"] for rec in records], axis=0).astype(np.int64)
-    if len(kept) != len(class_names):
+    argmax = np.sum([rec["argmax_pixels"] for rec in records], axis=0).astype(np.int64)
+    if len(kept) != len(class_names) or len(argmax) != len(class_names):
         raise ValueError(f"{paths[0]}: {len(kept)} per-class counts for {len(class_names)} class names")
     pixels = int(sum(rec["pixels"] for rec in records))
     total_kept = int(kept.sum())
@@ -331,7 +361,13 @@ def gather(
         "kept_pixels": total_kept,
         "kept_fraction": _ratio(total_kept, pixels),
         "per_class": {
-            name: {"train_id": c, "kept_pixels": int(kept[c]), "share_of_kept": _ratio(int(kept[c]), total_kept)}
+            name: {
+                "train_id": c,
+                "argmax_pixels": int(argmax[c]),
+                "kept_pixels": int(kept[c]),
+                "kept_fraction": _ratio(int(kept[c]), int(argmax[c])),
+                "share_of_kept": _ratio(int(kept[c]), total_kept),
+            }
             for c, name in enumerate(class_names)
         },
     }

@@ -8,7 +8,7 @@
     curves/<stage>.png            `stcl.report.curves`
     per_class_iou.png             per-class val IoU of every model (`stcl.metrics.tables.plot_per_class`)
     vc_per_video.png              VC8 / VC16 of every val video for the qualitative model
-    pseudo_labels.png             pseudo-label pixels kept per class (share of all kept pixels)
+    pseudo_labels.png             per class: the fraction of its teacher pixels kept as pseudo labels
     qualitative/<video>.{strip.png,anim.gif,flicker.png}   `stcl.report.qualitative`
 
 The same figures go into Snakemake's report (``snakemake --report``, workflow/rules/report.smk).
@@ -73,17 +73,20 @@ def plot_vc_per_video(rows: Sequence[VideoVC], path: str | Path, model: str) -> 
 
 
 def plot_pseudo_kept(stats: Mapping[str, Any], path: str | Path) -> Path:
-    """Bars of each class's share of the kept pseudo-label pixels (classes with any), overall kept fraction in the title."""
+    """Per class the teacher predicted (most pixels first): the fraction of its pixels kept (max prob above
+    the threshold), the overall kept fraction in the title and as a dashed line."""
     plt = pyplot()
-    per_class = {k: v for k, v in stats["per_class"].items() if v["kept_pixels"] > 0}
-    names = sorted(per_class, key=lambda k: -per_class[k]["share_of_kept"])
+    per_class = {k: v for k, v in stats["per_class"].items() if v["argmax_pixels"] > 0}
+    names = sorted(per_class, key=lambda k: -per_class[k]["argmax_pixels"])
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.2 * max(len(names), 1)))
-    ax.barh(np.arange(len(names))[::-1], [per_class[k]["share_of_kept"] for k in names], color="tab:green")
-    ax.set_yticks(np.arange(len(names))[::-1], names, fontsize=7)
-    ax.set(xlabel="share of kept pixels", xlim=(0, 1))
+    y = np.arange(len(names))[::-1]
+    ax.barh(y, [per_class[k]["kept_fraction"] for k in names], color="tab:green")
+    ax.axvline(stats["kept_fraction"], color="k", linestyle="--", linewidth=1)
+    ax.set_yticks(y, [f"{k} ({per_class[k]['argmax_pixels']:,} px)" for k in names], fontsize=7)
+    ax.set(xlabel="fraction of the class's teacher pixels kept", xlim=(0, 1))
     ax.set_title(
         f"Pseudo labels: {100 * stats['kept_fraction']:.1f}% of {stats['pixels']:,} pixels kept "
-        f"(max prob > {stats['threshold']}); kept pixels by class", fontsize=9
+        f"(max prob > {stats['threshold']}); kept fraction per class", fontsize=9
     )
     fig.tight_layout()
     return save_png(fig, path)
@@ -188,9 +191,12 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ValueError(f"{inputs.pseudo_stats}: not a pseudo-label statistics file ({err})") from None
         plot_pseudo_kept(stats, out / "pseudo_labels.png")
-        kept = sorted(((k, v) for k, v in per_class.items() if v["kept_pixels"] > 0), key=lambda kv: -kv[1]["kept_pixels"])
-        table = _table(["class", "kept pixels", "share of kept (%)"], [[k, f"{v['kept_pixels']:,}", _fmt(v["share_of_kept"])] for k, v in kept])
-        sections.append("<h2>Pseudo labels</h2>" + _img("pseudo_labels.png", "pseudo-label kept pixels per class")
+        seen = sorted(((k, v) for k, v in per_class.items() if v["argmax_pixels"] > 0), key=lambda kv: -kv[1]["argmax_pixels"])
+        table = _table(
+            ["class", "teacher pixels", "kept pixels", "kept (%)", "share of kept (%)"],
+            [[k, f"{v['argmax_pixels']:,}", f"{v['kept_pixels']:,}", _fmt(v["kept_fraction"]), _fmt(v["share_of_kept"])] for k, v in seen],
+        )
+        sections.append("<h2>Pseudo labels</h2>" + _img("pseudo_labels.png", "pseudo-label kept fraction per class")
                         + f"<p>{_fmt(stats['kept_fraction'])}% of {stats['pixels']:,} pixels kept "
                         f"({html.escape(str(stats.get('rule', '')))}).</p>" + table)
 
