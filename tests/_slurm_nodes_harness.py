@@ -33,10 +33,21 @@ def nodes_unavailable_reason() -> str | None:
     reason = unavailable_reason()
     if reason:
         return reason
-    for tool in ("ip", "nsenter", "unshare"):
+    for tool in ("nsenter", "unshare"):
         if shutil.which(tool) is None:
-            return f"multi-node Slurm test needs `{tool}` (packages iproute2, util-linux)"
+            return f"multi-node Slurm test needs `{tool}` (package util-linux)"
+    if shutil.which("ip") is None and shutil.which("apt-get") is None:
+        return "multi-node Slurm test needs `ip` (package iproute2) and there is no apt-get to install it"
     return None
+
+
+def install_network_tools() -> None:
+    """apt-get install iproute2 (`ip`) when missing, as `install` does for Slurm's packages."""
+    if shutil.which("ip") is not None:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "iproute2"], env=env, capture_output=True, check=True)
 
 
 def _sh(*argv: str) -> None:
@@ -141,6 +152,7 @@ SlurmdTimeout=30
         if reason:
             raise RuntimeError(reason)
         install()
+        install_network_tools()
         self._ensure_hostname()
         self._network_up()
         self.write_config()

@@ -205,3 +205,65 @@ def test_two_nodes_train_exactly_as_one_node_and_resume_on_other_nodes(tmp_path)
     assert _run_step(moved, ["127.0.0.3"], 2) == [0, 0]
     _assert_bit_identical(moved / "model.pt", two_nodes / "model.pt")
     assert _losses(moved) == _losses(two_nodes)
+
+
+# -- the training rule and the pinned Slurm plugin's sbatch line ----------------------------------------------
+class _Resources(dict):
+    """Snakemake's job.resources as the plugin reads it: `.get(key)` and attribute access."""
+
+    def __getattr__(self, key: str):
+        return self[key]
+
+
+def _dry_run_resources(work: Path, rule: str) -> tuple[dict, str]:
+    """The resources and shell command Snakemake's dry run shows for `rule` under the slurm executor."""
+    from _workflow_fixtures import SNAKEMAKE, run
+
+    done = run([SNAKEMAKE, "-n", "-p", "--executor", "slurm", "--jobs", "1", f"results/models/{rule}/model.pt"], work)
+    out = done.stdout + done.stderr
+    block = out[out.index(f"rule {rule}:"):]
+    line = next(ln for ln in block.splitlines() if ln.strip().startswith("resources:"))
+    res = {}
+    for item in line.split("resources:", 1)[1].split(", "):
+        key, _, value = item.strip().partition("=")
+        res[key] = int(value) if value.isdigit() else value
+    shell = next(ln for ln in block.splitlines() if ln.startswith("Shell command: ")).removeprefix("Shell command: ")
+    return res, shell
+
+
+def test_two_node_rule_gives_one_sbatch_with_a_task_per_gpu_and_srun(tmp_path) -> None:
+    """cluster.train {gpus: 8, nodes: 2} → the pinned plugin's sbatch flags and the rule's srun line."""
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    from _workflow_fixtures import small_params, workflow_copy
+
+    stages = {s: {"batch_size": 16, "batch_per_device": 1} for s in ("pretrain_coco", "train_stcl", "train_ade", "train_student")}
+    params = small_params({"cluster": {"train": {"gpus": 8, "nodes": 2, "cpus_per_gpu": 6, "mem_mb": 9000}}, **stages})
+    work = workflow_copy(tmp_path / "repo", params)
+    res, shell = _dry_run_resources(work, "pretrain_coco")
+    assert shell.startswith(
+        "srun --nodes=2 --ntasks-per-node=8 --cpus-per-task=6 --gres=gpu:8 --kill-on-bad-exit=1 stcl train "
+    ), shell
+
+    class Job:
+        resources = _Resources(res)
+        threads = 48
+
+    job_params = {"run_uuid": "u", "slurm_logfile": "l", "comment_str": "rule_pretrain_coco", "account": "",
+                  "partition": "", "workdir": str(work)}
+    flags = (get_submit_command(Job(), job_params) + set_gres_string(Job())).split()
+    assert {"--nodes=2", "--ntasks-per-node=8", "--cpus-per-gpu=6", "--gres=gpu:8"} <= set(flags), flags
+    assert flags[flags.index("--mem") + 1] == "9000"
+    assert not [f for f in flags if f.startswith(("--ntasks-per-gpu", "--gpus", "--ntasks="))], flags
+    assert "mpi" in Job.resources  # the jobstep plugin then runs the command as is, not under `srun -n1`
+
+    # One GPU per node: the plugin refuses tasks_per_node 1 for mpi jobs, so the rule asks --ntasks=2.
+    params["cluster"]["train"].update(gpus=1)
+    params.update({s: {"batch_size": 2, "batch_per_device": 1} for s in stages})
+    work = workflow_copy(tmp_path / "one", params)
+    res, shell = _dry_run_resources(work, "pretrain_coco")
+    Job.resources = _Resources(res)
+    flags = (get_submit_command(Job(), job_params) + set_gres_string(Job())).split()
+    assert {"--nodes=2", "--ntasks=2", "--gres=gpu:1"} <= set(flags), flags
+    assert not [f for f in flags if f.startswith(("--ntasks-per-gpu", "--ntasks-per-node"))], flags
