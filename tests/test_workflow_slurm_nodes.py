@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
+import torch
 
 from _slurm_nodes_harness import NodesCluster, nodes_unavailable_reason
-from _workflow_fixtures import SNAKEMAKE, run, small_params, workflow_copy
+from _workflow_fixtures import BIN, SNAKEMAKE, run, small_params, workflow_copy
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,8 @@ def _jobs(cluster) -> list[dict[str, str]]:
 
 def test_training_stage_runs_as_one_two_node_job(cluster, tmp_path):
     """`cluster.train.nodes: 2`: pretrain_coco is one sbatch job on both nodes, two ranks that meet over the
-    namespaces' addresses; the CPU jobs before it stay on one node."""
+    namespaces' addresses; the CPU jobs before it stay on one node. Then the stage once more as 1 node × 2
+    processes: the same losses and weights, bit for bit (CPU/gloo; rank r sees the same samples either way)."""
     # Global batch 4 = 2 ranks × 2 (UperNet's BatchNorm needs 2 samples per process without SyncBatchNorm).
     layout = {s: {"batch_size": 4, "batch_per_device": 2} for s in STAGES}
     params = small_params({"cluster": {"train": {"nodes": 2, "gpus": 1, "cpus_per_gpu": 1}}, **layout})
@@ -59,3 +62,22 @@ def test_training_stage_runs_as_one_two_node_job(cluster, tmp_path):
     assert t["JobState"] == "COMPLETED", t
     others = [j for j in jobs if j is not t and j.get("JobState") == "COMPLETED"]
     assert others and all(j["NumNodes"] == "1" for j in others), others
+
+    # The same stage as 1 node × 2 processes (torchrun, no Slurm): the same losses and weights, bit for bit.
+    one = work / "one_node"
+    run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "stcl", "train", "--params", "params.yaml",
+         "--stage", "pretrain_coco", "--coco", "data/coco", "--coco-semantic", "results/prepare/coco_semantic",
+         "--out", str(one)],
+        work,
+    )
+    curve = "dvclive/plots/metrics/train/loss.tsv"
+    two_nodes_loss = (work / "results/models/pretrain_coco" / curve).read_text()
+    assert (one / curve).read_text() == two_nodes_loss
+    a = torch.load(work / "results/models/pretrain_coco/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(one / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    diff = max(float((a[k].double() - b[k].double()).abs().max()) if a[k].numel() else 0.0 for k in a)
+    print(f"pretrain_coco, 2 nodes × 1 vs 1 node × 2: losses {two_nodes_loss.split()[3::2]}, max |Δweight| {diff}",
+          file=sys.stderr)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
