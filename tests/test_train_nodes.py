@@ -142,7 +142,8 @@ def _free_job_id() -> int:
 def _run_step(out: Path, nodes: list[str], per_node: int, kill_at: int = 0) -> list[int]:
     """Start one task per process as `srun --nodes=len(nodes) --ntasks-per-node=per_node` would; exit codes."""
     job, tasks = _free_job_id(), len(nodes) * per_node
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    torch_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in torch_vars}
     base["PYTHONPATH"] = os.pathsep.join([str(TESTS), *sys.path])
     procs = []
     for node, _name in enumerate(nodes):

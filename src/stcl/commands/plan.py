@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--utilisation", type=float, default=None, help="fraction of peak sustained (default: 0.35)")
     p.add_argument("--calibration", default=None, help="JSON of benchmarks/gpu_check.py: use its measured rates")
     p.add_argument("--nodes", type=_counts(int), default=None, help="node counts to plan training on, e.g. 1,2,4")
-    p.add_argument("--link-gbit", type=_counts(float), default=None, help="inter-node link speeds in Gb/s (default: 100,400)")
+    p.add_argument(
+        "--link-gbit", type=_counts(float), default=None, help="inter-node link speeds in Gb/s (default: 100,400)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
 

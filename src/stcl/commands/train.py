@@ -7,9 +7,10 @@ not given, ``data.vspw_root`` / ``coco_root`` / ``ade_root``)::
         --init results/models/pretrain_coco/model.pt --vspw data/VSPW_480p
 
 Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU), or across
-nodes ``srun --nodes N --ntasks-per-node G ... stcl train ...`` (ranks from ``SLURM_*``: `stcl.train.slurm_env`). Running the same command again resumes from the newest
-complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
-retrained, since a workflow reruns it only when an input changed).
+nodes ``srun --nodes N --ntasks-per-node G ... stcl train ...`` (ranks from ``SLURM_*``: `stcl.train.slurm_env`).
+Running the same command again resumes from the newest complete checkpoint under ``<out>/state`` of the
+same params, on any nodes (``--restart`` starts afresh; a finished run is retrained, since a workflow reruns
+it only when an input changed).
 
 Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
 `stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is

@@ -98,7 +98,9 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
     return out
 
 
-def plan_nodes(params: Params, gpu: GPU, nodes: tuple[int, ...], links: tuple[float, ...] = LINKS_GBIT) -> list[StageOnNodes]:
+def plan_nodes(
+    params: Params, gpu: GPU, nodes: tuple[int, ...], links: tuple[float, ...] = LINKS_GBIT
+) -> list[StageOnNodes]:
     """Every training stage on each node count of ``nodes`` (stage-major order)."""
     if not nodes or any(n < 1 for n in nodes):
         raise ValueError(f"--nodes must be counts >= 1, got {nodes}")

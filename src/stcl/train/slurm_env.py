@@ -77,7 +77,9 @@ def slurm_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:
         local = int(environ.get("SLURM_LOCALID", "0"))
         job = int(environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID") or 0)
     except (KeyError, ValueError) as err:
-        raise ValueError(f"Slurm environment: SLURM_PROCID/SLURM_LOCALID/SLURM_JOB_ID must be integers ({err})") from None
+        raise ValueError(
+            f"Slurm environment: SLURM_PROCID/SLURM_LOCALID/SLURM_JOB_ID must be integers ({err})"
+        ) from None
     if world <= 1:
         return {}
     nodes = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
