@@ -15,6 +15,7 @@ def _rows(path) -> list[list[str]]:
 
 
 def test_logger_writes_dvclive_layout_and_resume_drops_later_rows(tmp_path) -> None:
+    """A resume from the checkpoint at 20 keeps the row of step 20 (iterations 11-20 are in the checkpoint)."""
     log = TrainLogger(tmp_path, enabled=True, total_iters=30, start_iter=0, desc="t")
     for step in (10, 20, 30):
         log.log(step, {"loss": 1.0 / step, "lr": 0.1})
@@ -27,7 +28,7 @@ def test_logger_writes_dvclive_layout_and_resume_drops_later_rows(tmp_path) -> N
     resumed = TrainLogger(tmp_path, enabled=True, total_iters=30, start_iter=20, desc="t")  # checkpoint at 20
     resumed.log(30, {"loss": 0.5, "lr": 0.1})
     resumed.close()
-    assert _rows(tsv) == [["step", "loss"], ["10", "0.1"], ["30", "0.5"]]
+    assert _rows(tsv) == [["step", "loss"], ["10", "0.1"], ["20", "0.05"], ["30", "0.5"]]
 
     TrainLogger(tmp_path, enabled=True, total_iters=30, start_iter=0, desc="t").close()  # a fresh run
     assert not tsv.exists()

@@ -7,7 +7,7 @@ Snakemake builds the DAG of the default target (`rule all`) exactly as `snakemak
 every job becomes a DVC stage named ``<rule>[-<wildcard values>]``:
 
 * ``cmd``: the job's shell command as Snakemake formats it, without its ``> log 2>&1`` redirection (so
-  `dvc repro` shows the output); training runs as a plain ``stcl train`` (resources ``gpu: 0``), one
+  `dvc repro` shows the output); training runs as a plain ``stcl train`` (resources ``gpu: 0, nodes: 1``), one
   process, as the local profile does;
 * ``deps``: the job's inputs, plus the source of the ``stcl`` command it runs: ``src/stcl/commands/<cmd>.py``
   and every ``stcl`` module or package it imports, found by reading the imports (`code_deps`);
@@ -118,7 +118,7 @@ def snakemake_jobs(root: Path = ROOT, targets: tuple[str, ...] = (), forceall: b
     from stcl.params import TRAIN_STAGES
 
     cwd = os.getcwd()
-    cpu = ResourceSettings(overwrite_resources={stage: {"gpu": 0} for stage in TRAIN_STAGES})
+    cpu = ResourceSettings(overwrite_resources={stage: {"gpu": 0, "nodes": 1} for stage in TRAIN_STAGES})
     try:
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             workflow_api = api.workflow(resource_settings=cpu, snakefile=root / "Snakefile", workdir=root)

@@ -281,7 +281,8 @@ class EvaluateParams(_Strict):
 class ResourceParams(_Strict):
     """Cluster resources of one rule (Snakemake `resources:` → Slurm)."""
 
-    gpus: NonNegInt = 0
+    gpus: NonNegInt = 0  # per node
+    nodes: PositiveInt = 1  # training only: one srun task per GPU on each node (README "Several nodes")
     cpus_per_gpu: PositiveInt = 8
     cpus: PositiveInt = 1  # used when gpus == 0
     mem_mb: PositiveInt = 4000
@@ -328,6 +329,26 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     cluster: ClusterParams = ClusterParams()
 
+    @model_validator(mode="after")
+    def _layout_reaches_batch(self) -> "Params":
+        """Every stage's global batch splits exactly over nodes × GPUs × batch_per_device (× accumulation)."""
+        for kind in ("default", "infer"):
+            if getattr(self.cluster, kind).nodes != 1:
+                raise ValueError(f"cluster.{kind}.nodes must be 1: only training runs across nodes")
+        res = self.cluster.train
+        if res.nodes > 1 and res.gpus < 1:
+            raise ValueError(f"cluster.train.nodes = {res.nodes} needs cluster.train.gpus >= 1 (one process per GPU)")
+        world = res.nodes * max(res.gpus, 1)
+        for name in TRAIN_STAGES:
+            sp = getattr(self, name)
+            if sp.batch_size % (world * sp.batch_per_device):
+                raise ValueError(
+                    f"cluster.train.nodes × cluster.train.gpus × {name}.batch_per_device = {res.nodes} × {res.gpus} × "
+                    f"{sp.batch_per_device} = {world * sp.batch_per_device} does not divide {name}.batch_size = "
+                    f"{sp.batch_size}: the global batch must split exactly (lower batch_per_device or the GPU count)"
+                )
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _inherit_train(cls, data: Any) -> Any:
@@ -356,6 +377,9 @@ def _format_error(source: str, err: ValidationError) -> str:
     for e in err.errors():
         path = ".".join(str(p) for p in e["loc"]) or "<root>"
         msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        if path == "<root>" and msg.startswith("Value error, "):
+            lines.append(f"  {msg.removeprefix('Value error, ')}")  # the message names its keys
+            continue
         lines.append(f"  {path}: {msg}")
     return "\n".join(lines)
 

@@ -159,7 +159,27 @@ def cluster_resources(kind):
         res["cpus_per_gpu"] = r.cpus_per_gpu
     else:
         res["cpus_per_task"] = r.cpus
+    if kind == "train":
+        res["nodes"] = r.nodes
+    if r.nodes > 1:
+        res.update(multi_node_resources(r))
     return res
+
+
+def multi_node_resources(r):
+    """One job over `r.nodes` nodes with `r.gpus` GPUs each; the rule's command runs `srun` (the plugin's
+    `mpi` path: Snakemake runs in the batch script, not under `srun -n1`). `gres` asks for GPUs per node
+    (`gpu` would be the job's total, spread as Slurm likes). Tasks: `--ntasks-per-node=G`, or with one GPU
+    per node `--ntasks=N` (the plugin refuses tasks_per_node 1); `tasks_per_gpu: 0` keeps `tasks` from
+    becoming `--ntasks-per-gpu`."""
+    return {
+        "gpu": 0,
+        "gres": f"gpu:{r.gpus}",
+        "mpi": "srun",
+        "tasks_per_node": r.gpus if r.gpus > 1 else 0,
+        "tasks": 0 if r.gpus > 1 else r.nodes,
+        "tasks_per_gpu": 0,
+    }
 
 
 def cluster_threads(kind):
@@ -168,7 +188,14 @@ def cluster_threads(kind):
 
 
 def train_launcher(wildcards, resources):
-    """One torchrun per job with the job's GPU count; a plain process on CPU (the local profile)."""
+    """One torchrun per job with the job's GPU count; a plain process on CPU (the local profile); across
+    nodes one `srun` task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py)."""
+    if resources.get("nodes", 1) > 1:
+        r = PARAMS.cluster.train
+        return (
+            f"srun --nodes={resources.nodes} --ntasks-per-node={r.gpus} --cpus-per-task={r.cpus_per_gpu}"
+            f" --gres=gpu:{r.gpus} --kill-on-bad-exit=1 stcl"
+        )
     if resources.gpu > 0:
         return f"torchrun --standalone --nproc-per-node {resources.gpu} -m stcl"
     return "stcl"

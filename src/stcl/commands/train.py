@@ -6,9 +6,11 @@ not given, ``data.vspw_root`` / ``coco_root`` / ``ade_root``)::
     stcl train --stage train_stcl --params params.yaml --out results/models/train_stcl \
         --init results/models/pretrain_coco/model.pt --vspw data/VSPW_480p
 
-Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU). Running the same command again resumes from the newest
-complete checkpoint under ``<out>/state`` of the same params (``--restart`` starts afresh; a finished run is
-retrained, since a workflow reruns it only when an input changed).
+Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU), or across
+nodes ``srun --nodes N --ntasks-per-node G ... stcl train ...`` (ranks from ``SLURM_*``: `stcl.train.slurm_env`).
+Running the same command again resumes from the newest complete checkpoint under ``<out>/state`` of the
+same params, on any nodes (``--restart`` starts afresh; a finished run is retrained, since a workflow reruns
+it only when an input changed).
 
 Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
 `stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -62,6 +65,14 @@ def run(args: argparse.Namespace) -> int:
         pseudo=args.pseudo,
     )
     ctx = init_distributed(args.device)
+    if ctx.distributed:
+        # One line per rank: which node holds which rank (the first thing to read when a node hangs).
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        print(
+            f"stcl train: rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {node}, "
+            f"master {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}",
+            flush=True,
+        )
     try:
         with output_lock(out, ctx):
             if args.restart and ctx.is_main:

@@ -83,17 +83,27 @@ class TrainWork:
 
 
 def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
-    """FLOPs and activation bytes of one micro-batch (``stage.batch_per_device`` clips) of ``stage``."""
+    """FLOPs and activation bytes of one micro-batch (``stage.batch_per_device`` clips) of ``stage``.
+
+    One clip per device is counted as half of two: BatchNorm in train mode refuses a batch of one sample
+    after the pyramid pooling's 1×1 pool, which SyncBatchNorm over several GPUs trains with (weights saved
+    for backward are halved too, a small undercount).
+    """
     model = params.model.model_copy(update={"grad_checkpointing": False, "sync_bn": False})
-    return _train_step_work(
+    counted = max(stage.batch_per_device, 2)
+    work = _train_step_work(
         model,
         stage.stcl.enabled,
         stage.stcl.dim,
         stage.stcl.max_anchors,
         1 + len(params.clips.reference_offsets),
-        stage.batch_per_device,
+        counted,
         tuple(params.augment.crop_size),
     )
+    if counted == stage.batch_per_device:
+        return work
+    scale = stage.batch_per_device / counted
+    return TrainWork(int(work.flops * scale), int(work.activation_bytes * scale), work.parameters, work.frames)
 
 
 @lru_cache(maxsize=32)

@@ -1,7 +1,9 @@
-"""Process-group setup for single-process and torchrun launches.
+"""Process-group setup for single-process, torchrun and srun launches.
 
-`stcl train` is started either as one plain process or by ``torchrun --nproc_per_node N``; torchrun sets
-``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` (and ``MASTER_ADDR``/``MASTER_PORT``). The backend is NCCL when
+`stcl train` is started as one plain process, by ``torchrun --nproc_per_node N`` (one node), or by
+``srun`` with one task per GPU (several nodes). torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``
+(and ``MASTER_ADDR``/``MASTER_PORT``); under srun `stcl.train.slurm_env` derives them from the step's
+``SLURM_*`` variables. The backend is NCCL when
 the process drives a CUDA device and gloo on CPU. Every helper here is a no-op in a single process, so the
 training loop is written once.
 """
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from stcl.train.slurm_env import slurm_rendezvous
 
 __all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_objects"]
 
@@ -54,7 +58,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def init_distributed(device: str = "auto") -> DistContext:
-    """Read the torchrun environment and join the process group.
+    """Read the torchrun (or srun) environment and join the process group.
 
     Args:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
@@ -64,6 +68,7 @@ def init_distributed(device: str = "auto") -> DistContext:
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    os.environ.update(slurm_rendezvous(os.environ))  # srun tasks: RANK/WORLD_SIZE/... from SLURM_*
     rank = _env_int("RANK", 0)
     world_size = _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)

@@ -64,7 +64,8 @@ class TrainLogger:
             return
         self._live_dir = out_dir / "dvclive"
         if start_iter > 0:
-            truncate_dvclive(self._live_dir, start_iter)
+            # Rows up to the checkpoint's iteration describe iterations it holds; later ones are redone.
+            truncate_dvclive(self._live_dir, start_iter + 1)
         else:
             for old in (self._live_dir / "plots" / "metrics" / "train").glob("*.tsv"):
                 old.unlink()  # a fresh run replaces the curves of an earlier one
