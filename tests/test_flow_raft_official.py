@@ -119,3 +119,11 @@ def test_tc_equals_the_official_score(reference):
     assert counter.pairs == 3 and np.isnan(iou).sum() == 124 - (counter.confusion.sum(axis=1) > 0).sum()
     with pytest.raises(ValueError, match="p.png: class id 255 outside 0..123"):
         counter.add(np.full((2, 2), 255, np.uint8), np.zeros((2, 2), np.uint8), "p.png")
+
+
+def test_weights_command_recognises_raft_files(official_file, capsys):
+    from stcl.cli import main
+
+    assert main(["weights", str(official_file)]) == 0
+    out = capsys.readouterr().out
+    assert "raft-official" in out and "loads strictly into torchvision raft_large (5,257,536 parameters)" in out
