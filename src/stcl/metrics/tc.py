@@ -21,14 +21,18 @@ warping the labels themselves, bit for bit, for every model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from stcl.data.classes import VSPW_NUM_CLASSES
 
-__all__ = ["TC_DEFINITION", "warp_source", "warp_labels", "TCCounter", "tc_score"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TC_DEFINITION", "warp_source", "warp_labels", "TCCounter", "tc_score", "TCResult", "evaluate_tc"]
 
 TC_DEFINITION = (
     "VSPW_code TC_cal.py: RAFT (raft-things, 20 iterations, InputPadder) flow t→t+1; prediction t+1 warped to t "
@@ -37,12 +41,15 @@ TC_DEFINITION = (
 )
 
 
-def warp_source(flow: torch.Tensor) -> torch.Tensor:
+def warp_source(flow: "torch.Tensor") -> "torch.Tensor":
     """Source map of the official warp: flow float (2, H, W) or (N, 2, H, W) px → int32 (H, W) / (N, H, W).
 
     Value 1 + y'·W + x' where pixel (x, y) of frame t reads pixel (x', y') of frame t+1; 0 where it reads
     outside the frame (class 0 in TC_cal.py). Runs on the flow's device.
     """
+    import torch
+    import torch.nn.functional as F
+
     squeeze = flow.ndim == 3
     flow = flow[None] if squeeze else flow
     n, two, h, w = flow.shape
@@ -103,3 +110,40 @@ def tc_score(confusion: np.ndarray) -> tuple[float, np.ndarray]:
         return float("nan"), np.full(len(diag), np.nan)
     tc = float(np.nansum(iou * valid) / valid.sum())
     return tc, np.where(valid, iou, np.nan)
+
+
+@dataclass
+class TCResult:
+    """TC of one model over the videos of a flows folder (`stcl.flow.cache`)."""
+
+    tc: float
+    per_class_iou: np.ndarray  # (C,) float64, NaN for classes never predicted at t
+    confusion: np.ndarray  # (C, C) int64
+    videos: int
+    pairs: int
+    video_limit: int | str
+
+
+def evaluate_tc(pred_root: str | Path, flows: str | Path, num_classes: int = VSPW_NUM_CLASSES) -> TCResult:
+    """TC of the predictions ``<pred_root>/<video>/<frame>.png`` (ids 0..C−1) over a `stcl flow` folder."""
+    from stcl.flow.store import read_flows_index, read_video_sources
+    from stcl.metrics.io import pred_path, read_label_png
+
+    index = read_flows_index(flows)
+    counter = TCCounter(num_classes)
+    for video in index["videos"]:
+        stems, sources = read_video_sources(flows, video)
+        prev = None
+        for t, stem in enumerate(stems):
+            path = pred_path(pred_root, video, stem)
+            try:
+                pred = read_label_png(path)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{path}: prediction missing for a frame of the flows in {flows}") from None
+            if t > 0:
+                if pred.shape != sources.shape[1:]:
+                    raise ValueError(f"{path}: size {pred.shape[1]}x{pred.shape[0]} differs from its frame's {sources.shape[2]}x{sources.shape[1]}")
+                counter.add(prev, warp_labels(pred, sources[t - 1]), str(path))
+            prev = pred
+    tc, iou = tc_score(counter.confusion)
+    return TCResult(tc, iou, counter.confusion, len(index["videos"]), counter.pairs, index["video_limit"])
