@@ -121,3 +121,22 @@ def test_flow_stage_errors_are_one_line(setup, tmp_path, capsys):
     assert main(["flow", "--vspw-root", str(small), "--weights", str(raft), "--out", str(out)]) == 1
     assert "00000001.jpg: RAFT needs frames of at least 128x128 after padding" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".flows*"))
+
+
+def test_graph_has_one_flow_job_for_every_evaluate_when_a_raft_file_is_set(tmp_path):
+    """tc.raft_weights set: one `flow` job (GPU resources) whose folder every evaluate reads via --flows;
+    unset (the default): no flow job and evaluate runs without --flows."""
+    from _workflow_fixtures import planned_jobs, small_params, workflow_copy
+
+    work = workflow_copy(tmp_path / "wf", small_params({"tc": {"raft_weights": "weights/raft-things.pth"}}))
+    (work / "weights").mkdir()
+    (work / "weights" / "raft-things.pth").write_bytes(b"x")
+    jobs = planned_jobs(work, forceall=True)
+    flow = [j for j in jobs if j["rule"] == "flow"]
+    assert len(flow) == 1 and flow[0]["params"] == ["tc.raft_weights", "tc.videos", "tc.device"]
+    assert "--weights weights/raft-things.pth --out results/flow/val" in flow[0]["shell"]
+    evaluates = [j for j in jobs if j["rule"] == "evaluate"]
+    assert len(evaluates) == 5 and all("--flows results/flow/val" in j["shell"] for j in evaluates)
+    default = planned_jobs(forceall=True)
+    assert not [j for j in default if j["rule"] == "flow"]
+    assert not any("--flows" in j["shell"] for j in default if j["rule"] == "evaluate")
