@@ -99,6 +99,18 @@ def test_flow_stage_then_evaluate_gives_tc(setup, capsys):
     assert f"TC {metrics['TC']:.4f}" in printed and "over 5 frame pairs of 2 videos" in printed
     record = json.loads(details.read_text())
     assert record["tc"]["pairs"] == 5 and record["TC"] == metrics["TC"]
+    # the tables put TC beside VC8/VC16; the report shows it and the view of the first video
+    (root / "details").mkdir()
+    (root / "details" / "ensemble.json").write_text(details.read_text().replace('"model": "d"', '"model": "ensemble"'))
+    assert main(["tables", "--metrics-dir", str(root / "details"), "--out-dir", str(root / "tables")]) == 0
+    md = (root / "tables" / "tables.md").read_text()
+    assert "## Temporal consistency: VC8, VC16 and TC" in md and f"| {metrics['TC']:.4f} | 2 | 5 |" in md
+    report = ["report", "--out-dir", str(root / "report"), "--metrics-dir", str(root / "details"), "--gt-root",
+              str(vspw), "--pred-root", str(preds), "--max-videos", "0", "--flows", str(flows)]
+    assert main(report) == 0
+    page = (root / "report" / "index.html").read_text()
+    assert "<th>TC</th>" in page and "Temporal consistency (TC) of ensemble: vid_a" in page
+    assert (root / "report" / "qualitative" / "vid_a.tc.png").stat().st_size > 1000
     # without flows: TC skipped in one line, the other metrics as before
     assert main([*argv, "--workers", "1"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("TC:")]
