@@ -152,3 +152,23 @@ def test_graph_has_one_flow_job_for_every_evaluate_when_a_raft_file_is_set(tmp_p
     default = planned_jobs(forceall=True)
     assert not [j for j in default if j["rule"] == "flow"]
     assert not any("--flows" in j["shell"] for j in default if j["rule"] == "evaluate")
+
+
+def test_plan_counts_raft_for_the_tc_pairs_only_when_a_raft_file_is_set():
+    from stcl.params import Params
+    from stcl.plan.flow import flow_plans, raft_pair_flops
+    from stcl.plan.gpus import gpu_by_name
+
+    gpu = gpu_by_name("A100-80GB")
+    base = Params().model_dump(mode="json")
+    base["data"].update(synthetic=False, vspw_root="/nonexistent/VSPW_480p")
+    assert flow_plans(Params.model_validate(base), gpu) == []
+    base["tc"]["raft_weights"] = "raft-things.pth"
+    (plan,) = flow_plans(Params.model_validate(base), gpu)
+    per_pair = raft_pair_flops(480, 854)
+    assert per_pair == raft_pair_flops(480, 856)  # 854 is padded to 856 (InputPadder)
+    assert plan.frames == 7143 and plan.tflop == pytest.approx(7043 * per_pair / 1e12)  # 100 videos of VSPW's mean
+    assert plan.gpu_hours == pytest.approx(7043 * per_pair / gpu.rate("off", "infer") / 3600)
+    base["tc"]["videos"] = "all"
+    (every,) = flow_plans(Params.model_validate(base), gpu)
+    assert every.frames == 24_500 and every.tflop > 3 * plan.tflop

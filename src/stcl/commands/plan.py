@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params, preset_params
     from stcl.plan.gpus import calibrate, gpu_by_name
+    from stcl.plan.flow import flow_plans
     from stcl.plan.jobs import pipeline_jobs, plan_jobs
     from stcl.plan.report import plan_json, plan_table
 
@@ -35,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration:
         gpu = calibrate(gpu, args.calibration)
     plans = plan_jobs(params, pipeline_jobs(params), gpu, args.gpus)
+    plans += flow_plans(params, gpu)  # RAFT for TC, when tc.raft_weights is set
     print(plan_json(plans, gpu, args.gpus) if args.json else plan_table(plans, gpu, args.gpus))
     return 1 if args.strict and any(p.warnings for p in plans) else 0
