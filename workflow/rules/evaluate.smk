@@ -24,7 +24,7 @@ rule evaluate:
     params:
         file=PARAMS_FILE,
         pred=lambda wildcards, input: f"{input.preds}/{wildcards.model}",
-        tc=lambda wildcards, input: f"--flows {shlex.quote(input.flows[0])}" if input.flows else "",
+        tc=flows_option,
         # the metrics JSON also records the evaluated model's recipe
         reads=lambda wildcards: reads(
             "evaluate", "model.backbone", *model_keys(wildcards.model)

@@ -2,14 +2,12 @@
 # so RAFT (TC's GPU cost) is one GPU job and every `evaluate` job reads its folder. Only in the graph when
 # params tc.raft_weights names a RAFT file; otherwise evaluate skips TC with one line.
 
-# The flows folder evaluate reads, or nothing when no RAFT file is set (the embedded chain has none).
-TC_FLOWS = ["results/flow/val"] if PARAMS.tc.raft_weights is not None else []
-
 
 rule flow:
     input:
         vspw=VSPW,
-        weights=str(PARAMS.tc.raft_weights),
+        # without a file, asking for this rule names the missing key as its missing input
+        weights=str(PARAMS.tc.raft_weights or "params.yaml tc.raft_weights is not set"),
     output:
         directory("results/flow/{split}"),
     log:

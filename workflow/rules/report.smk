@@ -51,7 +51,7 @@ rule report_figures:
         **cluster_resources("default"),
     params:
         pred=lambda wildcards, input: f"{input.preds}/ensemble",
-        tc=lambda wildcards, input: f"--flows {shlex.quote(input.flows[0])}" if input.flows else "",
+        tc=flows_option,
         details=lambda wildcards, input: os.path.dirname(input.details[0]),
         out=lambda wildcards, output: os.path.dirname(output.page),
         logs=lambda wildcards: [
