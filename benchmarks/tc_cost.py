@@ -40,7 +40,10 @@ def main() -> None:
 
     model = build_raft()
     g = torch.Generator().manual_seed(0)
-    state = {k: (torch.randn(v.shape, generator=g) * 0.05 if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {
+        k: (torch.randn(v.shape, generator=g) * 0.05 if v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+    }
     for k in state:
         if k.endswith("running_var"):
             state[k] = state[k].abs() + 1

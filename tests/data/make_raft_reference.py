@@ -37,8 +37,8 @@ def seeded_state(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str,
     """Official-layout RAFT weights drawn in sorted key order (keys with or without ``module.``).
 
     Kernels N(0, 1/fan_in), biases and norm shifts 0.1·N(0,1), norm scales 1 ± 0.1, running means 0.1·N,
-    running variances 1 + 0.1·|N|, ``num_batches_tracked`` 0, the flow head's last kernel × 0.05; a ``norm3`` key takes the values of its
-    ``downsample.1`` twin (they are one module in RAFT_core).
+    running variances 1 + 0.1·|N|, ``num_batches_tracked`` 0, the flow head's last kernel × 0.05; a ``norm3``
+    key takes the values of its ``downsample.1`` twin (they are one module in RAFT_core).
     """
     g = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
@@ -139,7 +139,8 @@ def main(checkout: str) -> None:
 
     torch.save(
         {
-            "origin": f"{ORIGIN}: RAFT_core/raft.py RAFT, RAFT_core/utils/utils.py InputPadder, TC_cal.py flowwarp, utils.py Evaluator",
+            "origin": f"{ORIGIN}: RAFT_core/raft.py RAFT, RAFT_core/utils/utils.py InputPadder, "
+            "TC_cal.py flowwarp, utils.py Evaluator",
             "shapes": {k: list(v) for k, v in shapes.items()},
             "sizes": SIZES,
             "frames": frames,
@@ -149,7 +150,8 @@ def main(checkout: str) -> None:
         },
         OUT,
     )
-    print(f"wrote {OUT}: flows " + ", ".join(f"{k} |max| {v.abs().max():.3f}" for k, v in flows.items()) + f"; TC {tc:.6f}")
+    sizes = ", ".join(f"{k} |max| {v.abs().max():.3f}" for k, v in flows.items())
+    print(f"wrote {OUT}: flows {sizes}; TC {tc:.6f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ rule flow:
     input:
         vspw=VSPW,
         # without a file, asking for this rule names the missing key as its missing input
-        weights=str(PARAMS.tc.raft_weights or "params.yaml tc.raft_weights is not set"),
+        weights=str(
+            PARAMS.tc.raft_weights or "tc.raft_weights (not set in the params file)"
+        ),
     output:
         directory("results/flow/{split}"),
     log:

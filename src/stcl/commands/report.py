@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-stats", default=None, help="statistics JSON of `stcl pseudo-label --gather`")
     p.add_argument("--max-videos", type=int, default=8, help="videos with qualitative views (default 8, split order)")
     p.add_argument("--title", default="stcl run report", help="page title")
-    p.add_argument("--flows", default=None, help="`stcl flow` folder: the TC view of one video (with --gt-root, --pred-root)")
+    p.add_argument("--flows", default=None, help="`stcl flow` folder: the TC view of one video (needs --pred-root)")
 
 
 def run(args: argparse.Namespace) -> int:

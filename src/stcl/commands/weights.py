@@ -7,7 +7,8 @@ mmseg model zoo, a model file of this project), the backbone family and window /
 ``model.backbone`` names whose shapes it fits, then checks a strict load into the model that ``model:`` of
 the params file builds for ``--stage`` (its class count and projection dim), exactly as ``model.pretrained``
 or a stage's init would load it; nothing is trained or written. A RAFT file (official ``raft-things.pth`` or
-torchvision's ``raft_large``, for the TC metric) is named as such and loaded strictly into ``raft_large``. Exit 0: it loads; 1: it does not, or the
+torchvision's ``raft_large``, for the TC metric) is named as such and loaded strictly into ``raft_large``.
+Exit 0: it loads; 1: it does not, or the
 file is unreadable (the reason in one line).
 """
 
@@ -70,7 +71,8 @@ def _describe_raft(path: Path) -> bool:
     model = load_raft(path)  # raises one line naming the file and keys
     n = sum(v.numel() for v in model.parameters())
     print(f"file:     {path}")
-    print(f"format:   {fmt}: RAFT for the TC metric ({'VSPW_code / princeton-vl raft-things layout' if fmt == 'raft-official' else 'torchvision raft_large'})")
+    layout = "VSPW_code / princeton-vl raft-things layout" if fmt == "raft-official" else "torchvision raft_large"
+    print(f"format:   {fmt}: RAFT for the TC metric ({layout})")
     print(f"result:   loads strictly into torchvision raft_large ({n:,} parameters); use it as params tc.raft_weights")
     return True
 

@@ -94,7 +94,8 @@ def compute_flows(
     dev = _device(device)
     model = load_raft(weights, dev)
     total = sum(max(len(f) - 1, 0) for f in frames.values())
-    bar = tqdm(total=total, desc="RAFT flow", unit="pair", disable=not (progress or (progress is None and sys.stderr.isatty())))
+    show = progress or (progress is None and sys.stderr.isatty())
+    bar = tqdm(total=total, desc="RAFT flow", unit="pair", disable=not show)
     out = Path(out)
     with atomic_dir(out) as tmp:
         for video in videos:
@@ -104,7 +105,10 @@ def compute_flows(
             for stem in stems[1:]:
                 cur = _read_frame(frame_path(vspw_root, video, stem))
                 if cur.shape != prev.shape:
-                    raise ValueError(f"{frame_path(vspw_root, video, stem)}: size {tuple(cur.shape[1:])} differs from the previous frame's {tuple(prev.shape[1:])}")
+                    raise ValueError(
+                        f"{frame_path(vspw_root, video, stem)}: size {tuple(cur.shape[1:])} differs from the "
+                        f"previous frame's {tuple(prev.shape[1:])}"
+                    )
                 try:
                     flow = raft_flow(model, prev[None], cur[None])
                 except ValueError as err:

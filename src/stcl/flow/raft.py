@@ -71,7 +71,8 @@ def detect_raft_format(state: Mapping[str, object]) -> str | None:
     keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
     if any(k.startswith("fnet.") for k in keys) and any(k.startswith("update_block.gru.") for k in keys):
         return "raft-official"
-    if any(k.startswith("feature_encoder.") for k in keys) and any(k.startswith("update_block.recurrent_block.") for k in keys):
+    tv = ("feature_encoder.", "update_block.recurrent_block.")
+    if all(any(k.startswith(p) for k in keys) for p in tv):
         return "raft-torchvision"
     return None
 
@@ -113,7 +114,10 @@ def load_raft(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.
     state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else raw
     fmt = detect_raft_format(state) if isinstance(state, Mapping) else None
     if fmt is None:
-        raise ValueError(f"{path}: not a RAFT weights file (neither RAFT_core's fnet/cnet/update_block keys nor torchvision's raft_large keys)")
+        raise ValueError(
+            f"{path}: not a RAFT weights file (neither RAFT_core's fnet/cnet/update_block keys nor torchvision's "
+            "raft_large keys)"
+        )
     if fmt == "raft-official":
         state = official_to_torchvision(state, str(path))
     else:
@@ -141,18 +145,24 @@ def padding(height: int, width: int) -> tuple[int, int, int, int]:
 
 
 @torch.inference_mode()
-def raft_flow(model: torch.nn.Module, frame1: torch.Tensor, frame2: torch.Tensor, iters: int = RAFT_ITERS) -> torch.Tensor:
+def raft_flow(
+    model: torch.nn.Module, frame1: torch.Tensor, frame2: torch.Tensor, iters: int = RAFT_ITERS
+) -> torch.Tensor:
     """Flow from ``frame1`` to ``frame2``: uint8 or 0..255 float (N, 3, H, W) RGB → float32 (N, 2, H, W).
 
     Channel 0 is the horizontal displacement (x), 1 the vertical (y), in pixels of the frame. The frames go
     on ``model``'s device; the flow comes back there.
     """
     if frame1.shape != frame2.shape or frame1.ndim != 4 or frame1.shape[1] != 3:
-        raise ValueError(f"RAFT needs two (N, 3, H, W) frames of one size, got {tuple(frame1.shape)} and {tuple(frame2.shape)}")
+        raise ValueError(
+            f"RAFT needs two (N, 3, H, W) frames of one size, got {tuple(frame1.shape)} and {tuple(frame2.shape)}"
+        )
     h, w = frame1.shape[-2:]
     left, right, top, bottom = pad = padding(h, w)
     if h + top + bottom < MIN_SIZE or w + left + right < MIN_SIZE:
-        raise ValueError(f"RAFT needs frames of at least {MIN_SIZE}x{MIN_SIZE} after padding to multiples of 8, got {w}x{h}")
+        raise ValueError(
+            f"RAFT needs frames of at least {MIN_SIZE}x{MIN_SIZE} after padding to multiples of 8, got {w}x{h}"
+        )
     device = next(model.parameters()).device
     images = []
     for frame in (frame1, frame2):

@@ -142,7 +142,10 @@ def evaluate_tc(pred_root: str | Path, flows: str | Path, num_classes: int = VSP
                 raise FileNotFoundError(f"{path}: prediction missing for a frame of the flows in {flows}") from None
             if t > 0:
                 if pred.shape != sources.shape[1:]:
-                    raise ValueError(f"{path}: size {pred.shape[1]}x{pred.shape[0]} differs from its frame's {sources.shape[2]}x{sources.shape[1]}")
+                    raise ValueError(
+                        f"{path}: size {pred.shape[1]}x{pred.shape[0]} differs from its frame's "
+                        f"{sources.shape[2]}x{sources.shape[1]}"
+                    )
                 counter.add(prev, warp_labels(pred, sources[t - 1]), str(path))
             prev = pred
     tc, iou = tc_score(counter.confusion)
