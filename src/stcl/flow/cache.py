@@ -6,12 +6,13 @@ model's `stcl evaluate --flows` reads them (`stcl.metrics.tc`): five models cost
 Layout of the output folder (written whole under a temporary name, then renamed: `stcl.atomic.atomic_dir`)::
 
     flows.json        {"format": "stcl-flows/1", split, video_limit, videos: [...], pairs, weights, ...}
-    <video>.npz       frames: (L,) str, the sorted frame stems; source: int32 (L−1, H, W), pair t → t+1
+    <video>.npz       frames: (L,) str, the sorted frame stems; offset: int32 (L−1, H, W), pair t → t+1
 
-``source[t]`` is `stcl.metrics.tc.warp_source` of the flow from frame t to t+1: for each pixel of frame t,
-1 + the flat index of the pixel of frame t+1 whose label it takes, 0 outside the frame. This is exactly what
-TC reads of the flow (the nearest-neighbour warp of TC_cal.py), stored losslessly and compressed; the flow
-itself (float32, 3.3 MB per 854×480 pair) is not kept.
+The warp of pair t is `stcl.metrics.tc.warp_source` of the flow from frame t to t+1: for each pixel p of
+frame t, the pixel p' of frame t+1 whose label it takes, or outside the frame. This is exactly what TC reads
+of the flow (the nearest-neighbour warp of TC_cal.py), stored losslessly as the offset p' − p
+(`stcl.flow.store.encode_offsets`; ``OUTSIDE`` = −2³¹), compressed; the flow itself (float32, 3.3 MB per
+854×480 pair) is not kept.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 from PIL import Image
 
 from stcl.flow.raft import RAFT_ITERS, load_raft, raft_flow
-from stcl.flow.store import FLOWS_FORMAT, INDEX
+from stcl.flow.store import FLOWS_FORMAT, INDEX, encode_offsets
 from stcl.metrics.tc import warp_source
 
 __all__ = ["FlowRun", "select_videos", "compute_flows"]
@@ -120,7 +121,7 @@ def compute_flows(
             source = np.stack(sources) if sources else np.zeros((0, h, w), np.int32)
             with atomic_path(tmp / f"{video}.npz") as part:
                 with open(part, "wb") as fh:
-                    np.savez_compressed(fh, frames=np.array(stems), source=source)
+                    np.savez_compressed(fh, frames=np.array(stems), offset=encode_offsets(source))
         bar.close()
         seconds = time.perf_counter() - start
         index = {
