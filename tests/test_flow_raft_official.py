@@ -106,6 +106,12 @@ def test_warp_equals_the_official_flowwarp(reference):
     src = warp_source(torch.zeros(2, 480, 854)).numpy()
     assert (src == 0).sum() == 480 + 854 - 1
     assert (src[:-1, :-1] == 1 + np.arange(479)[:, None] * 854 + np.arange(853)).all()
+    # what the flows folder stores: offsets p' - p, lossless
+    from stcl.flow.store import OUTSIDE, decode_offsets, encode_offsets
+
+    offsets = encode_offsets(src)
+    assert (offsets[:-1, :-1] == 0).all() and (offsets[-1] == OUTSIDE).all()
+    assert np.array_equal(decode_offsets(offsets), src)
 
 
 def test_tc_equals_the_official_score(reference):
