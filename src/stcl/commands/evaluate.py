@@ -119,4 +119,5 @@ def tc_fields(pred_root: Path, flows: Path | None, headline: dict[str, Any], bod
         "per_class_iou": {name: float(v) for name, v in zip(VSPW_CLASSES, tc.per_class_iou)},
         "definition": TC_DEFINITION,
     }
-    return f"TC: {tc.tc:.4f} over {tc.pairs} frame pairs of {tc.videos} videos (first {tc.video_limit} of the split)"
+    which = "every video" if tc.video_limit == "all" else f"the first {tc.video_limit}"
+    return f"TC: {tc.tc:.4f} over {tc.pairs} frame pairs of {tc.videos} videos ({which} of the split)"
