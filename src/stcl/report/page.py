@@ -10,6 +10,8 @@
     vc_per_video.png              VC8 / VC16 of every val video for the qualitative model
     pseudo_labels.png             per class: the fraction of its teacher pixels kept as pseudo labels
     qualitative/<video>.{strip.png,anim.gif,flicker.png}   `stcl.report.qualitative`
+    qualitative/<video>.tc.png    with a `stcl flow` folder: prediction t against the warped prediction
+                                  t+1 of the flows' first video (`stcl.report.tc_view`), TC in the metrics
 
 The same figures go into Snakemake's report (``snakemake --report``, workflow/rules/report.smk).
 """
