@@ -35,6 +35,9 @@ def test_whole_chain_then_nothing_then_only_downstream(tmp_path):
     assert (work / "results/tables/tables.md").is_file()
     for model in EVAL_MODELS:
         assert (work / f"results/metrics/{model}.json").is_file(), model
+    # no RAFT file in the embedded chain: every evaluate skips TC in one line, the rest runs
+    log = (work / "results/logs/evaluate/ensemble.log").read_text()
+    assert log.count("TC: skipped") == 1 and "VC16" in log
     # The summary printed at the end: where things are, job times, metrics beside chance.
     assert "results/test_submission.zip" in first and "Wall time per job" in first
     assert "chance: constant" in first and "train_student" in first

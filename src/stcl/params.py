@@ -37,6 +37,7 @@ __all__ = [
     "PseudoLabelParams",
     "TeacherParams",
     "EvaluateParams",
+    "TCParams",
     "ResourceParams",
     "TRAIN_STAGES",
     "BACKBONES",
@@ -278,6 +279,15 @@ class EvaluateParams(_Strict):
     vc_lengths: tuple[PositiveInt, ...] = (8, 16)
 
 
+class TCParams(_Strict):
+    """The TC metric (VSPW_code TC_cal.py): RAFT flows of val, computed once by `stcl flow`."""
+
+    # official raft-things.pth or torchvision's raft_large_C_T_V1 file; null: TC is skipped (nothing downloaded)
+    raft_weights: Path | None = None
+    videos: PositiveInt | Literal["all"] = 100  # the first N videos of val.txt (official: 100), or all
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
+
+
 class ResourceParams(_Strict):
     """Cluster resources of one rule (Snakemake `resources:` → Slurm)."""
 
@@ -327,6 +337,7 @@ class Params(_Strict):
     pseudo_label: PseudoLabelParams = PseudoLabelParams()
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
+    tc: TCParams = TCParams()
     cluster: ClusterParams = ClusterParams()
 
     @model_validator(mode="after")

@@ -262,3 +262,13 @@ def checkpoint_args(wildcards, input):
     """`--checkpoint=STAGE=MODEL.pt` of every model the split's pass runs."""
     pairs = zip(split_members(wildcards.split), input.checkpoints)
     return " ".join(shlex.quote(f"--checkpoint={m}={path}") for m, path in pairs)
+
+
+# TC (flow.smk): the flows folder evaluate and the report read, or nothing when no RAFT file is set (the
+# embedded chain has none).
+TC_FLOWS = ["results/flow/val"] if PARAMS.tc.raft_weights is not None else []
+
+
+def flows_option(wildcards, input):
+    """`--flows <folder>` for a rule whose input `flows` is TC_FLOWS; nothing when TC is off."""
+    return f"--flows {shlex.quote(input.flows[0])}" if input.flows else ""

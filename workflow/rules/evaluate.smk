@@ -6,6 +6,7 @@ rule evaluate:
         vspw=VSPW,
         preds="results/predictions/val",
         manifest="results/infer/val.json",
+        flows=TC_FLOWS,  # RAFT flows for TC (flow.smk); none without tc.raft_weights: TC skipped
     output:
         metrics="results/metrics/{model}.json",  # headline figures: `dvc metrics show/diff`
         details="results/evaluate/{model}.json",  # per-class IoU, pixel counts, run details
@@ -23,6 +24,7 @@ rule evaluate:
     params:
         file=PARAMS_FILE,
         pred=lambda wildcards, input: f"{input.preds}/{wildcards.model}",
+        tc=flows_option,
         # the metrics JSON also records the evaluated model's recipe
         reads=lambda wildcards: reads(
             "evaluate", "model.backbone", *model_keys(wildcards.model)
@@ -30,7 +32,7 @@ rule evaluate:
     shell:
         "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {params.pred:q}"
         " --split val --model {wildcards.model} --out {output.metrics:q} --details {output.details:q}"
-        " > {log:q} 2>&1"
+        " {params.tc} > {log:q} 2>&1"
 
 
 rule tables:

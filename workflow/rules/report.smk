@@ -14,6 +14,7 @@ rule report_figures:
         preds="results/predictions/val",
         manifest="results/infer/val.json",
         pseudo="results/pseudo/stats.json",
+        flows=TC_FLOWS,  # the TC view (flow.smk); none without tc.raft_weights
     output:
         page="results/report/index.html",
         curves=report(
@@ -50,6 +51,7 @@ rule report_figures:
         **cluster_resources("default"),
     params:
         pred=lambda wildcards, input: f"{input.preds}/ensemble",
+        tc=flows_option,
         details=lambda wildcards, input: os.path.dirname(input.details[0]),
         out=lambda wildcards, output: os.path.dirname(output.page),
         logs=lambda wildcards: [
@@ -58,4 +60,4 @@ rule report_figures:
     shell:
         "stcl report --out-dir {params.out:q} --metrics-dir {params.details:q} {params.logs:q}"
         " --gt-root {input.vspw:q} --split val --pred-root {params.pred:q} --pred-model ensemble"
-        " --pseudo-stats {input.pseudo:q} > {log:q} 2>&1"
+        " --pseudo-stats {input.pseudo:q} {params.tc} > {log:q} 2>&1"

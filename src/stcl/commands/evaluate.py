@@ -6,8 +6,9 @@
 show/diff` compare). ``--details`` holds the whole record: per-class IoU, the GT pixel count of every class
 (from which `stcl tables` derives the chance level), videos/frames counted, the model name (``--model``,
 default the output file's stem) with its backbone and recipe from ``--params`` (when given), the metric
-definitions, the paths and the run time. No params file is needed: a standalone tool for any predictions in
-the VSPW layout. Never imports torch.
+definitions, the paths and the run time. ``--flows`` (a `stcl flow` folder) adds TC, VSPW_code's TC_cal.py
+figure, to both; without it TC is skipped with one printed line. No params file is needed: a standalone tool
+for any predictions in the VSPW layout. Never imports torch (TC reads the flows `stcl flow` stored).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name recorded in the JSON (default: the stem of --out)")
     p.add_argument("--params", default=None, type=Path, help="params file: the model's recipe and evaluate section")
     p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers, else 2)")
+    p.add_argument("--flows", type=Path, default=None, help="`stcl flow` folder: adds TC (VSPW_code TC_cal.py)")
 
 
 def model_info(params: Any, model: str) -> dict[str, Any]:
@@ -67,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
         vc_lengths=settings.vc_lengths,
         workers=workers,
     )
-    seconds = time.perf_counter() - start
     body = result.to_dict(VSPW_CLASSES)
     headline = {k: body[k] for k in body if k in ("mIoU", "WIoU", "pixel_accuracy") or k.startswith("VC")}
+    tc_line = tc_fields(args.pred_root, args.flows, headline, body)
+    seconds = time.perf_counter() - start
     if args.details is not None:
         info = model_info(params, model) if params is not None else {}
         details = {
@@ -86,10 +89,35 @@ def run(args: argparse.Namespace) -> int:
             "seconds": round(seconds, 3),
         }
         atomic_write_json(args.details, details)
-    atomic_write_json(args.out, {k: headline[k] for k in ("mIoU", "WIoU", *[f"VC{n}" for n in result.vc], "pixel_accuracy")})
+    keys = ("mIoU", "WIoU", *[f"VC{n}" for n in result.vc], *(["TC"] if "TC" in headline else []), "pixel_accuracy")
+    atomic_write_json(args.out, {k: headline[k] for k in keys})
     vc = "  ".join(f"VC{n} {result.vc[n]:.4f}" for n in result.vc)
+    tc = f"  TC {headline['TC']:.4f}" if "TC" in headline else ""
     print(
-        f"{model}: mIoU {result.mIoU:.4f}  WIoU {result.WIoU:.4f}  {vc}  "
+        f"{model}: mIoU {result.mIoU:.4f}  WIoU {result.WIoU:.4f}  {vc}{tc}  "
         f"({result.videos} videos, {result.frames} frames, {seconds:.1f} s) → {args.out}"
     )
+    print(tc_line)
     return 0
+
+
+def tc_fields(pred_root: Path, flows: Path | None, headline: dict[str, Any], body: dict[str, Any]) -> str:
+    """Add TC to ``headline`` and its details to ``body`` when a flows folder is given; the line to print."""
+    if flows is None:
+        return "TC: skipped (no RAFT flows: set tc.raft_weights in params.yaml to a RAFT file, or pass --flows)"
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.metrics.tc import TC_DEFINITION, evaluate_tc
+
+    tc = evaluate_tc(pred_root, flows)
+    headline["TC"] = tc.tc
+    body["tc"] = {
+        "TC": tc.tc,
+        "videos": tc.videos,
+        "pairs": tc.pairs,
+        "video_limit": tc.video_limit,
+        "flows": str(flows),
+        "per_class_iou": {name: float(v) for name, v in zip(VSPW_CLASSES, tc.per_class_iou)},
+        "definition": TC_DEFINITION,
+    }
+    which = "every video" if tc.video_limit == "all" else f"the first {tc.video_limit}"
+    return f"TC: {tc.tc:.4f} over {tc.pairs} frame pairs of {tc.videos} videos ({which} of the split)"

@@ -45,6 +45,7 @@ def _counts(kind):
 def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params, preset_params
     from stcl.plan.gpus import calibrate, gpu_by_name
+    from stcl.plan.flow import flow_plans
     from stcl.plan.jobs import pipeline_jobs, plan_jobs
     from stcl.plan.nodes import LINKS_GBIT, nodes_dict, nodes_table, plan_nodes
     from stcl.plan.report import plan_dict, plan_table
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.calibration:
         gpu = calibrate(gpu, args.calibration)
     plans = plan_jobs(params, pipeline_jobs(params), gpu, args.gpus)
+    plans += flow_plans(params, gpu)  # RAFT for TC, when tc.raft_weights is set
     node_counts = args.nodes or ((params.cluster.train.nodes,) if params.cluster.train.nodes > 1 else ())
     rows = plan_nodes(params, gpu, node_counts, args.link_gbit or LINKS_GBIT) if node_counts else []
     if args.json:

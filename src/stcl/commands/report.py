@@ -4,7 +4,7 @@ and a static HTML page that shows them.
     stcl report --out-dir results/report --metrics-dir results/metrics \
         --train-log train_stcl=results/models/train_stcl/dvclive --train-log train_ade=... \
         --gt-root data/VSPW_480p --split val --pred-root results/predictions/ensemble/val --pred-model ensemble \
-        --pseudo-stats results/pseudo/stats.json
+        --pseudo-stats results/pseudo/stats.json [--flows results/flow/val]
 
 Every input is optional; a section whose inputs are not given is left out. Open ``<out-dir>/index.html``
 in a browser (nothing is fetched from the network). The figures are also in ``snakemake --report``.
@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo-stats", default=None, help="statistics JSON of `stcl pseudo-label --gather`")
     p.add_argument("--max-videos", type=int, default=8, help="videos with qualitative views (default 8, split order)")
     p.add_argument("--title", default="stcl run report", help="page title")
+    p.add_argument("--flows", default=None, help="`stcl flow` folder: the TC view of one video (needs --pred-root)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         pseudo_stats=Path(args.pseudo_stats) if args.pseudo_stats else None,
         max_videos=args.max_videos,
         title=args.title,
+        flows=Path(args.flows) if args.flows else None,
     )
     index = build_report(inputs, args.out_dir, progress=sys.stderr.isatty())
     print(f"stcl report: open {index} in a browser")

@@ -6,7 +6,9 @@ Reads the file safely (never runs pickled code), names its format (official Swin
 mmseg model zoo, a model file of this project), the backbone family and window / stripe size, lists the
 ``model.backbone`` names whose shapes it fits, then checks a strict load into the model that ``model:`` of
 the params file builds for ``--stage`` (its class count and projection dim), exactly as ``model.pretrained``
-or a stage's init would load it; nothing is trained or written. Exit 0: it loads; 1: it does not, or the
+or a stage's init would load it; nothing is trained or written. A RAFT file (official ``raft-things.pth`` or
+torchvision's ``raft_large``, for the TC metric) is named as such and loaded strictly into ``raft_large``.
+Exit 0: it loads; 1: it does not, or the
 file is unreadable (the reason in one line).
 """
 
@@ -55,6 +57,26 @@ def _fitting_backbones(wf) -> list[str]:  # noqa: ANN001 - a stcl.models.files.W
     return fits
 
 
+def _describe_raft(path: Path) -> bool:
+    """A RAFT file (the TC metric's flow, `stcl.flow.raft`): print its format and load it strictly; else False."""
+    from collections.abc import Mapping
+
+    from stcl.flow.raft import detect_raft_format, load_raft
+    from stcl.models.files import read_weights_file
+
+    raw = read_weights_file(path)
+    fmt = detect_raft_format(raw.get("state_dict", raw)) if isinstance(raw, Mapping) else None
+    if fmt is None:
+        return False
+    model = load_raft(path)  # raises one line naming the file and keys
+    n = sum(v.numel() for v in model.parameters())
+    print(f"file:     {path}")
+    layout = "VSPW_code / princeton-vl raft-things layout" if fmt == "raft-official" else "torchvision raft_large"
+    print(f"format:   {fmt}: RAFT for the TC metric ({layout})")
+    print(f"result:   loads strictly into torchvision raft_large ({n:,} parameters); use it as params tc.raft_weights")
+    return True
+
+
 def run(args: argparse.Namespace) -> int:
     from stcl.data.classes import class_names
     from stcl.models.files import open_weights
@@ -62,7 +84,12 @@ def run(args: argparse.Namespace) -> int:
     from stcl.models.segmentor import build_segmentor
     from stcl.params import load_params
 
-    wf = open_weights(args.file)
+    try:
+        wf = open_weights(args.file)
+    except ValueError:
+        if _describe_raft(args.file):  # not a segmentation layout: the TC metric's RAFT, or the error stands
+            return 0
+        raise
     n = sum(v.numel() for v in wf.state.values())
     print(f"file:     {wf.path}")
     print(f"format:   {wf.format}: {_FORMATS[wf.format]}; {len(wf.state)} tensors, {n:,} values")

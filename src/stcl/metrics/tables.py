@@ -19,7 +19,8 @@ train_nostcl        Table 2 "Swin-L + COCO-pre" and Table 3 "Swin-L" (COCO-pre i
 stcl_d<dim>_t<τ>    Table 3 "Swin-L + STCL" row of that (dim, τ) (the grid of stcl.ablations)
 ==================  ===========================================================================
 
-Any other model appears under "Other models". Each "ours" cell is labelled with the model and its backbone,
+Any other model appears under "Other models". TC (VSPW_code's TC_cal.py; `stcl evaluate --flows`) is not in
+the paper: it has its own section, beside VC8 and VC16 (or one line saying it was not computed). Each "ours" cell is labelled with the model and its backbone,
 so a ResNet-18 run beside the paper's Swin-L row is never mistaken for a reproduction of it.
 
 Chance level: computed here, not in `evaluate`, from the GT class pixel counts every metrics JSON records
@@ -53,6 +54,7 @@ __all__ = [
     "per_class_frame",
     "tables_markdown",
     "tables_long_frame",
+    "temporal_markdown",
     "plot_per_class",
     "write_tables",
 ]
@@ -269,6 +271,7 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
                 [[c["split"], c["method"], *(c["values"][k] for k in METRICS)] for c in chance],
             )
         )
+    parts += ["", *temporal_markdown(metrics)]
     frame = per_class_frame(metrics)
     if not frame.empty:
         shown = frame.dropna(how="all")
@@ -279,6 +282,19 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
             )
         )
     return "\n".join(parts) + "\n"
+
+
+def temporal_markdown(metrics: Sequence[dict[str, Any]]) -> list[str]:
+    """Lines of the section with TC (VSPW_code TC_cal.py, not in the paper) beside VC8 and VC16, per model."""
+    head = "## Temporal consistency: VC8, VC16 and TC (VSPW_code TC_cal.py; the paper reports no TC)"
+    with_tc = [m for m in metrics if m.get("TC") is not None]
+    if not with_tc:
+        return [head, "", "TC not computed: no RAFT file (params tc.raft_weights; `stcl flow`)."]
+    rows = []
+    for m in metrics:
+        tc = m.get("tc") or {}
+        rows.append([m["model"], m.get("VC8"), m.get("VC16"), m.get("TC"), tc.get("videos"), tc.get("pairs")])
+    return [head, "", _md_table(["model", "VC8", "VC16", "TC", "TC videos", "TC frame pairs"], rows)]
 
 
 def tables_long_frame(metrics: Sequence[dict[str, Any]]):
@@ -322,6 +338,10 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
                         r.ours.get("backbone"),
                         r.ours.get("split"),
                     )
+    for m in metrics:
+        if m.get("TC") is not None:
+            add("temporal", m["model"], "ours", "TC", m["TC"], model=m["model"], backbone=m.get("backbone"),
+                split=m.get("split"))
     for c in chance_levels(metrics):
         for metric in METRICS:
             add("chance", c["method"], "chance", metric, c["values"][metric], split=c["split"])

@@ -10,6 +10,8 @@
     vc_per_video.png              VC8 / VC16 of every val video for the qualitative model
     pseudo_labels.png             per class: the fraction of its teacher pixels kept as pseudo labels
     qualitative/<video>.{strip.png,anim.gif,flicker.png}   `stcl.report.qualitative`
+    qualitative/<video>.tc.png    with a `stcl flow` folder: prediction t against the warped prediction
+                                  t+1 of the flows' first video (`stcl.report.tc_view`), TC in the metrics
 
 The same figures go into Snakemake's report (``snakemake --report``, workflow/rules/report.smk).
 """
@@ -129,6 +131,24 @@ class ReportInputs:
     pseudo_stats: Path | None = None
     max_videos: int = 8
     title: str = "stcl run report"
+    flows: Path | None = None  # a `stcl flow` folder: the TC view of its first video (needs gt_root, pred_root)
+
+
+def _tc_section(inputs: ReportInputs, out: Path) -> str:
+    """The TC view of the first video of the flows folder with a frame pair (`stcl.report.tc_view`)."""
+    from stcl.flow.store import read_flows_index, read_video_sources
+    from stcl.report.tc_view import write_tc_view
+
+    index = read_flows_index(inputs.flows)
+    video = next((v for v in index["videos"] if len(read_video_sources(inputs.flows, v)[1]) > 0), None)
+    if video is None:
+        return "<h2>Temporal consistency (TC)</h2><p>No video of the flows has two frames.</p>"
+    png, agree = write_tc_view(inputs.gt_root, inputs.pred_root, inputs.flows, video, out / "qualitative" / f"{video}.tc.png")
+    return (f"<h2>Temporal consistency (TC) of {html.escape(inputs.pred_model)}: {html.escape(video)}</h2>"
+            + _img(png.relative_to(out).as_posix(), f"{video}: prediction against the warped next prediction")
+            + f'<p class="note">{100 * agree:.1f}% of the shown pixels agree. Magenta: prediction t differs from '
+            "prediction t+1 warped back along RAFT's flow (what lowers TC); slate blue: the warp reads outside the "
+            "frame, which TC_cal.py counts as class 0 (always the last row and column).</p>")
 
 
 def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = False) -> Path:
@@ -144,9 +164,13 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
     metrics = load_metrics(inputs.metrics_dir) if inputs.metrics_dir is not None else []
     by_model = {m["model"]: m for m in metrics}
 
-    rows = [[m["model"], *(_fmt(m.get(k)) for k in METRICS)] for m in metrics]
-    sections.append("<h2>Val metrics</h2>" + (_table(["model", *METRICS], rows) if rows else "<p>No metrics.</p>")
-                    + '<p class="note">Percent; official VSPW definitions (mIoU over one confusion matrix, VC_n pooled over windows).</p>')
+    shown_metrics = (*METRICS, "TC") if any("TC" in m for m in metrics) else METRICS
+    rows = [[m["model"], *(_fmt(m.get(k)) for k in shown_metrics)] for m in metrics]
+    sections.append("<h2>Val metrics</h2>" + (_table(["model", *shown_metrics], rows) if rows else "<p>No metrics.</p>")
+                    + '<p class="note">Percent; official VSPW definitions (mIoU over one confusion matrix, VC_n pooled over windows'
+                    + ("; TC as VSPW_code's TC_cal.py: prediction t against prediction t+1 warped along RAFT's flow, first "
+                       "videos of val" if "TC" in shown_metrics else "; TC not computed: no RAFT file (params tc.raft_weights)")
+                    + ").</p>")
 
     curves_html = []
     for stage, folder in inputs.train_logs.items():
@@ -183,6 +207,9 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
             "flicker (magenta: GT equal over the last 8 frames, prediction not: what VC8 does not count).</p>"
             + "".join(blocks)
         )
+
+    if inputs.flows is not None and inputs.gt_root is not None and inputs.pred_root is not None:
+        sections.append(_tc_section(inputs, out))
 
     if inputs.pseudo_stats is not None:
         try:

@@ -1,0 +1,7 @@
+"""Optical flow for the TC metric: RAFT (torchvision's ``raft_large``) run as the official VSPW TC script runs it.
+
+* `stcl.flow.raft` — the model, its weights files (official ``raft-things.pth`` or torchvision's), the padding
+  and the flow of one frame pair;
+* `stcl.flow.cache` — the `stcl flow` stage: flows of a split computed once and stored as warp maps, so every
+  model's TC (`stcl.metrics.tc`) reads them (`stcl.flow.store`, without torch) instead of running RAFT again.
+"""

@@ -1,0 +1,174 @@
+"""`stcl flow` then `stcl evaluate --flows`: TC end to end with a RAFT file made by the converter from random
+official-layout weights (tests/data/make_raft_reference.py's seeded recipe), on a tiny VSPW root."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stcl.cli import main
+from stcl.flow.raft import load_raft, raft_flow
+from stcl.metrics.tc import TCCounter, tc_score
+
+DATA = Path(__file__).parent / "data"
+SIZE = (130, 140)  # (H, W): padded to 136×144
+VIDEOS = {"vid_a": 3, "vid_b": 4, "vid_c": 2}
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_raft_reference", DATA / "make_raft_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def setup(module_tmp):
+    """VSPW root (frames drifting right, GT masks), predictions (label blocks moving with them), RAFT file."""
+    root = module_tmp("tc")
+    maker = _maker()
+    ref = torch.load(DATA / "raft_tc_official_reference.pt", weights_only=True)
+    raft = root / "raft-things.pth"
+    torch.save(maker.seeded_state(ref["shapes"]), raft)
+    vspw, preds = root / "VSPW", root / "pred"
+    rng = np.random.default_rng(0)
+    h, w = SIZE
+    for v, length in VIDEOS.items():
+        texture = rng.integers(0, 256, (h // 4 + 2, (w + 4 * length) // 4 + 2, 3), dtype=np.uint8)
+        big = np.asarray(Image.fromarray(texture).resize((texture.shape[1] * 4, texture.shape[0] * 4), Image.BICUBIC))
+        blocks = rng.integers(0, 6, (h // 26 + 1, (w + 4 * length) // 20 + 1), dtype=np.uint8)
+        labels = np.kron(blocks, np.ones((26, 20), np.uint8))
+        for t in range(length):
+            stem = f"{t:08d}"
+            (vspw / "data" / v / "origin").mkdir(parents=True, exist_ok=True)
+            (vspw / "data" / v / "mask").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(big[:h, 4 * t : 4 * t + w]).save(vspw / "data" / v / "origin" / f"{stem}.jpg", quality=95)
+            label = labels[:h, 4 * t : 4 * t + w]
+            Image.fromarray(label + 1).save(vspw / "data" / v / "mask" / f"{stem}.png")
+            (preds / v).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(label).save(preds / v / f"{stem}.png")
+    (vspw / "val.txt").write_text("\n".join(VIDEOS) + "\n")
+    return vspw, preds, raft, root
+
+
+def _tc_by_hand(vspw: Path, preds: Path, raft: Path, videos: list[str]) -> float:
+    """RAFT flow per pair and the labels themselves warped by grid_sample (no source maps, no cache)."""
+    model = load_raft(raft)
+    counter = TCCounter()
+    h, w = SIZE
+    ys, xs = torch.meshgrid(torch.arange(h).float(), torch.arange(w).float(), indexing="ij")
+    for v in videos:
+        n = VIDEOS[v]
+        for t in range(n - 1):
+            f1, f2 = (
+                torch.from_numpy(np.array(Image.open(vspw / "data" / v / "origin" / f"{i:08d}.jpg"))).permute(2, 0, 1)
+                for i in (t, t + 1)
+            )
+            flow = raft_flow(model, f1[None], f2[None])[0]
+            grid = torch.stack([2.0 * (xs + flow[0]) / (w - 1) - 1.0, 2.0 * (ys + flow[1]) / (h - 1) - 1.0], -1)
+            nxt = torch.from_numpy(np.array(Image.open(preds / v / f"{t + 1:08d}.png"))).float()[None, None]
+            warped = torch.nn.functional.grid_sample(nxt, grid[None], mode="nearest", align_corners=False)
+            pred = np.asarray(Image.open(preds / v / f"{t:08d}.png"))
+            counter.add(pred, warped[0, 0].int().numpy().astype(np.uint8))
+    return tc_score(counter.confusion)[0]
+
+
+def test_flow_stage_then_evaluate_gives_tc(setup, capsys):
+    vspw, preds, raft, root = setup
+    flows = root / "flows"
+    args = ["flow", "--vspw-root", str(vspw), "--weights", str(raft), "--out", str(flows), "--videos", "2"]
+    assert main(args) == 0
+    assert "flow: 5 frame pairs of 2 val videos" in capsys.readouterr().out
+    index = json.loads((flows / "flows.json").read_text())
+    assert index["videos"] == ["vid_a", "vid_b"] and index["pairs"] == 5 and index["video_limit"] == 2
+    out, details = root / "m.json", root / "d.json"
+    argv = ["evaluate", "--gt-root", str(vspw), "--pred-root", str(preds), "--out", str(out), "--details", str(details)]
+    assert main([*argv, "--flows", str(flows), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads(out.read_text())
+    want = _tc_by_hand(vspw, preds, raft, ["vid_a", "vid_b"])
+    print(f"TC via the stage {metrics['TC']:.6f}, by hand {want:.6f}")
+    assert metrics["TC"] == pytest.approx(want, abs=1e-12)
+    assert 0.0 < metrics["TC"] < 1.0  # random weights: a random flow, but the same one both ways
+    assert f"TC {metrics['TC']:.4f}" in printed and "over 5 frame pairs of 2 videos" in printed
+    record = json.loads(details.read_text())
+    assert record["tc"]["pairs"] == 5 and record["TC"] == metrics["TC"]
+    # the tables put TC beside VC8/VC16; the report shows it and the view of the first video
+    (root / "details").mkdir()
+    (root / "details" / "ensemble.json").write_text(details.read_text().replace('"model": "d"', '"model": "ensemble"'))
+    assert main(["tables", "--metrics-dir", str(root / "details"), "--out-dir", str(root / "tables")]) == 0
+    md = (root / "tables" / "tables.md").read_text()
+    assert "## Temporal consistency: VC8, VC16 and TC" in md and f"| {metrics['TC']:.4f} | 2 | 5 |" in md
+    report = ["report", "--out-dir", str(root / "report"), "--metrics-dir", str(root / "details"), "--gt-root",
+              str(vspw), "--pred-root", str(preds), "--max-videos", "0", "--flows", str(flows)]
+    assert main(report) == 0
+    page = (root / "report" / "index.html").read_text()
+    assert "<th>TC</th>" in page and "Temporal consistency (TC) of ensemble: vid_a" in page
+    assert (root / "report" / "qualitative" / "vid_a.tc.png").stat().st_size > 1000
+    # without flows: TC skipped in one line, the other metrics as before
+    assert main([*argv, "--workers", "1"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("TC:")]
+    assert lines == ["TC: skipped (no RAFT flows: set tc.raft_weights in params.yaml to a RAFT file, or pass --flows)"]
+    assert "TC" not in json.loads(out.read_text())
+
+
+def test_flow_stage_errors_are_one_line(setup, tmp_path, capsys):
+    vspw, _, raft, _ = setup
+    out = tmp_path / "flows"
+    assert main(["flow", "--vspw-root", str(vspw), "--weights", str(tmp_path / "none.pth"), "--out", str(out)]) == 1
+    assert "none.pth: RAFT weights file not found" in capsys.readouterr().err
+    assert main(["flow", "--vspw-root", str(vspw), "--out", str(out)]) == 1
+    assert "no RAFT weights file: give --weights or set tc.raft_weights" in capsys.readouterr().err
+    small = tmp_path / "small"
+    (small / "data" / "v" / "origin").mkdir(parents=True)
+    for t in range(2):
+        Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(small / "data" / "v" / "origin" / f"{t:08d}.jpg")
+    (small / "val.txt").write_text("v\n")
+    assert main(["flow", "--vspw-root", str(small), "--weights", str(raft), "--out", str(out)]) == 1
+    assert "00000001.jpg: RAFT needs frames of at least 128x128 after padding" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".flows*"))
+
+
+def test_graph_has_one_flow_job_for_every_evaluate_when_a_raft_file_is_set(tmp_path):
+    """tc.raft_weights set: one `flow` job (GPU resources) whose folder every evaluate reads via --flows;
+    unset (the default): no flow job and evaluate runs without --flows."""
+    from _workflow_fixtures import planned_jobs, small_params, workflow_copy
+
+    work = workflow_copy(tmp_path / "wf", small_params({"tc": {"raft_weights": "weights/raft-things.pth"}}))
+    (work / "weights").mkdir()
+    (work / "weights" / "raft-things.pth").write_bytes(b"x")
+    jobs = planned_jobs(work, forceall=True)
+    flow = [j for j in jobs if j["rule"] == "flow"]
+    assert len(flow) == 1 and flow[0]["params"] == ["tc.raft_weights", "tc.videos", "tc.device"]
+    assert "--weights weights/raft-things.pth --out results/flow/val" in flow[0]["shell"]
+    evaluates = [j for j in jobs if j["rule"] == "evaluate"]
+    assert len(evaluates) == 5 and all("--flows results/flow/val" in j["shell"] for j in evaluates)
+    default = planned_jobs(forceall=True)
+    assert not [j for j in default if j["rule"] == "flow"]
+    assert not any("--flows" in j["shell"] for j in default if j["rule"] == "evaluate")
+
+
+def test_plan_counts_raft_for_the_tc_pairs_only_when_a_raft_file_is_set():
+    from stcl.params import Params
+    from stcl.plan.flow import flow_plans, raft_pair_flops
+    from stcl.plan.gpus import gpu_by_name
+
+    gpu = gpu_by_name("A100-80GB")
+    base = Params().model_dump(mode="json")
+    base["data"].update(synthetic=False, vspw_root="/nonexistent/VSPW_480p")
+    assert flow_plans(Params.model_validate(base), gpu) == []
+    base["tc"]["raft_weights"] = "raft-things.pth"
+    (plan,) = flow_plans(Params.model_validate(base), gpu)
+    per_pair = raft_pair_flops(480, 854)
+    assert per_pair == raft_pair_flops(480, 856)  # 854 is padded to 856 (InputPadder)
+    assert plan.frames == 7143 and plan.tflop == pytest.approx(7043 * per_pair / 1e12)  # 100 videos of VSPW's mean
+    assert plan.gpu_hours == pytest.approx(7043 * per_pair / gpu.rate("off", "infer") / 3600)
+    base["tc"]["videos"] = "all"
+    (every,) = flow_plans(Params.model_validate(base), gpu)
+    assert every.frames == 24_500 and every.tflop > 3 * plan.tflop
