@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stcl.infer.multiscale import TTA, scaled_size
-from stcl.infer.sliding import Window, window_grid
+from stcl.infer.sliding import Window, window_grid, window_shape
 from stcl.params import Params, preset_params
 from stcl.plan.gpus import GIB, calibrate, gpu_by_name
 from stcl.plan.jobs import pipeline_jobs, plan_jobs
@@ -32,13 +32,18 @@ def test_frame_flops_are_windows_times_one_window():
     from stcl.models.segmentor import build_segmentor
 
     net = build_segmentor(params.model, 124, device="meta", load_pretrained=False).eval()
-    with FlopCounterMode(display=False) as fc:
-        net.predict(torch.zeros((1, 3, 32, 32), device="meta"))
-    one = fc.get_total_flops()
-    padded = [tuple(max(a, c) for a, c in zip(scaled_size(40, 56, s), tta.window.crop)) for s, _ in tta.views]
-    windows = sum(len(window_grid(h, w, tta.window)) for h, w in padded)  # small views are padded to a window
-    assert windows > len(tta.views)  # some views need several windows
-    assert predict_frame_flops(params.model, tta, 40, 56) == windows * one
+
+    def one(h: int, w: int) -> int:
+        with FlopCounterMode(display=False) as fc:
+            net.predict(torch.zeros((1, 3, h, w), device="meta"))
+        return fc.get_total_flops()
+
+    sizes = [scaled_size(40, 56, s) for s, _ in tta.views]  # 20x28 (smaller than the crop), 40x56, 60x84
+    windows = [len(window_grid(h, w, tta.window)) for h, w in sizes]
+    assert min(windows) == 1 and max(windows) > 1  # some views need several windows
+    expected = sum(n * one(*window_shape(h, w, tta.window)) for n, (h, w) in zip(windows, sizes))
+    assert predict_frame_flops(params.model, tta, 40, 56) == expected  # windows of min(crop, size), unpadded
+    assert expected < sum(n * one(32, 32) for n in windows)  # less than padding small views to the crop
 
 
 def test_train_flops_are_about_three_forwards_and_activations_match_real_tensors():

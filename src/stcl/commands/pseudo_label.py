@@ -5,7 +5,8 @@
     stcl pseudo_label --gather --unlabeled U.txt --dataset DS --shards-dir SH --stats stats.json
 
 The teacher is the ensemble of ``--checkpoints`` (weights ``params.teacher.weights``), run with
-``params.pseudo_label`` scales/flip and ``params.infer`` window, stride, batch size and amp. Frames are read
+``params.pseudo_label`` scales/flip and ``params.infer`` window, stride, batch size and amp (the TTA of
+`stcl.infer.multiscale.tta_from_params`, as `stcl infer` builds it). Frames are read
 from the pool ``params.data.unlabeled`` names (``--frames-root`` overrides its root). Labels: argmax where
 max probability > ``pseudo_label.threshold`` (strict), else 255. ``n`` of ``--shard i/n`` must equal
 ``params.pseudo_label.shards`` (the gather step expects it). The library code is `stcl.infer.pseudo_labels`.
@@ -39,12 +40,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from stcl.data.classes import VSPW_CLASSES
     from stcl.infer import pseudo_labels as pl
+    from stcl.infer.shards import parse_shard
     from stcl.params import load_params
 
     params = load_params(args.params)
     count = params.pseudo_label.shards
     if not args.gather:
-        index, n = pl.parse_shard(args.shard)
+        index, n = parse_shard(args.shard)
         if n != count:
             raise ValueError(f"--shard {args.shard}: N must equal pseudo_label.shards = {count} in {args.params}")
     if not args.gather and not args.checkpoints:
@@ -84,25 +86,21 @@ def _run_shard(
     from stcl.data.classes import VSPW_NUM_CLASSES
     from stcl.data.prepare import unlabeled_frame_path
     from stcl.infer import pseudo_labels as pl
-    from stcl.infer.ensemble import load_members
-    from stcl.infer.multiscale import TTA
-    from stcl.infer.sliding import Window
+    from stcl.infer.ensemble import load_models, normalized_weights
+    from stcl.infer.multiscale import tta_from_params
 
+    tta = tta_from_params(params.infer, scales=params.pseudo_label.scales, flip=params.pseudo_label.flip)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    members = load_members(args.checkpoints, params.teacher.weights, device=device, amp=params.infer.amp)
+    paths = {f"member{i}": path for i, path in enumerate(args.checkpoints)}
+    weights = normalized_weights(len(paths), params.teacher.weights)
+    teacher = pl.Teacher(load_models(paths, device, tta.amp), tuple(weights))
     data = params.data
     if args.frames_root is not None and data.unlabeled.source == "folder":
         data = data.model_copy(update={"unlabeled": data.unlabeled.model_copy(update={"folder": args.frames_root})})
     elif args.frames_root is not None:
         data = data.model_copy(update={"vspw_root": args.frames_root})
-    tta = TTA(
-        scales=params.pseudo_label.scales,
-        flip=params.pseudo_label.flip,
-        window=Window(params.infer.crop_size, params.infer.stride),
-        batch_size=params.infer.batch_size,
-    )
     result = pl.run_shard(
-        members,
+        teacher,
         tta,
         frames,
         index,

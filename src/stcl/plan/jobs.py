@@ -29,7 +29,8 @@ from typing import Any
 from stcl.params import TRAIN_STAGES, Params
 from stcl.plan.gpus import GIB, GPU
 from stcl.plan.memory import MemoryEstimate, train_memory
-from stcl.plan.work import infer_tta, predict_frame_flops, train_step_work
+from stcl.infer.multiscale import tta_from_params
+from stcl.plan.work import predict_frame_flops, train_step_work
 
 __all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "pipeline_jobs", "plan_jobs"]
 
@@ -171,7 +172,7 @@ def _plan_infer(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
     res = params.cluster.infer
     g = max(res.gpus, 1)
     plan = JobPlan(spec.name, "infer", g, spec.shards, frames=spec.frames, runtime_hours=res.runtime / 60)
-    tta = infer_tta(params, spec.scales, spec.flip)
+    tta = tta_from_params(params.infer, scales=spec.scales, flip=spec.flip)
     height, width = _frame_size(params)
     per_frame = predict_frame_flops(params.model, tta, height, width)
     flops = spec.frames * len(spec.models) * per_frame
