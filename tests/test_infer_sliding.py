@@ -201,3 +201,26 @@ def test_ensemble_rejects_mismatched_classes_and_weights():
         normalized_weights(2, [1.0])
     with pytest.raises(ValueError, match="positive"):
         normalized_weights(2, [1.0, 0.0])
+
+
+def test_one_tta_builder_and_one_frame_loop_in_src():
+    """grep src/: a TTA is built only by `tta_from_params`, frames reach `tta_probs` only through
+    `frame_probs`, and no module of infer/ imports report/ (an arrow running back up)."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "stcl"
+    builders, loops, upward = [], [], []
+    for path in sorted(src.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = str(path.relative_to(src))
+        if re.search(r"(?<![\w.])TTA\(", text) and rel != "infer/multiscale.py":
+            builders.append(rel)
+        if re.search(r"\btta_probs\(", text) and rel not in ("infer/multiscale.py", "infer/frames.py", "plan/work.py"):
+            loops.append(rel)
+        if rel.startswith("infer/") and re.search(r"^\s*(from|import) stcl\.report", text, re.M):
+            upward.append(rel)
+    assert builders == [], f"TTA built outside tta_from_params: {builders}"
+    assert loops == [], f"frames run through tta_probs outside the frame loop: {loops}"
+    assert upward == [], f"infer/ imports report/: {upward}"
+    assert re.findall(r"^def (\w+)\(", (src / "infer" / "frames.py").read_text(), re.M).count("frame_probs") == 1
