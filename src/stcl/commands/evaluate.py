@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run", "model_info"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,23 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name recorded in the JSON (default: the stem of --out)")
     p.add_argument("--params", default=None, type=Path, help="params file: the model's recipe and evaluate section")
     p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers, else 2)")
-
-
-def model_info(params: Any, model: str) -> dict[str, Any]:
-    """Backbone and recipe of ``model`` from params (stage name, teacher, ensemble, or anything else)."""
-    from stcl.params import TRAIN_STAGES
-
-    info: dict[str, Any] = {"backbone": params.model.backbone}
-    if model in TRAIN_STAGES:
-        stage = params.stage(model)
-        info["datasets"] = [d.name for d in stage.datasets]
-        info["init"] = stage.init
-        info["stcl"] = {"enabled": stage.stcl.enabled, "dim": stage.stcl.dim, "tau": stage.stcl.tau}
-    elif model == "teacher":
-        info["members"] = list(params.teacher.members)
-    elif model == "ensemble":
-        info["members"] = list(params.infer.models)
-    return info
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     body = result.to_dict(VSPW_CLASSES)
     headline = {k: body[k] for k in body if k in ("mIoU", "WIoU", "pixel_accuracy") or k.startswith("VC")}
     if args.details is not None:
+        from stcl.roles import model_info
+
         info = model_info(params, model) if params is not None else {}
         details = {
             "format": "stcl-metrics/1",
