@@ -1,14 +1,18 @@
-"""`stcl plan`: work, projected GPU time, wall time and memory of every job at the current params.
+"""`stcl plan`: work, projected GPU time, wall time and memory of every job of the workflow at the given params.
 
-    stcl plan [--params params.yaml] [--gpu A100-80GB] [--gpus 8] [--utilisation 0.35]
-              [--calibration gpu_check.json] [--json] [--strict]
+    stcl plan [--params params.yaml | --preset paper] [--workflow .] [--gpu A100-80GB] [--gpus 8]
+              [--utilisation 0.35] [--calibration gpu_check.json] [--json] [--strict]
 
+The jobs are Snakemake's: the DAG of the default target of the workflow in ``--workflow`` (the folder of
+the Snakefile, default the current one), built with the params file as ``--configfile``, every job as
+``snakemake -n --forceall`` lists it (`stcl.plan.graph`). The dataset roots need not exist yet.
 Exit status 0; with ``--strict`` 1 when there are warnings (for scripts that must not submit then).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--preset", default=None, help="plan a preset (e.g. paper) instead of --params")
+    p.add_argument("--workflow", type=Path, default=Path("."), help="folder of the Snakefile (default: .)")
     p.add_argument("--gpu", default="A100-80GB", choices=sorted(GPUS), help="GPU model (default: A100-80GB)")
     p.add_argument("--gpus", type=int, default=8, help="GPUs available to the workflow (default: 8)")
     p.add_argument("--utilisation", type=float, default=None, help="fraction of peak sustained (default: 0.35)")
@@ -24,16 +29,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
 
 
+def graph_jobs(params, params_file: Path | None, workflow: Path):
+    """The jobs of the workflow's default target at ``params`` (written to a scratch file when a preset)."""
+    import tempfile
+
+    import yaml
+
+    from stcl.plan.graph import graph_workdir, snakemake_jobs
+
+    if not (workflow / "Snakefile").is_file():
+        raise FileNotFoundError(f"{workflow / 'Snakefile'}: no Snakefile (give --workflow, the repository folder)")
+    data = params.data
+    roots = [] if data.synthetic else [Path(data.vspw_root), Path(data.coco_root), Path(data.ade_root)]
+    if data.unlabeled.source == "folder" and data.unlabeled.folder is not None:
+        roots.append(Path(data.unlabeled.folder))
+    with tempfile.TemporaryDirectory(prefix="stcl-plan-params-") as tmp:
+        if params_file is None:
+            params_file = Path(tmp) / "params.yaml"
+            params_file.write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False))
+        with graph_workdir(roots) as workdir:
+            return snakemake_jobs(workflow.resolve(), configfile=params_file.resolve(), workdir=workdir)
+
+
 def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params, preset_params
     from stcl.plan.gpus import calibrate, gpu_by_name
-    from stcl.plan.jobs import pipeline_jobs, plan_jobs
+    from stcl.plan.jobs import graph_specs, plan_jobs
     from stcl.plan.report import plan_json, plan_table
 
     params = preset_params(args.preset) if args.preset else load_params(args.params)
     gpu = gpu_by_name(args.gpu, args.utilisation)
     if args.calibration:
         gpu = calibrate(gpu, args.calibration)
-    plans = plan_jobs(params, pipeline_jobs(params), gpu, args.gpus)
+    jobs = graph_jobs(params, None if args.preset else Path(args.params), args.workflow)
+    plans = plan_jobs(params, graph_specs(params, jobs), gpu, args.gpus)
     print(plan_json(plans, gpu, args.gpus) if args.json else plan_table(plans, gpu, args.gpus))
     return 1 if args.strict and any(p.warnings for p in plans) else 0
