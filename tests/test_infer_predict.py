@@ -138,13 +138,15 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
     unlabeled.write_text("".join(f"{v}/{s}\n" for v in ("a", "b", "c") for s in vspw.list_frames(root, v)))
     out = tmp_path / "pseudo"
     ds = out / "VSPW_pseudo"
-    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds), "--shards-dir", str(out / "shards")]
+    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds)]
+    records = [str(out / "shards" / f"{i}-of-2.json") for i in range(2)]
     teacher = ["--checkpoints", str(a), str(b)]
-    assert main(["pseudo_label", "--shard", "0/3", *common, *teacher]) == 1  # N != pseudo_label.shards
-    assert main(["pseudo_label", "--shard", "0/2", *common]) == 1  # a shard needs the teacher's checkpoints
+    assert main(["pseudo_label", "--shard", "0/3", *common, *teacher, "--record", records[0]]) == 1  # N != shards
+    assert main(["pseudo_label", "--shard", "0/2", *common, "--record", records[0]]) == 1  # needs the checkpoints
     for i in range(2):
-        assert main(["pseudo_label", "--shard", f"{i}/2", *common, *teacher]) == 0
-    assert main(["pseudo_label", "--gather", *common, "--stats", str(out / "stats.json")]) == 0
+        assert main(["pseudo_label", "--shard", f"{i}/2", *common, *teacher, "--record", records[i]]) == 0
+    assert main(["pseudo_label", "--gather", *common, "--record", records[0], "--stats", str(out / "stats.json")]) == 1
+    assert main(["pseudo_label", "--gather", *common, "--record", *records, "--stats", str(out / "stats.json")]) == 0
     assert vspw.read_split(ds, "train") == ["a", "b", "c"]
     assert vspw.load_train_ids(vspw.mask_path(ds, "b", "00000000")).shape == (48, 32)
     assert (out / "stats.json").is_file()

@@ -92,7 +92,7 @@ def _run(root: Path, out: Path, index: int, count: int, teacher=None) -> pl.Shar
         count,
         frame_path=lambda v, s: vspw.frame_path(root, v, s),
         out_root=out / "VSPW_pseudo",
-        shards_dir=out / "shards",
+        record=out / "shards" / f"{index}-of-{count}.json",
         threshold=0.5,
         progress=False,
     )
@@ -101,9 +101,8 @@ def _run(root: Path, out: Path, index: int, count: int, teacher=None) -> pl.Shar
 def _gather(root: Path, out: Path, count: int) -> dict:
     return pl.gather(
         _frames(root),
-        count,
+        [out / "shards" / f"{i}-of-{count}.json" for i in range(count)],
         out_root=out / "VSPW_pseudo",
-        shards_dir=out / "shards",
         stats_path=out / "stats.json",
         class_names=VSPW_CLASSES,
     )

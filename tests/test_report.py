@@ -91,8 +91,8 @@ def run_dir(module_tmp) -> Path:
     teacher = Teacher({"t": PointwiseNet(num_classes=124, gain=6.0).eval()}, (1.0,))
     tta = TTA(scales=(1.0,), flip=False, window=Window((32, 32), (32, 32)))
     run_shard(teacher, tta, frames, 0, 1, frame_path=lambda v, s: frame_path(root, v, s), out_root=tmp / "pseudo",
-              shards_dir=tmp / "shards", threshold=0.5, progress=False, workers=0)
-    gather(frames, 1, out_root=tmp / "pseudo", shards_dir=tmp / "shards", stats_path=tmp / "pseudo_stats.json",
+              record=tmp / "shards" / "0-of-1.json", threshold=0.5, progress=False, workers=0)
+    gather(frames, [tmp / "shards" / "0-of-1.json"], out_root=tmp / "pseudo", stats_path=tmp / "pseudo_stats.json",
            class_names=VSPW_CLASSES)
     out = tmp / "report"
     args = ["report", "--out-dir", str(out), "--metrics-dir", str(tmp / "evaluate"),

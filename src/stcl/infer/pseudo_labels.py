@@ -10,7 +10,7 @@ Output (a dataset root the VSPW reader reads unchanged)::
     <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
     <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
-    <shards_dir>/<i>-of-<n>.json                 per-shard record, written last (`stcl.infer.shards`)
+    the shard's record (a path given by the caller), written last (`stcl.infer.shards`)
 
 The teacher's probabilities come from the one frame loop (`stcl.infer.frames.frame_probs`, the weighted
 mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer. Sharding
@@ -38,14 +38,13 @@ from stcl.data.vspw import load_image
 from stcl.infer.frames import blend, frame_probs, prefetch
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
-from stcl.infer.shards import folder_complete, gather_records, record_name, shard_videos, write_record
+from stcl.infer.shards import folder_complete, gather_records, shard_videos, write_record
 from stcl.infer.sliding import Predictor
 
 __all__ = [
     "IGNORE",
     "keep_confident",
     "to_raw_ids",
-    "shard_record_path",
     "read_unlabeled_list",
     "Teacher",
     "ShardResult",
@@ -76,11 +75,6 @@ def to_raw_ids(train_ids: np.ndarray, num_classes: int = 124) -> np.ndarray:
     raw = train_ids.astype(np.uint8) + 1
     raw[train_ids == IGNORE] = IGNORE
     return raw
-
-
-def shard_record_path(shards_dir: str | Path, index: int, count: int) -> Path:
-    """Where shard ``index`` of ``count`` writes its record."""
-    return Path(shards_dir) / record_name(index, count)
 
 
 def read_unlabeled_list(path: str | Path) -> dict[str, list[str]]:
@@ -199,7 +193,7 @@ def run_shard(
     *,
     frame_path: Callable[[str, str], Path],
     out_root: str | Path,
-    shards_dir: str | Path,
+    record: str | Path,
     threshold: float,
     num_classes: int = 124,
     device: str | torch.device = "cpu",
@@ -215,7 +209,7 @@ def run_shard(
         index, count: this shard.
         frame_path: (video, stem) → source frame file (`stcl.data.prepare.unlabeled_frame_path`).
         out_root: dataset root to write (``data/<video>/{origin,mask}``).
-        shards_dir: where ``<index>-of-<count>.json`` goes.
+        record: where the shard's record goes (written last).
         threshold: keep argmax where max prob > threshold.
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
         device, workers, progress: where frames go, decoding threads, tqdm bar.
@@ -246,7 +240,7 @@ def run_shard(
             counts = counts + video_counts
             result.computed.append(video)
     result.record = write_record(
-        shard_record_path(shards_dir, index, count),
+        record,
         "pseudo_label",
         index,
         count,
@@ -271,21 +265,19 @@ def _listing(items: Sequence[str], limit: int = 10) -> str:
 
 def gather(
     frames: Mapping[str, Sequence[str]],
-    count: int,
+    records: Sequence[str | Path],
     *,
     out_root: str | Path,
-    shards_dir: str | Path,
     stats_path: str | Path,
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Check that the ``count`` shard records cover every unlabeled video exactly once, then write the
+    """Check that the shard records (of shards 0..n-1) cover every unlabeled video exactly once, then write the
     dataset's ``train.txt`` and ``label_num_dic_final.json`` and the statistics JSON.
 
     Args:
         frames: {video: stems} of all unlabeled videos (`read_unlabeled_list`).
-        count: number of shards.
+        records: the record of every shard.
         out_root: the pseudo dataset root the shards wrote into.
-        shards_dir: folder of the shard records.
         stats_path: where the statistics go (results/pseudo/stats.json).
         class_names: names of the train ids (124 VSPW classes).
 
@@ -295,12 +287,10 @@ def gather(
     """
     from stcl.data.classes import resource_path
 
-    if count <= 0:
-        raise ValueError(f"count must be positive, got {count}")
-    paths = [shard_record_path(shards_dir, i, count) for i in range(count)]
-    records = gather_records(paths, "pseudo_label", list(frames))
+    paths = [Path(p) for p in records]
+    loaded = gather_records(paths, "pseudo_label", list(frames))
     problems = []
-    thresholds = {rec["threshold"] for rec in records}
+    thresholds = {rec["threshold"] for rec in loaded}
     if len(thresholds) > 1:
         problems.append(f"shards used different thresholds {sorted(thresholds)}")
     data_dir = Path(out_root) / "data"
@@ -308,19 +298,19 @@ def gather(
     if lost:
         problems.append(f"{len(lost)} videos incomplete under {data_dir}: {_listing(lost)}")
     if problems:
-        raise ValueError(f"{shards_dir}: pseudo-label shards are not complete: " + "; ".join(problems))
-    kept = np.sum([rec["kept_pixels"] for rec in records], axis=0).astype(np.int64)
-    argmax = np.sum([rec["argmax_pixels"] for rec in records], axis=0).astype(np.int64)
+        raise ValueError(f"{paths[0].parent}: pseudo-label shards are not complete: " + "; ".join(problems))
+    kept = np.sum([rec["kept_pixels"] for rec in loaded], axis=0).astype(np.int64)
+    argmax = np.sum([rec["argmax_pixels"] for rec in loaded], axis=0).astype(np.int64)
     if len(kept) != len(class_names) or len(argmax) != len(class_names):
         raise ValueError(f"{paths[0]}: {len(kept)} per-class counts for {len(class_names)} class names")
-    pixels = int(sum(rec["pixels"] for rec in records))
+    pixels = int(sum(rec["pixels"] for rec in loaded))
     total_kept = int(kept.sum())
     stats = {
-        "threshold": records[0]["threshold"],
+        "threshold": loaded[0]["threshold"],
         "rule": "kept where max probability > threshold (strict), else 255",
-        "shards": count,
+        "shards": len(loaded),
         "videos": len(frames),
-        "frames": int(sum(rec["frames"] for rec in records)),
+        "frames": int(sum(rec["frames"] for rec in loaded)),
         "pixels": pixels,
         "kept_pixels": total_kept,
         "kept_fraction": _ratio(total_kept, pixels),

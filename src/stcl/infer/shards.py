@@ -2,7 +2,7 @@
 every sharded job writes last, and the one gather that checks the records.
 
 Shard ``i`` of ``n`` takes ``sorted(videos)[i::n]`` (round-robin, which balances long and short runs of
-similarly named videos). A shard ends by writing its record ``<i>-of-<n>.json`` atomically::
+similarly named videos). A shard ends by writing its record atomically, at the path its command was given::
 
     {"format": "stcl-shard/1", "stage": "infer" | "pseudo_label", "shard": [i, n], "videos": [...],
      "computed": [...], "skipped": [...], "frames": <frames of its videos>, ...stage-specific keys}
@@ -26,7 +26,6 @@ __all__ = [
     "RECORD_FORMAT",
     "parse_shard",
     "shard_videos",
-    "record_name",
     "folder_complete",
     "write_record",
     "gather_records",
@@ -48,11 +47,6 @@ def shard_videos(videos: Sequence[str], index: int, count: int) -> list[str]:
     if count <= 0 or not 0 <= index < count:
         raise ValueError(f"shard index must be in [0, {count}), got {index} of {count}")
     return sorted(videos)[index::count]
-
-
-def record_name(index: int, count: int) -> str:
-    """File name of a shard's record: ``<index>-of-<count>.json``."""
-    return f"{index}-of-{count}.json"
 
 
 def folder_complete(folder: Path, names: Iterable[str]) -> bool:
