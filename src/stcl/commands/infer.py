@@ -48,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    """The folders of ``--output`` (`stcl.cli` removes the empty ones it created when the command fails)."""
+    return [Path(parts[2]) for parts in (text.split("=", 2) for text in args.output) if len(parts) == 3 and parts[2]]
+
+
 def parse_checkpoint_arg(text: str) -> tuple[str, Path]:
     """``NAME=PATH`` → (name, path); ValueError naming ``--checkpoint`` otherwise."""
     from stcl.infer.outputs import NAME
