@@ -139,15 +139,21 @@ def measure(predict, frames: Tensor, tta: TTA, num_classes: int, warmup: bool = 
         before_tta_probs(predict, frames[0], tta)
         tta_probs(predict, frames[:1], tta)
         mmseg_tta_probs(predict, frames[0], tta, num_classes)
-    t = time.perf_counter()
-    before = [before_tta_probs(predict, f, tta) for f in frames]
-    t_before = time.perf_counter() - t
-    t = time.perf_counter()
-    after = torch.cat([tta_probs(predict, frames[k : k + group], tta) for k in range(0, n, group)])
-    t_after = time.perf_counter() - t
-    t = time.perf_counter()
-    ref = [mmseg_tta_probs(predict, f, tta, num_classes) for f in frames]
-    t_mmseg = time.perf_counter() - t
+    seconds = {"before": 0.0, "after": 0.0, "mmseg": 0.0}
+    before, after, ref = [], [], []
+    for k in range(0, n, group):  # the three in turn on each group of frames: they see the same machine load
+        chunk = frames[k : k + group]
+        t = time.perf_counter()
+        before += [before_tta_probs(predict, f, tta) for f in chunk]
+        seconds["before"] += time.perf_counter() - t
+        t = time.perf_counter()
+        after.append(tta_probs(predict, chunk, tta))
+        seconds["after"] += time.perf_counter() - t
+        t = time.perf_counter()
+        ref += [mmseg_tta_probs(predict, f, tta, num_classes) for f in chunk]
+        seconds["mmseg"] += time.perf_counter() - t
+    after = torch.cat(after)
+    t_before, t_after, t_mmseg = seconds["before"], seconds["after"], seconds["mmseg"]
     ref_t = torch.stack(ref)
     before_t = torch.stack(before)
     return {
