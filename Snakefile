@@ -39,4 +39,7 @@ onstart:
 
 
 onsuccess:
-    shell("stcl summary --params {PARAMS_FILE:q} --results results")
+    shell(
+        "stcl summary --params {PARAMS_FILE:q} --submission results/test_submission.zip"
+        " --tables results/tables/tables.md --benchmarks results/benchmarks --metrics-dir results/evaluate"
+    )

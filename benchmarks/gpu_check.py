@@ -269,9 +269,9 @@ def stcl_alone(s: Sizes, device: torch.device) -> dict:
 
 
 def tta(s: Sizes, device: torch.device, checkpoint: str | None) -> dict:
-    from stcl.infer.multiscale import tta_probs
+    from stcl.infer.multiscale import tta_from_params, tta_probs
     from stcl.models.segmentor import build_segmentor
-    from stcl.plan.work import infer_tta, predict_frame_flops
+    from stcl.plan.work import predict_frame_flops
 
     params = _params(s)
     if checkpoint:
@@ -281,9 +281,9 @@ def tta(s: Sizes, device: torch.device, checkpoint: str | None) -> dict:
     else:
         model = build_segmentor(params.model, 124, None, load_pretrained=False)
     model = model.to(device).eval()
-    t = infer_tta(params)
+    t = tta_from_params(params.infer)
     g = torch.Generator().manual_seed(0)
-    image = (torch.rand((3, *s.frame_hw), generator=g) * 255).to(device)
+    image = (torch.rand((1, 3, *s.frame_hw), generator=g) * 255).to(device)
     flops = predict_frame_flops(params.model, t, *s.frame_hw)
     out, preds = {"frame_hw": list(s.frame_hw), "views": len(t.views), "flops_per_frame": flops}, {}
     for name, amp in (("bf16", True), ("fp32", False)):
@@ -299,7 +299,7 @@ def tta(s: Sizes, device: torch.device, checkpoint: str | None) -> dict:
             probs = tta_probs(predict, image, t)
         _sync(device)
         fps = s.tta_frames / (time.perf_counter() - t0)
-        preds[name] = probs.argmax(0)
+        preds[name] = probs[0].argmax(0)
         out[name] = {"frames_per_s": fps, "achieved_tflops": fps * flops / 1e12}
     out["argmax_agreement"] = float((preds["bf16"] == preds["fp32"]).float().mean())
     out["agreement_ok"] = out["argmax_agreement"] >= 0.999

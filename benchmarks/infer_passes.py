@@ -80,13 +80,11 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
                     class_names=VSPW_CLASSES,
                 )
             base = ["infer", "--split", "val", "--device", "cpu"]
-            jobs = {n: [str(ck[n])] for n in ck} | {
-                "teacher": [str(ck[m]) for m in p.teacher.members],
-                "ensemble": [str(ck[m]) for m in p.infer.models],
-            }
+            jobs = {n: [n] for n in ck} | {"teacher": list(p.teacher.members), "ensemble": list(p.infer.models)}
             t0 = time.perf_counter()
-            for name, paths in jobs.items():
-                assert stcl([*base, "--checkpoints", *paths, "--out", f"sep/{name}"]) == 0
+            for name, members in jobs.items():
+                models = [x for m in members for x in ("--checkpoint", f"{m}={ck[m]}")]
+                assert stcl([*base, *models, "--output", f"{name}={','.join(members)}=sep/{name}"]) == 0
             separate = time.perf_counter() - t0
             outs = [f"{n}={n}=one/{n}" for n in ck]
             outs += [

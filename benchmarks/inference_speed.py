@@ -1,123 +1,212 @@
-"""Inference throughput: multi-scale + flip TTA with sliding windows, batched across views vs one view at a time.
+"""Inference throughput before and after mmseg's window semantics, beside a plain loop over mmseg's own
+``slide_inference``, on the same model, frames and TTA (six scales [0.5 .. 1.75] with flip).
 
-    .venv/bin/python benchmarks/inference_speed.py [--params params.yaml] [--frames 4] [--threads 2]
+    .venv/bin/python benchmarks/inference_speed.py [--params params.yaml] [--frames 8] [--frames-768 2] [--threads 1]
 
-CPU: the default small model of ``params.model`` (random init; speed does not depend on the weights) on
-frames of the embedded size (``params.synth``), window/stride/batch from ``params.infer``, the paper's six
-scales [0.5 .. 1.75] with flip. Both modes run in the same process on the same frames and must give the same
-probabilities (checked). GPU (only if CUDA is available): UperNet Swin-L at 480×854 with the paper's
-768² window, stride 512; otherwise prints "no GPU".
+Three ways to compute one frame's TTA probabilities:
+
+* **before**: the sliding window stcl used until this change, kept here only as the reference: a view
+  smaller than the crop is padded (bottom/right, 0) to the crop, so that the windows of all views of a
+  frame are crop-sized and share batches of ``infer.batch_size``; the padding's logits are dropped.
+* **after**: `stcl.infer.multiscale.tta_probs` as the frame loop (`stcl.infer.frames.frame_probs`) runs
+  it: windows of ``min(crop, size)``, never padded; the windows of one view of `frames_per_group`
+  consecutive frames share batches.
+* **mmseg loop**: per frame and view, resize, flip, mmseg 1.2.2's ``EncoderDecoder.slide_inference``
+  (one forward per window), resize the logits back, softmax, flip back, average (mmseg 0.x ``aug_test``
+  order). ``slide_inference`` is mmseg's own function, called on a stand-in segmentor whose
+  ``encode_decode`` is our model's ``predict`` (the same weights for all three).
+
+Two geometries on CPU, both with the small default encoder of ``params.model`` (random weights: speed does
+not depend on them): the toy window (``params.synth`` frame, ``params.infer`` crop/stride) and the paper's
+(480×854 frames, crop 768, stride 512). Printed per geometry: windows and pixels per frame, frames/s of the
+three, and max |Δ probs| / argmax agreement of before and after against the mmseg loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
-from stcl.infer.multiscale import TTA, tta_probs
-from stcl.infer.sliding import Window
+from stcl.infer.multiscale import TTA, frames_per_group, scaled_size, tta_from_params, tta_probs
+from stcl.infer.sliding import Window, run_predictor, window_grid, window_shape
 from stcl.models import build_segmentor
-from stcl.params import ModelParams, load_params
+from stcl.params import load_params
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # a shared CPU: threads sleep instead of spinning
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# --- before: the padded sliding window (kept only here, as the reference of this benchmark) ---------------
+def _padded_canvas(view: Tensor, window: Window) -> dict:
+    h, w = view.shape[-2:]
+    ph, pw = max(window.crop[0], h), max(window.crop[1], w)
+    padded = F.pad(view, (0, pw - w, 0, ph - h), value=0.0)
+    return {"image": padded, "size": (h, w), "corners": window_grid(ph, pw, window), "sum": None, "count": None}
 
 
-def _windows(tta: TTA, height: int, width: int) -> int:
-    from stcl.infer.multiscale import scaled_size
-    from stcl.infer.sliding import pad_to_window, window_grid
+def before_tta_probs(predict, image: Tensor, tta: TTA) -> Tensor:
+    """(3, H, W) → (C, H, W): every view padded to at least the crop, crop-sized windows of all views batched."""
+    size = tuple(image.shape[-2:])
+    views = tta.views
+    canvases = []
+    for s, f in views:
+        v = F.interpolate(image[None], size=scaled_size(*size, s), mode="bilinear", align_corners=False)[0]
+        canvases.append(_padded_canvas(v.flip(-1) if f else v, tta.window))
+    jobs = [(i, c) for i, cv in enumerate(canvases) for c in cv["corners"]]
+    pending = [len(cv["corners"]) for cv in canvases]
+    total = None
+    (ch, cw) = tta.window.crop
+    for start in range(0, len(jobs), tta.batch_size):
+        chunk = jobs[start : start + tta.batch_size]
+        out = run_predictor(predict, torch.stack([canvases[i]["image"][:, y : y + ch, x : x + cw] for i, (y, x) in chunk]))
+        for k, (i, (y, x)) in enumerate(chunk):
+            cv = canvases[i]
+            if cv["sum"] is None:
+                cv["sum"] = out.new_zeros((out.shape[1], *cv["image"].shape[-2:]))
+                cv["count"] = out.new_zeros((1, *cv["image"].shape[-2:]))
+            cv["sum"][:, y : y + ch, x : x + cw] += out[k]
+            cv["count"][:, y : y + ch, x : x + cw] += 1
+            pending[i] -= 1
+            if pending[i] == 0:
+                h, w = cv["size"]
+                logits = (cv["sum"] / cv["count"])[:, :h, :w]
+                logits = F.interpolate(logits[None], size=size, mode="bilinear", align_corners=False)[0]
+                p = logits.softmax(0)
+                p = p.flip(-1) if views[i][1] else p
+                total = p if total is None else total + p
+                cv["sum"] = cv["count"] = None
+    return total / len(views)
 
-    total = 0
+
+# --- mmseg: its own slide_inference, one view at a time ----------------------------------------------------
+def mmseg_tta_probs(predict, image: Tensor, tta: TTA, num_classes: int) -> Tensor:
+    from mmengine.config import ConfigDict
+    from mmseg.models.segmentors import EncoderDecoder
+
+    seg = SimpleNamespace(
+        test_cfg=ConfigDict(mode="slide", crop_size=tta.window.crop, stride=tta.window.stride),
+        out_channels=num_classes,
+        encode_decode=lambda x, metas: predict(x),
+    )
+    size = tuple(image.shape[-2:])
+    total = None
+    for s, f in tta.views:
+        x = F.interpolate(image[None], size=scaled_size(*size, s), mode="bilinear", align_corners=False)
+        x = x.flip(-1) if f else x
+        logits = EncoderDecoder.slide_inference(seg, x, [dict(img_shape=tuple(x.shape[-2:]))])
+        p = F.interpolate(logits, size=size, mode="bilinear", align_corners=False).softmax(1)[0]
+        p = p.flip(-1) if f else p
+        total = p if total is None else total + p
+    return total / len(tta.views)
+
+
+def _mmseg_importable() -> None:
+    import sys
+
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _mmseg_fixtures import stub_mmcv_ops  # mmcv-lite: mmseg.models imports mmcv.ops
+
+    stub_mmcv_ops()
+
+
+def geometry(tta: TTA, h: int, w: int) -> dict[str, int]:
+    """Windows and pixels per frame, before (padded) and after (mmseg's cut)."""
+    out = {"windows": 0, "pixels_after": 0, "pixels_before": 0}
     for s, _ in tta.views:
-        ph, pw = pad_to_window(torch.zeros(1, *scaled_size(height, width, s)), tta.window).shape[-2:]
-        total += len(window_grid(ph, pw, tta.window))
-    return total
+        vh, vw = scaled_size(h, w, s)
+        grid = window_grid(vh, vw, tta.window)
+        out["windows"] += len(grid)
+        out["pixels_after"] += len(grid) * window_shape(vh, vw, tta.window)[0] * window_shape(vh, vw, tta.window)[1]
+        ph, pw = max(vh, tta.window.crop[0]), max(vw, tta.window.crop[1])
+        out["pixels_before"] += len(window_grid(ph, pw, tta.window)) * tta.window.crop[0] * tta.window.crop[1]
+    return out
 
 
-def measure(predict, frames: list[torch.Tensor], tta: TTA, device: torch.device) -> dict[str, float]:
-    """Frames/s of `tta_probs` with batch_views True and False, alternating frame by frame so both modes
-    see the same machine load (one warm-up frame each, not timed)."""
-    seconds = {True: 0.0, False: 0.0}
-    max_diff = 0.0
-    for mode in (True, False):
-        tta_probs(predict, frames[0], tta, batch_views=mode)
-    for frame in frames:
-        out = {}
-        for mode in (True, False):
-            _sync(device)
-            start = time.perf_counter()
-            out[mode] = tta_probs(predict, frame, tta, batch_views=mode)
-            _sync(device)
-            seconds[mode] += time.perf_counter() - start
-        max_diff = max(max_diff, (out[True] - out[False]).abs().max().item())
+def measure(predict, frames: Tensor, tta: TTA, num_classes: int, warmup: bool = True) -> dict[str, float]:
+    """Frames/s of the three methods on the same frames (one untimed warm-up frame each when ``warmup``),
+    and their agreement."""
+    n = frames.shape[0]
+    group = frames_per_group(tta, *frames.shape[-2:])
+    if warmup:
+        before_tta_probs(predict, frames[0], tta)
+        tta_probs(predict, frames[:1], tta)
+        mmseg_tta_probs(predict, frames[0], tta, num_classes)
+    seconds = {"before": 0.0, "after": 0.0, "mmseg": 0.0}
+    before, after, ref = [], [], []
+    for k in range(0, n, group):  # the three in turn on each group of frames: they see the same machine load
+        chunk = frames[k : k + group]
+        t = time.perf_counter()
+        before += [before_tta_probs(predict, f, tta) for f in chunk]
+        seconds["before"] += time.perf_counter() - t
+        t = time.perf_counter()
+        after.append(tta_probs(predict, chunk, tta))
+        seconds["after"] += time.perf_counter() - t
+        t = time.perf_counter()
+        ref += [mmseg_tta_probs(predict, f, tta, num_classes) for f in chunk]
+        seconds["mmseg"] += time.perf_counter() - t
+    after = torch.cat(after)
+    t_before, t_after, t_mmseg = seconds["before"], seconds["after"], seconds["mmseg"]
+    ref_t = torch.stack(ref)
+    before_t = torch.stack(before)
     return {
-        "batched": len(frames) / seconds[True],
-        "one_view_at_a_time": len(frames) / seconds[False],
-        "max_prob_diff": max_diff,
+        "group": group,
+        "before": n / t_before,
+        "after": n / t_after,
+        "mmseg": n / t_mmseg,
+        "after_diff": (after - ref_t).abs().max().item(),
+        "before_diff": (before_t - ref_t).abs().max().item(),
+        "after_agree": (after.argmax(1) == ref_t.argmax(1)).float().mean().item(),
+        "before_agree": (before_t.argmax(1) == ref_t.argmax(1)).float().mean().item(),
     }
 
 
-def _report(title: str, res: dict[str, float], tta: TTA, h: int, w: int) -> None:
-    print(
-        f"{title}: {h}x{w}, {len(tta.scales)} scales x {'flip' if tta.flip else 'no flip'}, "
-        f"window {tta.window.crop} stride {tta.window.stride}, {_windows(tta, h, w)} windows/frame, "
-        f"batch {tta.batch_size}"
-    )
-    b, o = res["batched"], res["one_view_at_a_time"]
-    print(f"  batched across views: {b:.3f} frames/s")
-    print(
-        f"  one view at a time:   {o:.3f} frames/s   (speed-up {b / o:.2f}x, max |prob diff| {res['max_prob_diff']:.2e})"
-    )
+def report(title: str, tta: TTA, h: int, w: int, res: dict[str, float], frames: int) -> None:
+    g = geometry(tta, h, w)
+    print(f"{title}: {h}x{w} frames, crop {tta.window.crop} stride {tta.window.stride}, "
+          f"{len(tta.scales)} scales x flip, batch {tta.batch_size}, {frames} timed frames")
+    print(f"  windows/frame {g['windows']}; window pixels/frame before {g['pixels_before'] / 1e6:.3f} M, "
+          f"after {g['pixels_after'] / 1e6:.3f} M (x{g['pixels_before'] / g['pixels_after']:.2f})")
+    print(f"  before (padded, views batched):          {res['before']:8.3f} frames/s   "
+          f"max|dprobs| vs mmseg {res['before_diff']:.2e}, argmax agreement {res['before_agree']:.4f}")
+    print(f"  after (mmseg windows, {res['group']:2d} frames/group): {res['after']:8.3f} frames/s   "
+          f"max|dprobs| vs mmseg {res['after_diff']:.2e}, argmax agreement {res['after_agree']:.4f}")
+    print(f"  mmseg slide_inference, view by view:     {res['mmseg']:8.3f} frames/s")
+    print(f"  after / before {res['after'] / res['before']:.2f}x, after / mmseg {res['after'] / res['mmseg']:.2f}x")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--frames", type=int, default=4, help="timed frames per mode")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--gpu-frames", type=int, default=3)
+    ap.add_argument("--frames", type=int, default=8, help="timed frames at the toy window")
+    ap.add_argument("--frames-768", type=int, default=2, help="timed frames at 480x854 with the 768 window")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: least disturbed on a shared CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    _mmseg_importable()
     params = load_params(args.params)
-
-    cpu = torch.device("cpu")
-    model = build_segmentor(params.model, 124).eval()
-    h, w = params.synth.height, params.synth.width
+    torch.manual_seed(0)
+    classes = 124
+    model = build_segmentor(params.model, classes, load_pretrained=False).eval()
     gen = torch.Generator().manual_seed(0)
-    frames = [torch.rand((3, h, w), generator=gen) * 255 for _ in range(args.frames)]
-    tta = TTA(PAPER_SCALES, True, Window(params.infer.crop_size, params.infer.stride), params.infer.batch_size)
+    title = f"CPU ({args.threads} threads), {params.model.backbone} UperNet (channels {params.model.channels})"
+    runs = [
+        (tta_from_params(params.infer, scales=PAPER_SCALES, flip=True, amp="off"),
+         (params.synth.height, params.synth.width), args.frames),
+        (tta_from_params(params.infer, scales=PAPER_SCALES, flip=True, crop_size=(768, 768), stride=(512, 512),
+                         batch_size=8, amp="off"), (480, 854), args.frames_768),
+    ]
     with torch.inference_mode():
-        res = measure(model.predict, frames, tta, cpu)
-    _report(
-        f"CPU ({args.threads} threads), {params.model.backbone} UperNet (channels {params.model.channels})",
-        res,
-        tta,
-        h,
-        w,
-    )
-
-    if not torch.cuda.is_available():
-        print("GPU: no GPU")
-        return
-    dev = torch.device("cuda")
-    swin = ModelParams(backbone="swin_large_patch4_window12_384", channels=512, aux_channels=256, drop_path=0.3)
-    big = build_segmentor(swin, 124, load_pretrained=False).to(dev).eval()
-    frames = [torch.rand((3, 480, 854), generator=gen).to(dev) * 255 for _ in range(args.gpu_frames)]
-    tta = TTA(PAPER_SCALES, True, Window((768, 768), (512, 512)), batch_size=8)
-
-    def predict(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return big.predict(x).float()
-
-    with torch.inference_mode():
-        res = measure(predict, frames, tta, dev)
-    _report(f"GPU {torch.cuda.get_device_name(dev)}, Swin-L UperNet bf16", res, tta, 480, 854)
+        for k, (tta, (h, w), n) in enumerate(runs):
+            frames = torch.rand((n, 3, h, w), generator=gen) * 255
+            report(title, tta, h, w, measure(model.predict, frames, tta, classes, warmup=k == 0), n)
 
 
 if __name__ == "__main__":

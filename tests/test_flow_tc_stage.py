@@ -154,21 +154,35 @@ def test_graph_has_one_flow_job_for_every_evaluate_when_a_raft_file_is_set(tmp_p
     assert not any("--flows" in j["shell"] for j in default if j["rule"] == "evaluate")
 
 
-def test_plan_counts_raft_for_the_tc_pairs_only_when_a_raft_file_is_set():
+def test_plan_counts_raft_for_the_tc_pairs_only_when_a_raft_file_is_set(tmp_path, capsys):
+    import yaml
+
     from stcl.params import Params
-    from stcl.plan.flow import flow_plans, raft_pair_flops
+    from stcl.plan.flow import flow_plan, raft_pair_flops
     from stcl.plan.gpus import gpu_by_name
 
     gpu = gpu_by_name("A100-80GB")
     base = Params().model_dump(mode="json")
-    base["data"].update(synthetic=False, vspw_root="/nonexistent/VSPW_480p")
-    assert flow_plans(Params.model_validate(base), gpu) == []
+    base["data"].update(synthetic=False, vspw_root="nonexistent/VSPW_480p")
     base["tc"]["raft_weights"] = "raft-things.pth"
-    (plan,) = flow_plans(Params.model_validate(base), gpu)
+    plan = flow_plan(Params.model_validate(base), gpu)
     per_pair = raft_pair_flops(480, 854)
     assert per_pair == raft_pair_flops(480, 856)  # 854 is padded to 856 (InputPadder)
     assert plan.frames == 7143 and plan.tflop == pytest.approx(7043 * per_pair / 1e12)  # 100 videos of VSPW's mean
     assert plan.gpu_hours == pytest.approx(7043 * per_pair / gpu.rate("off", "infer") / 3600)
     base["tc"]["videos"] = "all"
-    (every,) = flow_plans(Params.model_validate(base), gpu)
+    every = flow_plan(Params.model_validate(base), gpu)
     assert every.frames == 24_500 and every.tflop > 3 * plan.tflop
+
+    # `stcl plan` has the row exactly when the graph has the job (the RAFT file need not exist yet)
+    repo = Path(__file__).resolve().parents[1]
+    for weights, rows in ((None, []), ("raft-things.pth", ["flow"])):
+        base["tc"].update(raft_weights=weights, videos=100)
+        params_file = tmp_path / "params.yaml"
+        params_file.write_text(yaml.safe_dump(base, sort_keys=False))
+        assert main(["plan", "--params", str(params_file), "--workflow", str(repo), "--json"]) == 0
+        jobs = json.loads(capsys.readouterr().out)["jobs"]
+        flow = [j for j in jobs if j["snakemake_jobs"] == ["flow-val"]]
+        assert [j["name"] for j in flow] == rows
+        if rows:
+            assert flow[0]["snakemake_jobs"] == ["flow-val"] and flow[0]["tflop"] == pytest.approx(plan.tflop)

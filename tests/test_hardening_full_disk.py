@@ -24,8 +24,8 @@ def workspace(module_tmp):
     mp.chdir(root)
     try:
         for split in ("val", "test"):
-            argv = ["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", split]
-            assert main([*argv, "--out", f"pred/{split}", "--device", "cpu"]) == 0
+            argv = ["infer", "--checkpoint", "m=model.pt", "--root", "data/VSPW_480p", "--split", split]
+            assert main([*argv, "--output", f"m=m=pred/{split}", "--device", "cpu"]) == 0
         yield root
     finally:
         mp.undo()
@@ -72,8 +72,8 @@ def test_train_checkpoint(workspace, tmp_path, capsys) -> None:
 
 def test_infer_predictions(workspace, tmp_path, capsys) -> None:
     with small_tmpfs(tmp_path / "disk", "16k") as disk:
-        argv = ["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val"]
-        argv += ["--out", str(disk / "pred"), "--device", "cpu"]
+        argv = ["infer", "--checkpoint", "m=model.pt", "--root", "data/VSPW_480p", "--split", "val"]
+        argv += ["--output", f"m=m={disk / 'pred'}", "--device", "cpu"]
         assert main(argv) == EXIT_USER_ERROR
         named = Path(_one_line_naming(capsys, "infer", disk))
         assert named.parent.parent == disk / "pred" and named.suffix == ".png"  # <out>/<video>/<frame>.png

@@ -11,19 +11,11 @@ import torch
 import yaml
 from _infer_fixtures import PointwiseNet, write_vspw_root
 
-from stcl.infer.ensemble import Member
+from stcl.commands.infer import parse_checkpoint_arg, parse_output_arg
+from stcl.infer.ensemble import inference_amp
 from stcl.infer.multiscale import TTA
-from stcl.infer.outputs import (
-    OutputSpec,
-    gather_outputs,
-    inference_amp,
-    parse_checkpoint_arg,
-    parse_output_arg,
-    predict_outputs,
-    shard_record,
-)
-from stcl.infer.predict import predict_videos
-from stcl.infer.pseudo_labels import shard_videos
+from stcl.infer.outputs import OutputSpec, gather_outputs, predict_outputs
+from stcl.infer.shards import shard_videos, write_record
 from stcl.infer.sliding import Window
 
 VIDEOS = {"v1": (2, 20, 28), "v2": (3, 18, 18), "v3": (1, 16, 24)}
@@ -67,8 +59,7 @@ def test_one_pass_equals_separate_runs_and_runs_each_model_once(tmp_path: Path):
     # separate runs, as the chain did before: 1 + 1 + 2 + 3 = 7 model passes per frame
     sep = {"stcl": Counting(1), "ade": Counting(2), "student": Counting(3)}
     for o in _outputs(tmp_path / "sep"):
-        members = [Member(sep[m], w, m) for m, w in zip(o.members, o.weights)]
-        predict_videos(members, TTA_SMALL, root, videos, o.out, save_probs=o.save_probs, progress=False)
+        predict_outputs({m: sep[m] for m in o.members}, [o], TTA_SMALL, root, videos, progress=False)
     for name in ("stcl", "ade", "teacher", "ensemble"):
         assert _pngs(tmp_path / "one" / name) == _pngs(tmp_path / "sep" / name), name
     teacher_npy = sorted((tmp_path / "one" / "teacher").glob("*/*.npy"))
@@ -131,9 +122,10 @@ def test_shards_then_gather(tmp_path: Path):
         mine = shard_videos(list(VIDEOS), i, 2)
         s = predict_outputs(models, outputs, TTA_SMALL, root, mine, progress=False)
         records.append(tmp_path / f"{i}-of-2.json")
-        records[-1].write_text(json.dumps(shard_record(s, outputs, "val", i, 2, mine)))
+        extra = {"model_frames": s.model_frames, "forward_passes": s.forward_passes}
+        write_record(records[-1], "infer", i, 2, mine, s.computed, s.skipped, s.frames, **extra)
     manifest = tmp_path / "val.json"
-    with pytest.raises(ValueError, match=r"expected shards 0\.\.0 of 1"):
+    with pytest.raises(ValueError, match=r"expected shard records 0\.\.0 of 1"):
         gather_outputs(records[:1], outputs, root, list(VIDEOS), manifest)
     shutil_target = outputs[1].out / "v3" / "00000000.png"
     saved = shutil_target.read_bytes()
@@ -145,7 +137,7 @@ def test_shards_then_gather(tmp_path: Path):
     result = gather_outputs(records, outputs, root, list(VIDEOS), manifest)
     assert json.loads(manifest.read_text()) == result
     assert result["frames"] == 6 and result["model_frames"] == 18
-    with pytest.raises(FileNotFoundError, match="9-of-2.json: shard record not found"):
+    with pytest.raises(FileNotFoundError, match="shard records missing.*9-of-2.json"):
         gather_outputs([tmp_path / "9-of-2.json"], outputs, root, list(VIDEOS), manifest)
 
 
@@ -216,31 +208,9 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
         assert main([*common, *ckpts, "--shard", f"{i}/2", "--record", str(recs[i])]) == 0
     assert main([*common, "--gather", "--record", *map(str, recs), "--manifest", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["frames"] == 3
-    # the same ensemble through the old interface gives the same PNGs
-    assert (
-        main(
-            [
-                "infer",
-                "--params",
-                str(params),
-                "--root",
-                str(root),
-                "--split",
-                "val",
-                "--device",
-                "cpu",
-                "--checkpoints",
-                str(a),
-                str(b),
-                "--weights",
-                "2",
-                "1",
-                "--out",
-                str(tmp_path / "old"),
-            ]
-        )
-        == 0
-    )
-    assert _pngs(tmp_path / "old") == _pngs(tmp_path / "pe")
+    # one unsharded job without a record (as the ablation rules run it) gives the same PNGs
+    one = ["infer", "--params", str(params), "--root", str(root), "--split", "val", "--device", "cpu", *ckpts]
+    assert main([*one, "--output", f"ens=a,b:2,1={tmp_path / 'one'}"]) == 0
+    assert _pngs(tmp_path / "one") == _pngs(tmp_path / "pe")
     assert main([*common, "--checkpoint", f"a={a}"]) == 1  # output ens needs b: one clear error
     assert main([*common, *ckpts, "--shard", "2/2"]) == 1

@@ -12,14 +12,20 @@ from _infer_fixtures import PointwiseNet, write_vspw_root
 from PIL import Image
 
 from stcl.data import vspw
-from stcl.infer.ensemble import Member
+from stcl.infer.frames import image_tensor
 from stcl.infer.io import label_palette
 from stcl.infer.multiscale import TTA, tta_probs
-from stcl.infer.predict import image_tensor, predict_videos
+from stcl.infer.outputs import OutputSpec, predict_outputs
 from stcl.infer.sliding import Window
 
 VIDEOS = {"v1": (2, 20, 28), "v2": (3, 18, 18)}
 TTA_SMALL = TTA(scales=(0.5, 1.0), flip=True, window=Window((16, 16), (12, 12)), batch_size=8)
+
+
+def predict_videos(predict, tta, root, videos, out, save_probs=False, progress=False):
+    """One model's predictions of ``videos`` into ``out`` (a one-output `predict_outputs`)."""
+    return predict_outputs({"m": predict}, [OutputSpec("m", ("m",), out, save_probs=save_probs)], tta, root, videos,
+                           progress=progress)
 
 
 class Counting:
@@ -36,7 +42,7 @@ def test_predictions_are_palette_pngs_of_the_argmax(tmp_path: Path):
     root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
     model = Counting()
     summary = predict_videos(
-        [Member(model)], TTA_SMALL, root, ["v1", "v2"], tmp_path / "out", save_probs=True, progress=False
+        model, TTA_SMALL, root, ["v1", "v2"], tmp_path / "out", save_probs=True, progress=False
     )
     assert summary.computed == ["v1", "v2"] and summary.frames == 5
     for video, (n, h, w) in VIDEOS.items():
@@ -47,7 +53,7 @@ def test_predictions_are_palette_pngs_of_the_argmax(tmp_path: Path):
                 assert img.getpalette()[: 3 * 256] == label_palette()
                 pred = np.asarray(img)
             image = image_tensor(vspw.load_image(vspw.frame_path(root, video, f"{i:08d}")))
-            probs = tta_probs(model.model, image, TTA_SMALL)
+            probs = tta_probs(model.model, image[None], TTA_SMALL)[0]
             assert np.array_equal(pred, probs.argmax(0).numpy())
             saved = np.load(tmp_path / "out" / video / f"{i:08d}.npy")
             assert saved.dtype == np.float16 and saved.shape == (124, h, w)
@@ -57,12 +63,12 @@ def test_predictions_are_palette_pngs_of_the_argmax(tmp_path: Path):
 def test_rerun_skips_complete_videos_and_redoes_partial_ones(tmp_path: Path):
     root = write_vspw_root(tmp_path / "VSPW", VIDEOS, split="val")
     out = tmp_path / "out"
-    predict_videos([Member(Counting())], TTA_SMALL, root, ["v1", "v2"], out, progress=False)
+    predict_videos(Counting(), TTA_SMALL, root, ["v1", "v2"], out, progress=False)
     before = {p: p.read_bytes() for p in out.glob("*/*.png")}
     (out / "v2" / "00000002.png").unlink()  # partial video
     (out / ".v1.dead0000.tmp").mkdir()  # temp folder of a killed run
     model = Counting()
-    summary = predict_videos([Member(model)], TTA_SMALL, root, ["v1", "v2"], out, progress=False)
+    summary = predict_videos(model, TTA_SMALL, root, ["v1", "v2"], out, progress=False)
     assert summary.skipped == ["v1"] and summary.computed == ["v2"] and summary.frames == 3
     assert {p: p.read_bytes() for p in out.glob("*/*.png")} == before
     assert sorted(p.name for p in out.iterdir()) == ["v1", "v2"]
@@ -80,7 +86,7 @@ def test_failure_mid_video_leaves_no_video_folder(tmp_path: Path):
         return PointwiseNet(124)(x)
 
     with pytest.raises(RuntimeError, match="killed"):
-        predict_videos([Member(failing)], TTA_SMALL, root, ["v1"], tmp_path / "out", progress=False)
+        predict_videos(failing, TTA_SMALL, root, ["v1"], tmp_path / "out", progress=False)
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -120,25 +126,27 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
         tmp_path / "m" / "train_stcl" / "model.pt", 1
     )
     pred = tmp_path / "pred"
-    argv = ["infer", "--checkpoints", str(a), str(b), "--root", str(root), "--split", "test", "--out", str(pred),
-            "--params", str(params)]
-    assert main([*argv, "--weights", "2", "1", "--device", "cpu"]) == 0
+    argv = ["infer", "--checkpoint", f"a={a}", "--checkpoint", f"b={b}", "--root", str(root), "--split", "test",
+            "--params", str(params), "--device", "cpu"]
+    assert main([*argv, "--output", f"ensemble=a,b:2,1={pred}"]) == 0
     zip_path = tmp_path / "sub.zip"
     assert main(["submit", "--pred", str(pred), "--root", str(root), "--out", str(zip_path)]) == 0
     assert zip_path.is_file()
-    assert main([*argv, "--weights", "1"]) == 1  # one weight for two checkpoints: a clear error
+    assert main([*argv, "--output", f"ensemble=a,b:1={pred}"]) == 1  # one weight for two members: a clear error
 
     unlabeled = tmp_path / "unlabeled.txt"
     unlabeled.write_text("".join(f"{v}/{s}\n" for v in ("a", "b", "c") for s in vspw.list_frames(root, v)))
     out = tmp_path / "pseudo"
     ds = out / "VSPW_pseudo"
-    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds), "--shards-dir", str(out / "shards")]
+    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds)]
+    records = [str(out / "shards" / f"{i}-of-2.json") for i in range(2)]
     teacher = ["--checkpoints", str(a), str(b)]
-    assert main(["pseudo_label", "--shard", "0/3", *common, *teacher]) == 1  # N != pseudo_label.shards
-    assert main(["pseudo_label", "--shard", "0/2", *common]) == 1  # a shard needs the teacher's checkpoints
+    assert main(["pseudo_label", "--shard", "0/3", *common, *teacher, "--record", records[0]]) == 1  # N != shards
+    assert main(["pseudo_label", "--shard", "0/2", *common, "--record", records[0]]) == 1  # needs the checkpoints
     for i in range(2):
-        assert main(["pseudo_label", "--shard", f"{i}/2", *common, *teacher]) == 0
-    assert main(["pseudo_label", "--gather", *common, "--stats", str(out / "stats.json")]) == 0
+        assert main(["pseudo_label", "--shard", f"{i}/2", *common, *teacher, "--record", records[i]]) == 0
+    assert main(["pseudo_label", "--gather", *common, "--record", records[0], "--stats", str(out / "stats.json")]) == 1
+    assert main(["pseudo_label", "--gather", *common, "--record", *records, "--stats", str(out / "stats.json")]) == 0
     assert vspw.read_split(ds, "train") == ["a", "b", "c"]
     assert vspw.load_train_ids(vspw.mask_path(ds, "b", "00000000")).shape == (48, 32)
     assert (out / "stats.json").is_file()
@@ -146,15 +154,15 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
 def test_prefetch_keeps_order(workers):
-    from stcl.infer.predict import prefetch
+    from stcl.infer.frames import prefetch
 
     assert list(prefetch(lambda p: p * 2, range(9), workers)) == [2 * i for i in range(9)]
     assert list(prefetch(lambda p: p, [], workers)) == []
 
 
-def test_load_members_checks_files_and_label_space(tmp_path: Path):
+def test_load_models_checks_files_and_label_space(tmp_path: Path):
     from stcl.data.classes import COCO_CLASSES
-    from stcl.infer.ensemble import load_members
+    from stcl.infer.ensemble import load_models
     from stcl.models import build_segmentor, save_model
     from stcl.params import Params
 
@@ -169,16 +177,15 @@ def test_load_members_checks_files_and_label_space(tmp_path: Path):
         label_space="coco",
         class_names=COCO_CLASSES,
     )
-    members = load_members([good, good], [3, 1])
-    assert [m.weight for m in members] == [0.75, 0.25]
+    models = load_models({"a": good, "b": good}, amp="bf16")  # bf16 applies on CUDA only: float32 here
     x = torch.rand(2, 3, 32, 32) * 255
-    assert members[0].predict(x).shape == (2, 124, 32, 32)
+    assert list(models) == ["a", "b"] and models["a"](x).shape == (2, 124, 32, 32)
     with pytest.raises(ValueError, match=r"coco\.pt: label space 'coco', expected 'vspw'"):
-        load_members([good, coco])
+        load_models({"a": good, "c": coco})
     with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
-        load_members([tmp_path / "missing.pt"])
+        load_models({"m": tmp_path / "missing.pt"})
     with pytest.raises(ValueError, match="amp"):
-        load_members([good], amp="fp8")
+        load_models({"a": good}, amp="fp8")
 
 
 def test_autocast_predict_returns_float32_close_to_fp32():

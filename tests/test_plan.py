@@ -1,5 +1,5 @@
 """`stcl plan`: FLOPs through the real model and TTA code on the meta device, the memory method, the
-paper preset's plan (clean on 8 x 80 GB, warnings on 1 x 40 GB)."""
+paper preset's plan (clean on 8 x 80 GB, warnings on 1 x 40 GB), its jobs = `snakemake -n --forceall`'s."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stcl.infer.multiscale import TTA, scaled_size
-from stcl.infer.sliding import Window, window_grid
+from stcl.infer.sliding import Window, window_grid, window_shape
 from stcl.params import Params, preset_params
 from stcl.plan.gpus import GIB, calibrate, gpu_by_name
-from stcl.plan.jobs import pipeline_jobs, plan_jobs
+from stcl.commands.plan import graph_jobs
+from stcl.plan.jobs import graph_specs, plan_jobs
 from stcl.plan.memory import train_memory
 from stcl.plan.work import predict_frame_flops, stcl_flops, train_step_work
 
@@ -32,13 +33,18 @@ def test_frame_flops_are_windows_times_one_window():
     from stcl.models.segmentor import build_segmentor
 
     net = build_segmentor(params.model, 124, device="meta", load_pretrained=False).eval()
-    with FlopCounterMode(display=False) as fc:
-        net.predict(torch.zeros((1, 3, 32, 32), device="meta"))
-    one = fc.get_total_flops()
-    padded = [tuple(max(a, c) for a, c in zip(scaled_size(40, 56, s), tta.window.crop)) for s, _ in tta.views]
-    windows = sum(len(window_grid(h, w, tta.window)) for h, w in padded)  # small views are padded to a window
-    assert windows > len(tta.views)  # some views need several windows
-    assert predict_frame_flops(params.model, tta, 40, 56) == windows * one
+
+    def one(h: int, w: int) -> int:
+        with FlopCounterMode(display=False) as fc:
+            net.predict(torch.zeros((1, 3, h, w), device="meta"))
+        return fc.get_total_flops()
+
+    sizes = [scaled_size(40, 56, s) for s, _ in tta.views]  # 20x28 (smaller than the crop), 40x56, 60x84
+    windows = [len(window_grid(h, w, tta.window)) for h, w in sizes]
+    assert min(windows) == 1 and max(windows) > 1  # some views need several windows
+    expected = sum(n * one(*window_shape(h, w, tta.window)) for n, (h, w) in zip(windows, sizes))
+    assert predict_frame_flops(params.model, tta, 40, 56) == expected  # windows of min(crop, size), unpadded
+    assert expected < sum(n * one(32, 32) for n in windows)  # less than padding small views to the crop
 
 
 def test_train_flops_are_about_three_forwards_and_activations_match_real_tensors():
@@ -81,19 +87,60 @@ def test_memory_method_parts():
     assert train_memory(ckpt, params.train_stcl, 8, work).activations < eight.activations
 
 
-def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb(tmp_path, monkeypatch):
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def paper_graph():
+    """The paper preset's jobs from Snakemake's DAG of this repository's workflow."""
+    return graph_jobs(preset_params("paper"), None, REPO)
+
+
+def test_paper_plan_lists_the_jobs_of_snakemake_dry_run(paper_graph, tmp_path):
+    """Every job `snakemake -n --forceall` prints for the paper preset is in exactly one row of the plan."""
+    import re
+    import subprocess
+    import sys
+
+    import yaml
+
+    params = preset_params("paper")
+    config = tmp_path / "paper.yaml"
+    config.write_text(yaml.safe_dump(params.model_dump(mode="json")))
+    for root in (params.data.vspw_root, params.data.coco_root, params.data.ade_root):
+        (tmp_path / root).mkdir(parents=True)  # the dataset roots exist (empty): Snakemake checks inputs
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    cmd = [snakemake, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "--forceall", "--configfile", str(config)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    dry: list[str] = []
+    for line in out.stdout.splitlines():
+        m = re.match(r"(?:local)?rule (\w+):$", line)
+        if m:
+            dry.append(m.group(1))
+        m = re.match(r"\s+wildcards: (.*)$", line)
+        if m:
+            dry[-1] += "".join(f"-{kv.split('=', 1)[1]}" for kv in m.group(1).split(", "))
+    dry.remove("all")
+    plans = plan_jobs(params, graph_specs(params, paper_graph), gpu_by_name("A100-80GB"), 8)
+    listed = [name for p in plans for name in p.snakemake_jobs]
+    assert sorted(listed) == sorted(dry) and len(listed) == len(set(listed))
+    assert len([n for n in dry if n.startswith("infer-")]) == 2 * params.infer.shards
+
+
+def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb(paper_graph, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/ here: VSPW's published frame counts, not a local embedded copy
     params = preset_params("paper")
-    jobs = pipeline_jobs(params)
-    assert [j.name for j in jobs] == [
+    jobs = graph_specs(params, paper_graph)
+    assert [j.name for j in jobs if j.kind != "cpu" or j.frames] == [
         "prepare",
         "pretrain_coco",
-        "train_stcl",
         "train_ade",
+        "train_stcl",
         "pseudo_label",
         "train_student",
-        "infer_val",
         "infer_test",
+        "infer_val",
         "evaluate",
     ]
     good = plan_jobs(params, jobs, gpu_by_name("A100-80GB"), 8)
@@ -111,7 +158,7 @@ def test_runtime_warning_names_infer_shards(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = preset_params("paper")
     slow = params.model_copy(update={"infer": params.infer.model_copy(update={"shards": 1, "amp": "off"})})
-    plans = plan_jobs(slow, pipeline_jobs(slow), gpu_by_name("V100"), 8)
+    plans = plan_jobs(slow, graph_specs(slow, graph_jobs(slow, None, REPO)), gpu_by_name("V100"), 8)
     val = next(p for p in plans if p.name == "infer_val")
     assert any("infer.shards >=" in w for w in val.warnings)
 
@@ -119,11 +166,12 @@ def test_runtime_warning_names_infer_shards(tmp_path, monkeypatch):
 def test_cli_json_and_bad_calibration(tmp_path: Path, capsys):
     from stcl.cli import main
 
-    assert main(["plan", "--preset", "paper", "--json"]) == 0
+    assert main(["plan", "--preset", "paper", "--json", "--workflow", str(REPO)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["warnings"] == [] and data["total_gpu_hours"] > 0
     assert {j["name"] for j in data["jobs"]} >= {"train_stcl", "infer_test"}
-    assert main(["plan", "--preset", "paper", "--gpu", "A100-40GB", "--gpus", "1", "--strict"]) == 1
+    assert main(["plan", "--preset", "paper", "--gpu", "A100-40GB", "--gpus", "1", "--strict", "--workflow", str(REPO)]) == 1
+    assert main(["plan", "--preset", "paper", "--workflow", str(tmp_path)]) == 1  # no Snakefile: one line
     bad = tmp_path / "x.json"
     bad.write_text("{}")
     with pytest.raises(ValueError, match="x.json: not a gpu_check.py result"):

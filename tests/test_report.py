@@ -63,9 +63,8 @@ def _corrupt(gt: np.ndarray, t: int, rate: float, seed: int) -> np.ndarray:
 def run_dir(module_tmp) -> Path:
     """Outputs of the stages the report reads: metrics of two models, training curves, pseudo-label stats."""
     from stcl.data.classes import VSPW_CLASSES
-    from stcl.infer.ensemble import Member
     from stcl.infer.multiscale import TTA
-    from stcl.infer.pseudo_labels import gather, run_shard
+    from stcl.infer.pseudo_labels import Teacher, gather, run_shard
     from stcl.infer.sliding import Window
     from stcl.params import Params
     from stcl.train.logging import TrainLogger
@@ -89,11 +88,11 @@ def run_dir(module_tmp) -> Path:
             logger.log(it, {"loss": ce * 1.5, "ce": ce, "aux": ce / 2, "lr": 0.01 * (1 - it / 40)})
         logger.close()
     frames = {v: list_frames(root, v) for v in read_split(root, "test")}
-    teacher = [Member(predict=PointwiseNet(num_classes=124, gain=6.0).eval())]
+    teacher = Teacher({"t": PointwiseNet(num_classes=124, gain=6.0).eval()}, (1.0,))
     tta = TTA(scales=(1.0,), flip=False, window=Window((32, 32), (32, 32)))
     run_shard(teacher, tta, frames, 0, 1, frame_path=lambda v, s: frame_path(root, v, s), out_root=tmp / "pseudo",
-              shards_dir=tmp / "shards", threshold=0.5, progress=False, workers=0)
-    gather(frames, 1, out_root=tmp / "pseudo", shards_dir=tmp / "shards", stats_path=tmp / "pseudo_stats.json",
+              record=tmp / "shards" / "0-of-1.json", threshold=0.5, progress=False, workers=0)
+    gather(frames, [tmp / "shards" / "0-of-1.json"], out_root=tmp / "pseudo", stats_path=tmp / "pseudo_stats.json",
            class_names=VSPW_CLASSES)
     out = tmp / "report"
     args = ["report", "--out-dir", str(out), "--metrics-dir", str(tmp / "evaluate"),

@@ -69,26 +69,69 @@ def test_every_command_receives_the_paths_it_uses(jobs):
     assert "--root data/VSPW_480p" in submit["shell"] and "data/VSPW_480p" in submit["inputs"]
 
 
-def test_the_library_holds_no_results_paths():
-    """Only the Snakefile knows the results/ layout: no string constant of src/stcl starts with results/."""
+def _template(node: ast.AST) -> str | None:
+    """A string constant as is, an f-string with each formatted value as ``{}``; None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
+
+
+def test_the_library_holds_no_results_paths(jobs):
+    """Only the Snakefile knows the results/ layout. In src/stcl no string (constant or f-string) starts with
+    results, none is a wildcard file name of the layout (a shard record ``{}-of-{}.json``), and no path is
+    joined with a top-level folder of results/ (``x / "evaluate"``): such names come in as arguments."""
+    ablation = planned_jobs(REPO, "ablation_table3", forceall=True)
+    paths = [p for j in jobs + ablation for p in j["inputs"] + [o[1] for o in j["outputs"]] + j["logs"]]
+    layout = [p.split("/")[1:] for p in paths if p.startswith("results/")]
+    top = {parts[0] for parts in layout if len(parts) > 1}
+    wildcard_names = set()
+    for rule_file in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]:
+        text = rule_file.read_text()
+        top |= set(re.findall(r"results/(\w+)/", text))  # benchmark: and log: folders too
+        for name in re.findall(r'"results/[^"]*/([^"/]*\{[^"/]*)"', text):
+            wildcard_names.add(re.sub(r"\{[^}]*\}", "{}", name))
+    # a name that is wildcards and an extension ("{}.png") says nothing of the layout
+    wildcard_names = {n for n in wildcard_names if n.replace("{}", "").rpartition(".")[0]}
+    top.discard("metrics")  # dvclive's own layout (<dir>/plots/metrics) uses the name too
+    assert "{}-of-{}.json" in wildcard_names and {"evaluate", "benchmarks", "predictions"} <= top
     found = []
     for path in (REPO / "src/stcl").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("results"):
-                found.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+            text = _template(node)
+            where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', '?')}"
+            if text is not None and (text.startswith("results") or text in wildcard_names):
+                found.append(f"{where}: {text!r}")
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _template(node.right) in top:
+                found.append(f"{where}: / {_template(node.right)!r}")
     assert not found, found
 
 
 def test_one_name_per_stage(jobs):
-    """Rule → `stcl <command>` → src/stcl/commands/<command>.py carry the same name (mkdir aside)."""
-    for job in jobs:
+    """Rule → `stcl <command>` → src/stcl/commands/<command>.py carry the same name (mkdir aside): a training
+    rule runs `stcl train --stage <rule>`, an ablation rule `ablation_<command>` (its params: `stcl ablation`)."""
+    from stcl.params import TRAIN_STAGES
+
+    ablation = planned_jobs(REPO, "ablation_table3", forceall=True)
+    checked = set()
+    for job in jobs + ablation:
         m = re.search(r"\bstcl (\w+)", job["shell"])
         if m is None:
             continue
-        command = m.group(1)
+        command, rule = m.group(1), job["rule"]
         assert (REPO / f"src/stcl/commands/{command}.py").is_file(), command
-        if job["rule"] not in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
-            assert job["rule"].startswith(command), (job["rule"], command)
+        stage = re.search(r"--stage (\w+)", job["shell"])
+        if rule in TRAIN_STAGES:
+            assert command == "train" and stage and stage.group(1) == rule, job["shell"]
+        elif rule.startswith("ablation_"):
+            assert rule.removeprefix("ablation_").startswith(command) or rule == f"ablation_params" == f"{command}_params"
+            if command == "train":
+                assert stage and stage.group(1) in TRAIN_STAGES, job["shell"]
+        else:
+            assert rule.startswith(command), (rule, command)
+        checked.add(rule)
+    assert set(TRAIN_STAGES) <= checked and {"ablation_train", "ablation_infer", "ablation_evaluate"} <= checked
 
 
 def test_dvc_dag_lists_the_stages_of_dvc_yaml(jobs):

@@ -42,7 +42,7 @@ def test_summary_reports_files_times_metrics_and_chance(tmp_path):
         (res / "evaluate" / f"{model}.json").write_text(json.dumps(_metrics(model, miou)))
     with zipfile.ZipFile(res / "test_submission.zip", "w") as zf:
         zf.writestr("v1/00000001.png", b"x")
-    text = "\n".join(summary_lines(res))
+    text = "\n".join(summary_lines(res / "test_submission.zip", res / "tables/tables.md", res / "benchmarks", res / "evaluate"))
     assert "test_submission.zip (1 PNG frames" in text
     assert "tables.md (not built)" in text
     assert "train_stcl" in text and "12.5 s" in text and "evaluate/teacher" in text and "14.0 s" in text
@@ -56,7 +56,9 @@ def test_summary_reports_files_times_metrics_and_chance(tmp_path):
 
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("{}\n")
-    assert main(["summary", "--params", str(tmp_path / "params.yaml"), "--results", str(tmp_path / "none")]) == 0
+    none = tmp_path / "none"
+    paths = ["--submission", none / "sub.zip", "--tables", none / "t.md", "--benchmarks", none / "b", "--metrics-dir", none / "m"]
+    assert main(["summary", "--params", str(tmp_path / "params.yaml"), *map(str, paths)]) == 0
     out = capsys.readouterr().out
     assert "(not built)" in out and "none yet" in out
 

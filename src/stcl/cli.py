@@ -17,7 +17,8 @@ Exit codes (the same for every subcommand; `main` is the one place that maps fai
 * 2: command-line usage error (argparse).
 
 Whatever the failure, nothing half-written keeps a final name (every writer goes through `stcl.atomic`),
-and the folders the command created under its output arguments (``--out``, ``--out-*``, ``--json``) are
+and the folders the command created under its output arguments (``--out``, ``--out-*``, ``--json``, and
+those its module's ``output_paths(args)`` names, e.g. the folders of `stcl infer --output`) are
 removed again if they are empty.
 """
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = argparse.ArgumentParser(prog=f"stcl {name}", description=COMMANDS[name])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
-    outputs = output_paths(args)
+    outputs = output_paths(args) + list(getattr(module, "output_paths", lambda _: [])(args))  # its own, if named
     before = {p: snapshot_dirs(p) for p in outputs}
     old_handlers = {}
     try:

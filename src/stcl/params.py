@@ -248,7 +248,7 @@ class InferParams(_Strict):
     flip: StrictBool = True
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W) sliding window
     stride: tuple[PositiveInt, PositiveInt] = (48, 48)
-    batch_size: PositiveInt = 16  # windows per forward pass (windows of all scales/flips share batches)
+    batch_size: PositiveInt = 16  # windows per forward pass (windows of one scale/flip of consecutive frames share batches)
     workers: NonNegInt = 1  # frame-decoding threads
     amp: Literal["off", "bf16", "fp16"] = "off"  # autocast of the forward pass (GPU); probabilities stay fp32
     shards: PositiveInt = 1  # val/test inference: one GPU job per shard (sorted(videos)[i::shards]), then a gather

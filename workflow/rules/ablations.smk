@@ -64,9 +64,12 @@ rule ablation_infer:
     threads: cluster_threads("infer")
     resources:
         **cluster_resources("infer"),
+    params:
+        model=lambda wildcards, input: f"--checkpoint=model={input.checkpoint}",
+        output=lambda wildcards, output: f"--output=model=model={output}",
     shell:
-        "stcl infer --params {input.params:q} --checkpoints {input.checkpoint:q} --root {input.vspw:q}"
-        " --split val --out {output:q} > {log:q} 2>&1"
+        "stcl infer --params {input.params:q} {params.model:q} --root {input.vspw:q}"
+        " --split val {params.output:q} > {log:q} 2>&1"
 
 
 rule ablation_evaluate:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from stcl import roles
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
 from stcl.params import TRAIN_STAGES, ParamsError, load_params
 
@@ -52,7 +53,7 @@ SHARDS = PARAMS.pseudo_label.shards
 PSEUDO = "results/pseudo/VSPW_pseudo"  # the pseudo-label dataset (VSPW layout)
 
 # Models evaluated on val (Tables 2-4): the three trained ones, the teacher and the final ensemble.
-EVAL_MODELS = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble")
+EVAL_MODELS = roles.EVALUATED
 # Keys every inference job reads (sliding window, TTA, batching).
 INFER_KEYS = (
     "infer.scales",
@@ -135,12 +136,8 @@ def weights_arg(weights):
 
 
 def model_keys(model):
-    """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (model_info)."""
-    if model in TRAIN_STAGES:
-        return (f"{model}.datasets", f"{model}.init", f"{model}.stcl")
-    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(
-        model, ()
-    )
+    """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (`stcl.roles`)."""
+    return roles.model_keys(model)
 
 
 def cluster_resources(kind):
@@ -210,29 +207,14 @@ def ablation_train_inputs(wildcards):
 
 # Inference passes (workflow/rules/infer.smk): one per split, each model once per frame.
 INFER_SHARDS = PARAMS.infer.shards
-# output → (member stages, ensemble weights or None, params keys naming them)
-PREDICTORS = {
-    **{
-        s: ([s], None, ())
-        for s in TRAIN_STAGES
-        if PARAMS.stage(s).label_space == "vspw"  # COCO-pre predicts COCO classes
-    },
-    "teacher": (list(PARAMS.teacher.members), PARAMS.teacher.weights, ("teacher",)),
-    "ensemble": (
-        list(PARAMS.infer.models),
-        PARAMS.infer.weights,
-        ("infer.models", "infer.weights"),
-    ),
-}
-# The outputs each split's pass writes: val feeds the metrics of every model, test the submission.
-SPLIT_OUTPUTS = {"val": list(EVAL_MODELS), "test": ["ensemble"]}
+# Each output's members, weights and params keys, and the outputs of each split: `stcl.roles`.
+PREDICTORS = roles.outputs(PARAMS)
+SPLIT_OUTPUTS = roles.SPLIT_OUTPUTS
 
 
 def split_members(split):
     """The trained stages a split's pass runs (each once per frame)."""
-    return list(
-        dict.fromkeys(m for o in SPLIT_OUTPUTS[split] for m in PREDICTORS[o][0])
-    )
+    return roles.split_members(PARAMS, split)
 
 
 def split_checkpoints(wildcards):
@@ -242,7 +224,7 @@ def split_checkpoints(wildcards):
 def split_keys(wildcards):
     return reads(
         *INFER_KEYS,
-        *(k for o in SPLIT_OUTPUTS[wildcards.split] for k in PREDICTORS[o][2]),
+        *(k for o in SPLIT_OUTPUTS[wildcards.split] for k in PREDICTORS[o].keys),
     )
 
 
@@ -250,7 +232,7 @@ def output_args(wildcards, input):
     """`--output=NAME=MEMBERS[:WEIGHTS]=DIR` of every output of the split, DIR inside the split's folder."""
     args = []
     for name in SPLIT_OUTPUTS[wildcards.split]:
-        members, weights, _ = PREDICTORS[name]
+        members, weights = PREDICTORS[name].members, PREDICTORS[name].weights
         spec = ",".join(members) + (
             ":" + ",".join(str(w) for w in weights) if weights else ""
         )

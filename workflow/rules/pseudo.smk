@@ -48,11 +48,10 @@ rule pseudo_label:
         file=PARAMS_FILE,
         reads=reads(*PSEUDO_KEYS),
         dataset=lambda wildcards, input: os.path.dirname(input.folder),
-        records=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "stcl pseudo_label --params {params.file:q} --shard {wildcards.shard}/{wildcards.n}"
         " --unlabeled {input.unlabeled:q} --frames-root {input.frames:q} --checkpoints {input.checkpoints:q}"
-        " --dataset {params.dataset:q} --shards-dir {params.records:q} > {log:q} 2>&1"
+        " --dataset {params.dataset:q} --record {output:q} > {log:q} 2>&1"
 
 
 rule pseudo_label_gather:
@@ -77,7 +76,6 @@ rule pseudo_label_gather:
         file=PARAMS_FILE,
         reads=reads("pseudo_label"),
         dataset=lambda wildcards, output: os.path.dirname(output.index),
-        records=lambda wildcards, input: os.path.dirname(input.records[0]),
     shell:
         "stcl pseudo_label --params {params.file:q} --gather --unlabeled {input.unlabeled:q}"
-        " --dataset {params.dataset:q} --shards-dir {params.records:q} --stats {output.stats:q} > {log:q} 2>&1"
+        " --dataset {params.dataset:q} --record {input.records:q} --stats {output.stats:q} > {log:q} 2>&1"

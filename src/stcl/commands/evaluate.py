@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "run", "model_info"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,23 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default=None, type=Path, help="params file: the model's recipe and evaluate section")
     p.add_argument("--workers", type=int, help="decoding processes (default: params evaluate.workers, else 2)")
     p.add_argument("--flows", type=Path, default=None, help="`stcl flow` folder: adds TC (VSPW_code TC_cal.py)")
-
-
-def model_info(params: Any, model: str) -> dict[str, Any]:
-    """Backbone and recipe of ``model`` from params (stage name, teacher, ensemble, or anything else)."""
-    from stcl.params import TRAIN_STAGES
-
-    info: dict[str, Any] = {"backbone": params.model.backbone}
-    if model in TRAIN_STAGES:
-        stage = params.stage(model)
-        info["datasets"] = [d.name for d in stage.datasets]
-        info["init"] = stage.init
-        info["stcl"] = {"enabled": stage.stcl.enabled, "dim": stage.stcl.dim, "tau": stage.stcl.tau}
-    elif model == "teacher":
-        info["members"] = list(params.teacher.members)
-    elif model == "ensemble":
-        info["members"] = list(params.infer.models)
-    return info
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     tc_line = tc_fields(args.pred_root, args.flows, headline, body)
     seconds = time.perf_counter() - start
     if args.details is not None:
+        from stcl.roles import model_info
+
         info = model_info(params, model) if params is not None else {}
         details = {
             "format": "stcl-metrics/1",

@@ -1,33 +1,32 @@
-"""`stcl infer`: sliding-window, multi-scale + flip inference of a split with a model ensemble.
+"""`stcl infer`: sliding-window, multi-scale + flip inference of a split: named models, one pass, many outputs.
 
-    stcl infer --checkpoints results/models/train_student/model.pt [B.pt ...] --root data/VSPW_480p \
-        --split val --out results/predictions/ensemble/val [--weights 2 1 1] [--save-probs]
+    stcl infer --split val --root data/VSPW_480p --checkpoint stcl=S.pt --checkpoint ade=A.pt \
+        --checkpoint student=T.pt --output teacher=ade,stcl=results/predictions/val/teacher \
+        --output ensemble=student,stcl,ade:2,1,1=results/predictions/val/ensemble \
+        [--shard 0/4 --record results/infer/val/0-of-4.json] [--save-probs]
+    stcl infer --split val --root data/VSPW_480p --output ... --gather --record R0 R1 R2 R3 --manifest M.json
 
-Scales, flip, window, stride and windows per batch come from ``params.infer``. Writes
-``<out>/<video>/<frame>.png`` (palette PNG, class ids 0..123, frame size), one video folder at a time,
-atomically; a rerun skips the videos already complete.
-
-One pass, many outputs (`stcl.infer.outputs`): each named model runs once per frame and every output is
-written from its probabilities; ``--shard i/n`` does ``sorted(videos)[i::n]`` and writes ``--record``;
-``--gather`` checks the records and the outputs and writes ``--manifest``::
-
-    stcl infer --split val --checkpoint stcl=S.pt --checkpoint ade=A.pt --checkpoint student=T.pt \
-        --output teacher=ade,stcl=results/predictions/teacher/val \
-        --output ensemble=student,stcl,ade:2,1,1=results/predictions/ensemble/val \
-        --shard 0/4 --record results/infer/val/0-of-4.json
-    stcl infer --split val --gather --record R0 R1 R2 R3 --output ... --manifest results/infer/val.json
-
-``params.infer.amp`` (bf16 in the paper preset) applies on CUDA; CPU inference is float32.
+Each ``--checkpoint NAME=PATH`` model runs once per frame; each ``--output NAME=M1,M2[:W1,W2]=DIR`` is the
+weighted mean of its members' probabilities, written as ``DIR/<video>/<frame>.png`` (palette PNG, class
+ids 0..123, frame size), one video folder at a time, atomically; a rerun skips the videos already
+complete. ``--shard i/n`` does ``sorted(videos)[i::n]`` and writes ``--record``; ``--gather`` checks the
+records and the outputs and writes ``--manifest``. Scales, flip, window, stride, windows per batch and amp
+come from ``params.infer`` (`stcl.infer.multiscale.tta_from_params`); amp applies on CUDA, CPU inference is
+float32. The library is `stcl.infer.outputs`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stcl.infer.outputs import OutputSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoints", nargs="+", metavar="MODEL_PT", help="model.pt files (one ensemble output, --out)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a named model (repeat)")
     p.add_argument(
         "--output", action="append", default=[], metavar="NAME=M1,M2[:W1,W2]=DIR", help="an output of named models"
@@ -37,12 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gather", action="store_true", help="check the shard records and outputs, write --manifest")
     p.add_argument("--manifest", default=None, help="with --gather: the manifest JSON to write")
     p.add_argument("--split", required=True, choices=("train", "val", "test"), help="split of the VSPW root")
-    p.add_argument("--out", default=None, help="output folder of --checkpoints: <out>/<video>/<frame>.png")
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--root", required=True, help="VSPW root: its <split>.txt lists the videos to predict")
-    p.add_argument(
-        "--weights", nargs="+", type=float, default=None, help="one ensemble weight per checkpoint (default: equal)"
-    )
     p.add_argument(
         "--save-probs",
         "--probs",
@@ -53,47 +48,105 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    """The folders of ``--output`` (`stcl.cli` removes the empty ones it created when the command fails)."""
+    return [Path(parts[2]) for parts in (text.split("=", 2) for text in args.output) if len(parts) == 3 and parts[2]]
+
+
+def parse_checkpoint_arg(text: str) -> tuple[str, Path]:
+    """``NAME=PATH`` → (name, path); ValueError naming ``--checkpoint`` otherwise."""
+    from stcl.infer.outputs import NAME
+
+    name, sep, path = text.partition("=")
+    if not sep or not NAME.fullmatch(name) or not path:
+        raise ValueError(
+            f"--checkpoint must be NAME=PATH (e.g. train_stcl=results/models/train_stcl/model.pt), got {text!r}"
+        )
+    return name, Path(path)
+
+
+def parse_output_arg(text: str, save_probs: bool = False) -> OutputSpec:
+    """``NAME=M1,M2[:W1,W2]=DIR`` → `OutputSpec`; ValueError naming ``--output`` otherwise.
+
+    Example: ``teacher=train_ade,train_stcl:1,1=results/predictions/val/teacher``.
+    """
+    from stcl.infer.outputs import NAME, OutputSpec
+
+    parts = text.split("=", 2)
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--output must be NAME=MEMBERS[:WEIGHTS]=DIR (e.g. ensemble=a,b,c=out/), got {text!r}")
+    name, members_text, out = parts
+    members_part, _, weights_part = members_text.partition(":")
+    members = tuple(members_part.split(","))
+    if any(not NAME.fullmatch(m) for m in members):
+        raise ValueError(f"--output {text!r}: members must be comma-separated checkpoint names")
+    weights = None
+    if weights_part:
+        try:
+            weights = tuple(float(w) for w in weights_part.split(","))
+        except ValueError:
+            raise ValueError(f"--output {text!r}: weights must be comma-separated numbers") from None
+    try:
+        return OutputSpec(name, members, Path(out), weights, save_probs)
+    except ValueError as err:
+        raise ValueError(f"--output {text!r}: {err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.checkpoint or args.output or args.gather:
-        from stcl.infer.outputs import run_command
-
-        return run_command(args)
-    if not args.checkpoints or not args.out:
-        raise ValueError("stcl infer: give --checkpoints and --out, or --checkpoint NAME=PATH and --output")
-    import torch
-
     from stcl.data.vspw import read_split
-    from stcl.infer.ensemble import load_members
-    from stcl.infer.multiscale import TTA
-    from stcl.infer.outputs import inference_amp
-    from stcl.infer.predict import predict_videos
-    from stcl.infer.sliding import Window
+    from stcl.infer.shards import parse_shard, shard_videos, write_record
     from stcl.params import load_params
 
     params = load_params(args.params)
-    root = args.root
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    members = load_members(args.checkpoints, args.weights, device=device, amp=inference_amp(params.infer.amp, device))
-    tta = TTA(
-        scales=params.infer.scales,
-        flip=params.infer.flip,
-        window=Window(params.infer.crop_size, params.infer.stride),
-        batch_size=params.infer.batch_size,
-    )
-    videos = read_split(root, args.split)
-    summary = predict_videos(
-        members,
-        tta,
-        root,
-        videos,
-        args.out,
-        device=device,
-        save_probs=args.save_probs,
-        workers=params.infer.workers,
-        progress=sys.stderr.isatty(),
-    )
+    if not args.output:
+        raise ValueError("stcl infer: give at least one --output NAME=MEMBERS[:WEIGHTS]=DIR")
+    outputs = [parse_output_arg(text, args.save_probs) for text in args.output]
+    videos = read_split(args.root, args.split)
+    if args.gather:
+        from stcl.infer.outputs import gather_outputs
+
+        if not args.record or not args.manifest:
+            raise ValueError("stcl infer --gather: give --record (every shard's record) and --manifest")
+        result = gather_outputs(args.record, outputs, args.root, videos, args.manifest)
+        print(f"stcl infer: gathered {len(args.record)} shard(s), {result['frames']} frames -> {args.manifest}")
+        return 0
+    if args.record is not None and len(args.record) != 1:
+        raise ValueError("stcl infer: --record takes one path when running a shard")
+    index, count = parse_shard(args.shard) if args.shard else (0, 1)
+    mine = shard_videos(videos, index, count)
+    named = dict(parse_checkpoint_arg(text) for text in args.checkpoint)
+    if len(named) != len(args.checkpoint):
+        raise ValueError("stcl infer: each --checkpoint NAME must be given once")
+    summary = _predict(params, named, outputs, args.root, mine, args.device)
+    if args.record:
+        write_record(
+            args.record[0], "infer", index, count, mine, summary.computed, summary.skipped, summary.frames,
+            split=args.split,
+            outputs={o.name: {"members": list(o.members), "weights": list(o.weights or ()), "out": str(o.out)}
+                     for o in outputs},
+            model_frames=summary.model_frames,
+            forward_passes=summary.forward_passes,
+        )
     print(
-        f"stcl infer: {len(summary.computed)} videos ({summary.frames} frames) predicted, "
-        f"{len(summary.skipped)} already complete -> {args.out}"
+        f"stcl infer: shard {index}/{count}: {len(summary.computed)} videos ({summary.frames} frames, "
+        f"{summary.forward_passes} model x view passes) -> {', '.join(o.name for o in outputs)}; "
+        f"{len(summary.skipped)} already complete"
     )
     return 0
+
+
+def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], root: str, videos: list[str], device_arg):
+    import torch
+
+    from stcl.infer.ensemble import load_models
+    from stcl.infer.multiscale import tta_from_params
+    from stcl.infer.outputs import check_outputs, predict_outputs
+
+    check_outputs(list(named), outputs)
+    used = {m for o in outputs for m in o.members}
+    tta = tta_from_params(params.infer)
+    device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() else "cpu"))
+    models = load_models({n: p for n, p in named.items() if n in used}, device, tta.amp)
+    return predict_outputs(
+        models, outputs, tta, root, videos, device=device, workers=params.infer.workers, progress=sys.stderr.isatty()
+    )

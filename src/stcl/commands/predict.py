@@ -49,38 +49,50 @@ def _infer_params(path: str | None):
 
 
 def run(args: argparse.Namespace) -> int:
+    import functools
+
     import torch
 
     from stcl.data.classes import VSPW_CLASSES
-    from stcl.infer.ensemble import load_members
-    from stcl.infer.multiscale import TTA
-    from stcl.infer.sliding import Window
+    from stcl.infer.ensemble import load_models, normalized_weights
+    from stcl.infer.multiscale import tta_from_params
     from stcl.infer.video import open_source, predict_video
+    from stcl.report.overlay import render_overlay
 
-    infer = _infer_params(args.params)
-    scales = tuple(args.scales) if args.scales else tuple(infer.scales)
-    flip = infer.flip if args.flip is None else args.flip
-    crop = tuple(args.crop_size or infer.crop_size)
-    stride = tuple(args.stride or infer.stride)
-    batch_size = args.batch_size or infer.batch_size
-    amp = args.amp or infer.amp
+    tta = tta_from_params(
+        _infer_params(args.params),
+        scales=args.scales,
+        flip=args.flip,
+        crop_size=args.crop_size,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        amp=args.amp,
+    )
+    weights = normalized_weights(len(args.models), args.weights)
     info = open_source(args.input, fps=args.fps)  # validate the input before loading any model
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    members = load_members(args.models, args.weights, device=device, amp=amp, label_space="vspw")
-    tta = TTA(scales=scales, flip=flip, window=Window(crop, stride), batch_size=batch_size)
+    models = load_models({f"model{i}": m for i, m in enumerate(args.models)}, device, tta.amp, label_space="vspw")
     options = {
         "models": [str(Path(m).resolve()) for m in args.models],
         "model_mtime_ns": [Path(m).stat().st_mtime_ns for m in args.models],
         "weights": args.weights,
-        "scales": list(scales),
-        "flip": flip,
-        "crop_size": list(crop),
-        "stride": list(stride),
-        "amp": amp,
+        "scales": list(tta.scales),
+        "flip": tta.flip,
+        "crop_size": list(tta.window.crop),
+        "stride": list(tta.window.stride),
+        "amp": tta.amp,
+        "alpha": args.alpha,
+        "legend": args.legend,
+        "side_by_side": args.side_by_side,
     }
+    render = functools.partial(
+        render_overlay, class_names=VSPW_CLASSES, alpha=args.alpha, legend=args.legend,
+        side_by_side_raw=args.side_by_side,
+    )
+    overlay_size = (info.height, info.width * (2 if args.side_by_side else 1))
     result = predict_video(
-        members, tta, info, args.out, class_names=VSPW_CLASSES, options=options, device=device,
-        alpha=args.alpha, legend=args.legend, side_by_side=args.side_by_side, progress=sys.stderr.isatty(),
+        models, weights, tta, info, args.out, render=render, overlay_size=overlay_size, options=options,
+        device=device, progress=sys.stderr.isatty(),
     )
     if result.skipped:
         print(f"stcl predict: {args.out} already complete ({result.frames} frames)")

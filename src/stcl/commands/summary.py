@@ -2,10 +2,10 @@
 
 Printed by the Snakefile's `onsuccess` handler at the end of every `snakemake` run (also a no-op one):
 
-* where the submission zip and the tables are;
-* the wall time of each job, from Snakemake's benchmark files (results/benchmarks/**/*.tsv, column `s`);
-* val mIoU / WIoU / VC8 / VC16 of every evaluated model (`stcl evaluate --details` records under
-  <results>/evaluate/) with the chance levels
+* where the submission zip and the tables are (``--submission``, ``--tables``);
+* the wall time of each job, from Snakemake's benchmark files (``--benchmarks``: ``**/*.tsv``, column `s`);
+* val mIoU / WIoU / VC8 / VC16 of every evaluated model (`stcl evaluate --details` records in
+  ``--metrics-dir``) with the chance levels
   beside them (`stcl.metrics.tables.chance_levels`: a constant most-frequent-class prediction and a
   uniform random one), so a run that did not learn is visible at a glance.
 
@@ -26,7 +26,10 @@ METRICS = ("mIoU", "WIoU", "VC8", "VC16")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml; only checked)")
-    p.add_argument("--results", required=True, help="the workflow's results folder")
+    p.add_argument("--submission", type=Path, required=True, help="the submission zip (`stcl submit`)")
+    p.add_argument("--tables", type=Path, required=True, help="the tables markdown (`stcl tables`)")
+    p.add_argument("--benchmarks", type=Path, required=True, help="folder of Snakemake's benchmark .tsv files")
+    p.add_argument("--metrics-dir", type=Path, required=True, help="folder of `stcl evaluate --details` JSONs")
 
 
 def job_times(bench_dir: Path) -> list[tuple[str, float]]:
@@ -75,24 +78,22 @@ def _metrics_table(metrics: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def summary_lines(results: Path) -> list[str]:
+def summary_lines(zip_path: Path, tables: Path, benchmarks: Path, metrics_dir: Path) -> list[str]:
     lines = ["", "stcl: results of the chain"]
-    zip_path = results / "test_submission.zip"
     if zip_path.is_file():
         with zipfile.ZipFile(zip_path) as zf:
             n = sum(1 for name in zf.namelist() if name.endswith(".png"))
         lines.append(f"  submission: {zip_path} ({n} PNG frames, {zip_path.stat().st_size / 1e6:.1f} MB)")
     else:
         lines.append(f"  submission: {zip_path} (not built)")
-    tables = results / "tables" / "tables.md"
     lines.append(f"  tables:     {tables}" + ("" if tables.is_file() else " (not built)"))
-    times = job_times(results / "benchmarks")
+    times = job_times(benchmarks)
     if times:
-        lines.append("Wall time per job (Snakemake benchmarks, results/benchmarks/):")
+        lines.append(f"Wall time per job (Snakemake benchmarks, {benchmarks}/):")
         width = max(len(name) for name, _ in times)
         lines += [f"  {name:<{width}} {secs:8.1f} s" for name, secs in times]
         lines.append(f"  {'sum over jobs':<{width}} {sum(s for _, s in times):8.1f} s")
-    metrics = read_metrics(results / "evaluate")
+    metrics = read_metrics(metrics_dir)
     if metrics:
         first = metrics[0]
         lines.append(
@@ -101,7 +102,7 @@ def summary_lines(results: Path) -> list[str]:
         )
         lines += _metrics_table(metrics)
     else:
-        lines.append(f"Val metrics: none yet ({results / 'evaluate'}/*.json)")
+        lines.append(f"Val metrics: none yet ({metrics_dir}/*.json)")
     return lines
 
 
@@ -109,5 +110,5 @@ def run(args: argparse.Namespace) -> int:
     from stcl.params import load_params
 
     load_params(args.params)
-    print("\n".join(summary_lines(Path(args.results))))
+    print("\n".join(summary_lines(args.submission, args.tables, args.benchmarks, args.metrics_dir)))
     return 0

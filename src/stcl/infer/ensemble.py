@@ -1,31 +1,22 @@
-"""Model ensembles: weighted average of the members' TTA softmax probabilities (paper 3.4, Table 4 "Teacher").
+"""Models of an ensemble: loading checkpoints as named predictors, the precision they run at, weights.
 
-``probs = Σ_m w_m · tta_probs(model_m) / Σ_m w_m``; equal weights unless given. The same function serves
-the inference ensemble (three models) and the pseudo-label teacher (two models).
+An ensemble's probabilities are the weighted mean of its members' TTA softmax probabilities (paper 3.4,
+Table 4 "Teacher"): ``probs = Σ_m w_m · probs_m`` with weights normalised to sum 1 (equal unless given);
+`stcl.infer.frames.blend` computes it from the probabilities the frame loop yields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from stcl.infer.multiscale import TTA, tta_probs
+from stcl.infer.multiscale import AMP_MODES
 from stcl.infer.sliding import Predictor
 
-__all__ = ["Member", "normalized_weights", "ensemble_probs", "load_members"]
-
-
-@dataclass(frozen=True)
-class Member:
-    """One ensemble member: a predictor ``(B, 3, h, w) → (B, C, h, w)`` logits and its weight."""
-
-    predict: Predictor
-    weight: float = 1.0
-    name: str = "model"
+__all__ = ["normalized_weights", "inference_amp", "load_models"]
 
 
 def normalized_weights(count: int, weights: Sequence[float] | None) -> list[float]:
@@ -42,56 +33,42 @@ def normalized_weights(count: int, weights: Sequence[float] | None) -> list[floa
     return [float(w) / total for w in weights]
 
 
-@torch.inference_mode()
-def ensemble_probs(members: Sequence[Member], image: Tensor, tta: TTA) -> Tensor:
-    """Weighted mean of the members' TTA probabilities.
+def inference_amp(amp: str, device: str | torch.device) -> str:
+    """The autocast actually used: ``amp`` on CUDA, "off" (float32) on any other device.
 
-    Args:
-        members: predictors and weights (weights are normalised to sum 1).
-        image: (3, H, W) float 0..255 on the members' device.
-        tta: scales, flips and sliding window.
-
-    Returns:
-        (C, H, W) float32 probabilities.
+    CPU bf16 autocast is slower than float32 on most CPUs and is not what the GPU runs, so CPU inference
+    (tests, the embedded chain) stays float32 whatever the preset says.
     """
-    weights = normalized_weights(len(members), [m.weight for m in members])
-    total: Tensor | None = None
-    for member, w in zip(members, weights):
-        probs = tta_probs(member.predict, image, tta)
-        if total is not None and probs.shape != total.shape:
-            raise ValueError(
-                f"ensemble member {member.name!r} predicts {probs.shape[0]} classes, others {total.shape[0]}"
-            )
-        total = probs.mul_(w) if total is None else total.add_(probs, alpha=w)
-    assert total is not None
-    return total
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {amp!r}")
+    return amp if torch.device(device).type == "cuda" else "off"
 
 
-def load_members(
-    checkpoints: Sequence[str | Path],
-    weights: Sequence[float] | None = None,
+def load_models(
+    checkpoints: Mapping[str, str | Path],
     device: str | torch.device = "cpu",
     amp: str = "off",
     label_space: str = "vspw",
-) -> list[Member]:
-    """Load checkpoints written by `stcl.models.checkpoints.save_model` as ensemble members.
+) -> dict[str, Predictor]:
+    """Load checkpoints written by `stcl.models.checkpoints.save_model` as named predictors.
 
     Args:
-        checkpoints: model.pt files.
-        weights: one per checkpoint (None = equal).
+        checkpoints: name → model.pt file.
         device: where the models run.
-        amp: "off", "bf16" or "fp16": autocast dtype of the forward pass (probabilities stay float32).
+        amp: the TTA's autocast ("off", "bf16", "fp16"); `inference_amp` decides what runs on ``device``.
+            Probabilities stay float32.
         label_space: every checkpoint must predict this label space (ValueError naming the file otherwise).
+
+    Returns:
+        name → ``(B, 3, h, w) float 0..255 → float32 (B, C, h, w)`` logits.
     """
     from stcl.models.checkpoints import load_model
 
-    if amp not in ("off", "bf16", "fp16"):
-        raise ValueError(f"amp must be 'off', 'bf16' or 'fp16', got {amp!r}")
-    norm = normalized_weights(len(checkpoints), weights)
     device = torch.device(device)
-    members = []
+    used = inference_amp(amp, device)
+    models: dict[str, Predictor] = {}
     num_classes = None
-    for path, w in zip(checkpoints, norm):
+    for name, path in checkpoints.items():
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found")
@@ -102,8 +79,8 @@ def load_members(
             raise ValueError(f"{path}: {meta.get('num_classes')} classes, the other checkpoints {num_classes}")
         num_classes = meta.get("num_classes")
         model = model.to(device).eval()
-        members.append(Member(predict=_autocast_predict(model.predict, device, amp), weight=w, name=str(path)))
-    return members
+        models[name] = _autocast_predict(model.predict, device, used)
+    return models
 
 
 def _autocast_predict(predict: Predictor, device: torch.device, amp: str) -> Predictor:

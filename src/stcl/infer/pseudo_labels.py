@@ -10,18 +10,18 @@ Output (a dataset root the VSPW reader reads unchanged)::
     <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
     <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
-    <shards_dir>/<i>-of-<n>.json                 per-shard record, written last (atomically)
+    the shard's record (a path given by the caller), written last (`stcl.infer.shards`)
 
-Sharding: videos are sorted by name and shard ``i`` of ``n`` takes every n-th one starting at ``i``
-(round-robin: ``sorted(videos)[i::n]``), which balances long and short runs of similarly named videos.
-Each video folder appears atomically, its counts with it; a rerun of a shard skips videos whose folder is
-complete (their statistics are read from its counts) and redoes the others.
+The teacher's probabilities come from the one frame loop (`stcl.infer.frames.frame_probs`, the weighted
+mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer. Sharding
+(``sorted(videos)[i::n]``), records and their gather are `stcl.infer.shards`'. Each video folder appears
+atomically, its counts with it; a rerun of a shard skips videos whose folder is complete (their statistics
+are read from its counts) and redoes the others.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,29 +33,26 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from stcl.infer.ensemble import Member
 from stcl.atomic import atomic_dir, copy_file, remove_stale_tmp, write_json, write_text
+from stcl.data.vspw import load_image
+from stcl.infer.frames import blend, frame_probs, prefetch
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
-from stcl.data.vspw import load_image
-from stcl.infer.predict import frame_probs, prefetch
+from stcl.infer.shards import folder_complete, gather_records, shard_videos, write_record
+from stcl.infer.sliding import Predictor
 
 __all__ = [
     "IGNORE",
-    "SHARD_FORMAT",
     "keep_confident",
     "to_raw_ids",
-    "parse_shard",
-    "shard_videos",
-    "shard_record_path",
     "read_unlabeled_list",
+    "Teacher",
     "ShardResult",
     "run_shard",
     "gather",
 ]
 
 IGNORE = 255
-SHARD_FORMAT = "stcl-pseudo-shard/2"
 _FRAME_EXT = ".jpg"
 _COUNTS = "teacher_counts.json"
 
@@ -78,25 +75,6 @@ def to_raw_ids(train_ids: np.ndarray, num_classes: int = 124) -> np.ndarray:
     raw = train_ids.astype(np.uint8) + 1
     raw[train_ids == IGNORE] = IGNORE
     return raw
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` → (i, n) with 0 <= i < n; ValueError naming the argument otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not m or int(m.group(2)) == 0 or int(m.group(1)) >= int(m.group(2)):
-        raise ValueError(f"--shard must be i/n with 0 <= i < n (e.g. 0/4), got {text!r}")
-    return int(m.group(1)), int(m.group(2))
-
-
-def shard_videos(videos: Sequence[str], index: int, count: int) -> list[str]:
-    """The videos of shard ``index`` of ``count``: ``sorted(videos)[index::count]``."""
-    if count <= 0 or not 0 <= index < count:
-        raise ValueError(f"shard index must be in [0, {count}), got {index} of {count}")
-    return sorted(videos)[index::count]
-
-
-def shard_record_path(shards_dir: str | Path, index: int, count: int) -> Path:
-    return Path(shards_dir) / f"{index}-of-{count}.json"
 
 
 def read_unlabeled_list(path: str | Path) -> dict[str, list[str]]:
@@ -127,12 +105,16 @@ def read_unlabeled_list(path: str | Path) -> dict[str, list[str]]:
 
 
 def _video_complete(folder: Path, stems: Sequence[str]) -> bool:
-    origin, mask = folder / "origin", folder / "mask"
-    if not origin.is_dir() or not mask.is_dir():
-        return False
-    have_o = {p.name for p in origin.iterdir()}
-    have_m = {p.name for p in mask.iterdir()}
-    return (folder / _COUNTS).is_file() and all(f"{s}{_FRAME_EXT}" in have_o and f"{s}.png" in have_m for s in stems)
+    names = [_COUNTS, *(f"origin/{s}{_FRAME_EXT}" for s in stems), *(f"mask/{s}.png" for s in stems)]
+    return folder_complete(folder, names)
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """The teacher ensemble: name → predictor of each member, and their weights (normalised to sum 1)."""
+
+    models: Mapping[str, Predictor]
+    weights: tuple[float, ...]
 
 
 @dataclass
@@ -203,7 +185,7 @@ class ShardResult:
 
 
 def run_shard(
-    members: Sequence[Member],
+    teacher: Teacher,
     tta: TTA,
     frames: Mapping[str, Sequence[str]],
     index: int,
@@ -211,7 +193,7 @@ def run_shard(
     *,
     frame_path: Callable[[str, str], Path],
     out_root: str | Path,
-    shards_dir: str | Path,
+    record: str | Path,
     threshold: float,
     num_classes: int = 124,
     device: str | torch.device = "cpu",
@@ -221,16 +203,16 @@ def run_shard(
     """Pseudo-label the videos of shard ``index``/``count`` and write its record last.
 
     Args:
-        members: the teacher ensemble.
-        tta: teacher scales/flips and sliding window.
+        teacher: the teacher's members and weights.
+        tta: teacher scales/flips and sliding window (`stcl.infer.multiscale.tta_from_params`).
         frames: {video: frame stems}, all unlabeled videos (`read_unlabeled_list`).
         index, count: this shard.
         frame_path: (video, stem) → source frame file (`stcl.data.prepare.unlabeled_frame_path`).
         out_root: dataset root to write (``data/<video>/{origin,mask}``).
-        shards_dir: where ``<index>-of-<count>.json`` goes.
+        record: where the shard's record goes (written last).
         threshold: keep argmax where max prob > threshold.
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
-        device, workers, progress: as in `stcl.infer.predict.predict_videos`.
+        device, workers, progress: where frames go, decoding threads, tqdm bar.
     """
     videos = shard_videos(list(frames), index, count)
     data_dir = Path(out_root) / "data"
@@ -242,42 +224,34 @@ def run_shard(
             result.skipped.append(video)
             counts = counts + _read_counts(data_dir / video, num_classes)
     todo = [v for v in videos if v not in result.skipped]
+    members = list(teacher.models)
     total = sum(len(frames[v]) for v in todo)
     with tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress) as bar:
         for video in todo:
-            paths = [Path(frame_path(video, s)) for s in frames[video]]
+            paths = {s: Path(frame_path(video, s)) for s in frames[video]}
+            images = zip(frames[video], prefetch(load_image, paths.values(), workers))
             video_counts = Counts.zeros(num_classes)
             with atomic_dir(data_dir / video) as tmp:
-                for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
-                    probs = frame_probs(members, tta, image, device)
-                    video_counts = video_counts + _write_frame(tmp, stem, src, probs, threshold, num_classes)
+                for stem, _, probs in frame_probs(teacher.models, tta, images, device):
+                    teacher_probs = blend(probs, members, teacher.weights)
+                    video_counts = video_counts + _write_frame(tmp, stem, paths[stem], teacher_probs, threshold, num_classes)
                     bar.update(1)
                 write_json(tmp / _COUNTS, video_counts.to_json())
             counts = counts + video_counts
             result.computed.append(video)
-    result.record = {
-        "format": SHARD_FORMAT,
-        "shard": index,
-        "num_shards": count,
-        "threshold": threshold,
-        "videos": videos,
-        "frames": sum(len(frames[v]) for v in videos),
+    result.record = write_record(
+        record,
+        "pseudo_label",
+        index,
+        count,
+        videos,
+        result.computed,
+        result.skipped,
+        sum(len(frames[v]) for v in videos),
+        threshold=threshold,
         **counts.to_json(),
-    }
-    write_json(shard_record_path(shards_dir, index, count), result.record)
+    )
     return result
-
-
-def _read_record(path: Path, index: int, count: int) -> dict[str, Any]:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: unreadable shard record ({err})") from None
-    if not isinstance(record, dict) or record.get("format") != SHARD_FORMAT:
-        raise ValueError(f"{path}: not a {SHARD_FORMAT} record")
-    if record.get("shard") != index or record.get("num_shards") != count:
-        raise ValueError(f"{path}: record says shard {record.get('shard')}/{record.get('num_shards')}")
-    return record
 
 
 def _ratio(a: int, b: int) -> float:
@@ -291,21 +265,19 @@ def _listing(items: Sequence[str], limit: int = 10) -> str:
 
 def gather(
     frames: Mapping[str, Sequence[str]],
-    count: int,
+    records: Sequence[str | Path],
     *,
     out_root: str | Path,
-    shards_dir: str | Path,
     stats_path: str | Path,
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Check that the ``count`` shard records cover every unlabeled video exactly once, then write the
+    """Check that the shard records (of shards 0..n-1) cover every unlabeled video exactly once, then write the
     dataset's ``train.txt`` and ``label_num_dic_final.json`` and the statistics JSON.
 
     Args:
         frames: {video: stems} of all unlabeled videos (`read_unlabeled_list`).
-        count: number of shards.
+        records: the record of every shard.
         out_root: the pseudo dataset root the shards wrote into.
-        shards_dir: folder of the shard records.
         stats_path: where the statistics go (results/pseudo/stats.json).
         class_names: names of the train ids (124 VSPW classes).
 
@@ -315,48 +287,30 @@ def gather(
     """
     from stcl.data.classes import resource_path
 
-    if count <= 0:
-        raise ValueError(f"count must be positive, got {count}")
-    paths = [shard_record_path(shards_dir, i, count) for i in range(count)]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {count} shard records missing: {_listing(missing)}")
-    records = [_read_record(p, i, count) for i, p in enumerate(paths)]
-    owner: dict[str, list[int]] = {}
-    for i, rec in enumerate(records):
-        for v in rec["videos"]:
-            owner.setdefault(v, []).append(i)
-    twice = sorted(v for v, who in owner.items() if len(who) > 1)
-    absent = sorted(set(frames) - set(owner))
-    unknown = sorted(set(owner) - set(frames))
+    paths = [Path(p) for p in records]
+    loaded = gather_records(paths, "pseudo_label", list(frames))
     problems = []
-    if absent:
-        problems.append(f"{len(absent)} unlabeled videos in no shard: {_listing(absent)}")
-    if twice:
-        problems.append(f"{len(twice)} videos in several shards: {_listing(twice)}")
-    if unknown:
-        problems.append(f"{len(unknown)} videos not in the unlabeled list: {_listing(unknown)}")
-    thresholds = {rec["threshold"] for rec in records}
+    thresholds = {rec["threshold"] for rec in loaded}
     if len(thresholds) > 1:
         problems.append(f"shards used different thresholds {sorted(thresholds)}")
     data_dir = Path(out_root) / "data"
-    lost = sorted(v for v in frames if v in owner and not _video_complete(data_dir / v, frames[v]))
+    lost = sorted(v for v in frames if not _video_complete(data_dir / v, frames[v]))
     if lost:
         problems.append(f"{len(lost)} videos incomplete under {data_dir}: {_listing(lost)}")
     if problems:
-        raise ValueError(f"{shards_dir}: pseudo-label shards do not cover the unlabeled list: " + "; ".join(problems))
-    kept = np.sum([rec["kept_pixels"] for rec in records], axis=0).astype(np.int64)
-    argmax = np.sum([rec["argmax_pixels"] for rec in records], axis=0).astype(np.int64)
+        raise ValueError(f"{paths[0].parent}: pseudo-label shards are not complete: " + "; ".join(problems))
+    kept = np.sum([rec["kept_pixels"] for rec in loaded], axis=0).astype(np.int64)
+    argmax = np.sum([rec["argmax_pixels"] for rec in loaded], axis=0).astype(np.int64)
     if len(kept) != len(class_names) or len(argmax) != len(class_names):
         raise ValueError(f"{paths[0]}: {len(kept)} per-class counts for {len(class_names)} class names")
-    pixels = int(sum(rec["pixels"] for rec in records))
+    pixels = int(sum(rec["pixels"] for rec in loaded))
     total_kept = int(kept.sum())
     stats = {
-        "threshold": records[0]["threshold"],
+        "threshold": loaded[0]["threshold"],
         "rule": "kept where max probability > threshold (strict), else 255",
-        "shards": count,
+        "shards": len(loaded),
         "videos": len(frames),
-        "frames": int(sum(rec["frames"] for rec in records)),
+        "frames": int(sum(rec["frames"] for rec in loaded)),
         "pixels": pixels,
         "kept_pixels": total_kept,
         "kept_fraction": _ratio(total_kept, pixels),

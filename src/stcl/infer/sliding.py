@@ -1,14 +1,19 @@
-"""Sliding-window inference with mmseg's ``mode='slide'`` semantics.
+"""Sliding-window inference computed as mmseg's ``EncoderDecoder.slide_inference`` computes it.
 
-The window grid is mmseg's (``EncoderDecoder.slide_inference``): for an image of height ``H``, crop ``c``
-and stride ``s`` there are ``max(H - c + s - 1, 0) // s + 1`` rows of windows starting at ``i·s``, the last
-one shifted back so it ends at the border; logits of overlapping windows are averaged with a count map.
-One difference, as the project asks: an image smaller than the window is padded (bottom/right, with
-``pad_value`` in 0..255 image units, like the training pipeline's crop padding) up to the window, and the
-logits of the padding are dropped. Every window therefore has exactly the crop size, which lets windows
-of different scales share one batch (see `stcl.infer.multiscale`).
+The window grid: for an image of height ``H``, crop ``c`` and stride ``s`` there are
+``max(H - c + s - 1, 0) // s + 1`` rows of windows; row ``i`` ends at ``min(i·s + c, H)`` and starts
+``c`` before that end, or at 0. An image smaller than the crop in a direction is therefore cut into one
+window of the image's own extent there: windows are ``(min(c_h, H), min(c_w, W))``, never padded. The
+logits of overlapping windows are summed and divided by a count map (how many windows cover each pixel).
+This is mmseg 1.2.2's ``slide_inference`` (mmseg/models/segmentors/encoder_decoder.py) line for line;
+tests/test_infer_mmseg_equivalence.py runs that function on the same model and compares.
 
-A *predictor* is any callable ``(B, 3, h, w) float 0..255 → (B, C, h, w) logits``, e.g.
+All windows of one image have one shape, and so do the windows of equal-sized images (the frames of a
+video at one scale and flip): `run_windows` stacks windows of consecutive canvases into batches of
+``batch_size`` windows of the same shape, which is how the TTA (`stcl.infer.multiscale`) batches across
+frames without padding anything.
+
+A *predictor* is any callable ``(B, 3, h, w) float 0..255 → (B, C, h, w)`` logits, e.g.
 ``Segmentor.predict``; tests use tiny fully convolutional models.
 """
 
@@ -18,19 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = [
-    "Predictor",
-    "Window",
-    "window_grid",
-    "pad_to_window",
-    "run_predictor",
-    "Canvas",
-    "run_windows",
-    "slide_logits",
-]
+__all__ = ["Predictor", "Window", "window_shape", "window_grid", "run_predictor", "Canvas", "run_windows", "slide_logits"]
 
 Predictor = Callable[[Tensor], Tensor]
 
@@ -56,29 +51,25 @@ def _starts(size: int, crop: int, stride: int) -> list[int]:
     return [max(min(i * stride + crop, size) - crop, 0) for i in range(grids)]
 
 
-def window_grid(height: int, width: int, window: Window) -> list[tuple[int, int]]:
-    """Top-left corners (y, x) of the windows covering an image of at least the crop size.
+def window_shape(height: int, width: int, window: Window) -> tuple[int, int]:
+    """(h, w) of every window of a (height, width) image: ``min(crop, size)`` per axis."""
+    return min(window.crop[0], height), min(window.crop[1], width)
 
-    Windows are ``window.crop`` sized, row-major, and together cover every pixel (mmseg's grid).
+
+def window_grid(height: int, width: int, window: Window) -> list[tuple[int, int]]:
+    """Top-left corners (y, x) of the windows covering a (height, width) image, row-major (mmseg's grid).
+
+    Every window has the shape `window_shape`; together they cover every pixel.
     """
-    if height < window.crop[0] or width < window.crop[1]:
-        raise ValueError(f"image {height}x{width} is smaller than the window {window.crop}: pad it first")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
     ys = _starts(height, window.crop[0], window.stride[0])
     xs = _starts(width, window.crop[1], window.stride[1])
     return [(y, x) for y in ys for x in xs]
 
 
-def pad_to_window(image: Tensor, window: Window, pad_value: float = 0.0) -> Tensor:
-    """Pad ``image`` (..., H, W) at the bottom/right to at least the window size (unchanged if large enough)."""
-    h, w = image.shape[-2:]
-    ph, pw = max(window.crop[0] - h, 0), max(window.crop[1] - w, 0)
-    if ph == 0 and pw == 0:
-        return image
-    return F.pad(image, (0, pw, 0, ph), value=pad_value)
-
-
 def run_predictor(predict: Predictor, batch: Tensor) -> Tensor:
-    """Call ``predict`` on ``batch`` (B, 3, h, w) and check it returns logits (B, C, h, w)."""
+    """Call ``predict`` on ``batch`` (B, 3, h, w) and check it returns logits (B, C, h, w); float32 out."""
     out = predict(batch)
     if out.ndim != 4 or out.shape[0] != batch.shape[0] or out.shape[-2:] != batch.shape[-2:]:
         raise ValueError(
@@ -88,46 +79,47 @@ def run_predictor(predict: Predictor, batch: Tensor) -> Tensor:
 
 
 class Canvas:
-    """One image cut into sliding windows, with the running sum of the windows' logits.
+    """One image cut into sliding windows, with the running sum of the windows' logits and the count map.
 
     Args:
-        image: (3, h, w) float 0..255; padded at the bottom/right to the window if smaller.
+        image: (3, H, W) float 0..255.
         window: crop and stride.
-        pad_value: image value of that padding.
+
+    The sums are allocated when the first window's logits arrive and freed by `result`.
     """
 
-    def __init__(self, image: Tensor, window: Window, pad_value: float = 0.0) -> None:
+    def __init__(self, image: Tensor, window: Window) -> None:
         if image.ndim != 3:
             raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
+        self.image = image
         self.size = (int(image.shape[1]), int(image.shape[2]))
-        self.window = window
-        self.image = pad_to_window(image, window, pad_value)
-        self.corners = window_grid(*self.image.shape[-2:], window)
-        self._logits: Tensor | None = None  # (C, ph, pw)
-        self._count: Tensor | None = None  # (1, ph, pw)
+        self.shape = window_shape(*self.size, window)
+        self.corners = window_grid(*self.size, window)
+        self._logits: Tensor | None = None  # (C, H, W)
+        self._count: Tensor | None = None  # (1, H, W)
         self._pending = len(self.corners)
 
     def crop(self, corner: tuple[int, int]) -> Tensor:
-        """The (3, ch, cw) window at ``corner``."""
-        (y, x), (ch, cw) = corner, self.window.crop
-        return self.image[:, y : y + ch, x : x + cw]
+        """The (3, h, w) window at ``corner`` (h, w = `shape`)."""
+        (y, x), (h, w) = corner, self.shape
+        return self.image[:, y : y + h, x : x + w]
 
     def add(self, corner: tuple[int, int], logits: Tensor) -> bool:
-        """Add one window's (C, ch, cw) logits; True once every window has been added."""
-        (y, x), (ch, cw) = corner, self.window.crop
+        """Add one window's (C, h, w) logits; True once every window has been added."""
+        (y, x), (h, w) = corner, self.shape
         if self._logits is None:
-            self._logits = logits.new_zeros((logits.shape[0], *self.image.shape[-2:]))
-            self._count = logits.new_zeros((1, *self.image.shape[-2:]))
-        self._logits[:, y : y + ch, x : x + cw] += logits
-        self._count[:, y : y + ch, x : x + cw] += 1
+            self._logits = logits.new_zeros((logits.shape[0], *self.size))
+            self._count = logits.new_zeros((1, *self.size))
+        self._logits[:, y : y + h, x : x + w] += logits
+        self._count[:, y : y + h, x : x + w] += 1
         self._pending -= 1
         return self._pending == 0
 
     def result(self) -> Tensor:
-        """(C, h, w) logits averaged over the covering windows, padding dropped; frees the buffers."""
+        """(C, H, W) logits averaged over the covering windows; frees the buffers and the image."""
         if self._pending or self._logits is None or self._count is None:
             raise RuntimeError(f"{self._pending} of {len(self.corners)} windows not added yet")
-        out = (self._logits / self._count)[:, : self.size[0], : self.size[1]]
+        out = self._logits.div_(self._count)
         self._logits = self._count = None
         self.image = self.image[:, :0]
         return out
@@ -136,38 +128,45 @@ class Canvas:
 def run_windows(
     predict: Predictor, canvases: Sequence[Canvas], batch_size: int, on_done: Callable[[int, Tensor], None]
 ) -> None:
-    """Run every window of ``canvases`` through ``predict``, ``batch_size`` windows per call, windows of
-    consecutive canvases sharing batches. ``on_done(i, logits (C, h, w))`` is called as soon as canvas ``i``
-    is complete, so its buffers can be freed before the next canvases fill theirs."""
+    """Run every window of ``canvases`` through ``predict``, up to ``batch_size`` windows of one shape per
+    call, windows of consecutive canvases sharing batches (a batch ends early where the window shape
+    changes). ``on_done(i, logits (C, H, W))`` is called as soon as canvas ``i`` is complete, so at most the
+    canvases of one batch hold sums at a time."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    jobs = [(i, corner) for i, c in enumerate(canvases) for corner in c.corners]
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
+    chunk: list[tuple[int, tuple[int, int]]] = []
+
+    def flush() -> None:
         out = run_predictor(predict, torch.stack([canvases[i].crop(corner) for i, corner in chunk]))
         for k, (i, corner) in enumerate(chunk):
             if canvases[i].add(corner, out[k]):
                 on_done(i, canvases[i].result())
+        chunk.clear()
+
+    for i, canvas in enumerate(canvases):
+        for corner in canvas.corners:
+            if chunk and (len(chunk) == batch_size or canvases[chunk[0][0]].shape != canvas.shape):
+                flush()
+            chunk.append((i, corner))
+    if chunk:
+        flush()
 
 
 @torch.inference_mode()
-def slide_logits(
-    predict: Predictor, image: Tensor, window: Window, batch_size: int = 8, pad_value: float = 0.0
-) -> Tensor:
-    """Sliding-window logits of one scale.
+def slide_logits(predict: Predictor, images: Tensor, window: Window, batch_size: int = 8) -> Tensor:
+    """Sliding-window logits of one scale, as mmseg's ``slide_inference``.
 
     Args:
         predict: ``(B, 3, h, w) → (B, C, h, w)`` logits.
-        image: (N, 3, H, W) float 0..255.
+        images: (N, 3, H, W) float 0..255.
         window: crop and stride.
         batch_size: windows per forward pass (windows of all N images are batched together).
-        pad_value: image value of the padding when the image is smaller than the window.
 
     Returns:
         (N, C, H, W) logits averaged over the windows covering each pixel.
     """
-    if image.ndim != 4:
-        raise ValueError(f"image must be (N, 3, H, W), got {tuple(image.shape)}")
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
     results: dict[int, Tensor] = {}
-    run_windows(predict, [Canvas(im, window, pad_value) for im in image], batch_size, results.__setitem__)
-    return torch.stack([results[i] for i in range(len(image))])
+    run_windows(predict, [Canvas(im, window) for im in images], batch_size, results.__setitem__)
+    return torch.stack([results[i] for i in range(len(images))])

@@ -14,21 +14,23 @@ Outputs of `predict_video` in ``out``:
 
 * ``labels/<8-digit frame index>.png``: palette PNG of class ids (train ids, 0..123 for VSPW), frame size,
   the format of `stcl infer` (`stcl.infer.io.save_label_png`);
-* ``overlay.mp4``: H.264 at the input's size and frame rate (twice the width with the raw frame beside
-  it), each frame `stcl.report.overlay.render_overlay` of the input frame and its label map;
+* ``overlay.mp4``: H.264 at the input's size and frame rate (or the size the caller's ``render`` gives),
+  each frame ``render(frame, label)`` (`stcl predict` passes `stcl.report.overlay.render_overlay`);
 * ``predict.json``: what was run (input, models, TTA) and, once finished, ``"complete": true``.
 
-Frames are streamed: one frame, its probabilities and its label are alive at a time, whatever the length.
-Every file is written atomically; a rerun with the same input, models and options reuses the label PNGs
-already written (no model run for them), re-encodes the overlay video, and finishes at once when the
-previous run completed. Different input, models or options start over.
+Frames are streamed through the one frame loop (`stcl.infer.frames.frame_probs`; a few frames per group),
+whatever the length: a first pass writes the label PNGs the folder lacks (`stcl.infer.outputs.write_prediction`),
+a second decodes the input again and encodes the overlay from the labels. Every file is written
+atomically; a rerun with the same input, models and options reuses the label PNGs already written (no
+model run for them), re-encodes the overlay video, and finishes at once when the previous run completed.
+Different input, models or options start over.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -39,10 +41,10 @@ import torch
 from tqdm import tqdm
 
 from stcl.atomic import atomic_path, remove_stale_tmp, write_json
-from stcl.infer.ensemble import Member
-from stcl.infer.io import save_label_png
+from stcl.infer.frames import blend, frame_probs
 from stcl.infer.multiscale import TTA
-from stcl.infer.predict import frame_probs, to_class_ids
+from stcl.infer.outputs import write_prediction
+from stcl.infer.sliding import Predictor
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -258,44 +260,40 @@ def _label_reusable(path: Path, info: VideoInfo) -> np.ndarray | None:
 
 
 def predict_video(
-    members: Sequence[Member],
+    models: Mapping[str, Predictor],
+    weights: Sequence[float],
     tta: TTA,
     info: VideoInfo,
     out: str | Path,
     *,
-    class_names: Sequence[str],
+    render: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    overlay_size: tuple[int, int],
     options: dict[str, Any],
     device: str | torch.device = "cpu",
-    alpha: float = 0.5,
-    legend: bool = True,
-    side_by_side: bool = False,
     progress: bool = True,
 ) -> PredictVideoResult:
     """Predict every frame of ``info`` with the ensemble; write label PNGs, the overlay video and a record.
 
     Args:
-        members: ensemble members (`stcl.infer.ensemble.load_members`).
-        tta: scales, flips, sliding window.
+        models: name → predictor of each member (`stcl.infer.ensemble.load_models`).
+        weights: one per model, summing to 1.
+        tta: scales, flips, sliding window (`stcl.infer.multiscale.tta_from_params`).
         info: the validated input (`open_source`).
         out: output folder (``labels/``, ``overlay.mp4``, ``predict.json``).
-        class_names: names by class id (legend).
-        options: what else defines the result (model files, weights, TTA, amp): a rerun reuses earlier
-            label PNGs only when these, the input and the overlay settings are unchanged.
+        render: ``(uint8 (H, W, 3) frame, uint8 (H, W) label) → uint8 (h, w, 3)`` overlay frame.
+        overlay_size: (h, w) of the rendered frames.
+        options: what else defines the result (model files, weights, TTA, amp, overlay look): a rerun
+            reuses earlier label PNGs only when these and the input are unchanged.
         device: where the members run.
-        alpha, legend, side_by_side: overlay look (`stcl.report.overlay.render_overlay`).
         progress: show a tqdm bar over frames.
     """
-    from stcl.report.overlay import render_overlay
+    from stcl.data.io import load_label_png
 
     out = Path(out)
     labels_dir = out / "labels"
     record_path = out / "predict.json"
     overlay_path = out / "overlay.mp4"
-    record: dict[str, Any] = {
-        "format": RECORD_FORMAT,
-        "input": _input_fingerprint(info),
-        "options": {**options, "alpha": alpha, "legend": legend, "side_by_side": side_by_side},
-    }
+    record: dict[str, Any] = {"format": RECORD_FORMAT, "input": _input_fingerprint(info), "options": options}
     previous = _read_record(record_path)
     same = previous is not None and {k: previous.get(k) for k in record} == record
     result = PredictVideoResult(info=info, labels=labels_dir, overlay=overlay_path)
@@ -310,23 +308,25 @@ def predict_video(
     labels_dir.mkdir(exist_ok=True)
     remove_stale_tmp(labels_dir)
     write_json(record_path, {**record, "complete": False})
-    width = info.width * (2 if side_by_side else 1)
-    bar = tqdm(total=info.frames, unit="frame", desc="predict", disable=not progress)
-    with bar, OverlayEncoder(overlay_path, info.height, width, info.fps) as encoder:
-        for index, image in enumerate(iter_frames(info)):
-            png = labels_dir / frame_name(index)
-            label = _label_reusable(png, info)
-            if label is None:
-                label = to_class_ids(frame_probs(members, tta, image, device))
-                save_label_png(png, label)
-                result.computed += 1
-            else:
-                result.reused += 1
-            encoder.write(render_overlay(image, label, class_names, alpha=alpha, legend=legend, side_by_side_raw=side_by_side))
+    names = list(models)
+    todo = (
+        (index, image)
+        for index, image in enumerate(iter_frames(info))
+        if _label_reusable(labels_dir / frame_name(index), info) is None
+    )
+    with tqdm(total=info.frames, unit="frame", desc="predict", disable=not progress) as bar:
+        for index, _, probs in frame_probs(models, tta, todo, device):
+            write_prediction(labels_dir, Path(frame_name(index)).stem, blend(probs, names, weights))
+            result.computed += 1
             bar.update(1)
-        if encoder.frames == 0:
-            raise ValueError(f"{info.path}: the video has zero decodable frames")
+        with OverlayEncoder(overlay_path, *overlay_size, info.fps) as encoder:
+            for index, image in enumerate(iter_frames(info)):
+                encoder.write(render(image, load_label_png(labels_dir / frame_name(index))))
+            if encoder.frames == 0:
+                raise ValueError(f"{info.path}: the video has zero decodable frames")
+        bar.update(encoder.frames - result.computed)
     result.frames = encoder.frames
+    result.reused = result.frames - result.computed
     for extra in sorted(labels_dir.glob("*.png"))[result.frames :]:
         extra.unlink()  # a longer earlier input of the same name cannot leave frames behind
     write_json(record_path, {**record, "complete": True, "frames": result.frames, "fps": str(info.fps),

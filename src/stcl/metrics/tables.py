@@ -90,13 +90,15 @@ def load_metrics(metrics_dir: str | Path, params: Any | None = None) -> list[dic
 
 
 def _fill_from_params(data: dict[str, Any], params: Any) -> None:
-    info = data.setdefault("model_info", {}) or {}
+    """Fill what a metrics file lacks of its model's recipe from params (`stcl.roles.model_info`)."""
+    from stcl.roles import model_info
+
+    info = data.get("model_info") or {}
     data["model_info"] = info
     data.setdefault("backbone", params.model.backbone)
-    info.setdefault("backbone", data["backbone"])
-    if "stcl" not in info and data["model"] in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
-        stcl = params.stage(data["model"]).stcl
-        info["stcl"] = {"enabled": stcl.enabled, "dim": stcl.dim, "tau": stcl.tau}
+    for key, value in model_info(params, data["model"]).items():
+        info.setdefault(key, value)
+    info["backbone"] = info.get("backbone") or data["backbone"]
 
 
 def paper_rows_for(metrics: dict[str, Any]) -> list[tuple[str, str, int | None, float | None]]:

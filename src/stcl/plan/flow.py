@@ -17,7 +17,7 @@ from stcl.params import Params
 from stcl.plan.gpus import GPU
 from stcl.plan.jobs import VSPW_FRAMES, VSPW_FRAME_SIZE, JobPlan
 
-__all__ = ["VSPW_VAL_VIDEOS", "raft_pair_flops", "tc_pairs", "flow_plans"]
+__all__ = ["VSPW_VAL_VIDEOS", "raft_pair_flops", "tc_pairs", "flow_plan"]
 
 VSPW_VAL_VIDEOS = 343
 
@@ -59,10 +59,8 @@ def tc_pairs(params: Params) -> tuple[int, int, tuple[int, int]]:
     return n, round(VSPW_FRAMES["val"] * n / VSPW_VAL_VIDEOS) - n, VSPW_FRAME_SIZE
 
 
-def flow_plans(params: Params, gpu: GPU) -> list[JobPlan]:
-    """[the `flow` job's plan] when ``tc.raft_weights`` is set, else []."""
-    if params.tc.raft_weights is None:
-        return []
+def flow_plan(params: Params, gpu: GPU) -> JobPlan:
+    """The `flow` job's plan (the graph has the job when ``tc.raft_weights`` is set)."""
     res = params.cluster.infer
     g = max(res.gpus, 1)
     videos, pairs, (height, width) = tc_pairs(params)
@@ -77,4 +75,4 @@ def flow_plans(params: Params, gpu: GPU) -> list[JobPlan]:
             f"projected {plan.job_hours:.1f} h > cluster.infer.runtime {res.runtime} min: set cluster.infer.runtime"
             f" >= {math.ceil(plan.job_hours * 66)}"
         )
-    return [plan]
+    return plan

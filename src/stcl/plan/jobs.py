@@ -1,8 +1,10 @@
 """The jobs of the pipeline at the current params, with their work, projected time and memory, and warnings.
 
-`pipeline_jobs` derives the job list from params (the stages of the default chain: prepare, pretrain_coco,
-train_stcl, train_ade, pseudo_label shards, train_student, infer val/test shards, evaluate); `plan_jobs`
-takes any list of `JobSpec` (so the list can come from the Snakemake graph instead) and projects each.
+`graph_specs` turns the jobs of Snakemake's DAG (`stcl.plan.graph.snakemake_jobs`, the jobs
+``snakemake -n --forceall`` lists) into rows: one per training stage, one for the pseudo-label shards
+(with their init and gather jobs), one per split's inference shards (with theirs), one per other rule;
+each row keeps the names of its Snakemake jobs. Which models a split's pass runs comes from
+`stcl.roles`. `plan_jobs` projects each row.
 
 Projection, for a job on ``g`` GPUs of a `stcl.plan.gpus.GPU`:
 
@@ -10,9 +12,12 @@ Projection, for a job on ``g`` GPUs of a `stcl.plan.gpus.GPU`:
   accumulation reaches the global batch on fewer GPUs); wall = iters · micro-batches · FLOPs per
   micro-batch / rate(amp); GPU time = wall · g.
 * inference (pseudo labels, val, test): FLOPs = frames · models · FLOPs of one frame's TTA per model (the
-  one-pass design: each model runs once per frame, see `stcl.infer.outputs`); each of ``shards`` jobs gets
+  one-pass design: each model runs once per frame, see `stcl.infer.outputs`; the windows are mmseg's, of
+  ``min(crop, size)``, counted by `stcl.plan.work.predict_frame_flops`); each of ``shards`` jobs gets
   1/shards of it; wall of the stage = per-shard time · ceil(shards / shards running at once).
-* CPU jobs (prepare, evaluate) are listed with their frames; they are not projected.
+* flow (RAFT over val for TC, only with ``tc.raft_weights``): `stcl.plan.flow`.
+* CPU jobs (prepare, evaluate, tables, ...) are listed (prepare and evaluate with their frames); they are
+  not projected.
 
 Warnings name the knob that fixes them: a job projected past its ``cluster.<kind>.runtime`` (more shards,
 more GPUs, a longer runtime), a training job whose peak memory exceeds the GPU (grad_checkpointing, amp,
@@ -28,10 +33,12 @@ from typing import Any
 
 from stcl.params import TRAIN_STAGES, Params
 from stcl.plan.gpus import GIB, GPU
+from stcl.plan.graph import Job
 from stcl.plan.memory import MemoryEstimate, train_memory
-from stcl.plan.work import infer_tta, predict_frame_flops, train_step_work
+from stcl.infer.multiscale import tta_from_params
+from stcl.plan.work import predict_frame_flops, train_step_work
 
-__all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "pipeline_jobs", "plan_jobs"]
+__all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "graph_specs", "plan_jobs"]
 
 # VSPW_480p frames per split (VSPW paper and site, rounded to the hundred for val); the real counts are read
 # from the split files whenever the data is in place.
@@ -41,7 +48,7 @@ VSPW_FRAME_SIZE = (480, 854)  # (H, W) of a 16:9 480P frame
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job of the graph: ``kind`` is "train", "infer" or "cpu"; ``stage`` the params section it runs."""
+    """A job of the graph: ``kind`` is "train", "infer", "flow" (RAFT for TC, `stcl.plan.flow`) or "cpu"; ``stage`` the params section it runs."""
 
     name: str
     kind: str
@@ -51,6 +58,7 @@ class JobSpec:
     shards: int = 1
     scales: tuple[float, ...] | None = None
     flip: bool | None = None
+    snakemake_jobs: tuple[str, ...] = ()  # the graph's jobs of this row: rule[-wildcard values]
 
 
 @dataclass
@@ -71,6 +79,7 @@ class JobPlan:
     memory_gib: float | None = None
     memory_parts_gib: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    snakemake_jobs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,33 +101,70 @@ def _frame_size(params: Params) -> tuple[int, int]:
     return (params.synth.height, params.synth.width) if params.data.synthetic else VSPW_FRAME_SIZE
 
 
-def pipeline_jobs(params: Params) -> list[JobSpec]:
-    """The default chain's jobs at ``params`` (the Snakemake graph can replace this list later)."""
-    val, test = split_frames(params, "val"), split_frames(params, "test")
-    pool = (
-        sum(split_frames(params, s) for s in params.data.unlabeled.splits)
-        if params.data.unlabeled.source == "vspw"
-        else 0
-    )
-    val_models = tuple(dict.fromkeys((*params.infer.models, *params.teacher.members, "train_stcl", "train_ade")))
-    return [
-        JobSpec("prepare", "cpu", "prepare", frames=split_frames(params, "train") + val + test),
-        *(JobSpec(s, "train", s) for s in TRAIN_STAGES if s != "train_student"),
-        JobSpec(
-            "pseudo_label",
-            "infer",
-            "pseudo_label",
-            frames=pool,
-            models=params.teacher.members,
-            shards=params.pseudo_label.shards,
-            scales=params.pseudo_label.scales,
-            flip=params.pseudo_label.flip,
-        ),
-        JobSpec("train_student", "train", "train_student"),
-        JobSpec("infer_val", "infer", "infer", frames=val, models=val_models, shards=params.infer.shards),
-        JobSpec("infer_test", "infer", "infer", frames=test, models=params.infer.models, shards=params.infer.shards),
-        JobSpec("evaluate", "cpu", "evaluate", frames=val),
-    ]
+_ROW_OF_RULE = {
+    "pseudo_label_init": "pseudo_label",
+    "pseudo_label": "pseudo_label",
+    "pseudo_label_gather": "pseudo_label",
+    "infer_init": "infer_{split}",
+    "infer": "infer_{split}",
+    "infer_gather": "infer_{split}",
+    "evaluate": "evaluate",
+    "flow": "flow",
+}
+
+
+def job_name(job: Job) -> str:
+    """A Snakemake job's name in the plan: its rule, then its wildcard values."""
+    return "-".join([job.rule, *job.wildcards.values()])
+
+
+def _row(job: Job) -> str:
+    if job.rule in _ROW_OF_RULE:
+        return _ROW_OF_RULE[job.rule].format(**job.wildcards)
+    return job_name(job)
+
+
+def graph_specs(params: Params, jobs: list[Job]) -> list[JobSpec]:
+    """The rows of the plan from the graph's jobs (in dependency order of each row's first job)."""
+    from stcl.roles import split_members
+
+    rows: dict[str, list[Job]] = {}
+    for job in jobs:
+        rows.setdefault(_row(job), []).append(job)
+    specs = []
+    for row, members in rows.items():
+        names = tuple(job_name(j) for j in members)
+        rules = [j.rule for j in members]
+        if row in TRAIN_STAGES:
+            specs.append(JobSpec(row, "train", row, snakemake_jobs=names))
+        elif "pseudo_label" in rules:
+            unlabeled = params.data.unlabeled
+            pool = sum(split_frames(params, s) for s in unlabeled.splits) if unlabeled.source == "vspw" else 0
+            specs.append(
+                JobSpec(
+                    row, "infer", "pseudo_label", frames=pool, models=params.teacher.members,
+                    shards=rules.count("pseudo_label"), scales=params.pseudo_label.scales,
+                    flip=params.pseudo_label.flip, snakemake_jobs=names,
+                )
+            )
+        elif "infer" in rules:
+            split = members[0].wildcards["split"]
+            specs.append(
+                JobSpec(
+                    row, "infer", "infer", frames=split_frames(params, split),
+                    models=tuple(split_members(params, split)), shards=rules.count("infer"), snakemake_jobs=names,
+                )
+            )
+        elif row == "prepare":
+            frames = sum(split_frames(params, s) for s in ("train", "val", "test"))
+            specs.append(JobSpec(row, "cpu", row, frames=frames, snakemake_jobs=names))
+        elif row == "flow":
+            specs.append(JobSpec(row, "flow", row, snakemake_jobs=names))
+        elif row == "evaluate":
+            specs.append(JobSpec(row, "cpu", row, frames=split_frames(params, "val"), snakemake_jobs=names))
+        else:
+            specs.append(JobSpec(row, "cpu", row, snakemake_jobs=names))
+    return specs
 
 
 def _hours(seconds: float) -> float:
@@ -171,7 +217,7 @@ def _plan_infer(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
     res = params.cluster.infer
     g = max(res.gpus, 1)
     plan = JobPlan(spec.name, "infer", g, spec.shards, frames=spec.frames, runtime_hours=res.runtime / 60)
-    tta = infer_tta(params, spec.scales, spec.flip)
+    tta = tta_from_params(params.infer, scales=spec.scales, flip=spec.flip)
     height, width = _frame_size(params)
     per_frame = predict_frame_flops(params.model, tta, height, width)
     flops = spec.frames * len(spec.models) * per_frame
@@ -198,11 +244,17 @@ def plan_jobs(params: Params, jobs: list[JobSpec], gpu: GPU, total_gpus: int) ->
     out = []
     for spec in jobs:
         if spec.kind == "train":
-            out.append(_plan_train(params, spec, gpu, total_gpus))
+            plan = _plan_train(params, spec, gpu, total_gpus)
         elif spec.kind == "infer":
-            out.append(_plan_infer(params, spec, gpu, total_gpus))
+            plan = _plan_infer(params, spec, gpu, total_gpus)
+        elif spec.kind == "flow":
+            from stcl.plan.flow import flow_plan  # it builds on this module's JobPlan
+
+            plan = flow_plan(params, gpu)
         elif spec.kind == "cpu":
-            out.append(JobPlan(spec.name, "cpu", 0, 1, frames=spec.frames))
+            plan = JobPlan(spec.name, "cpu", 0, len(spec.snakemake_jobs) or 1, frames=spec.frames)
         else:
-            raise ValueError(f"job {spec.name!r}: kind must be train, infer or cpu, got {spec.kind!r}")
+            raise ValueError(f"job {spec.name!r}: kind must be train, infer, flow or cpu, got {spec.kind!r}")
+        plan.snakemake_jobs = list(spec.snakemake_jobs)
+        out.append(plan)
     return out

@@ -1,7 +1,8 @@
 """Work of one model pass, counted on the meta device (no memory, no data): FLOPs, parameters, activations.
 
 * Inference: `predict_frame_flops` runs the real TTA code (`stcl.infer.multiscale.tta_probs`: every scale,
-  flip and sliding window) through the real model's ``predict`` on a meta frame under
+  flip and sliding window, windows of ``min(crop, size)`` as mmseg cuts them) through the real model's
+  ``predict`` on a meta frame under
   ``torch.utils.flop_counter.FlopCounterMode``. FlopCounterMode counts matmuls and convolutions (2 FLOPs per
   multiply-add); elementwise work, softmax and resizing are not counted (they are a few percent).
 * Training: `train_step_work` runs ``model(images)`` of one micro-batch (``batch_per_device`` clips of T
@@ -26,10 +27,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stcl.infer.multiscale import TTA, tta_probs
-from stcl.infer.sliding import Window
 from stcl.params import ModelParams, Params, TrainStageParams
 
-__all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters", "infer_tta"]
+__all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters"]
 
 NUM_CLASSES = 124
 
@@ -40,17 +40,6 @@ def _meta_model(model: ModelParams, proj_dim: int | None, num_classes: int = NUM
     return build_segmentor(model, num_classes, proj_dim, device="meta", load_pretrained=False)
 
 
-def infer_tta(params: Params, scales: tuple[float, ...] | None = None, flip: bool | None = None) -> TTA:
-    """The TTA `stcl infer` builds from ``params.infer`` (scales/flip overridable, as pseudo labels do)."""
-    inf = params.infer
-    return TTA(
-        scales=inf.scales if scales is None else scales,
-        flip=inf.flip if flip is None else flip,
-        window=Window(inf.crop_size, inf.stride),
-        batch_size=inf.batch_size,
-    )
-
-
 def predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) -> int:
     """FLOPs of one (height, width) frame through one model's full TTA (all views and windows)."""
     return _predict_frame_flops(model, tta, height, width)
@@ -59,7 +48,7 @@ def predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) -
 @lru_cache(maxsize=32)
 def _predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) -> int:
     net = _meta_model(model, None).eval()
-    image = torch.zeros((3, height, width), device="meta")
+    image = torch.zeros((1, 3, height, width), device="meta")
     with FlopCounterMode(display=False) as counter:
         tta_probs(net.predict, image, tta)
     return int(counter.get_total_flops())
