@@ -1,15 +1,23 @@
 """The encoder interface every backbone implements (timm CNNs, Swin, CSWin): four feature maps at strides
 4, 8, 16 and 32, the parameter names AdamW must not decay, and strict loading of a weights file.
 
-Its own module so that backbone modules (`stcl.models.cswin`) and the name→factory table
-(`stcl.models.encoders`) both import it without importing each other.
+Its own module so that backbone modules (`stcl.models.cswin`, `stcl.models.dino`) and the name→factory
+table (`stcl.models.encoders`) both import it without importing each other. Each family maps its own files'
+keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
+``tests/test_models_import_graph.py``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
 from torch import nn
 
 from stcl.models.loading import LoadReport
+
+if TYPE_CHECKING:
+    from stcl.models.files import WeightsFile
 
 __all__ = ["Encoder"]
 
@@ -22,6 +30,19 @@ class Encoder(nn.Module):
 
     out_channels: tuple[int, ...]
     strides: tuple[int, ...] = (4, 8, 16, 32)
+    #: the family name `stcl.models.files.detect_format` gives files of this encoder (``swin``, ``dinov2``…)
+    family: str = ""
+
+    def weights_state(
+        self, state: dict[str, torch.Tensor], wf: WeightsFile
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str]:
+        """``state`` (the backbone tensors of ``wf``, any public layout of this family) in this encoder's key
+        layout; the keys the file's format cannot hold (left at init); a hint appended to load errors.
+
+        Each family implements it beside its model code (as timm keeps ``checkpoint_filter_fn`` beside each
+        model), so `stcl.models.loading` dispatches without importing any encoder module.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read weights files")
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names (relative to this module) that AdamW should not decay."""

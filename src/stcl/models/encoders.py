@@ -81,6 +81,23 @@ class TimmCnnEncoder(Encoder):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return "resnest" if "resnest" in self.timm_name else "resnet"
+
+    def weights_state(self, state: dict, wf) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
+        """mmseg (``backbone.`` stripped), mmcv deep-stem (``stem.N``) and timm ImageNet layouts → ours."""
+        from stcl.models import convert
+
+        if wf.format == "mmseg":
+            state = convert.mmseg_resnet_to_timm(state)
+        elif wf.format == "resnet-timm" and any(k.startswith("stem.") for k in state):
+            # mmcv / mmseg ImageNet files (open-mmlab://resnet50_v1c, resnest101): deep stem named stem.N
+            state = convert.mmseg_resnet_to_timm({k: v for k, v in state.items() if not k.startswith("fc.")})
+        elif wf.format == "resnet-timm":
+            state = {f"model.{k}": v for k, v in state.items() if not k.startswith(("fc.", "head."))}
+        return state, (), ""
+
 
 class PadThenRollBlock(SwinTransformerBlock):
     """timm's Swin block with the attention step in the official / mmseg order: pad, roll, attend, roll
@@ -179,6 +196,31 @@ class SwinEncoder(Encoder):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
+
+    family = "swin"
+
+    def weights_state(self, state: dict, wf) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
+        """mmseg, official Swin and timm Swin layouts → ours; stored position indices checked, not dropped."""
+        from stcl.models import convert
+
+        source, window = str(wf.path), self.window_size
+        hint = ""
+        if wf.window is not None and wf.window != window:
+            hint = f" (the file's Swin window is {wf.window}, the configured one {window})"
+        absent_ok: tuple[str, ...] = ()
+        if wf.format == "mmseg":
+            if wf.window == window:
+                convert.check_swin_index(state, window, source)
+            state = convert.mmseg_swin_to_timm(state)
+        elif wf.format == "swin-official":
+            if wf.window == window:
+                convert.check_swin_index(state, window, source)
+            state = convert.official_swin_to_timm(state)
+            absent_ok = tuple(f"norm{i}.*" for i in range(4))
+        elif wf.format == "swin-timm":
+            state = convert.timm_swin_release_to_ours(state)
+            absent_ok = tuple(f"norm{i}.*" for i in range(4))
+        return state, absent_ok, hint
 
     def no_weight_decay(self) -> set[str]:
         names = {f"model.{n}" for n in self.model.no_weight_decay()}
