@@ -67,6 +67,11 @@ BACKBONES = (
     "cswin_large_224",
     "cswin_tiny",
     "cswin_mini",
+    "dinov2_vitl14",
+    "dinov2_vitl14_reg4",
+    "dinov3_vitl16",
+    "dinov2_tiny",
+    "dinov3_tiny",
 )
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]

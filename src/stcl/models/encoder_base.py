@@ -61,5 +61,13 @@ class Encoder(nn.Module):
         state, absent_ok, hint = encoder_state(wf, self)
         absent = tuple(f"backbone.{a}" for a in absent_ok)
         return strict_load(
-            self, state, source, exclude=exclude, absent_ok=absent, prefix="backbone.", fmt=wf.format, hint=hint
+            self,
+            state,
+            source,
+            exclude=exclude,
+            absent_ok=absent,
+            prefix="backbone.",
+            fmt=wf.format,
+            hint=hint,
+            dropped=wf.dropped,
         )

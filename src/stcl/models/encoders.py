@@ -16,6 +16,7 @@ table of the project; an unknown name raises a ValueError that lists the valid o
   (``norm0`` … ``norm3``), as mmseg's Swin does; timm's NHWC stage outputs are normalised, then permuted
   to NCHW. Key names are timm's.
 * CSWin lives in `stcl.models.cswin` (not in timm).
+* DINOv2 / DINOv3 ViTs (timm's ViT / Eva + a simple feature pyramid) live in `stcl.models.dino`.
 
 Pretrained weights come from a local file named in params (any format `stcl.models.files` detects: the
 official Swin / CSWin releases, timm weights, mmseg model-zoo checkpoints), loaded strictly by
@@ -265,6 +266,20 @@ def _cswin(variant: str):
     return factory
 
 
+def _dino(variant: str):
+    def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
+        from stcl.models.dino import build_dino
+
+        if pretrained_from_hub:
+            raise ValueError(
+                f"pretrained_from_hub: {variant} loads from a local file (the official or timm release) named in "
+                "model.pretrained"
+            )
+        return build_dino(variant, drop_path=drop_path, device=device)
+
+    return factory
+
+
 EncoderFactory = Callable[[float, bool, "str | torch.device | None"], Encoder]
 
 # The one name → factory table where users pick a backbone (params.yaml ``model.backbone``).
@@ -284,6 +299,12 @@ ENCODERS: dict[str, EncoderFactory] = {
     "cswin_large_224": _cswin("large_224"),
     "cswin_tiny": _cswin("tiny"),
     "cswin_mini": _cswin("mini"),
+    # DINOv2 / DINOv3 ViT-L + simple feature pyramid (stcl.models.dino); *_tiny: reduced, random init
+    "dinov2_vitl14": _dino("dinov2_vitl14"),
+    "dinov2_vitl14_reg4": _dino("dinov2_vitl14_reg4"),
+    "dinov3_vitl16": _dino("dinov3_vitl16"),
+    "dinov2_tiny": _dino("dinov2_tiny"),
+    "dinov3_tiny": _dino("dinov3_tiny"),
 }
 
 

@@ -47,6 +47,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     format: str = ""
+    dropped: dict[str, str] = field(default_factory=dict)  # file keys left out on purpose → why
 
     def __str__(self) -> str:
         def few(keys: list[str]) -> str:
@@ -58,6 +59,8 @@ class LoadReport:
             keys = getattr(self, name)
             if keys:
                 parts.append(f"{len(keys)} {label} [{few(keys)}]")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} dropped [{few([f'{k}: {v}' for k, v in self.dropped.items()])}]")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +71,7 @@ class LoadReport:
             "missing": list(self.missing),
             "unexpected": list(self.unexpected),
             "mismatched": list(self.mismatched),
+            "dropped": dict(self.dropped),
         }
 
 
@@ -90,6 +94,7 @@ def strict_load(
     fmt: str = "",
     hint: str = "",
     dry_run: bool = False,
+    dropped: Mapping[str, str] | None = None,
 ) -> LoadReport:
     """Load ``state`` into ``module``; raise ValueError on any key not accounted for.
 
@@ -99,6 +104,7 @@ def strict_load(
         prefix: prepended to keys before matching patterns (``backbone.`` for an encoder).
         hint: appended to the error (e.g. the window size found in the file).
         dry_run: check only (``module`` may live on the meta device); nothing is loaded.
+        dropped: file keys a format mapping left out on purpose, with the reason (reported, not checked).
     """
     exclude, absent_ok = tuple(exclude), tuple(absent_ok)
     own = module.state_dict()
@@ -132,6 +138,7 @@ def strict_load(
         unexpected=unexpected,
         mismatched=[prefix + k for k in mismatched],
         format=fmt,
+        dropped=dict(dropped or {}),
     )
     log.info("weights: %s", report)
     return report
@@ -169,6 +176,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Itera
         prefix="backbone.",
         fmt=wf.format,
         hint=hint,
+        dropped=wf.dropped,
     )
 
 
@@ -206,7 +214,15 @@ def load_segmentor_weights(
     else:
         absent += _HEADS
     report = strict_load(
-        target, full, str(wf.path), exclude=exclude, absent_ok=absent, fmt=wf.format, hint=hint, dry_run=dry_run
+        target,
+        full,
+        str(wf.path),
+        exclude=exclude,
+        absent_ok=absent,
+        fmt=wf.format,
+        hint=hint,
+        dry_run=dry_run,
+        dropped=wf.dropped,
     )
     if dry_run:
         return report
