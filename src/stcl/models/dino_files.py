@@ -122,8 +122,9 @@ def _dinov3_official(state: dict, encoder, path, dropped: dict[str, str]) -> dic
                 want = torch.cat([torch.ones(c), torch.zeros(c), torch.ones(c)])
                 if not torch.equal(mask.float(), want):
                     raise ValueError(f"{path}: {key}_mask is not [1 (q), 0 (k), 1 (v)]; this layout is not supported")
-                dropped[key.replace("bias", "bias[k]")] = "multiplied by bias_mask 0 in the official code"
-                dropped[key + "_mask"] = "checked [1, 0, 1]"
+                every = re.sub(r"^blocks\.\d+\.", "blocks.*.", key)  # one entry for all blocks
+                dropped[every.replace("bias", "bias[k]")] = "multiplied by bias_mask 0 in the official code"
+                dropped[every + "_mask"] = "checked [1, 0, 1]"
             elif bool(k.any()):
                 raise ValueError(f"{path}: {key} has a non-zero k bias and no bias_mask; timm's DINOv3 has none")
             out[key.replace("qkv.bias", "q_bias")] = q
