@@ -204,6 +204,9 @@ class OptimizerParams(_Strict):
     power: PositiveFloat = 1.0
     min_lr: NonNegFloat = 0.0
     clip_grad_norm: PositiveFloat | None = None
+    # Layer-wise lr decay for ViT encoders (mmseg's LearningRateDecayOptimizerConstructor, "layer_wise"):
+    # block i of L gets lr·d^(L-i), the embeddings lr·d^(L+1), the neck and heads lr. None: off. AdamW only.
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class DatasetMix(_Strict):
