@@ -144,7 +144,7 @@ def test_layer_ids_follow_mmseg_vit_rule():
     enc = build_dino("dinov2_tiny")
     assert enc.layer_id("model.cls_token") == 0 and enc.layer_id("model.patch_embed.proj.weight") == 0
     assert enc.layer_id("model.blocks.0.attn.qkv.weight") == 1 and enc.layer_id("model.blocks.3.mlp.fc2.bias") == 4
-    assert enc.layer_id("model.norm.weight") == 5 and enc.layer_id("neck.fpn1.0.weight") == 5
+    assert enc.layer_id("model.norm.weight") == 5 and enc.layer_id("neck.upsample_4x.0.weight") == 5
 
 
 def test_grad_checkpointing_computes_the_same():
@@ -155,3 +155,30 @@ def test_grad_checkpointing_computes_the_same():
     enc.set_grad_checkpointing(True)
     got = enc(x)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ref, got))
+
+
+def test_neck_equals_mmseg_feature2pyramid():
+    """Our neck against mmseg 1.2.2's own Feature2Pyramid (rescales 4, 2, 1, 0.5; BN): its state dict loads
+    strictly into ours (same names) and the four maps are equal, at an even and an odd token grid."""
+    from _mmseg_fixtures import stub_mmcv_ops
+
+    from stcl.models.dino import SimpleFeaturePyramid
+
+    stub_mmcv_ops()
+    from mmseg.models.necks import Feature2Pyramid
+
+    torch.manual_seed(0)
+    theirs = Feature2Pyramid(16, rescales=[4, 2, 1, 0.5], norm_cfg=dict(type="BN", requires_grad=True))
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_()
+        bn = theirs.upsample_4x[1]
+        bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 2.0)
+    ours = SimpleFeaturePyramid(16)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    for mode in ("train", "eval"):
+        getattr(theirs, mode)(), getattr(ours, mode)()
+        for h, w in ((6, 8), (7, 9)):
+            xs = [torch.randn(2, 16, h, w) for _ in range(4)]
+            for a, b in zip(ours(xs), theirs(xs), strict=True):
+                assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)

@@ -14,14 +14,14 @@ feature pyramid that turns the single-stride tokens into the four maps UperNet r
   ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official code does.
 * **Sizes that are not a patch multiple** are padded with zeros at the bottom and right to the next multiple
   (zero is the mean colour after normalisation), as mmseg pads Swin's input ("corner" padding); each output
-  map is then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1, ½ for the four levels), so no map keeps a row
+  map is then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1; the ½ level is the floor-pooled ⌈H/p⌉ grid), so no map keeps a row
   or column that lies wholly in the padding. The official DINOv2 raises at such sizes and the official
   DINOv3's patch conv silently drops the last H mod 16 rows and W mod 16 columns; we keep them.
 * **Neck: the simple feature pyramid** of ViTDet (Li et al., "Exploring Plain Vision Transformer Backbones
   for Object Detection", 2022) in the form BEiT's UperNet segmentation backbone uses it
-  (microsoft/unilm ``beit/semantic_segmentation/backbone/beit.py``, ``fpn1``…``fpn4``): two stride-2
-  transposed convs with BatchNorm + GELU between them (×4), one transposed conv (×2), identity (×1) and a
-  2×2 max-pool (×½). Its four maps (all ``embed_dim`` channels) sit at strides p/4, p/2, p and 2p of the
+  (microsoft/unilm ``beit/semantic_segmentation/backbone/beit.py``) and mmseg names ``Feature2Pyramid``: two
+  stride-2 transposed convs with BatchNorm + GELU between them (×4), one transposed conv (×2), identity (×1)
+  and a 2×2 max-pool (×½, floor, as mmseg's). Its four maps (all ``embed_dim`` channels) sit at strides p/4, p/2, p and 2p of the
   input: 4, 8, 16, 32 for patch 16; 3.5, 7, 14, 28 for patch 14 (the segmentor resizes logits to the
   image, so the heads need no exact stride). Its parameters (``neck.*``) are new: no DINO release holds them.
 
@@ -175,25 +175,29 @@ def _timm_model(spec: DinoSpec, drop_path: float) -> nn.Module:
 
 
 class SimpleFeaturePyramid(nn.Module):
-    """ViTDet's simple feature pyramid as BEiT's UperNet backbone builds it (module doc).
+    """ViTDet's simple feature pyramid as BEiT's UperNet builds it, module for module mmseg 1.2.2's
+    ``Feature2Pyramid(rescales=[4, 2, 1, 0.5])`` (same names, so its ``neck.*`` keys load unchanged;
+    ``tests/test_models_dino.py`` runs mmseg's). ``norm`` is BatchNorm (mmseg's default SyncBN: our
+    ``model.sync_bn`` converts it for multi-GPU training).
 
-    ``forward([t1, t2, t3, t4])`` with t_i (B,C,h,w) → [(B,C,4h,4w), (B,C,2h,2w), (B,C,h,w), (B,C,h/2,w/2)].
+    ``forward([t1, t2, t3, t4])`` with t_i (B,C,h,w) → [(B,C,4h,4w), (B,C,2h,2w), (B,C,h,w), (B,C,⌊h/2⌋,⌊w/2⌋)].
     """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.fpn1 = nn.Sequential(
+        self.upsample_4x = nn.Sequential(
             nn.ConvTranspose2d(dim, dim, 2, stride=2),
             nn.BatchNorm2d(dim),
             nn.GELU(),
             nn.ConvTranspose2d(dim, dim, 2, stride=2),
         )
-        self.fpn2 = nn.ConvTranspose2d(dim, dim, 2, stride=2)
-        self.fpn3 = nn.Identity()
-        self.fpn4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.upsample_2x = nn.Sequential(nn.ConvTranspose2d(dim, dim, 2, stride=2))
+        self.identity = nn.Identity()
+        self.downsample_2x = nn.MaxPool2d(kernel_size=2, stride=2)
 
     def forward(self, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [self.fpn1(tokens[0]), self.fpn2(tokens[1]), self.fpn3(tokens[2]), self.fpn4(tokens[3])]
+        ops = (self.upsample_4x, self.upsample_2x, self.identity, self.downsample_2x)
+        return [op(t) for op, t in zip(ops, tokens, strict=True)]
 
 
 class DinoEncoder(Encoder):
@@ -224,7 +228,7 @@ class DinoEncoder(Encoder):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B,3,H,W) normalised → four maps (B,C,⌈4H/p⌉,⌈4W/p⌉), (…,⌈2H/p⌉,…), (…,⌈H/p⌉,…), (…,⌈H/2p⌉,…)."""
+        """x: (B,3,H,W) normalised → four maps (B,C,⌈4H/p⌉,⌈4W/p⌉), (…,⌈2H/p⌉,…), (…,⌈H/p⌉,…), (…,⌊⌈H/p⌉/2⌋,…)."""
         h, w = x.shape[-2:]
         p = self.patch
         pad_h, pad_w = -h % p, -w % p
@@ -232,7 +236,8 @@ class DinoEncoder(Encoder):
             x = F.pad(x, (0, pad_w, 0, pad_h))
         maps = self.neck(self.tokens(x))
         if pad_h or pad_w:
-            maps = [m[..., : math.ceil(h * f / p), : math.ceil(w * f / p)] for m, f in zip(maps, (4, 2, 1, 0.5))]
+            cut = [m[..., : math.ceil(h * f / p), : math.ceil(w * f / p)] for m, f in zip(maps[:3], (4, 2, 1))]
+            maps = [*cut, maps[3]]
         return maps
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
