@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stcl.infer.multiscale import TTA, tta_probs
 from stcl.infer.sliding import Window
 from stcl.params import ModelParams, Params, TrainStageParams
+from stcl.plan.vit import is_vit, vit_checkpointed
 
 __all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters", "infer_tta"]
 
@@ -80,13 +81,14 @@ class TrainWork:
     activation_bytes: int  # saved for backward, float32, no checkpointing
     parameters: int
     frames: int  # frames per clip through the encoder (T with STCL, else 1)
+    # float32 activations with model.grad_checkpointing when counted rather than scaled (ViTs: stcl.plan.vit)
+    checkpointed_bytes: int | None = None
 
 
 def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
     """FLOPs and activation bytes of one micro-batch (``stage.batch_per_device`` clips) of ``stage``."""
     model = params.model.model_copy(update={"grad_checkpointing": False, "sync_bn": False})
-    return _train_step_work(
-        model,
+    args = (
         stage.stcl.enabled,
         stage.stcl.dim,
         stage.stcl.max_anchors,
@@ -94,6 +96,13 @@ def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
         stage.batch_per_device,
         tuple(params.augment.crop_size),
     )
+    off = _train_step_work(model, *args)
+    depth = is_vit(model.backbone)
+    if not (params.model.grad_checkpointing and depth):
+        return off
+    on = _train_step_work(model.model_copy(update={"grad_checkpointing": True}), *args)
+    flops, acts = vit_checkpointed(off.activation_bytes, on.flops, on.activation_bytes, depth)
+    return TrainWork(flops, off.activation_bytes, off.parameters, off.frames, checkpointed_bytes=acts)
 
 
 @lru_cache(maxsize=32)
