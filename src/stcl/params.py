@@ -317,6 +317,12 @@ STAGE_RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+class AblationParams(_Strict):
+    """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1."""
+
+    table1_extra: tuple[Backbone, ...] = ()
+
+
 class Params(_Strict):
     """Every knob. A training stage = ``train`` (shared) ← the stage's default recipe ← its own section."""
 
@@ -335,6 +341,7 @@ class Params(_Strict):
     infer: InferParams = InferParams()
     evaluate: EvaluateParams = EvaluateParams()
     cluster: ClusterParams = ClusterParams()
+    ablations: AblationParams = AblationParams()
 
     @model_validator(mode="before")
     @classmethod

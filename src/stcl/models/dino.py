@@ -220,6 +220,7 @@ class DinoEncoder(Encoder):
         self.neck = SimpleFeaturePyramid(spec.embed_dim)
         self.out_channels = (spec.embed_dim,) * 4
         self.patch = spec.patch
+        self.strides = (spec.patch / 4, spec.patch / 2, spec.patch, 2 * spec.patch)  # 3.5 … 28 for patch 14
 
     def tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B,3,H,W) normalised, H and W multiples of the patch → four (B,C,H/p,W/p) normalised token maps."""

@@ -25,7 +25,8 @@ __all__ = ["Encoder"]
 class Encoder(nn.Module):
     """Base class: ``forward(x (B,3,H,W)) -> [f1 (B,C1,H/4,W/4), f2 (…/8), f3 (…/16), f4 (…/32)]``.
 
-    Subclasses set ``out_channels`` (four ints) and ``strides`` (4, 8, 16, 32).
+    Subclasses set ``out_channels`` (four ints) and ``strides`` (4, 8, 16, 32; a ViT with patch p: p/4, p/2,
+    p, 2p, e.g. 3.5 … 28 for patch 14: the heads need no exact stride, the segmentor resizes its logits).
     """
 
     out_channels: tuple[int, ...]

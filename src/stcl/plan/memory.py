@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stcl.params import Params, TrainStageParams
+from stcl.plan.vit import projection_stride
 from stcl.plan.work import TrainWork, train_step_work
 
 __all__ = ["AMP_FACTOR", "CHECKPOINT_FACTOR", "CONTEXT_BYTES", "FRAGMENTATION", "MemoryEstimate", "train_memory"]
@@ -80,8 +81,8 @@ def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: Train
     crop_h, crop_w = params.augment.crop_size
     loss = 2 * 10 * stage.batch_per_device * 124 * crop_h * crop_w
     if stage.stcl.enabled:
-        stride = 4 if params.model.projection_input == "fpn_bottleneck" else 32
-        n = (crop_h // stride) * (crop_w // stride)
+        stride = projection_stride(params.model.backbone, params.model.projection_input)
+        n = int(crop_h // stride) * int(crop_w // stride)
         loss += 3 * 4 * min(stage.stcl.chunk_size, n) * work.frames * n
     return MemoryEstimate(
         weights=4 * p,

@@ -13,12 +13,13 @@ encoders the planner therefore counts instead of scaling:
 * **FLOPs** = the step with checkpointing on, which includes the blocks' recomputed forward (~ +1/3 of
   the encoder's forward + backward).
 
-bf16 still applies ``AMP_FACTOR`` to the result (as for every encoder).
+bf16 still applies ``AMP_FACTOR`` to the result (as for every encoder). The STCL terms use the ViT's own
+feature stride (`projection_stride`).
 """
 
 from __future__ import annotations
 
-__all__ = ["is_vit", "vit_checkpointed"]
+__all__ = ["is_vit", "vit_checkpointed", "projection_stride"]
 
 
 def is_vit(backbone: str) -> int:
@@ -32,3 +33,13 @@ def is_vit(backbone: str) -> int:
 def vit_checkpointed(off_bytes: int, on_flops: int, on_bytes: int, depth: int) -> tuple[int, int]:
     """(FLOPs, activation bytes) of a checkpointed ViT step from the counts with checkpointing off / on."""
     return on_flops, on_bytes + max(off_bytes - on_bytes, 0) // depth
+
+
+def projection_stride(backbone: str, projection_input: str) -> float:
+    """Stride of the STCL features: 4 (``fpn_bottleneck``) or 32 (``backbone_last``); a ViT with patch p:
+    p/4 or 2p (3.5 or 28 for patch 14, so a 768 crop has 219² STCL pixels, not 192²)."""
+    from stcl.models.dino import DINO_SPECS
+
+    spec = DINO_SPECS.get(backbone)
+    first, last = (spec.patch / 4, 2 * spec.patch) if spec is not None else (4, 32)
+    return first if projection_input == "fpn_bottleneck" else last

@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stcl.infer.multiscale import TTA, tta_probs
 from stcl.infer.sliding import Window
 from stcl.params import ModelParams, Params, TrainStageParams
-from stcl.plan.vit import is_vit, vit_checkpointed
+from stcl.plan.vit import is_vit, projection_stride, vit_checkpointed
 
 __all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters", "infer_tta"]
 
@@ -66,9 +66,9 @@ def _predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) 
     return int(counter.get_total_flops())
 
 
-def stcl_flops(batch: int, frames: int, crop: tuple[int, int], dim: int, stride: int, max_anchors: int | None) -> int:
+def stcl_flops(batch: int, frames: int, crop: tuple[int, int], dim: int, stride: float, max_anchors: int | None) -> int:
     """Closed-form FLOPs of the chunked STCL loss (forward, recompute and backward) for ``batch`` clips."""
-    n = (crop[0] // stride) * (crop[1] // stride)
+    n = int(crop[0] // stride) * int(crop[1] // stride)
     anchors = min(n, max_anchors) if max_anchors else n
     return 8 * batch * anchors * frames * n * dim
 
@@ -134,7 +134,7 @@ def _train_step_work(
         loss.backward()
     flops = int(counter.get_total_flops())
     if stcl:
-        stride = 4 if model.projection_input == "fpn_bottleneck" else 32
+        stride = projection_stride(model.backbone, model.projection_input)
         flops += stcl_flops(batch, frames, crop, dim, stride, max_anchors)
     params = sum(p.numel() for p in net.parameters())
     return TrainWork(flops, sum(storages.values()), params, frames)
