@@ -104,7 +104,7 @@ def test_dinov3_bias_mask_other_than_1_0_1_is_refused(tmp_path, official):
 
 def test_dinov2_position_table_of_another_grid_is_resized_and_named(tmp_path, official):
     """A file pretrained at another size (here: the 8×8 table resized to 6×6) still loads; the report says so."""
-    from stcl.models.dino import official_dinov2_pos_embed
+    from stcl.models.dino_files import official_dinov2_pos_embed
 
     state = official("dinov2")
     pos = state["pos_embed"]

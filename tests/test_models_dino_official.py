@@ -188,3 +188,21 @@ def test_timms_own_position_resize_would_not_match(encoders, reference):
         del vit._pos_embed
     print(f"dinov2 768 with timm's resize: max|Δ| {delta:.2e}")
     assert delta > 1e-3
+
+
+def test_hugging_face_layout_equals_transformers_own_model(capsys):
+    """tests/data/dinov3_tiny_hf.safetensors was written by transformers' own DINOv3ViTModel.save_pretrained
+    (tests/data/make_dino_hf_reference.py); loaded strictly as ``dinov3-hf``, our tokens equal that model's."""
+    ref = torch.load(DATA / "dinov3_hf_reference.pt", weights_only=True)
+    path = DATA / "dinov3_tiny_hf.safetensors"
+    assert open_weights(path).format == "dinov3-hf"
+    enc = build_dino("dinov3_tiny").eval()
+    report = load_encoder_weights(enc, path)
+    assert not report.unexpected and "embeddings.mask_token" in report.dropped
+    maker = _maker()
+    for i, (label, size) in enumerate(ref["sizes"].items()):
+        with torch.no_grad():
+            got = enc.tokens(maker.seeded_input(tuple(size), i))
+        delta = max((g - w).abs().max().item() for g, w in zip(got, ref["outputs"][label], strict=True))
+        print(f"dinov3 hf {label} {tuple(size)}: max|Δ| {delta:.2e}")
+        assert delta <= 1e-4

@@ -28,6 +28,7 @@ _FORMATS = {
     "dinov2-timm": "timm DINOv2 weights",
     "dinov3-official": "the official facebookresearch/dinov3 release",
     "dinov3-timm": "timm DINOv3 weights",
+    "dinov3-hf": "Hugging Face transformers DINOv3 weights (facebook/dinov3-*)",
 }
 
 

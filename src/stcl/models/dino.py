@@ -39,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stcl.models.dino_files import official_dinov2_pos_embed
 from stcl.models.encoder_base import Encoder
 
-__all__ = ["DinoSpec", "DINO_SPECS", "DinoEncoder", "SimpleFeaturePyramid", "official_dinov2_pos_embed", "build_dino"]
+__all__ = ["DinoSpec", "DINO_SPECS", "DinoEncoder", "SimpleFeaturePyramid", "official_dinov2_pos_embed", "build_dino"]  # noqa: E501
 
 
 @dataclass(frozen=True)
@@ -82,30 +83,6 @@ DINO_SPECS: dict[str, DinoSpec] = {
     "dinov2_tiny_reg4": DinoSpec("dinov2", 14, 32, 4, 2, 112, 4, 0.0, True),
     "dinov3_tiny": DinoSpec("dinov3", 16, 32, 4, 2, 128, 4),
 }
-
-
-def official_dinov2_pos_embed(
-    table: torch.Tensor, grid: tuple[int, int], *, offset: float, antialias: bool
-) -> torch.Tensor:
-    """The official DINOv2 ``interpolate_pos_encoding`` on a square table of patch positions.
-
-    table: (1, M², C); grid: (gh, gw) → (1, gh·gw, C). Unchanged when the grid is M×M (as the official code).
-    Bicubic in float32; ``scale_factor = ((gh + offset)/M, (gw + offset)/M)`` when ``offset`` else ``size``.
-    """
-    n, dim = table.shape[1], table.shape[2]
-    m = int(math.sqrt(n))
-    if m * m != n:
-        raise ValueError(f"position table of {n} entries is not square")
-    gh, gw = grid
-    if gh == gw == m:
-        return table
-    kwargs = {"scale_factor": ((gh + offset) / m, (gw + offset) / m)} if offset else {"size": (gh, gw)}
-    out = F.interpolate(
-        table.float().reshape(1, m, m, dim).permute(0, 3, 1, 2), mode="bicubic", antialias=antialias, **kwargs
-    )
-    if tuple(out.shape[-2:]) != (gh, gw):
-        raise ValueError(f"position table resized to {tuple(out.shape[-2:])}, expected {(gh, gw)}")
-    return out.permute(0, 2, 3, 1).reshape(1, gh * gw, dim).to(table.dtype)
 
 
 def _official_pos_embed_vit(spec: DinoSpec, **kwargs):  # noqa: ANN202 - a timm VisionTransformer subclass

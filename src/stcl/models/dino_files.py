@@ -15,6 +15,12 @@ Our keys are timm's (``model.`` + timm's ``VisionTransformer`` / ``Eva``) plus `
                      must be 0. ``rope_embed.periods`` must equal the periods our RoPE computes (base, dims),
                      then is dropped (timm recomputes it in float32); ``mask_token`` dropped.
 ``dinov3-timm``      timm's ``vit_large_patch16_dinov3_qkvb.lvd1689m``: our keys without ``model.``.
+``dinov3-hf``        Hugging Face transformers (``facebook/dinov3-vitl16-pretrain-lvd1689m``): ``embeddings.{cls_token,
+                     register_tokens,patch_embeddings}``; ``layer.N.`` (``model.layer.N.`` in transformers 5's
+                     own state dict) with ``attention.{q,k,v}_proj`` (concatenated into ``qkv``; q and v biases,
+                     a k bias must be 0), ``attention.o_proj`` → ``attn.proj``, ``layer_scale{1,2}.lambda1`` →
+                     ``gamma_{1,2}``, ``mlp.up_proj``/``down_proj`` → ``mlp.fc1``/``fc2``; ``embeddings.mask_token``
+                     dropped.
 
 A DINOv2 position table of another grid than the configured one is resized with the official
 ``interpolate_pos_encoding`` (`stcl.models.dino.official_dinov2_pos_embed`). A file of another patch size,
@@ -28,8 +34,33 @@ import math
 import re
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["dino_state", "dino_file_facts"]
+__all__ = ["dino_state", "dino_file_facts", "official_dinov2_pos_embed"]
+
+
+def official_dinov2_pos_embed(
+    table: torch.Tensor, grid: tuple[int, int], *, offset: float, antialias: bool
+) -> torch.Tensor:
+    """The official DINOv2 ``interpolate_pos_encoding`` on a square table of patch positions.
+
+    table: (1, M², C); grid: (gh, gw) → (1, gh·gw, C). Unchanged when the grid is M×M (as the official code).
+    Bicubic in float32; ``scale_factor = ((gh + offset)/M, (gw + offset)/M)`` when ``offset`` else ``size``.
+    """
+    n, dim = table.shape[1], table.shape[2]
+    m = int(math.sqrt(n))
+    if m * m != n:
+        raise ValueError(f"position table of {n} entries is not square")
+    gh, gw = grid
+    if gh == gw == m:
+        return table
+    kwargs = {"scale_factor": ((gh + offset) / m, (gw + offset) / m)} if offset else {"size": (gh, gw)}
+    out = F.interpolate(
+        table.float().reshape(1, m, m, dim).permute(0, 3, 1, 2), mode="bicubic", antialias=antialias, **kwargs
+    )
+    if tuple(out.shape[-2:]) != (gh, gw):
+        raise ValueError(f"position table resized to {tuple(out.shape[-2:])}, expected {(gh, gw)}")
+    return out.permute(0, 2, 3, 1).reshape(1, gh * gw, dim).to(table.dtype)
 
 
 def dino_file_facts(state: dict[str, torch.Tensor]) -> dict[str, int]:
@@ -59,8 +90,6 @@ def _check_shape(facts: dict[str, int], spec, path, fam: str) -> None:  # noqa: 
 
 def _resize_pos(table: torch.Tensor, spec, dropped: dict[str, str]) -> torch.Tensor:  # noqa: ANN001
     """(1, M², C) patch positions → our (img_size/patch)² grid by the official resize (when M differs)."""
-    from stcl.models.dino import official_dinov2_pos_embed
-
     g = spec.img_size // spec.patch
     m = int(math.sqrt(table.shape[1]))
     if m == g:
@@ -135,15 +164,66 @@ def _dinov3_official(state: dict, encoder, path, dropped: dict[str, str]) -> dic
     return out
 
 
+_HF_RENAMES = (
+    (".attention.o_proj.", ".attn.proj."),
+    (".layer_scale1.lambda1", ".gamma_1"),
+    (".layer_scale2.lambda1", ".gamma_2"),
+    (".mlp.up_proj.", ".mlp.fc1."),
+    (".mlp.down_proj.", ".mlp.fc2."),
+)
+
+
+def _dinov3_hf(state: dict, path, dropped: dict[str, str]) -> dict:  # noqa: ANN001
+    """transformers' DINOv3 layout → timm's Eva keys (no width needed: renames and one concatenation)."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        if key.startswith("model.layer."):
+            key = key[len("model.") :]
+        if key == "embeddings.mask_token":
+            dropped[key] = "pretraining only (masked image modelling)"
+            continue
+        if key.startswith("rope_embeddings."):
+            dropped[key] = "recomputed by timm's RoPE"
+            continue
+        m = re.match(r"layer\.(\d+)\.attention\.([qkv])_proj\.(weight|bias)$", key)
+        if m:
+            qkv.setdefault(m.group(1), {})[f"{m.group(2)}.{m.group(3)}"] = value
+            continue
+        key = {
+            "embeddings.cls_token": "cls_token",
+            "embeddings.register_tokens": "reg_token",
+            "embeddings.patch_embeddings.weight": "patch_embed.proj.weight",
+            "embeddings.patch_embeddings.bias": "patch_embed.proj.bias",
+        }.get(key, key)
+        if key.startswith("layer."):
+            key = "blocks." + key[len("layer.") :]
+            for old, new in _HF_RENAMES:
+                key = key.replace(old, new)
+        out[key] = value
+    for i, parts in qkv.items():
+        out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts["q.weight"], parts["k.weight"], parts["v.weight"]])
+        if "k.bias" in parts:
+            if bool(parts["k.bias"].any()):
+                raise ValueError(f"{path}: layer.{i}.attention.k_proj.bias is not 0; timm's DINOv3 has no k bias")
+            dropped["layer.*.attention.k_proj.bias"] = "checked 0"
+        for name in ("q", "v"):
+            if f"{name}.bias" in parts:
+                out[f"blocks.{i}.attn.{name}_bias"] = parts[f"{name}.bias"]
+    return out
+
+
 def dino_state(state: dict, wf, encoder) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
     """The `Encoder.weights_state` of `stcl.models.dino.DinoEncoder` (see the module doc)."""
     if wf.format == "stcl-model":
         return state, (), ""
     spec = encoder.spec
-    if wf.format not in (f"{spec.family}-official", f"{spec.family}-timm"):
+    if wf.format not in (f"{spec.family}-official", f"{spec.family}-timm", f"{spec.family}-hf"):
         raise ValueError(f"{wf.path}: a {wf.format} file cannot fill a {spec.family} encoder")
-    _check_shape(dino_file_facts(state), spec, wf.path, spec.family)
     dropped = wf.dropped
+    if wf.format == "dinov3-hf":
+        state = _dinov3_hf(state, wf.path, dropped)
+    _check_shape(dino_file_facts(state), spec, wf.path, spec.family)
     if wf.format == "dinov2-official":
         state = _dinov2_official(state, spec, dropped)
     elif wf.format == "dinov2-timm":

@@ -21,6 +21,7 @@ and what is wrong with it (missing, empty, truncated, not a torch file, pickled 
 ``dinov2-timm``    timm's DINOv2 weights (``reg_token``, no ``mask_token``)
 ``dinov3-official`` facebookresearch/dinov3 releases (``storage_tokens``, ``rope_embed.periods``, ``qkv.bias_mask``)
 ``dinov3-timm``    timm's DINOv3 (Eva) weights (``gamma_1``, ``q_bias``/``v_bias``)
+``dinov3-hf``      Hugging Face transformers' DINOv3 (``embeddings.*``, ``layer.N.attention.q_proj``)
 =================  ===========================================================================================
 
 The DINO layouts are mapped by `stcl.models.dino_files`.
@@ -143,6 +144,8 @@ def _strip(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict
 def _backbone_family(keys: list[str]) -> str | None:
     if any(k == "storage_tokens" or (k.startswith("blocks.") and k.endswith(".gamma_1")) for k in keys):
         return "dinov3"
+    if any(k.startswith(("layer.", "model.layer.")) and k.endswith(".layer_scale1.lambda1") for k in keys):
+        return "dinov3"  # Hugging Face transformers' DINOv3 layout
     if any(k.startswith("blocks.") and k.endswith(".ls1.gamma") for k in keys):
         return "dinov2"
     if any(".blocks." in k and k.split(".")[0] in ("stages", "layers") for k in keys):
@@ -211,6 +214,8 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
         )
     if fam == "cswin":
         return WeightsFile(path, "cswin-official", state, fam, None, False, meta)
+    if fam == "dinov3" and any(k.startswith("embeddings.patch_embeddings.") for k in keys):
+        return WeightsFile(path, "dinov3-hf", state, fam, None, False, meta)
     if fam in ("dinov2", "dinov3"):
         official = any(k in ("mask_token", "register_tokens", "storage_tokens") for k in keys)
         return WeightsFile(path, f"{fam}-{'official' if official else 'timm'}", state, fam, None, False, meta)
