@@ -55,7 +55,8 @@ def main() -> None:
         from stcl.models import read_model_file
 
         state = read_model_file(work / f"results/ablations/baseline_{backbone}/model.pt")["state_dict"]
-        params = sum(v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        params = sum(v.numel() for k, v in state.items() if not k.endswith(buffers))
         rows.append((backbone, params, seconds, metrics))
         print(f"{backbone}: done in {seconds:.0f} s", flush=True)
     print(f"\nTable 1 protocol at the tiny scale (baseline_<backbone>, val; work dir {work})")

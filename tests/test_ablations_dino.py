@@ -13,13 +13,15 @@ from stcl.params import Params
 def test_table1_extra_adds_baseline_runs():
     base = Params()
     assert table_ablations("table1", base) == TABLE_ABLATIONS["table1"]
-    extra = base.model_copy(update={"ablations": base.ablations.model_copy(update={"table1_extra": ("dinov3_vitl16",)})})
+    more = base.ablations.model_copy(update={"table1_extra": ("dinov3_vitl16",)})
+    extra = base.model_copy(update={"ablations": more})
     names = table_ablations("table1", extra)
     assert names[-1] == "baseline_dinov3_vitl16" and names[:-1] == TABLE_ABLATIONS["table1"]
     assert table_ablations("table3", extra) == TABLE_ABLATIONS["table3"]
     run = ablation_params(extra, "baseline_dinov3_vitl16")
     assert run.model.backbone == "dinov3_vitl16" and not run.train_stcl.stcl.enabled
-    assert backbone_label("dinov3_vitl16") == "DINOv3-L/16" and backbone_label("dinov2_vitl14_reg4") == "DINOv2-L/14 reg4"
+    assert backbone_label("dinov3_vitl16") == "DINOv3-L/16"
+    assert backbone_label("dinov2_vitl14_reg4") == "DINOv2-L/14 reg4"
 
 
 def test_snakemake_plans_the_dino_row_of_table1(tmp_path):

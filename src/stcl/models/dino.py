@@ -13,20 +13,23 @@ feature pyramid that turns the single-stride tokens into the four maps UperNet r
   few % away from 518², so `_OfficialPosEmbedViT` replaces it. DINOv3 uses RoPE, which timm's
   ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official code does.
 * **Sizes that are not a patch multiple** are padded with zeros at the bottom and right to the next multiple
-  (zero is the mean colour after normalisation), as mmseg pads Swin's input ("corner" padding); each output
-  map is then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1; the ½ level is the floor-pooled ⌈H/p⌉ grid), so no map keeps a row
-  or column that lies wholly in the padding. The official DINOv2 raises at such sizes and the official
-  DINOv3's patch conv silently drops the last H mod 16 rows and W mod 16 columns; we keep them.
+  (zero is the mean colour after normalisation), as mmseg pads Swin's input ("corner" padding); the first
+  three output maps are then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1; the ½ level is the floor-pooled
+  ⌈H/p⌉ grid), so no map keeps a row or column that lies wholly in the padding. The official DINOv2 raises
+  at such sizes and the official DINOv3's patch conv silently drops the last H mod 16 rows and W mod 16
+  columns; we keep them. The crop, the sliding window (any window size) and the STCL projection need nothing
+  else: a 768 crop is 55×55 tokens with patch 14 (padded to 770), 48×48 with patch 16.
 * **Neck: the simple feature pyramid** of ViTDet (Li et al., "Exploring Plain Vision Transformer Backbones
   for Object Detection", 2022) in the form BEiT's UperNet segmentation backbone uses it
   (microsoft/unilm ``beit/semantic_segmentation/backbone/beit.py``) and mmseg names ``Feature2Pyramid``: two
   stride-2 transposed convs with BatchNorm + GELU between them (×4), one transposed conv (×2), identity (×1)
-  and a 2×2 max-pool (×½, floor, as mmseg's). Its four maps (all ``embed_dim`` channels) sit at strides p/4, p/2, p and 2p of the
-  input: 4, 8, 16, 32 for patch 16; 3.5, 7, 14, 28 for patch 14 (the segmentor resizes logits to the
-  image, so the heads need no exact stride). Its parameters (``neck.*``) are new: no DINO release holds them.
+  and a 2×2 max-pool (×½, floor, as mmseg's). Its four maps (all ``embed_dim`` channels) sit at strides
+  p/4, p/2, p and 2p of the input: 4, 8, 16, 32 for patch 16; 3.5, 7, 14, 28 for patch 14 (the segmentor
+  resizes logits to the image, so the heads need no exact stride). Its parameters (``neck.*``) are new: no
+  DINO release holds them.
 
-Weights: the official releases, timm's files and our model files, mapped by `DinoEncoder.weights_state`
-(key mapping in `stcl.models.dino_files`).
+Weights: the official releases, timm's and Hugging Face's files and our model files, mapped by
+`DinoEncoder.weights_state` (key mapping in `stcl.models.dino_files`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from torch import nn
 from stcl.models.dino_files import official_dinov2_pos_embed
 from stcl.models.encoder_base import Encoder
 
-__all__ = ["DinoSpec", "DINO_SPECS", "DinoEncoder", "SimpleFeaturePyramid", "official_dinov2_pos_embed", "build_dino"]  # noqa: E501
+__all__ = ["DinoSpec", "DINO_SPECS", "DinoEncoder", "SimpleFeaturePyramid", "official_dinov2_pos_embed", "build_dino"]
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,12 @@ class DinoEncoder(Encoder):
 
 
 def build_dino(
-    name: str, *, drop_path: float = 0.0, out_indices: tuple[int, ...] | None = None, device=None, **changes  # noqa: ANN001
+    name: str,
+    *,
+    drop_path: float = 0.0,
+    out_indices: tuple[int, ...] | None = None,
+    device: str | torch.device | None = None,
+    **changes,  # noqa: ANN003
 ) -> DinoEncoder:
     """The `DinoEncoder` of ``DINO_SPECS[name]`` (``changes`` replace spec fields); ``device="meta"`` skips
     allocation."""

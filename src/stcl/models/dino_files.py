@@ -159,7 +159,8 @@ def _dinov3_official(state: dict, encoder, path, dropped: dict[str, str]) -> dic
             out[key.replace("qkv.bias", "q_bias")] = q
             out[key.replace("qkv.bias", "v_bias")] = v
             continue
-        key = key.replace("storage_tokens", "reg_token").replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2")
+        key = key.replace("storage_tokens", "reg_token")
+        key = key.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2")
         out[key] = value
     return out
 
