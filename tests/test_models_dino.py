@@ -182,3 +182,33 @@ def test_neck_equals_mmseg_feature2pyramid():
             xs = [torch.randn(2, 16, h, w) for _ in range(4)]
             for a, b in zip(ours(xs), theirs(xs), strict=True):
                 assert a.shape == b.shape and torch.allclose(a, b, atol=1e-6)
+
+
+def test_predict_accepts_a_dino_model(tmp_path, capsys):
+    """`stcl predict` on a frame folder with a dinov3_tiny model file (patch 16; 50×70 frames are padded)."""
+    from PIL import Image
+
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.models import save_model
+
+    torch.manual_seed(0)
+    params = ModelParams(backbone="dinov3_tiny", channels=16, aux_channels=8)
+    model = build_segmentor(params, len(VSPW_CLASSES), load_pretrained=False)
+    path = save_model(tmp_path / "m.pt", model, model_params=params, num_classes=len(VSPW_CLASSES), proj_dim=None,
+                      label_space="vspw", class_names=VSPW_CLASSES)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray((torch.rand(50, 70, 3) * 255).byte().numpy()).save(frames / f"{i:05d}.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(frames), "--model", str(path), "--out", str(out), "--scales", "1.0", "--no-flip",
+                 "--crop-size", "40", "40", "--stride", "30", "30", "--device", "cpu"]) == 0
+    labels = sorted((out / "labels").glob("*.png"))
+    assert len(labels) == 2 and Image.open(labels[0]).size == (70, 50)
+
+
+def test_weights_command_recognises_the_hugging_face_layout(tmp_path, capsys):
+    params = _params(tmp_path, backbone="dinov3_tiny", channels=8, aux_channels=8)
+    assert main(["weights", str(DATA / "dinov3_tiny_hf.safetensors"), "--params", str(params)]) == 0
+    out = capsys.readouterr().out
+    assert "format:   dinov3-hf" in out and "loads strictly" in out and "embeddings.mask_token" in out
