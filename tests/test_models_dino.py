@@ -212,3 +212,13 @@ def test_weights_command_recognises_the_hugging_face_layout(tmp_path, capsys):
     assert main(["weights", str(DATA / "dinov3_tiny_hf.safetensors"), "--params", str(params)]) == 0
     out = capsys.readouterr().out
     assert "format:   dinov3-hf" in out and "loads strictly" in out and "embeddings.mask_token" in out
+
+
+def test_out_indices_are_configurable_and_checked():
+    model = build_segmentor(ModelParams(backbone="dinov2_tiny", channels=8, aux_channels=8, out_indices=(0, 0, 1, 3)), 3)
+    assert model.backbone.out_indices == (0, 0, 1, 3)
+    assert build_dino("dinov2_vitl14", device="meta").out_indices == (5, 11, 17, 23)
+    with pytest.raises(ValueError, match=r"model\.out_indices: need four block indices in \[0, 4\)"):
+        build_segmentor(ModelParams(backbone="dinov2_tiny", channels=8, aux_channels=8, out_indices=(0, 1, 2, 9)), 3)
+    with pytest.raises(ValueError, match=r"model\.out_indices: applies to ViT encoders"):
+        build_segmentor(ModelParams(backbone="resnet18", channels=8, aux_channels=8, out_indices=(0, 1, 2, 3)), 3)

@@ -176,6 +176,8 @@ class ModelParams(_Strict):
     projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
     sync_bn: StrictBool = False
     grad_checkpointing: StrictBool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
+    # ViT encoders (dino*): the four blocks (0-based) whose tokens feed the neck; None: evenly spaced
+    out_indices: tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt] | None = None
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)

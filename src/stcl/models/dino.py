@@ -195,7 +195,9 @@ class DinoEncoder(Encoder):
         self.family = spec.family
         self.out_indices = tuple(out_indices) if out_indices is not None else spec.default_indices()
         if len(self.out_indices) != 4 or not all(0 <= i < spec.depth for i in self.out_indices):
-            raise ValueError(f"out_indices: need four block indices in [0, {spec.depth}), got {self.out_indices}")
+            raise ValueError(
+                f"model.out_indices: need four block indices in [0, {spec.depth}), got {list(self.out_indices)}"
+            )
         self.model = _timm_model(spec, drop_path)
         self.neck = SimpleFeaturePyramid(spec.embed_dim)
         self.out_channels = (spec.embed_dim,) * 4

@@ -267,7 +267,12 @@ def _cswin(variant: str):
 
 
 def _dino(variant: str):
-    def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
+    def factory(
+        drop_path: float,
+        pretrained_from_hub: bool,
+        device: str | torch.device | None,
+        out_indices: tuple[int, ...] | None = None,
+    ) -> Encoder:
         from stcl.models.dino import build_dino
 
         if pretrained_from_hub:
@@ -275,7 +280,7 @@ def _dino(variant: str):
                 f"pretrained_from_hub: {variant} loads from a local file (the official or timm release) named in "
                 "model.pretrained"
             )
-        return build_dino(variant, drop_path=drop_path, device=device)
+        return build_dino(variant, drop_path=drop_path, device=device, out_indices=out_indices)
 
     return factory
 
@@ -322,6 +327,7 @@ def build_encoder(
     grad_checkpointing: bool = False,
     device: str | torch.device | None = None,
     exclude: tuple[str, ...] = (),
+    out_indices: tuple[int, ...] | None = None,
 ) -> Encoder:
     """Build the encoder ``name`` (see `ENCODERS`), optionally loading local pretrained weights.
 
@@ -333,12 +339,18 @@ def build_encoder(
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
         exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
+        out_indices: ViT encoders only: the four blocks feeding the neck (default evenly spaced).
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
     if pretrained is not None and pretrained_from_hub:
         raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
-    encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
+    if out_indices is not None:
+        if not name.startswith("dino"):
+            raise ValueError(f"model.out_indices: applies to ViT encoders (dino*), not {name!r}; set it to null")
+        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, tuple(out_indices))
+    else:
+        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
     if pretrained is not None:
         from stcl.models.loading import load_encoder_weights
 
