@@ -12,25 +12,29 @@ from stcl.models import ENCODERS, build_encoder, build_segmentor
 from stcl.models.cswin import build_cswin, convert_cswin_checkpoint
 from stcl.params import ModelParams
 
-SMALL = ("resnet18", "swin_mini", "cswin_mini")
+SMALL = ("resnet18", "swin_mini", "cswin_mini", "dinov2_tiny", "dinov3_tiny")
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_shapes_and_strides_on_meta(name):
     enc = build_encoder(name, device="meta")
-    outs = enc(torch.empty(2, 3, 128, 96, device="meta"))
-    assert len(outs) == 4 and enc.strides == (4, 8, 16, 32)
+    outs = enc(torch.empty(2, 3, 224, 448, device="meta"))  # a multiple of 32 and of 4·14
+    assert len(outs) == 4
+    # ViTs with patch p: strides p/4, p/2, p, 2p (3.5 … 28 for patch 14); all others 4, 8, 16, 32
+    p = getattr(enc, "patch", 16)
+    assert enc.strides == (p / 4, p / 2, p, 2 * p)
     for out, ch, stride in zip(outs, enc.out_channels, enc.strides):
-        assert out.shape == (2, ch, 128 // stride, 96 // stride)
+        assert out.shape == (2, ch, int(224 / stride), int(448 / stride))
 
 
 @pytest.mark.parametrize("name", SMALL)
 def test_small_encoders_forward_backward_finite(name):
     torch.manual_seed(0)
     enc = build_encoder(name, drop_path=0.1)
-    x = torch.randn(2, 3, 64, 96, requires_grad=True)
+    x = torch.randn(2, 3, 224, 224, requires_grad=True)
     outs = enc(x)
-    assert [tuple(o.shape) for o in outs] == [(2, c, 64 // s, 96 // s) for c, s in zip(enc.out_channels, enc.strides)]
+    want = [(2, c, int(224 / s), int(224 / s)) for c, s in zip(enc.out_channels, enc.strides)]
+    assert [tuple(o.shape) for o in outs] == want
     assert all(torch.isfinite(o).all() for o in outs)
     sum(o.square().mean() for o in outs).backward()
     grads = [p.grad for p in enc.parameters() if p.requires_grad]

@@ -12,6 +12,8 @@ stcl_d<dim>_t<τ>   Table 3 grid: COCO-pre init, VSPW, STCL with projection dim 
 =================  ========================================================================================
 
 `stcl ablation NAME --out results/ablations/NAME/params.yaml` writes the complete params file of one.
+``ablations.table1_extra`` in params.yaml adds backbones to Table 1 (e.g. ``[dinov3_vitl16]``: a DINO row,
+trained with the same protocol as the paper's four; `table_ablations`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from stcl.params import Params, merge_overrides, parse_params
 
-__all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params"]
+__all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params", "table_ablations"]
 
 # Table 1 of the paper: ResNet-50 (mmseg V1c), ResNeSt-101, CSWin-L, Swin-L.
 TABLE1_BACKBONES = ("resnet50", "resnest101e", "cswin_large", "swin_large_patch4_window12_384")
@@ -33,6 +35,14 @@ TABLE_ABLATIONS: dict[str, tuple[str, ...]] = {
     "table2": ("train_coco", "train_nostcl"),
     "table3": ("train_nostcl",) + tuple(f"stcl_d{d}_t{t:g}" for d, t in TABLE3_GRID),
 }
+
+
+def table_ablations(table: str, params: Params) -> tuple[str, ...]:
+    """The ablations of ``table``: the paper's, plus ``baseline_<b>`` for ``ablations.table1_extra`` in table1."""
+    names = TABLE_ABLATIONS[table]
+    if table == "table1":
+        names += tuple(f"baseline_{b}" for b in params.ablations.table1_extra if f"baseline_{b}" not in names)
+    return names
 
 
 @dataclass(frozen=True)

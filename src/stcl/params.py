@@ -68,6 +68,11 @@ BACKBONES = (
     "cswin_large_224",
     "cswin_tiny",
     "cswin_mini",
+    "dinov2_vitl14",
+    "dinov2_vitl14_reg4",
+    "dinov3_vitl16",
+    "dinov2_tiny",
+    "dinov3_tiny",
 )
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
@@ -172,6 +177,8 @@ class ModelParams(_Strict):
     projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
     sync_bn: StrictBool = False
     grad_checkpointing: StrictBool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
+    # ViT encoders (dino*): the four blocks (0-based) whose tokens feed the neck; None: evenly spaced
+    out_indices: tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt] | None = None
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
@@ -200,6 +207,9 @@ class OptimizerParams(_Strict):
     power: PositiveFloat = 1.0
     min_lr: NonNegFloat = 0.0
     clip_grad_norm: PositiveFloat | None = None
+    # Layer-wise lr decay for ViT encoders (mmseg's LearningRateDecayOptimizerConstructor, "layer_wise"):
+    # block i of L gets lr·d^(L-i), the embeddings lr·d^(L+1), the neck and heads lr. None: off. AdamW only.
+    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class DatasetMix(_Strict):
@@ -320,6 +330,12 @@ STAGE_RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+class AblationParams(_Strict):
+    """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1."""
+
+    table1_extra: tuple[Backbone, ...] = ()
+
+
 class Params(_Strict):
     """Every knob. A training stage = ``train`` (shared) ← the stage's default recipe ← its own section."""
 
@@ -339,6 +355,7 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     tc: TCParams = TCParams()
     cluster: ClusterParams = ClusterParams()
+    ablations: AblationParams = AblationParams()
 
     @model_validator(mode="after")
     def _layout_reaches_batch(self) -> "Params":
@@ -473,7 +490,32 @@ PAPER_OVERRIDES: dict[str, Any] = {
     },
 }
 
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {}, "paper": PAPER_OVERRIDES}
+
+def _dino_overrides(backbone: str) -> dict[str, Any]:
+    """The paper's recipe (data, clips, STCL, teacher, pseudo labels, TTA, 8 GPUs) on a DINO ViT-L encoder.
+
+    NOT the paper and not a published recipe: no VSPW number exists for UperNet + STCL on these encoders.
+    What changes, and where it comes from: mmseg 1.2.2's BEiT-L UperNet config
+    (``configs/beit/beit-large_upernet_8xb1-amp-160k_ade20k-640x640.py``: AdamW lr 2e-5, weight decay 0.05,
+    layer-wise lr decay 0.95 over 24 layers, drop path 0.2, Feature2Pyramid neck); gradient checkpointing of
+    the 24 blocks so that 2 clips of 4 frames at 768² fit 80 GB in bf16 (`stcl plan`). Crop, stride and
+    scales stay the paper's: with patch 14 a 768 crop is padded to 770 (55×55 tokens), with patch 16 it is
+    48×48 tokens. Set model.pretrained to the official or timm weights file of the backbone.
+    """
+    optimizer = {**_PAPER_TRAIN["optimizer"], "lr": 2e-5, "weight_decay": 0.05, "layer_decay": 0.95}
+    return {
+        **PAPER_OVERRIDES,
+        "model": {**PAPER_OVERRIDES["model"], "backbone": backbone, "drop_path": 0.2, "grad_checkpointing": True},
+        "train": {**_PAPER_TRAIN, "optimizer": optimizer},
+    }
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {},
+    "paper": PAPER_OVERRIDES,
+    "dinov2": _dino_overrides("dinov2_vitl14_reg4"),  # with registers, as EoMT / VidEoMT use DINOv2-L
+    "dinov3": _dino_overrides("dinov3_vitl16"),
+}
 
 
 def recipe_dict(params: Params) -> dict[str, Any]:
@@ -505,7 +547,8 @@ def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any
 
 
 def preset_params(name: str) -> Params:
-    """The validated params of a named preset: "tiny" (the default) or "paper"."""
+    """The validated params of a named preset: "tiny" (the default), "paper", or "dinov2" / "dinov3" (the paper's
+    recipe on a DINO ViT-L encoder; not the paper, see `_dino_overrides`)."""
     if name not in PRESETS:
         raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
     return parse_params(merge_overrides(recipe_dict(Params()), PRESETS[name]), f"preset {name}")

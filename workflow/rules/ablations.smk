@@ -97,7 +97,7 @@ rule ablation_tables:
     input:
         lambda wildcards: expand(
             "results/ablations/evaluate/{name}.json",
-            name=TABLE_ABLATIONS[wildcards.table],
+            name=table_ablations(wildcards.table, PARAMS),
         ),
     output:
         "results/ablations/tables/{table}/tables.md",

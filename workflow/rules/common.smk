@@ -10,7 +10,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from stcl import roles
-from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params
+from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params, table_ablations
 from stcl.params import TRAIN_STAGES, ParamsError, load_params
 
 # The params file every `stcl` command reads: params.yaml, or the last --configfile given (which must then

@@ -29,5 +29,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"# stcl params, preset {args.preset!r} (written by `stcl params --preset {args.preset}`)")
         if args.preset == "paper":
             print("# Swin-L needs ImageNet-22K weights: set model.pretrained to a local swin_large_patch4_window12_384 file.")
+        if args.preset in ("dinov2", "dinov3"):
+            print(
+                "# NOT the paper: its recipe on a DINO ViT-L encoder, with mmseg's BEiT-L UperNet optimizer settings "
+                "(no published VSPW\n# number to match). Set model.pretrained to the official or timm weights file "
+                "(`stcl weights FILE` checks it)."
+            )
     print(yaml.safe_dump(recipe_dict(params), sort_keys=False, default_flow_style=None, width=110), end="")
     return 0

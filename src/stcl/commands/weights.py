@@ -2,8 +2,8 @@
 
     stcl weights swin_large_patch4_window12_384_22k.pth --params params.yaml --stage pretrain_coco
 
-Reads the file safely (never runs pickled code), names its format (official Swin / CSWin release, timm,
-mmseg model zoo, a model file of this project), the backbone family and window / stripe size, lists the
+Reads the file safely (never runs pickled code), names its format (official Swin / CSWin / DINOv2 / DINOv3
+release, timm, mmseg model zoo, a model file of this project), the backbone family and window / stripe size, lists the
 ``model.backbone`` names whose shapes it fits, then checks a strict load into the model that ``model:`` of
 the params file builds for ``--stage`` (its class count and projection dim), exactly as ``model.pretrained``
 or a stage's init would load it; nothing is trained or written. A RAFT file (official ``raft-things.pth`` or
@@ -26,6 +26,11 @@ _FORMATS = {
     "swin-timm": "timm Swin weights",
     "cswin-official": "the official microsoft/CSWin-Transformer release",
     "resnet-timm": "timm ResNet / ResNeSt weights",
+    "dinov2-official": "the official facebookresearch/dinov2 release",
+    "dinov2-timm": "timm DINOv2 weights",
+    "dinov3-official": "the official facebookresearch/dinov3 release",
+    "dinov3-timm": "timm DINOv3 weights",
+    "dinov3-hf": "Hugging Face transformers DINOv3 weights (facebook/dinov3-*)",
 }
 
 

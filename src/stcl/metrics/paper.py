@@ -150,6 +150,9 @@ BACKBONE_NAMES: dict[str, str] = {
     "cswin_large_224": "Cswin-L",
     "cswin_large_384": "Cswin-L",
     "resnet18": "ResNet-18",
+    "dinov2_vitl14": "DINOv2-L/14",
+    "dinov2_vitl14_reg4": "DINOv2-L/14 reg4",
+    "dinov3_vitl16": "DINOv3-L/16",
 }
 
 

@@ -1,8 +1,10 @@
 """Models: timm encoders (+ our CSWin), mmseg-compatible UperNet and heads, the segmentor, model files.
 
-Modules: `encoders` (the backbone table, Swin computed as the official Swin), `cswin`, `upernet`, `heads`,
-`segmentor`; weights: `files` (safe reading, format detection), `convert` (key layouts: official Swin, timm,
-mmseg, CSWin), `loading` (strict loading, ``model.load_exclude``), `checkpoints` (this project's model files).
+Modules: `encoder_base` (the interface), `encoders` (the backbone table, Swin computed as the official Swin),
+`cswin`, `dino` (DINOv2/v3 ViT + neck), `upernet`, `heads`, `segmentor`; weights: `files` (safe reading, format
+detection), `convert` (key layouts: official Swin, timm, mmseg), `dino_files` (DINO layouts), each family's
+``Encoder.weights_state``, `loading` (strict loading, ``model.load_exclude``; imports no encoder),
+`checkpoints` (this project's model files).
 """
 
 from stcl.models.checkpoints import (

@@ -251,6 +251,19 @@ class CSWinEncoder(Encoder):
     def no_weight_decay(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.dim() == 1}
 
+    family = "cswin"
+
+    def weights_state(self, state: dict, wf) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
+        """Official CSWin releases (classification or segmentation) and our files → ours."""
+        check_cswin_split(wf, self)
+        absent_ok: tuple[str, ...] = ()
+        if wf.format != "stcl-model":
+            classification = any(k.startswith("head.") for k in state) or not any(k.startswith("norm4.") for k in state)
+            state = convert_cswin_checkpoint(state)
+            if classification:
+                absent_ok = tuple(f"norm{i}.*" for i in range(1, 5))
+        return state, absent_ok, ""
+
 
 def convert_cswin_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Official CSWin checkpoint → `CSWinEncoder` keys.

@@ -1,15 +1,23 @@
 """The encoder interface every backbone implements (timm CNNs, Swin, CSWin): four feature maps at strides
 4, 8, 16 and 32, the parameter names AdamW must not decay, and strict loading of a weights file.
 
-Its own module so that backbone modules (`stcl.models.cswin`) and the name→factory table
-(`stcl.models.encoders`) both import it without importing each other.
+Its own module so that backbone modules (`stcl.models.cswin`, `stcl.models.dino`) and the name→factory
+table (`stcl.models.encoders`) both import it without importing each other. Each family maps its own files'
+keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
+``tests/test_models_import_graph.py``).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+import torch
 from torch import nn
 
 from stcl.models.loading import LoadReport
+
+if TYPE_CHECKING:
+    from stcl.models.files import WeightsFile
 
 __all__ = ["Encoder"]
 
@@ -17,11 +25,25 @@ __all__ = ["Encoder"]
 class Encoder(nn.Module):
     """Base class: ``forward(x (B,3,H,W)) -> [f1 (B,C1,H/4,W/4), f2 (…/8), f3 (…/16), f4 (…/32)]``.
 
-    Subclasses set ``out_channels`` (four ints) and ``strides`` (4, 8, 16, 32).
+    Subclasses set ``out_channels`` (four ints) and ``strides`` (4, 8, 16, 32; a ViT with patch p: p/4, p/2,
+    p, 2p, e.g. 3.5 … 28 for patch 14: the heads need no exact stride, the segmentor resizes its logits).
     """
 
     out_channels: tuple[int, ...]
     strides: tuple[int, ...] = (4, 8, 16, 32)
+    #: the family name `stcl.models.files.detect_format` gives files of this encoder (``swin``, ``dinov2``…)
+    family: str = ""
+
+    def weights_state(
+        self, state: dict[str, torch.Tensor], wf: WeightsFile
+    ) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str]:
+        """``state`` (the backbone tensors of ``wf``, any public layout of this family) in this encoder's key
+        layout; the keys the file's format cannot hold (left at init); a hint appended to load errors.
+
+        Each family implements it beside its model code (as timm keeps ``checkpoint_filter_fn`` beside each
+        model), so `stcl.models.loading` dispatches without importing any encoder module.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot read weights files")
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names (relative to this module) that AdamW should not decay."""
@@ -40,5 +62,13 @@ class Encoder(nn.Module):
         state, absent_ok, hint = encoder_state(wf, self)
         absent = tuple(f"backbone.{a}" for a in absent_ok)
         return strict_load(
-            self, state, source, exclude=exclude, absent_ok=absent, prefix="backbone.", fmt=wf.format, hint=hint
+            self,
+            state,
+            source,
+            exclude=exclude,
+            absent_ok=absent,
+            prefix="backbone.",
+            fmt=wf.format,
+            hint=hint,
+            dropped=wf.dropped,
         )

@@ -16,6 +16,7 @@ table of the project; an unknown name raises a ValueError that lists the valid o
   (``norm0`` … ``norm3``), as mmseg's Swin does; timm's NHWC stage outputs are normalised, then permuted
   to NCHW. Key names are timm's.
 * CSWin lives in `stcl.models.cswin` (not in timm).
+* DINOv2 / DINOv3 ViTs (timm's ViT / Eva + a simple feature pyramid) live in `stcl.models.dino`.
 
 Pretrained weights come from a local file named in params (any format `stcl.models.files` detects: the
 official Swin / CSWin releases, timm weights, mmseg model-zoo checkpoints), loaded strictly by
@@ -80,6 +81,23 @@ class TimmCnnEncoder(Encoder):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
+
+    @property
+    def family(self) -> str:  # type: ignore[override]
+        return "resnest" if "resnest" in self.timm_name else "resnet"
+
+    def weights_state(self, state: dict, wf) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
+        """mmseg (``backbone.`` stripped), mmcv deep-stem (``stem.N``) and timm ImageNet layouts → ours."""
+        from stcl.models import convert
+
+        if wf.format == "mmseg":
+            state = convert.mmseg_resnet_to_timm(state)
+        elif wf.format == "resnet-timm" and any(k.startswith("stem.") for k in state):
+            # mmcv / mmseg ImageNet files (open-mmlab://resnet50_v1c, resnest101): deep stem named stem.N
+            state = convert.mmseg_resnet_to_timm({k: v for k, v in state.items() if not k.startswith("fc.")})
+        elif wf.format == "resnet-timm":
+            state = {f"model.{k}": v for k, v in state.items() if not k.startswith(("fc.", "head."))}
+        return state, (), ""
 
 
 class PadThenRollBlock(SwinTransformerBlock):
@@ -180,6 +198,31 @@ class SwinEncoder(Encoder):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)
 
+    family = "swin"
+
+    def weights_state(self, state: dict, wf) -> tuple[dict, tuple[str, ...], str]:  # noqa: ANN001
+        """mmseg, official Swin and timm Swin layouts → ours; stored position indices checked, not dropped."""
+        from stcl.models import convert
+
+        source, window = str(wf.path), self.window_size
+        hint = ""
+        if wf.window is not None and wf.window != window:
+            hint = f" (the file's Swin window is {wf.window}, the configured one {window})"
+        absent_ok: tuple[str, ...] = ()
+        if wf.format == "mmseg":
+            if wf.window == window:
+                convert.check_swin_index(state, window, source)
+            state = convert.mmseg_swin_to_timm(state)
+        elif wf.format == "swin-official":
+            if wf.window == window:
+                convert.check_swin_index(state, window, source)
+            state = convert.official_swin_to_timm(state)
+            absent_ok = tuple(f"norm{i}.*" for i in range(4))
+        elif wf.format == "swin-timm":
+            state = convert.timm_swin_release_to_ours(state)
+            absent_ok = tuple(f"norm{i}.*" for i in range(4))
+        return state, absent_ok, hint
+
     def no_weight_decay(self) -> set[str]:
         names = {f"model.{n}" for n in self.model.no_weight_decay()}
         names |= {n for n, _ in self.named_parameters() if "relative_position_bias_table" in n or "norm" in n}
@@ -223,6 +266,25 @@ def _cswin(variant: str):
     return factory
 
 
+def _dino(variant: str):
+    def factory(
+        drop_path: float,
+        pretrained_from_hub: bool,
+        device: str | torch.device | None,
+        out_indices: tuple[int, ...] | None = None,
+    ) -> Encoder:
+        from stcl.models.dino import build_dino
+
+        if pretrained_from_hub:
+            raise ValueError(
+                f"pretrained_from_hub: {variant} loads from a local file (the official or timm release) named in "
+                "model.pretrained"
+            )
+        return build_dino(variant, drop_path=drop_path, device=device, out_indices=out_indices)
+
+    return factory
+
+
 EncoderFactory = Callable[[float, bool, "str | torch.device | None"], Encoder]
 
 # The one name → factory table where users pick a backbone (params.yaml ``model.backbone``).
@@ -242,6 +304,12 @@ ENCODERS: dict[str, EncoderFactory] = {
     "cswin_large_224": _cswin("large_224"),
     "cswin_tiny": _cswin("tiny"),
     "cswin_mini": _cswin("mini"),
+    # DINOv2 / DINOv3 ViT-L + simple feature pyramid (stcl.models.dino); *_tiny: reduced, random init
+    "dinov2_vitl14": _dino("dinov2_vitl14"),
+    "dinov2_vitl14_reg4": _dino("dinov2_vitl14_reg4"),
+    "dinov3_vitl16": _dino("dinov3_vitl16"),
+    "dinov2_tiny": _dino("dinov2_tiny"),
+    "dinov3_tiny": _dino("dinov3_tiny"),
 }
 
 
@@ -259,6 +327,7 @@ def build_encoder(
     grad_checkpointing: bool = False,
     device: str | torch.device | None = None,
     exclude: tuple[str, ...] = (),
+    out_indices: tuple[int, ...] | None = None,
 ) -> Encoder:
     """Build the encoder ``name`` (see `ENCODERS`), optionally loading local pretrained weights.
 
@@ -270,12 +339,18 @@ def build_encoder(
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
         exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
+        out_indices: ViT encoders only: the four blocks feeding the neck (default evenly spaced).
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
     if pretrained is not None and pretrained_from_hub:
         raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
-    encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
+    if out_indices is not None:
+        if not name.startswith("dino"):
+            raise ValueError(f"model.out_indices: applies to ViT encoders (dino*), not {name!r}; set it to null")
+        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, tuple(out_indices))
+    else:
+        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
     if pretrained is not None:
         from stcl.models.loading import load_encoder_weights
 

@@ -17,7 +17,14 @@ and what is wrong with it (missing, empty, truncated, not a torch file, pickled 
 ``cswin-official`` the microsoft/CSWin-Transformer release (``state_dict_ema`` / ``state_dict`` / ``model``)
 ``resnet-timm``    a ResNet/ResNeSt ImageNet state dict: timm's (``conv1``, ``layer1`` … ``layer4``, ``fc``) or
                    mmcv's (deep stem ``stem.N``, e.g. ``resnet50_v1c-2cccc1ad.pth``)
+``dinov2-official`` facebookresearch/dinov2 releases (``mask_token``, ``register_tokens`` in reg4, ``ls1.gamma``)
+``dinov2-timm``    timm's DINOv2 weights (``reg_token``, no ``mask_token``)
+``dinov3-official`` facebookresearch/dinov3 releases (``storage_tokens``, ``rope_embed.periods``, ``qkv.bias_mask``)
+``dinov3-timm``    timm's DINOv3 (Eva) weights (``gamma_1``, ``q_bias``/``v_bias``)
+``dinov3-hf``      Hugging Face transformers' DINOv3 (``embeddings.*``, ``layer.N.attention.q_proj``)
 =================  ===========================================================================================
+
+The DINO layouts are mapped by `stcl.models.dino_files`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +123,8 @@ class WeightsFile:
     window: int | None
     heads: bool
     meta: dict[str, Any]
+    #: keys a family's mapping dropped on purpose, with the reason (filled by ``Encoder.weights_state``)
+    dropped: dict[str, str] = field(default_factory=dict)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -133,6 +142,12 @@ def _strip(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict
 
 
 def _backbone_family(keys: list[str]) -> str | None:
+    if any(k == "storage_tokens" or (k.startswith("blocks.") and k.endswith(".gamma_1")) for k in keys):
+        return "dinov3"
+    if any(k.startswith(("layer.", "model.layer.")) and k.endswith(".layer_scale1.lambda1") for k in keys):
+        return "dinov3"  # Hugging Face transformers' DINOv3 layout
+    if any(k.startswith("blocks.") and k.endswith(".ls1.gamma") for k in keys):
+        return "dinov2"
     if any(".blocks." in k and k.split(".")[0] in ("stages", "layers") for k in keys):
         return "swin"
     if any(k.startswith("stage1_conv_embed") for k in keys):
@@ -199,6 +214,11 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
         )
     if fam == "cswin":
         return WeightsFile(path, "cswin-official", state, fam, None, False, meta)
+    if fam == "dinov3" and any(k.startswith("embeddings.patch_embeddings.") for k in keys):
+        return WeightsFile(path, "dinov3-hf", state, fam, None, False, meta)
+    if fam in ("dinov2", "dinov3"):
+        official = any(k in ("mask_token", "register_tokens", "storage_tokens") for k in keys)
+        return WeightsFile(path, f"{fam}-{'official' if official else 'timm'}", state, fam, None, False, meta)
     if fam in ("resnet", "resnest"):
         return WeightsFile(path, "resnet-timm", state, fam, None, False, meta)
     raise ValueError(f"{path}: unrecognised weights layout (first keys: {', '.join(keys[:4])}); wrapper {wrapper!r}")

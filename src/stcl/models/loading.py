@@ -47,6 +47,7 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     format: str = ""
+    dropped: dict[str, str] = field(default_factory=dict)  # file keys left out on purpose → why
 
     def __str__(self) -> str:
         def few(keys: list[str]) -> str:
@@ -58,6 +59,8 @@ class LoadReport:
             keys = getattr(self, name)
             if keys:
                 parts.append(f"{len(keys)} {label} [{few(keys)}]")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} dropped [{few([f'{k}: {v}' for k, v in self.dropped.items()])}]")
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +71,7 @@ class LoadReport:
             "missing": list(self.missing),
             "unexpected": list(self.unexpected),
             "mismatched": list(self.mismatched),
+            "dropped": dict(self.dropped),
         }
 
 
@@ -90,6 +94,7 @@ def strict_load(
     fmt: str = "",
     hint: str = "",
     dry_run: bool = False,
+    dropped: Mapping[str, str] | None = None,
 ) -> LoadReport:
     """Load ``state`` into ``module``; raise ValueError on any key not accounted for.
 
@@ -99,6 +104,7 @@ def strict_load(
         prefix: prepended to keys before matching patterns (``backbone.`` for an encoder).
         hint: appended to the error (e.g. the window size found in the file).
         dry_run: check only (``module`` may live on the meta device); nothing is loaded.
+        dropped: file keys a format mapping left out on purpose, with the reason (reported, not checked).
     """
     exclude, absent_ok = tuple(exclude), tuple(absent_ok)
     own = module.state_dict()
@@ -132,74 +138,29 @@ def strict_load(
         unexpected=unexpected,
         mismatched=[prefix + k for k in mismatched],
         format=fmt,
+        dropped=dict(dropped or {}),
     )
     log.info("weights: %s", report)
     return report
 
 
-def _family(encoder: nn.Module) -> str:
-    from stcl.models.cswin import CSWinEncoder
-    from stcl.models.encoders import SwinEncoder
-
-    if isinstance(encoder, SwinEncoder):
-        return "swin"
-    if isinstance(encoder, CSWinEncoder):
-        return "cswin"
-    name = getattr(encoder, "timm_name", "")
-    return "resnest" if "resnest" in name else "resnet"
-
-
 def encoder_state(wf: WeightsFile, encoder: nn.Module) -> tuple[dict[str, torch.Tensor], tuple[str, ...], str]:
-    """The backbone part of ``wf`` in ``encoder``'s key layout, the keys it may lack, and an error hint."""
-    from stcl.models import convert
+    """The backbone part of ``wf`` in ``encoder``'s key layout, the keys it may lack, and an error hint.
 
-    family = _family(encoder)
+    The family check and the ``backbone.`` prefix are handled here; the key mapping belongs to the encoder
+    family (``Encoder.weights_state``, beside each family's model code), so this module imports none of them.
+    """
+    family = encoder.family
     if wf.backbone is not None and wf.backbone != family:
         raise ValueError(
             f"{wf.path}: holds a {wf.backbone} backbone ({wf.format}); the configured model.backbone is a "
             f"{family} ({type(encoder).__name__})"
         )
-    source = str(wf.path)
     if wf.format in ("mmseg", "stcl-model", "cswin-official") and any(k.startswith("backbone.") for k in wf.state):
         state = {k[len("backbone.") :]: v for k, v in wf.state.items() if k.startswith("backbone.")}
     else:
         state = dict(wf.state)
-    hint = ""
-    absent_ok: tuple[str, ...] = ()
-    if family == "swin":
-        window = encoder.window_size
-        if wf.window is not None and wf.window != window:
-            hint = f" (the file's Swin window is {wf.window}, the configured one {window})"
-        if wf.format == "mmseg":
-            if wf.window == window:
-                convert.check_swin_index(state, window, source)
-            state = convert.mmseg_swin_to_timm(state)
-        elif wf.format == "swin-official":
-            if wf.window == window:
-                convert.check_swin_index(state, window, source)
-            state = convert.official_swin_to_timm(state)
-            absent_ok = tuple(f"norm{i}.*" for i in range(4))
-        elif wf.format == "swin-timm":
-            state = convert.timm_swin_release_to_ours(state)
-            absent_ok = tuple(f"norm{i}.*" for i in range(4))
-    elif family == "cswin":
-        from stcl.models.cswin import check_cswin_split, convert_cswin_checkpoint
-
-        check_cswin_split(wf, encoder)
-        if wf.format != "stcl-model":
-            classification = any(k.startswith("head.") for k in state) or not any(k.startswith("norm4.") for k in state)
-            state = convert_cswin_checkpoint(state)
-            if classification:
-                absent_ok = tuple(f"norm{i}.*" for i in range(1, 5))
-    else:
-        if wf.format == "mmseg":
-            state = convert.mmseg_resnet_to_timm(state)
-        elif wf.format == "resnet-timm" and any(k.startswith("stem.") for k in state):
-            # mmcv / mmseg ImageNet files (open-mmlab://resnet50_v1c, resnest101): deep stem named stem.N
-            state = convert.mmseg_resnet_to_timm({k: v for k, v in state.items() if not k.startswith("fc.")})
-        elif wf.format == "resnet-timm":
-            state = {f"model.{k}": v for k, v in state.items() if not k.startswith(("fc.", "head."))}
-    return state, absent_ok, hint
+    return encoder.weights_state(state, wf)
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Iterable[str] = ()) -> LoadReport:
@@ -215,6 +176,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Itera
         prefix="backbone.",
         fmt=wf.format,
         hint=hint,
+        dropped=wf.dropped,
     )
 
 
@@ -252,7 +214,15 @@ def load_segmentor_weights(
     else:
         absent += _HEADS
     report = strict_load(
-        target, full, str(wf.path), exclude=exclude, absent_ok=absent, fmt=wf.format, hint=hint, dry_run=dry_run
+        target,
+        full,
+        str(wf.path),
+        exclude=exclude,
+        absent_ok=absent,
+        fmt=wf.format,
+        hint=hint,
+        dry_run=dry_run,
+        dropped=wf.dropped,
     )
     if dry_run:
         return report

@@ -154,6 +154,7 @@ def build_segmentor(
         pretrained_from_hub=model.pretrained_from_hub and load_pretrained and not meta,
         grad_checkpointing=model.grad_checkpointing,
         device=device,
+        out_indices=model.out_indices,
     )
     kwargs = dict(
         num_classes=num_classes,

@@ -15,7 +15,8 @@ the meta device by `stcl.plan.work.train_step_work`)::
     peak        = static + (activations + loss) · (1 + FRAGMENTATION) + CONTEXT
 
 ``f_amp`` (bf16/fp16 autocast) and ``f_ckpt`` (``model.grad_checkpointing``: encoder blocks keep only
-their inputs and are recomputed in backward) are the ratios of measured CPU peak step memory with and
+their inputs and are recomputed in backward; for ViT encoders the checkpointed activations are counted
+instead, `stcl.plan.vit`) are the ratios of measured CPU peak step memory with and
 without the lever, from benchmarks/memory_levers.py at reduced sizes (its output is in
 docs/paper_scale.md); ``CONTEXT`` is the CUDA context and cuDNN/cuBLAS workspaces, ``FRAGMENTATION``
 the caching allocator's slack. The method is checked against a measured CPU step at two sizes by
@@ -27,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stcl.params import Params, TrainStageParams
+from stcl.plan.vit import projection_stride
 from stcl.plan.work import TrainWork, train_step_work
 
 __all__ = ["AMP_FACTOR", "CHECKPOINT_FACTOR", "CONTEXT_BYTES", "FRAGMENTATION", "MemoryEstimate", "train_memory"]
@@ -73,13 +75,14 @@ def train_memory(params: Params, stage: TrainStageParams, gpus: int, work: Train
     p = work.parameters
     opt = 8 if stage.optimizer.name == "adamw" else 4
     acts = work.activation_bytes * AMP_FACTOR[stage.amp]
-    if params.model.grad_checkpointing:
-        acts *= CHECKPOINT_FACTOR
+    if params.model.grad_checkpointing:  # ViTs: counted (stcl.plan.vit); other encoders: the measured ratio
+        ckpt = work.checkpointed_bytes
+        acts = ckpt * AMP_FACTOR[stage.amp] if ckpt is not None else acts * CHECKPOINT_FACTOR
     crop_h, crop_w = params.augment.crop_size
     loss = 2 * 10 * stage.batch_per_device * 124 * crop_h * crop_w
     if stage.stcl.enabled:
-        stride = 4 if params.model.projection_input == "fpn_bottleneck" else 32
-        n = (crop_h // stride) * (crop_w // stride)
+        stride = projection_stride(params.model.backbone, params.model.projection_input)
+        n = int(crop_h // stride) * int(crop_w // stride)
         loss += 3 * 4 * min(stage.stcl.chunk_size, n) * work.frames * n
     return MemoryEstimate(
         weights=4 * p,

@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stcl.infer.multiscale import TTA, tta_probs
 from stcl.params import ModelParams, Params, TrainStageParams
+from stcl.plan.vit import is_vit, projection_stride, vit_checkpointed
 
 __all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters"]
 
@@ -54,9 +55,9 @@ def _predict_frame_flops(model: ModelParams, tta: TTA, height: int, width: int) 
     return int(counter.get_total_flops())
 
 
-def stcl_flops(batch: int, frames: int, crop: tuple[int, int], dim: int, stride: int, max_anchors: int | None) -> int:
+def stcl_flops(batch: int, frames: int, crop: tuple[int, int], dim: int, stride: float, max_anchors: int | None) -> int:
     """Closed-form FLOPs of the chunked STCL loss (forward, recompute and backward) for ``batch`` clips."""
-    n = (crop[0] // stride) * (crop[1] // stride)
+    n = int(crop[0] // stride) * int(crop[1] // stride)
     anchors = min(n, max_anchors) if max_anchors else n
     return 8 * batch * anchors * frames * n * dim
 
@@ -69,6 +70,8 @@ class TrainWork:
     activation_bytes: int  # saved for backward, float32, no checkpointing
     parameters: int
     frames: int  # frames per clip through the encoder (T with STCL, else 1)
+    # float32 activations with model.grad_checkpointing when counted rather than scaled (ViTs: stcl.plan.vit)
+    checkpointed_bytes: int | None = None
 
 
 def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
@@ -80,8 +83,7 @@ def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
     """
     model = params.model.model_copy(update={"grad_checkpointing": False, "sync_bn": False})
     counted = max(stage.batch_per_device, 2)
-    work = _train_step_work(
-        model,
+    args = (
         stage.stcl.enabled,
         stage.stcl.dim,
         stage.stcl.max_anchors,
@@ -89,10 +91,19 @@ def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:
         counted,
         tuple(params.augment.crop_size),
     )
+    work = _train_step_work(model, *args)
+    depth = is_vit(model.backbone)
+    if params.model.grad_checkpointing and depth:
+        on = _train_step_work(model.model_copy(update={"grad_checkpointing": True}), *args)
+        flops, acts = vit_checkpointed(work.activation_bytes, on.flops, on.activation_bytes, depth)
+        work = TrainWork(flops, work.activation_bytes, work.parameters, work.frames, checkpointed_bytes=acts)
     if counted == stage.batch_per_device:
         return work
     scale = stage.batch_per_device / counted
-    return TrainWork(int(work.flops * scale), int(work.activation_bytes * scale), work.parameters, work.frames)
+    checkpointed = None if work.checkpointed_bytes is None else int(work.checkpointed_bytes * scale)
+    return TrainWork(
+        int(work.flops * scale), int(work.activation_bytes * scale), work.parameters, work.frames, checkpointed
+    )
 
 
 @lru_cache(maxsize=32)
@@ -124,7 +135,7 @@ def _train_step_work(
         loss.backward()
     flops = int(counter.get_total_flops())
     if stcl:
-        stride = 4 if model.projection_input == "fpn_bottleneck" else 32
+        stride = projection_stride(model.backbone, model.projection_input)
         flops += stcl_flops(batch, frames, crop, dim, stride, max_anchors)
     params = sum(p.numel() for p in net.parameters())
     return TrainWork(flops, sum(storages.values()), params, frames)

@@ -7,6 +7,14 @@
   mmseg's "norm" substring, so ResNet's ``bn1`` is covered too. Other biases (conv, linear) keep their
   weight decay, as in mmseg.
 * SGD (CNNs): momentum, weight decay on every parameter (mmseg's CNN configs use no paramwise rules).
+* Layer-wise lr decay (``optimizer.layer_decay = d``, ViT encoders; mmseg's
+  ``LearningRateDecayOptimizerConstructor`` with ``decay_type="layer_wise"`` and ``get_layer_id_for_vit``, as
+  the BEiT and DINOv2 segmentation recipes use): with L blocks, ``num_layers = L + 2``; the layer id is 0 for
+  the patch embedding, tokens and position table, i + 1 for block i, and L + 1 for everything else (final
+  norm, neck, heads); a parameter's lr is ``lr · d^(num_layers − 1 − id)``. Weight decay as mmseg's
+  constructor: none on 1-D parameters and biases, and none on the tokens / position table (the encoder's
+  ``no_weight_decay``; mmseg means these by its ``pos_embed``/``cls_token`` rule). Groups carry ``lr_scale``,
+  which the schedule multiplies in.
 * Schedule: mmcv's linear warmup on top of poly decay:
   ``poly(i) = (lr - min_lr) * (1 - i / iters) ** power + min_lr`` and during warmup
   ``lr(i) = poly(i) * (1 - (1 - i / warmup_iters) * (1 - warmup_ratio))``.
@@ -19,7 +27,7 @@ from torch import nn
 
 from stcl.params import OptimizerParams
 
-__all__ = ["NO_DECAY_KEYS", "param_groups", "build_optimizer", "WarmupPolySchedule"]
+__all__ = ["NO_DECAY_KEYS", "param_groups", "layer_decay_groups", "build_optimizer", "WarmupPolySchedule"]
 
 NO_DECAY_KEYS: tuple[str, ...] = ("absolute_pos_embed", "relative_position_bias_table")
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -53,8 +61,43 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def layer_decay_groups(model: nn.Module, weight_decay: float, decay: float) -> list[dict]:
+    """Parameter groups with layer-wise lr decay (module doc); the model's backbone must name layers.
+
+    Returns one group per (layer id, decayed or not): ``{"params", "weight_decay", "lr_scale", "name"}``.
+    """
+    target = model.module if hasattr(model, "module") else model
+    backbone = getattr(target, "backbone", None)
+    if backbone is None or not hasattr(backbone, "layer_id"):
+        name = type(backbone).__name__ if backbone is not None else type(target).__name__
+        raise ValueError(f"optimizer.layer_decay: {name} has no layers to decay (ViT encoders: dinov2_*, dinov3_*)")
+    num_layers = backbone.num_layers + 2
+    no_wd = {f"backbone.{n}" for n in backbone.no_weight_decay()}
+    groups: dict[str, dict] = {}
+    for name, p in target.named_parameters():
+        if not p.requires_grad:
+            continue
+        quiet = p.dim() == 1 or name.endswith(".bias") or name in no_wd
+        layer = backbone.layer_id(name[len("backbone.") :]) if name.startswith("backbone.") else num_layers - 1
+        key = f"layer_{layer}_{'no_decay' if quiet else 'decay'}"
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": 0.0 if quiet else weight_decay,
+                "lr_scale": decay ** (num_layers - layer - 1),
+                "name": key,
+            }
+        groups[key]["params"].append(p)
+    return list(groups.values())
+
+
 def build_optimizer(model: nn.Module, params: OptimizerParams) -> torch.optim.Optimizer:
-    """AdamW (with the no-decay groups) or SGD (decay everywhere), per ``params.name``."""
+    """AdamW (with the no-decay groups, or layer-decay groups) or SGD (decay everywhere), per ``params.name``."""
+    if params.layer_decay is not None:
+        if params.name != "adamw":
+            raise ValueError("optimizer.layer_decay needs optimizer.name: adamw")
+        groups = layer_decay_groups(model, params.weight_decay, params.layer_decay)
+        return torch.optim.AdamW(groups, lr=params.lr, betas=tuple(params.betas), weight_decay=0.0)
     if params.name == "adamw":
         return torch.optim.AdamW(
             param_groups(model, params.weight_decay), lr=params.lr, betas=tuple(params.betas), weight_decay=0.0
@@ -98,7 +141,7 @@ class WarmupPolySchedule:
         self.last_iter = it
         lr = self.lr_at(it)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def get_last_lr(self) -> float:
         return self.lr_at(self.last_iter)
