@@ -111,6 +111,7 @@ def _run_shard(
         out_root=dataset,
         shards_dir=shards_dir,
         threshold=params.pseudo_label.threshold,
+        class_balanced_portion=params.pseudo_label.class_balanced_portion,
         num_classes=VSPW_NUM_CLASSES,
         device=device,
         workers=params.infer.workers,

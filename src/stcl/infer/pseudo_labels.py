@@ -39,6 +39,7 @@ from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 from stcl.data.vspw import load_image
 from stcl.infer.predict import frame_probs, prefetch
+from stcl.infer.thresholds import keep_class_balanced
 
 __all__ = [
     "IGNORE",
@@ -175,7 +176,8 @@ def _read_counts(folder: Path, num_classes: int) -> Counts:
 
 
 def _write_frame(
-    folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int
+    folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int,
+    portion: float | None = None,
 ) -> Counts:
     """Write ``mask/<stem>.png`` (raw ids) and a copy of the frame ``origin/<stem>.jpg`` into ``folder``.
 
@@ -183,7 +185,8 @@ def _write_frame(
     """
     if probs.shape[0] > num_classes:
         raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
-    label = keep_confident(probs, threshold).cpu().numpy()
+    keep = keep_confident(probs, threshold) if portion is None else keep_class_balanced(probs, threshold, portion)
+    label = keep.cpu().numpy()
     raw = to_raw_ids(label, num_classes)
     save_label_png(folder / "mask" / f"{stem}.png", raw)
     (folder / "origin").mkdir(exist_ok=True)
@@ -213,6 +216,7 @@ def run_shard(
     out_root: str | Path,
     shards_dir: str | Path,
     threshold: float,
+    class_balanced_portion: float | None = None,
     num_classes: int = 124,
     device: str | torch.device = "cpu",
     workers: int = 1,
@@ -229,6 +233,8 @@ def run_shard(
         out_root: dataset root to write (``data/<video>/{origin,mask}``).
         shards_dir: where ``<index>-of-<count>.json`` goes.
         threshold: keep argmax where max prob > threshold.
+        class_balanced_portion: None, or also keep the top portion of each class per frame
+            (`stcl.infer.thresholds.keep_class_balanced`).
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
         device, workers, progress: as in `stcl.infer.predict.predict_videos`.
     """
@@ -250,7 +256,9 @@ def run_shard(
             with atomic_dir(data_dir / video) as tmp:
                 for stem, src, image in zip(frames[video], paths, prefetch(load_image, paths, workers)):
                     probs = frame_probs(members, tta, image, device)
-                    video_counts = video_counts + _write_frame(tmp, stem, src, probs, threshold, num_classes)
+                    video_counts = video_counts + _write_frame(
+                        tmp, stem, src, probs, threshold, num_classes, class_balanced_portion
+                    )
                     bar.update(1)
                 write_json(tmp / _COUNTS, video_counts.to_json())
             counts = counts + video_counts
@@ -260,6 +268,7 @@ def run_shard(
         "shard": index,
         "num_shards": count,
         "threshold": threshold,
+        "class_balanced_portion": class_balanced_portion,
         "videos": videos,
         "frames": sum(len(frames[v]) for v in videos),
         **counts.to_json(),
@@ -336,9 +345,10 @@ def gather(
         problems.append(f"{len(twice)} videos in several shards: {_listing(twice)}")
     if unknown:
         problems.append(f"{len(unknown)} videos not in the unlabeled list: {_listing(unknown)}")
-    thresholds = {rec["threshold"] for rec in records}
+    thresholds = {(rec["threshold"], rec.get("class_balanced_portion")) for rec in records}
     if len(thresholds) > 1:
-        problems.append(f"shards used different thresholds {sorted(thresholds)}")
+        listed = sorted(thresholds, key=str)
+        problems.append(f"shards used different thresholds (threshold, class-balanced portion) {listed}")
     data_dir = Path(out_root) / "data"
     lost = sorted(v for v in frames if v in owner and not _video_complete(data_dir / v, frames[v]))
     if lost:
@@ -353,7 +363,10 @@ def gather(
     total_kept = int(kept.sum())
     stats = {
         "threshold": records[0]["threshold"],
-        "rule": "kept where max probability > threshold (strict), else 255",
+        "class_balanced_portion": records[0].get("class_balanced_portion"),
+        "rule": "kept where max probability > threshold (strict), else 255"
+        + ("" if records[0].get("class_balanced_portion") is None else
+           f", or among the top {records[0]['class_balanced_portion']:g} of its class's pixels in the frame"),
         "shards": count,
         "videos": len(frames),
         "frames": int(sum(rec["frames"] for rec in records)),
