@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from stcl.infer.ensemble import Member, ensemble_probs
 from stcl.atomic import atomic_dir, remove_stale_tmp
+from stcl.hold import hold
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 
@@ -138,5 +139,6 @@ def predict_videos(
                         np.save(tmp / f"{stem}.npy", probs.to(torch.float16).cpu().numpy())
                     bar.update(1)
             summary.computed.append(video)
+            hold(f"infer.video_done.{video}")  # tests: stop here on request (stcl.hold)
             summary.frames += len(stems)
     return summary
