@@ -15,14 +15,15 @@ collects the val metrics of:
 
 Per seed it also records what explains the student: the teacher's calibration on val (expected calibration
 error, mean confidence vs accuracy per class), the pseudo labels' kept fraction per class and the student's
-per-class IoU (``<workdir>/claims.json``). A claim "holds beyond the spread" when the mean difference
+per-class IoU (``<workdir>/seed<k>/claims.json``). A claim "holds beyond the spread" when the mean difference
 exceeds two standard errors of the paired per-seed differences (a paired t-like margin; with 3 seeds it
 is a rough screen, not a test).
 
     nice -n 15 .venv/bin/python benchmarks/recipe_claims.py --seeds 0 1 2 --workdir /tmp/claims \\
         --class-balanced 0.5 [--params params.yaml] [--set infer.scales=[1.0]]
 
-``--summarize`` prints the table again from ``<workdir>/claims.json`` (also while seeds are missing).
+Each finished seed leaves ``<workdir>/seed<k>/claims.json``; seeds may run as separate processes at once (one
+``--seeds k`` each, same ``--workdir``). ``--summarize`` prints the table of the seeds finished so far.
 """
 
 from __future__ import annotations
@@ -250,10 +251,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=YAML", help="override, e.g. infer.flip=false")
     ap.add_argument("--class-balanced", type=float, default=None, metavar="PORTION")
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--summarize", action="store_true", help="only print the table of <workdir>/claims.json")
+    ap.add_argument("--summarize", action="store_true", help="only print the table of the finished seeds")
     args = ap.parse_args()
-    out = args.workdir / "claims.json"
-    records = json.loads(out.read_text()) if out.exists() else []
     if not args.summarize:
         base = yaml.safe_load(args.params.read_text())
         for item in args.set:
@@ -261,16 +260,20 @@ def main() -> None:
             _set(base, key, yaml.safe_load(value))
         args.workdir.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
-            if any(r["seed"] == seed for r in records):
+            out = args.workdir / f"seed{seed}" / "claims.json"
+            if out.exists():
                 continue
             start = time.monotonic()
-            records.append(run_seed(seed, args, base))
+            record = run_seed(seed, args, base)
             tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(json.dumps(records, indent=1))
+            tmp.write_text(json.dumps(record, indent=1))
             os.replace(tmp, out)
             print(f"seed {seed}: {(time.monotonic() - start) / 60:.1f} min", flush=True)
+    # every finished seed under the workdir (seeds may run as separate processes at once)
+    found = args.workdir.glob("seed*/claims.json")
+    records = sorted((json.loads(p.read_text()) for p in found), key=lambda r: r["seed"])
     if not records:
-        sys.exit(f"{out}: no finished seed yet")
+        sys.exit(f"{args.workdir}: no finished seed yet (seed*/claims.json)")
     from stcl.data.classes import VSPW_CLASSES
 
     print(summarize(records))
