@@ -23,7 +23,7 @@ is a rough screen, not a test).
         --class-balanced 0.5 [--params params.yaml] [--set infer.scales=[1.0]]
 
 Each finished seed leaves ``<workdir>/seed<k>/claims.json``; seeds may run as separate processes at once (one
-``--seeds k`` each, same ``--workdir``). ``--summarize`` prints the table of the seeds finished so far.
+``--seeds k`` each, same ``--workdir``). ``--summarize`` prints the table of the seeds finished so far (also written to ``<workdir>/claims.md``).
 """
 
 from __future__ import annotations
@@ -276,8 +276,9 @@ def main() -> None:
         sys.exit(f"{args.workdir}: no finished seed yet (seed*/claims.json)")
     from stcl.data.classes import VSPW_CLASSES
 
-    print(summarize(records))
-    print(student_evidence(records, [c for c in VSPW_CLASSES]))
+    text = summarize(records) + "\n" + student_evidence(records, list(VSPW_CLASSES)) + "\n"
+    (args.workdir / "claims.md").write_text(text)
+    print(text, end="")
 
 
 if __name__ == "__main__":
