@@ -23,7 +23,8 @@ is a rough screen, not a test).
         --class-balanced 0.5 [--params params.yaml] [--set infer.scales=[1.0]]
 
 Each finished seed leaves ``<workdir>/seed<k>/claims.json``; seeds may run as separate processes at once (one
-``--seeds k`` each, same ``--workdir``). ``--summarize`` prints the table of the seeds finished so far (also written to ``<workdir>/claims.md``).
+``--seeds k`` each, same ``--workdir``). ``--summarize`` prints the table of the seeds finished so far (also
+written to ``<workdir>/claims.md``); ``--collect`` records a seed from what its stopped run left.
 """
 
 from __future__ import annotations
@@ -146,29 +147,46 @@ def teacher_calibration(cwd: Path, params: dict[str, Any], bins: int = 10) -> di
 
 
 def run_seed(seed: int, args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """Run the chain and the two ablations of one seed (then the class-balanced student) and collect them."""
     params = json.loads(json.dumps(base))
     _set(params, "train.seed", seed)
     cwd = args.workdir / f"seed{seed}"
-    prepare_workdir(cwd, params)
+    seconds: dict[str, float] = {}
+    if not args.collect:
+        prepare_workdir(cwd, params)
+        seconds["chain"] = snakemake(cwd, _targets(params), args.cores)
+    rec = collect(cwd, params, seed, seconds)
+    if args.class_balanced is not None:
+        _set(params, "pseudo_label.class_balanced_portion", args.class_balanced)
+        if not args.collect:
+            prepare_workdir(cwd, params)
+            seconds["class_balanced"] = snakemake(cwd, ["results/metrics/train_student.json"], args.cores)
+        if not args.collect:
+            rec["models"]["train_student_cb"] = read_metrics(cwd / "results" / "evaluate" / "train_student.json")
+            rec["pseudo_stats_cb"] = json.loads((cwd / "results" / "pseudo" / "stats.json").read_text())
+    return rec
+
+
+def _targets(params: dict[str, Any]) -> list[str]:
     backbone = params["model"]["backbone"]
-    targets = [f"results/metrics/{m}.json" for m in CHAIN_MODELS]
-    targets += [f"results/ablations/metrics/baseline_{backbone}.json", "results/ablations/metrics/train_nostcl.json"]
-    rec: dict[str, Any] = {"seed": seed, "models": {}, "seconds": {}}
-    rec["seconds"]["chain"] = snakemake(cwd, targets, args.cores)
+    return [f"results/metrics/{m}.json" for m in CHAIN_MODELS] + [
+        f"results/ablations/metrics/baseline_{backbone}.json", "results/ablations/metrics/train_nostcl.json"]
+
+
+def collect(cwd: Path, params: dict[str, Any], seed: int, seconds: dict[str, float]) -> dict[str, Any]:
+    """The record of one seed from the files its chain wrote (the fixed-threshold student's metrics)."""
+    backbone = params["model"]["backbone"]
+    rec: dict[str, Any] = {"seed": seed, "models": {}, "seconds": seconds}
     for m in CHAIN_MODELS:
         rec["models"][m] = read_metrics(cwd / "results" / "evaluate" / f"{m}.json")
     rec["models"]["baseline"] = read_metrics(cwd / "results" / "ablations" / "evaluate" / f"baseline_{backbone}.json")
     rec["models"]["train_nostcl"] = read_metrics(cwd / "results" / "ablations" / "evaluate" / "train_nostcl.json")
     rec["pseudo_stats"] = json.loads((cwd / "results" / "pseudo" / "stats.json").read_text())
+    if rec["pseudo_stats"].get("class_balanced_portion") is not None:
+        raise RuntimeError(f"{cwd}: the class-balanced step has replaced the fixed-threshold pseudo labels")
     start = time.monotonic()
     rec["teacher_calibration"] = teacher_calibration(cwd, params)
-    rec["seconds"]["calibration"] = time.monotonic() - start
-    if args.class_balanced is not None:
-        _set(params, "pseudo_label.class_balanced_portion", args.class_balanced)
-        prepare_workdir(cwd, params)
-        rec["seconds"]["class_balanced"] = snakemake(cwd, ["results/metrics/train_student.json"], args.cores)
-        rec["models"]["train_student_cb"] = read_metrics(cwd / "results" / "evaluate" / "train_student.json")
-        rec["pseudo_stats_cb"] = json.loads((cwd / "results" / "pseudo" / "stats.json").read_text())
+    seconds["calibration"] = time.monotonic() - start
     return rec
 
 
@@ -252,6 +270,8 @@ def main() -> None:
     ap.add_argument("--class-balanced", type=float, default=None, metavar="PORTION")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--summarize", action="store_true", help="only print the table of the finished seeds")
+    ap.add_argument("--collect", action="store_true",
+                    help="record each seed from the files its run left (no snakemake; e.g. after stopping a run)")
     args = ap.parse_args()
     if not args.summarize:
         base = yaml.safe_load(args.params.read_text())
