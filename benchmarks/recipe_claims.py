@@ -100,8 +100,9 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return {k: data.get(k) for k in ("mIoU", "WIoU", "VC8", "VC16", "per_class_IoU")}
 
 
-def teacher_calibration(cwd: Path, params: dict[str, Any], bins: int = 10) -> dict[str, Any]:
-    """ECE and per-class mean confidence / accuracy of the teacher on val (its own TTA = pseudo-label TTA)."""
+def teacher_calibration(cwd: Path, params: dict[str, Any], frame_step: int = 1, bins: int = 10) -> dict[str, Any]:
+    """ECE and per-class mean confidence / accuracy of the teacher on val (its own TTA = pseudo-label TTA),
+    on every ``frame_step``-th labelled frame of each val video."""
     import torch
 
     from stcl.data import vspw
@@ -119,7 +120,7 @@ def teacher_calibration(cwd: Path, params: dict[str, Any], bins: int = 10) -> di
     conf_all, correct_all, pred_all, gt_all = [], [], [], []
     with torch.no_grad():
         for video in vspw.read_split(root, "val"):
-            for stem in vspw.list_masks(root, video):
+            for stem in vspw.list_masks(root, video)[::frame_step]:
                 gt = vspw.load_train_ids(vspw.mask_path(root, video, stem))
                 probs = frame_probs(loaded, tta, vspw.load_image(vspw.frame_path(root, video, stem)), "cpu")
                 conf, pred = probs.max(0)
@@ -155,7 +156,7 @@ def run_seed(seed: int, args: argparse.Namespace, base: dict[str, Any]) -> dict[
     if not args.collect:
         prepare_workdir(cwd, params)
         seconds["chain"] = snakemake(cwd, _targets(params), args.cores)
-    rec = collect(cwd, params, seed, seconds)
+    rec = collect(cwd, params, seed, seconds, args.calibration_frame_step)
     if args.class_balanced is not None:
         _set(params, "pseudo_label.class_balanced_portion", args.class_balanced)
         if not args.collect:
@@ -173,7 +174,8 @@ def _targets(params: dict[str, Any]) -> list[str]:
         f"results/ablations/metrics/baseline_{backbone}.json", "results/ablations/metrics/train_nostcl.json"]
 
 
-def collect(cwd: Path, params: dict[str, Any], seed: int, seconds: dict[str, float]) -> dict[str, Any]:
+def collect(cwd: Path, params: dict[str, Any], seed: int, seconds: dict[str, float], frame_step: int = 1
+            ) -> dict[str, Any]:
     """The record of one seed from the files its chain wrote (the fixed-threshold student's metrics)."""
     backbone = params["model"]["backbone"]
     rec: dict[str, Any] = {"seed": seed, "models": {}, "seconds": seconds}
@@ -185,7 +187,7 @@ def collect(cwd: Path, params: dict[str, Any], seed: int, seconds: dict[str, flo
     if rec["pseudo_stats"].get("class_balanced_portion") is not None:
         raise RuntimeError(f"{cwd}: the class-balanced step has replaced the fixed-threshold pseudo labels")
     start = time.monotonic()
-    rec["teacher_calibration"] = teacher_calibration(cwd, params)
+    rec["teacher_calibration"] = teacher_calibration(cwd, params, frame_step)
     seconds["calibration"] = time.monotonic() - start
     return rec
 
@@ -270,6 +272,8 @@ def main() -> None:
     ap.add_argument("--class-balanced", type=float, default=None, metavar="PORTION")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--summarize", action="store_true", help="only print the table of the finished seeds")
+    ap.add_argument("--calibration-frame-step", type=int, default=1, metavar="K",
+                    help="teacher calibration on every K-th val frame (default: all)")
     ap.add_argument("--collect", action="store_true",
                     help="record each seed from the files its run left (no snakemake; e.g. after stopping a run)")
     args = ap.parse_args()
