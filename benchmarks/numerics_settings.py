@@ -48,10 +48,14 @@ SETTINGS: list[tuple[str, dict[str, str]]] = [
     ("ONEDNN_MAX_CPU_ISA=SSE41", {**OFF, "ONEDNN_MAX_CPU_ISA": "SSE41"}),
     ("MKL_ENABLE_INSTRUCTIONS=AVX2", {**OFF, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
     ("MKL_CBWR=COMPATIBLE", {**OFF, "MKL_CBWR": "COMPATIBLE"}),
+    ("MKL_CBWR=AVX2", {**OFF, "MKL_CBWR": "AVX2"}),
+    ("ONEDNN_MAX_CPU_ISA=AVX2 + MKL_CBWR=AVX2", {**OFF, "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}),
+    ("the pinned variables set at start (not by stcl)", {**OFF, **PORTABLE}),
     ("OMP_NUM_THREADS=1", {**OFF, "OMP_NUM_THREADS": "1"}),
     ("pinned (stcl default)", {}),
     ("pinned, again", {}),
-    ("pinned + ATEN avx2 + MKL AVX2 (an AVX2 machine)", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
+    ("pinned + ATEN avx2 + MKL AVX2 (an AVX2 machine)",
+     {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}),
     ("pinned but ATEN_CPU_CAPABILITY=avx512", {"ATEN_CPU_CAPABILITY": "avx512"}),
     ("pinned + OMP_NUM_THREADS=1", {"OMP_NUM_THREADS": "1"}),
 ]
@@ -100,6 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=12)
     ap.add_argument("--workdir", type=Path, required=True)
+    ap.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                    help="run only the settings whose name contains one of these (and the reference)")
     args = ap.parse_args()
     prepare(args.workdir, args.iters)
     print(f"pretrain_coco, {args.iters} iterations, OMP_NUM_THREADS=2 unless stated; torch {torch.__version__}; "
@@ -108,6 +114,8 @@ def main() -> None:
           "|---|---|---|---|---|", flush=True)
     results = {}
     for name, env in SETTINGS:
+        if args.only and name != SETTINGS[0][0] and not any(t in name for t in args.only):
+            continue
         start = time.monotonic()
         results[name] = train(args.workdir, f"run{len(results)}", env)
         ref = results[SETTINGS[0][0]][0]
