@@ -198,14 +198,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(records: list[dict[str, Any]]) -> str:
-    lines = [f"seeds: {[r['seed'] for r in records]}", "", "| model | " + " | ".join(METRICS) + " |",
+    lines = [f"seeds: {[r['seed'] for r in records]} (val, percent)", "", "| model | " + " | ".join(METRICS) + " |",
              "|---|" + "---|" * len(METRICS)]
     names = [m for m in ("baseline", "train_nostcl", *CHAIN_MODELS, "train_student_cb")
              if all(m in r["models"] for r in records)]
     for m in names:
         cells = []
         for k in METRICS:
-            mu, sd = mean_std([r["models"][m][k] for r in records])
+            mu, sd = mean_std([100 * r["models"][m][k] for r in records])  # percent, as the paper
             cells.append(f"{mu:.2f} ± {sd:.2f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "| claim (paper: first > second) | metric | mean Δ ± std | per seed | holds beyond the spread |",
@@ -214,7 +214,7 @@ def summarize(records: list[dict[str, Any]]) -> str:
         if not all(a in r["models"] and b in r["models"] for r in records):
             continue
         for k in metrics:
-            d = [r["models"][a][k] - r["models"][b][k] for r in records]
+            d = [100 * (r["models"][a][k] - r["models"][b][k]) for r in records]
             mu, sd = mean_std(d)
             margin = 2 * sd / math.sqrt(len(d)) if len(d) > 1 else math.inf
             verdict = "yes" if mu > margin else ("reversed" if mu < -margin else "no (within spread)")
@@ -250,7 +250,8 @@ def student_evidence(records: list[dict[str, Any]], names: list[str]) -> str:
             return avg(out)
 
         def iou(model: str) -> str:
-            return avg([r["models"][model]["per_class_IoU"].get(name) for r in records if model in r["models"]])
+            return avg([100 * v for r in records if model in r["models"]
+                        if (v := r["models"][model]["per_class_IoU"].get(name)) is not None])
 
         lines.append(f"| {name} | {avg([x.get('mean_conf_of_predicted') for x in cal])} | "
                      f"{avg([x.get('precision') for x in cal])} | {kept('pseudo_stats')} | {kept('pseudo_stats_cb')} | "
