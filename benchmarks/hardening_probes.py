@@ -5,7 +5,8 @@ data; print one row per probe (what the user sees: exit code, stderr lines, the 
     .venv/bin/python benchmarks/hardening_probes.py --src /old/checkout/src   # another version of stcl
 
 Real subprocesses and real signals (a Ctrl-C is SIGINT to the process group). The full-disk probes mount a
-small tmpfs and the permission probe runs `check-data` as user nobody (setpriv): both need root and are
+small tmpfs and the permission probe runs `check-data` as root without CAP_DAC_OVERRIDE and
+CAP_DAC_READ_SEARCH (setpriv): both need root and are
 reported as "skipped" otherwise. Takes a few minutes on a CPU (embedded data, a tiny model).
 """
 
@@ -183,7 +184,9 @@ def probe_permissions(p: Probe) -> None:
         video, other = sorted((root / "data").iterdir())[:2]  # the two train videos
         next((other / "mask").glob("*.png")).unlink()  # an ordinary problem in a readable video
         os.chmod(video, 0), os.chmod(root / "val.txt", 0)
-        done = p.run("check-data", str(root), prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"))
+        # root without the two capabilities that override chmod 000: denied, yet it reads a checkout in a 0700 folder
+        drop = "-dac_override,-dac_read_search"
+        done = p.run("check-data", str(root), prefix=("setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"))
         p.record("permission denied in check-data (+1 missing mask)", done.returncode, done.stderr,
                  f"; stdout: `{done.stdout.strip().splitlines()[-1][:100] if done.stdout.strip() else ''}`")
     finally:

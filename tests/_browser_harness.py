@@ -138,6 +138,15 @@ class Browser:
             raise RuntimeError(f"JavaScript error: {result['exceptionDetails']}")
         return result["result"].get("value")
 
+    def wait_until(self, condition: str, timeout: float = 120) -> bool:
+        """Wait until the JavaScript expression ``condition`` is true in the page (checked at every animation
+        frame: the wait ends with the event, not after a fixed time); False if ``timeout`` s pass first."""
+        return self.evaluate(
+            "new Promise(resolve => { const end = performance.now() + %d;"
+            " const check = () => { if (%s) resolve(true); else if (performance.now() > end) resolve(false);"
+            " else requestAnimationFrame(check); }; check(); })" % (int(timeout * 1000), condition)
+        )
+
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         """PNG screenshot of the page (the whole page height with ``full_page``)."""
         params: dict[str, Any] = {"format": "png"}

@@ -90,8 +90,9 @@ def leftovers(root: Path) -> list[str]:
     return sorted(found)
 
 
-def launch(cwd: Path, *args: str) -> subprocess.Popen:
-    """``python -m stcl ARGS`` in its own session (so a signal to its group reaches it like a Ctrl-C does)."""
+def launch(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m stcl ARGS`` in its own session (so a signal to its group reaches it like a Ctrl-C does);
+    ``env``: extra environment variables."""
     return subprocess.Popen(
         [sys.executable, "-m", "stcl", *args],
         cwd=cwd,
@@ -99,7 +100,7 @@ def launch(cwd: Path, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
         preexec_fn=_default_sigint,
     )
 

@@ -193,9 +193,24 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         self._start_munge()
         # -D: stay in the foreground so the PID is ours; -i: ignore stale state; -f: our config.
         self._start("slurmctld", ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(self.conf)])
-        time.sleep(1)
+        self.wait_controller()  # slurmd registers with a controller that answers
         self._start("slurmd", ["/usr/sbin/slurmd", "-D", "-f", str(self.conf)])
         self.wait_idle()
+
+    def wait_controller(self, timeout: float = 60) -> None:
+        """Until `scontrol ping` reports the controller UP (or a daemon exits, or ``timeout`` s pass)."""
+        deadline = time.time() + timeout
+        answer = ""
+        while time.time() < deadline:
+            for proc in self._procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"Slurm daemon exited early; logs in {self.dir / 'log'}:\n{self.logs()}")
+            r = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, env=self.env())
+            answer = r.stdout.strip()
+            if r.returncode == 0 and "UP" in answer:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"slurmctld not answering after {timeout}s ({answer!r}):\n{self.logs()}")
 
     def wait_idle(self, timeout: float = 60) -> None:
         deadline = time.time() + timeout

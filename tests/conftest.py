@@ -7,6 +7,11 @@ import shutil
 
 import pytest
 
+from stcl import numerics
+
+# The same kernels as every `stcl` command (stcl.numerics), set before torch is first imported; subprocesses
+# inherit them. STCL_PORTABLE_NUMERICS=0 in the environment turns this off.
+numerics.apply()
 # Tests never touch the network for weights or data.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TIMM_OFFLINE", "1")

@@ -165,19 +165,27 @@ def test_unlabeled_pool_from_folder(datasets, tmp_path):
         unlabeled_frame_path(data, "no-slash")
 
 
+# Root reads a mode-000 file through two capabilities (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH). Dropping them
+# from the bounding and inheritable sets keeps root's uid, so the checkout, the venv and the interpreter stay
+# readable wherever they sit (a 0700 folder such as /root or a `mktemp -d` clone), while chmod 000 denies
+# the data for real (capabilities(7): without those two, root is an owner like any other).
+DROP_DAC_READ = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                 "--bounding-set=-dac_override,-dac_read_search"]
+
+
 def _check_data_unprivileged(root: Path) -> subprocess.CompletedProcess:
-    """`stcl check-data ROOT` as a user whom chmod 000 denies: root reads everything, so run as nobody."""
+    """`stcl check-data ROOT` as a user whom chmod 000 denies: root without its two read-override capabilities."""
     cmd = [sys.executable, "-m", "stcl", "check-data", str(root)]
     if os.geteuid() == 0:
         if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv: cannot drop privileges to be denied a read")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+            pytest.skip("running as root without setpriv: cannot drop the capabilities that override chmod 000")
+        cmd = [*DROP_DAC_READ, *cmd]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
 
 
-def test_permission_denied_is_one_more_problem_not_a_stop():
+def test_permission_denied_is_one_more_problem_not_a_stop(tmp_path):
     """An unreadable video folder and an unreadable split file are reported beside the other problems."""
-    top = Path(tempfile.mkdtemp(prefix="stcl-perm-"))  # not under pytest's 0700 tmp dir: nobody must reach it
+    top = tmp_path
     try:
         os.chmod(top, 0o755)
         root = write_vspw(top / "VSPW_480p", {"train": ["vid_a", "vid_b"], "val": ["vid_c"], "test": ["vid_d"]})
@@ -191,7 +199,6 @@ def test_permission_denied_is_one_more_problem_not_a_stop():
         for path in (top / "VSPW_480p" / "data" / "vid_b", top / "VSPW_480p" / "val.txt"):
             if path.exists():
                 os.chmod(path, 0o755)
-        shutil.rmtree(top)
     assert done.returncode == 1, done.stderr
     assert done.stderr == ""  # no traceback, no "error:" line: a report
     lines = done.stdout.splitlines()

@@ -12,6 +12,8 @@ import torch
 from _hardening_fixtures import launch, leftovers, make_workspace, wait_for, write_params
 
 from stcl.cli import EXIT_INTERRUPTED, EXIT_PREEMPTED, EXIT_USER_ERROR
+from stcl.data import vspw
+from stcl.hold import ENV as HOLD_ENV
 from stcl.train.state import CheckpointManager
 
 pytestmark = pytest.mark.slow
@@ -66,18 +68,22 @@ def _complete_videos(out: Path) -> list[str]:
 )
 def test_signal_during_infer_is_one_line_and_keeps_only_complete_videos(workspace, sig, to_group, code, line) -> None:
     out = workspace / f"pred_{sig.name}"
-    proc = launch(workspace, *_infer("val", out.name))
+    first = sorted(vspw.read_split(workspace / "data" / "VSPW_480p", "val"))[0]
+    fifo = workspace / f"hold_{sig.name}"
+    os.mkfifo(fifo)  # after the first video the command waits on this pipe (stcl.hold): the signal lands there
+    proc = launch(workspace, *_infer("val", out.name), env={HOLD_ENV: f"infer.video_done.{first}={fifo}"})
     wait_for(lambda: len(_complete_videos(out)) == 1, proc, "the first video's predictions")
     if to_group:
         os.killpg(proc.pid, sig)
     else:
         proc.send_signal(sig)  # as `kill PID` / scancel / Slurm preemption
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == code
+    fifo.unlink()
+    assert proc.returncode == code, stderr
     assert stderr.strip().splitlines() == [line]
-    assert leftovers(out) == []  # the video in progress left no temporary folder
-    (video,) = _complete_videos(out)
-    assert len(list((out / video).glob("*.png"))) == 20
+    assert leftovers(out) == []  # no temporary folder left
+    assert _complete_videos(out) == [first]
+    assert len(list((out / first).glob("*.png"))) == 20
     if sig == signal.SIGTERM:  # the same command again finishes the rest
         again = launch(workspace, *_infer("val", out.name))
         stdout, stderr = again.communicate(timeout=600)
@@ -87,7 +93,9 @@ def test_signal_during_infer_is_one_line_and_keeps_only_complete_videos(workspac
 
 def test_second_train_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(workspace) -> None:
     out = workspace / "locked"
-    first = launch(workspace, *_train("locked"))
+    fifo = workspace / "hold_locked"
+    os.mkfifo(fifo)  # the first training waits here after its first checkpoint (stcl.hold) until killed
+    first = launch(workspace, *_train("locked"), env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
     wait_for(lambda: (out / "state" / "iter_00000002.pt").exists(), first, "the first checkpoint")
     second = launch(workspace, *_train("locked"))
     _, stderr = second.communicate(timeout=300)
@@ -101,6 +109,7 @@ def test_second_train_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(
 
     first.kill()  # kill -9: no chance to clean up, the lock file stays with a dead pid in it
     first.communicate(timeout=60)
+    fifo.unlink()
     assert json.loads((out / "train.lock").read_text())["pid"] == first.pid
     write_params(workspace, "short.yaml", iters=2, checkpoint_every=2)
     third = launch(workspace, *_train("locked", "short.yaml"))

@@ -231,3 +231,24 @@ def test_gather_reports_uncovered_and_duplicated_videos(unsharded, tmp_path: Pat
     with pytest.raises(ValueError, match="1 videos in several shards"):
         _gather(root, tmp_path, 2)
     assert not (tmp_path / "stats.json").exists()
+
+
+def test_class_balanced_thresholds_keep_the_top_portion_of_each_class_and_all_the_fixed_rule_keeps():
+    """Zou et al. 2018's per-class quantile, per frame: an under-confident class is no longer dropped whole."""
+    from stcl.infer.thresholds import class_quantiles, keep_class_balanced
+
+    # 1×6 pixels: class 0 confident (0.9, 0.8), class 1 under-confident (0.45, 0.4, 0.35, 0.3); 5 classes, the
+    # rest of each pixel's probability split over the 4 others (at most 0.1375, so the argmax is as given)
+    conf = torch.tensor([[0.9, 0.8, 0.45, 0.4, 0.35, 0.3]])
+    label = torch.tensor([[0, 0, 1, 1, 1, 1]])
+    probs = ((1 - conf) / 4).expand(5, 1, 6).clone()
+    probs.scatter_(0, label[None], conf[None])
+    assert torch.equal(probs.argmax(0), label) and torch.allclose(probs.sum(0), torch.ones(1, 6))
+    q = class_quantiles(conf, label, 5, 0.5)
+    assert q[0].item() == pytest.approx(0.9) and q[1].item() == pytest.approx(0.4) and q[2].item() == float("inf")
+    assert keep_class_balanced(probs, 0.5, 0.5).tolist() == [[0, 0, 1, 1, 255, 255]]
+    assert pl.keep_confident(probs, 0.5).tolist() == [[0, 0, 255, 255, 255, 255]]  # the paper's rule drops class 1
+    assert keep_class_balanced(probs, 0.5, 1.0).tolist() == [[0, 0, 1, 1, 1, 1]]
+    assert keep_class_balanced(probs, 0.5, 0.01).tolist() == [[0, 0, 1, 255, 255, 255]]  # at least one per class
+    with pytest.raises(ValueError, match="portion"):
+        keep_class_balanced(probs, 0.5, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import torch
 import yaml
 
 from stcl.cli import main
+from stcl.hold import ENV as HOLD_ENV
 from stcl.models.checkpoints import load_model
 from stcl.params import load_params
 from stcl.train import PREEMPT_EXIT_CODE
@@ -148,10 +150,11 @@ def test_default_tiny_stage_learns(tmp_path, monkeypatch) -> None:
     assert m["iterations"] == 200 and m["final_window_loss"] < 0.6 * m["first_loss"]
 
 
-def _launch(workspace: Path, *args: str) -> subprocess.Popen:
+def _launch(workspace: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "stcl", "train", "--device", "cpu", *args],
         cwd=workspace,
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,7 +181,9 @@ def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
     ref = _launch(workspace, *common, "--out", str(tmp_path / "ref"))
     assert ref.wait(timeout=600) == 0, ref.stderr.read()
     out = tmp_path / "killed"
-    proc = _launch(workspace, *common, "--out", str(out))
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)  # the run stops after its first checkpoint until killed (stcl.hold): it cannot finish first
+    proc = _launch(workspace, *common, "--out", str(out), env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
     _wait_for(out / "state" / "iter_00000002.pt", proc)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL

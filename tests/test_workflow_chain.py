@@ -4,6 +4,7 @@ rerun, a one-knob edit. One chain run serves all of these: it is the suite's mos
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -79,13 +80,16 @@ def check_report(work: Path, tmp_path: Path) -> None:
         loaded = browser.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
         assert len(loaded) == 13 and all(loaded)
         browser.open((work / "report.html").as_uri())
-        text = browser.evaluate(
-            "new Promise(r => setTimeout(() => r(document.body.innerText), 1500))"  # let React render
+        categories = ("Training curves", "Qualitative views", "Pseudo labels", "Metrics")
+        browser.wait_until(  # React renders after the load event: wait for its categories and their images
+            " && ".join(f"document.body.innerText.includes({json.dumps(c)})" for c in categories)
+            + " && Array.from(document.images).every(i => i.complete)"
         )
+        text = browser.evaluate("document.body.innerText")
         broken = browser.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
         browser.screenshot(tmp_path / "snakemake_report.png", full_page=False)
         external = [u for u in browser.requests if not u.startswith(("file://", "data:", "about:", "blob:"))]
-    for category in ("Training curves", "Qualitative views", "Pseudo labels", "Metrics"):
+    for category in categories:
         assert category in text, f"category {category!r} not on the Snakemake report page"
     assert broken == 0
     assert external == []

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stcl import __version__
+from stcl import __version__, numerics
 from stcl.atomic import DISK_FULL_ERRNOS, remove_new_empty_dirs, snapshot_dirs
 from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
 
@@ -115,6 +115,7 @@ def error_line(err: BaseException, outputs: list[Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    numerics.apply()  # portable float32 kernels (stcl.numerics) before torch dispatches anything
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].replace("-", "_") in COMMANDS:
         argv[0] = argv[0].replace("-", "_")

@@ -279,6 +279,9 @@ class TeacherParams(_Strict):
 
 class PseudoLabelParams(_Strict):
     threshold: Probability = 0.5  # keep argmax where max prob > threshold (strict), else 255
+    # class-balanced thresholds (Zou et al. 2018; stcl.infer.thresholds): also keep the top `portion` of each
+    # class's pixels per frame. None (default): the paper's fixed threshold only.
+    class_balanced_portion: Annotated[float, Field(gt=0, le=1)] | None = None
     shards: PositiveInt = 2
     scales: tuple[PositiveFloat, ...] = (1.0,)
     flip: StrictBool = True

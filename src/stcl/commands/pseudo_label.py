@@ -113,6 +113,7 @@ def _run_shard(
         out_root=dataset,
         record=record,
         threshold=params.pseudo_label.threshold,
+        class_balanced_portion=params.pseudo_label.class_balanced_portion,
         num_classes=VSPW_NUM_CLASSES,
         device=device,
         workers=params.infer.workers,

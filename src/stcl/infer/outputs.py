@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from stcl.atomic import atomic_dir, remove_stale_tmp, write_json
+from stcl.hold import hold
 from stcl.infer.ensemble import normalized_weights
 from stcl.infer.frames import blend, frame_probs, prefetch, to_class_ids
 from stcl.infer.io import save_label_png
@@ -161,6 +162,7 @@ def predict_outputs(
                     bar.update(1)
             summary.computed.append(video)
             summary.frames += len(stems)
+            hold(f"infer.video_done.{video}")  # tests: stop here on request (stcl.hold)
     return summary
 
 

@@ -40,6 +40,7 @@ from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 from stcl.infer.shards import folder_complete, gather_records, shard_videos, write_record
 from stcl.infer.sliding import Predictor
+from stcl.infer.thresholds import keep_class_balanced
 
 __all__ = [
     "IGNORE",
@@ -157,7 +158,8 @@ def _read_counts(folder: Path, num_classes: int) -> Counts:
 
 
 def _write_frame(
-    folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int
+    folder: Path, stem: str, src: Path, probs: Tensor, threshold: float, num_classes: int,
+    portion: float | None = None,
 ) -> Counts:
     """Write ``mask/<stem>.png`` (raw ids) and a copy of the frame ``origin/<stem>.jpg`` into ``folder``.
 
@@ -165,7 +167,8 @@ def _write_frame(
     """
     if probs.shape[0] > num_classes:
         raise ValueError(f"teacher predicts {probs.shape[0]} classes, more than {num_classes}")
-    label = keep_confident(probs, threshold).cpu().numpy()
+    keep = keep_confident(probs, threshold) if portion is None else keep_class_balanced(probs, threshold, portion)
+    label = keep.cpu().numpy()
     raw = to_raw_ids(label, num_classes)
     save_label_png(folder / "mask" / f"{stem}.png", raw)
     (folder / "origin").mkdir(exist_ok=True)
@@ -195,6 +198,7 @@ def run_shard(
     out_root: str | Path,
     record: str | Path,
     threshold: float,
+    class_balanced_portion: float | None = None,
     num_classes: int = 124,
     device: str | torch.device = "cpu",
     workers: int = 1,
@@ -211,6 +215,8 @@ def run_shard(
         out_root: dataset root to write (``data/<video>/{origin,mask}``).
         record: where the shard's record goes (written last).
         threshold: keep argmax where max prob > threshold.
+        class_balanced_portion: None, or also keep the top portion of each class per frame
+            (`stcl.infer.thresholds.keep_class_balanced`).
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
         device, workers, progress: where frames go, decoding threads, tqdm bar.
     """
@@ -234,7 +240,9 @@ def run_shard(
             with atomic_dir(data_dir / video) as tmp:
                 for stem, _, probs in frame_probs(teacher.models, tta, images, device):
                     teacher_probs = blend(probs, members, teacher.weights)
-                    video_counts = video_counts + _write_frame(tmp, stem, paths[stem], teacher_probs, threshold, num_classes)
+                    video_counts = video_counts + _write_frame(
+                        tmp, stem, paths[stem], teacher_probs, threshold, num_classes, class_balanced_portion
+                    )
                     bar.update(1)
                 write_json(tmp / _COUNTS, video_counts.to_json())
             counts = counts + video_counts
@@ -249,6 +257,7 @@ def run_shard(
         result.skipped,
         sum(len(frames[v]) for v in videos),
         threshold=threshold,
+        class_balanced_portion=class_balanced_portion,
         **counts.to_json(),
     )
     return result
@@ -290,9 +299,10 @@ def gather(
     paths = [Path(p) for p in records]
     loaded = gather_records(paths, "pseudo_label", list(frames))
     problems = []
-    thresholds = {rec["threshold"] for rec in loaded}
+    thresholds = {(rec["threshold"], rec.get("class_balanced_portion")) for rec in loaded}
     if len(thresholds) > 1:
-        problems.append(f"shards used different thresholds {sorted(thresholds)}")
+        listed = sorted(thresholds, key=str)
+        problems.append(f"shards used different thresholds (threshold, class-balanced portion) {listed}")
     data_dir = Path(out_root) / "data"
     lost = sorted(v for v in frames if not _video_complete(data_dir / v, frames[v]))
     if lost:
@@ -307,7 +317,10 @@ def gather(
     total_kept = int(kept.sum())
     stats = {
         "threshold": loaded[0]["threshold"],
-        "rule": "kept where max probability > threshold (strict), else 255",
+        "class_balanced_portion": loaded[0].get("class_balanced_portion"),
+        "rule": "kept where max probability > threshold (strict), else 255"
+        + ("" if loaded[0].get("class_balanced_portion") is None else
+           f", or among the top {loaded[0]['class_balanced_portion']:g} of its class's pixels in the frame"),
         "shards": len(loaded),
         "videos": len(frames),
         "frames": int(sum(rec["frames"] for rec in loaded)),

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stcl.atomic import write_json
 from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
+from stcl.hold import hold
 from stcl.params import TrainStageParams
 from stcl.train.distributed import DistContext, all_gather_objects
 from stcl.train.logging import TrainLogger
@@ -384,6 +385,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
                     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
                     t_start = time.perf_counter()
                     run.save()
+                    hold(f"train.checkpoint.{run.iteration}")  # tests: stop here on request (stcl.hold)
                 for cb in callbacks:
                     cb(run.iteration)
                 if stop:
