@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from stcl.params import Params, load_params, preset_params
 from stcl.plan.gpus import gpu_by_name
-from stcl.plan.jobs import pipeline_jobs, plan_jobs
+from stcl.commands.plan import graph_jobs
+from stcl.plan.jobs import graph_specs, plan_jobs
 from stcl.plan.memory import CHECKPOINT_FACTOR, train_memory
 from stcl.plan.work import train_step_work
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(("preset", "backbone"), [("dinov2", "dinov2_vitl14_reg4"), ("dinov3", "dinov3_vitl16")])
@@ -22,11 +26,14 @@ def test_dino_presets_plan_clean_on_8x80gb(tmp_path, monkeypatch, preset, backbo
     params = preset_params(preset)
     assert params.model.backbone == backbone and params.model.grad_checkpointing
     assert params.train_stcl.amp == "bf16" and params.train_stcl.optimizer.layer_decay == 0.95
-    plans = plan_jobs(params, pipeline_jobs(params), gpu_by_name("A100-80GB"), 8)
+    jobs = graph_jobs(params, None, REPO)  # the graph's jobs, as `stcl plan --preset` reads them
+    plans = plan_jobs(params, graph_specs(params, jobs), gpu_by_name("A100-80GB"), 8)
     assert [w for p in plans for w in p.warnings] == []
     by = {p.name: p for p in plans}
     assert 10 < by["train_stcl"].memory_gib < 80 * 0.9
-    paper = {p.name: p for p in plan_jobs(preset_params("paper"), pipeline_jobs(params), gpu_by_name("A100-80GB"), 8)}
+    paper_params = preset_params("paper")
+    paper_specs = graph_specs(paper_params, graph_jobs(paper_params, None, REPO))
+    paper = {p.name: p for p in plan_jobs(paper_params, paper_specs, gpu_by_name("A100-80GB"), 8)}
     # ViT-L at 768² (55² or 48² tokens, global attention) costs more than Swin-L per frame
     assert by["infer_val"].gpu_hours > paper["infer_val"].gpu_hours
 
