@@ -185,6 +185,10 @@ def collect(cwd: Path, params: dict[str, Any], seed: int, seconds: dict[str, flo
     rec["models"]["baseline"] = read_metrics(cwd / "results" / "ablations" / "evaluate" / f"baseline_{backbone}.json")
     rec["models"]["train_nostcl"] = read_metrics(cwd / "results" / "ablations" / "evaluate" / "train_nostcl.json")
     rec["pseudo_stats"] = json.loads((cwd / "results" / "pseudo" / "stats.json").read_text())
+    keep = cwd / "claims_evaluate"  # this seed's records for `stcl tables` over seeds (the class-balanced step
+    keep.mkdir(exist_ok=True)  # rewrites results/evaluate/train_student.json)
+    for f in [*(cwd / "results" / "evaluate").glob("*.json"), *(cwd / "results" / "ablations" / "evaluate").glob("*.json")]:
+        shutil.copyfile(f, keep / f.name)
     if rec["pseudo_stats"].get("class_balanced_portion") is not None:
         raise RuntimeError(f"{cwd}: the class-balanced step has replaced the fixed-threshold pseudo labels")
     start = time.monotonic()
@@ -305,6 +309,12 @@ def main() -> None:
     text = summarize(records) + "\n" + student_evidence(records, list(VSPW_CLASSES)) + "\n"
     (args.workdir / "claims.md").write_text(text)
     print(text, end="")
+    folders = [args.workdir / f"seed{r['seed']}" / "claims_evaluate" for r in records]
+    if all(f.is_dir() for f in folders):  # the paper's tables with mean ± std over the seeds (`stcl tables`)
+        from stcl.metrics.tables import write_tables
+
+        paths = write_tables(folders, args.workdir / "tables")
+        print(f"\nthe paper's tables over {len(folders)} seeds (mean ± std): {paths['markdown']}")
 
 
 if __name__ == "__main__":

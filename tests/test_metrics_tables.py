@@ -151,3 +151,31 @@ def test_params_fill_missing_stcl_dim_tau(tmp_path):
     assert loaded["model_info"]["stcl"] == {"enabled": True, "dim": 64, "tau": 0.07}
     row = _row(build_tables([loaded]), "table3", "Swin-L + STCL", 64)
     assert row.ours["model"] == "train_stcl"
+
+
+def test_several_seeds_give_mean_and_std_in_markdown_and_parquet(tmp_path):
+    seeds = []
+    for k, (stcl, teacher) in enumerate(((0.50, 0.60), (0.54, 0.66), (0.58, 0.63))):
+        folder = tmp_path / f"seed{k}" / "evaluate"
+        folder.mkdir(parents=True)
+        for m in (_metrics("train_stcl", stcl, dim=512, tau=0.05), _metrics("teacher", teacher)):
+            (folder / f"{m['model']}.json").write_text(json.dumps(m))
+        seeds.append(folder)
+    out = tmp_path / "tables"
+    from stcl.cli import main
+
+    assert main(["tables", "--metrics-dir", *map(str, seeds), "--out-dir", str(out)]) == 0
+    md = (out / "tables.md").read_text()
+    # mean 0.54, sample std 0.04 (n − 1); the paper's column stays its single run
+    assert "| Swin-L + STCL | 512 | 0.05 | train_stcl (ResNet-18, val, 3 seeds) | 0.5876 | 0.5400 ± 0.0400 |" in md
+    assert "mean ± sample std (n − 1) over 3 seeds" in md
+    frame = pd.read_parquet(out / "tables.parquet")
+    teacher = frame[(frame.table == "table4") & (frame.model == "teacher") & (frame.metric == "mIoU")].iloc[0]
+    assert teacher.value == pytest.approx(0.63) and teacher["std"] == pytest.approx(0.03) and teacher.seeds == 3
+    ceiling = frame[(frame.table == "per_class_IoU") & (frame.method == "ceiling") & (frame.model == "teacher")]
+    assert ceiling.value.item() == pytest.approx(0.63)
+
+    # a seed without the teacher: one line naming the folder
+    (seeds[2] / "teacher.json").unlink()
+    with pytest.raises(ValueError, match=r"seed2/evaluate: models differ from .*seed0/evaluate.* lacks teacher"):
+        write_tables(seeds, out)

@@ -23,6 +23,11 @@ Any other model appears under "Other models". TC (VSPW_code's TC_cal.py; `stcl e
 the paper: it has its own section, beside VC8 and VC16 (or one line saying it was not computed). Each "ours" cell is labelled with the model and its backbone,
 so a ResNet-18 run beside the paper's Swin-L row is never mistaken for a reproduction of it.
 
+Several seeds: given one metrics folder per seed (`load_runs`), each model's figures are the mean over the
+seeds, shown as ``mean ± std`` (sample standard deviation, n − 1) with the number of seeds; the paper's
+tables are single runs, ours then carry error bars. Every folder must hold the same models (one line names
+the folder and what it lacks). Per-class IoU is the mean (classes absent from a seed's GT are skipped).
+
 Chance level: computed here, not in `evaluate`, from the GT class pixel counts every metrics JSON records
 (so it costs nothing and old metrics files get it too). Two references per split:
 * *constant*: predict the most frequent GT class k everywhere: IoU_k = N_k/N, others 0, so
@@ -48,6 +53,8 @@ from stcl.metrics.paper import TABLES, TableSpec, backbone_label
 
 __all__ = [
     "load_metrics",
+    "pool_seeds",
+    "load_runs",
     "paper_rows_for",
     "build_tables",
     "chance_levels",
@@ -87,6 +94,74 @@ def load_metrics(metrics_dir: str | Path, params: Any | None = None) -> list[dic
             _fill_from_params(data, params)
         out.append(data)
     return sorted(out, key=lambda d: d["model"])
+
+
+POOLED = (*METRICS, "TC", "pixel_accuracy")
+
+
+def pool_seeds(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    """One record per model from ``[(folder, load_metrics(folder)), ...]``, one folder per seed.
+
+    Each figure of `POOLED` becomes the mean over the seeds, with ``std[<metric>]`` (n − 1; NaN for one
+    seed) and ``seeds``; per-class IoU is the NaN-skipping mean. Raises ValueError naming a folder whose
+    models differ from the first folder's.
+    """
+    if not runs:
+        raise ValueError("no metrics folders given")
+    first_dir, first = runs[0]
+    names = [m["model"] for m in first]
+    for folder, metrics in runs[1:]:
+        have = {m["model"] for m in metrics}
+        missing, extra = sorted(set(names) - have), sorted(have - set(names))
+        if missing or extra:
+            raise ValueError(
+                f"{folder}: models differ from {first_dir} (one folder per seed of the same run):"
+                + (f" lacks {', '.join(missing)}" if missing else "")
+                + (f" has also {', '.join(extra)}" if extra else "")
+            )
+    pooled = []
+    for i, name in enumerate(names):
+        seeds = [next(m for m in metrics if m["model"] == name) for _, metrics in runs]
+        record = dict(seeds[0])
+        record["seeds"] = len(seeds)
+        record["std"] = {}
+        for key in POOLED:
+            values = [m.get(key) for m in seeds]
+            if any(v is None for v in values):  # not in every seed: no mean of it
+                record.pop(key, None)
+                continue
+            arr = np.asarray(values, dtype=np.float64)
+            record[key] = float(arr.mean())
+            record["std"][key] = float(arr.std(ddof=1)) if len(arr) > 1 else math.nan
+        classes = list(seeds[0]["per_class_IoU"])
+        iou = np.array(
+            [[np.nan if m["per_class_IoU"].get(c) is None else m["per_class_IoU"][c] for c in classes] for m in seeds],
+            dtype=np.float64,
+        )
+        present = ~np.isnan(iou).all(axis=0)
+        mean = np.full(len(classes), np.nan)
+        mean[present] = np.nanmean(iou[:, present], axis=0)
+        record["per_class_IoU"] = {c: (None if np.isnan(v) else float(v)) for c, v in zip(classes, mean)}
+        record["_path"] = [m["_path"] for m in seeds]
+        pooled.append(record)
+    return pooled
+
+
+def load_runs(metrics_dirs: Sequence[str | Path], params: Any | None = None) -> list[dict[str, Any]]:
+    """`load_metrics` of one folder, or the seeds of several folders pooled by `pool_seeds`."""
+    dirs = [metrics_dirs] if isinstance(metrics_dirs, (str, Path)) else list(metrics_dirs)
+    if len(dirs) == 1:
+        return load_metrics(dirs[0], params)
+    return pool_seeds([(str(d), load_metrics(d, params)) for d in dirs])
+
+
+def _ours(metrics: dict[str, Any], key: str) -> Any:
+    """A cell of ours: the value, or ``"mean ± std"`` when pooled over seeds."""
+    value = metrics.get(key)
+    std = (metrics.get("std") or {}).get(key)
+    if value is None or std is None or math.isnan(std):
+        return value
+    return f"{_fmt(value)} ± {_fmt(std)}"
 
 
 def _fill_from_params(data: dict[str, Any], params: Any) -> None:
@@ -150,7 +225,8 @@ class Row:
     def ours_label(self) -> str:
         if self.ours is None:
             return "—"
-        return f"{self.ours['model']} ({backbone_label(self.ours.get('backbone'))}, {self.ours.get('split', '?')})"
+        seeds = f", {self.ours['seeds']} seeds" if self.ours.get("seeds", 1) > 1 else ""
+        return f"{self.ours['model']} ({backbone_label(self.ours.get('backbone'))}, {self.ours.get('split', '?')}{seeds})"
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -244,6 +320,13 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
         "Paper values from paper.txt; *ours* from the `stcl evaluate` records (official VSPW "
         "definitions). The *ours* column names the model, its backbone and split. — = not reported / not run.",
     ]
+    seeds = {m.get("seeds", 1) for m in metrics}
+    if max(seeds, default=1) > 1:
+        parts += [
+            "",
+            f"Ours: mean ± sample std (n − 1) over {max(seeds)} seeds (one metrics folder each); the paper's rows "
+            "are single runs. Per-class IoU: the mean.",
+        ]
     for spec, rows in build_tables(metrics).values():
         if spec.key == "other" and not rows:
             continue
@@ -261,7 +344,7 @@ def tables_markdown(metrics: Sequence[dict[str, Any]]) -> str:
                 if col.paper:
                     line.append(r.paper.get(col.paper))
                 if col.ours:
-                    line.append(None if r.ours is None else r.ours.get(col.ours))
+                    line.append(None if r.ours is None else _ours(r.ours, col.ours))
             body.append(line)
         parts += ["", f"## {spec.title}", "", _md_table(header, body)]
     chance = chance_levels(metrics)
@@ -295,7 +378,7 @@ def temporal_markdown(metrics: Sequence[dict[str, Any]]) -> list[str]:
     rows = []
     for m in metrics:
         tc = m.get("tc") or {}
-        rows.append([m["model"], m.get("VC8"), m.get("VC16"), m.get("TC"), tc.get("videos"), tc.get("pairs")])
+        rows.append([m["model"], _ours(m, "VC8"), _ours(m, "VC16"), _ours(m, "TC"), tc.get("videos"), tc.get("pairs")])
     return [head, "", _md_table(["model", "VC8", "VC16", "TC", "TC videos", "TC frame pairs"], rows)]
 
 
@@ -305,9 +388,14 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
 
     recs: list[dict[str, Any]] = []
 
-    def add(table, method, source, metric, value, dim=None, tau=None, model=None, backbone=None, split=None):
+    def add(
+        table, method, source, metric, value, dim=None, tau=None, model=None, backbone=None, split=None, of=None
+    ):
+        pooled = of is not None and of.get("seeds", 1) > 1
         recs.append(
             dict(
+                std=(of.get("std") or {}).get(metric) if pooled else None,
+                seeds=of.get("seeds", 1) if of is not None else None,
                 table=table,
                 method=method,
                 dim=dim,
@@ -339,11 +427,12 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
                         r.ours["model"],
                         r.ours.get("backbone"),
                         r.ours.get("split"),
+                        of=r.ours,
                     )
     for m in metrics:
         if m.get("TC") is not None:
             add("temporal", m["model"], "ours", "TC", m["TC"], model=m["model"], backbone=m.get("backbone"),
-                split=m.get("split"))
+                split=m.get("split"), of=m)
     for c in chance_levels(metrics):
         for metric in METRICS:
             add("chance", c["method"], "chance", metric, c["values"][metric], split=c["split"])
@@ -358,11 +447,17 @@ def tables_long_frame(metrics: Sequence[dict[str, Any]]):
                 model=m["model"],
                 backbone=m.get("backbone"),
                 split=m.get("split"),
+                of={"seeds": m.get("seeds", 1)},
             )
     frame = pd.DataFrame.from_records(
-        recs, columns=["table", "method", "dim", "tau", "source", "model", "backbone", "split", "metric", "value"]
+        recs,
+        columns=[
+            "table", "method", "dim", "tau", "source", "model", "backbone", "split", "metric", "value", "std", "seeds"
+        ],
     )
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+    frame["std"] = pd.to_numeric(frame["std"], errors="coerce").astype("float64")
+    frame["seeds"] = frame["seeds"].astype("Int64")
     frame["dim"] = frame["dim"].astype("Int64")
     frame["tau"] = pd.to_numeric(frame["tau"]).astype("float64")
     return frame
@@ -401,11 +496,16 @@ def plot_per_class(metrics: Sequence[dict[str, Any]], path: str | Path) -> None:
         plt.close(fig)
 
 
-def write_tables(metrics_dir: str | Path, out_dir: str | Path, params: Any | None = None) -> dict[str, Path]:
-    """Write tables.md, tables.parquet and per_class_iou.png into ``out_dir``; returns their paths."""
+def write_tables(
+    metrics_dir: str | Path | Sequence[str | Path], out_dir: str | Path, params: Any | None = None
+) -> dict[str, Path]:
+    """Write tables.md, tables.parquet and per_class_iou.png into ``out_dir``; returns their paths.
+
+    ``metrics_dir``: one folder of `stcl evaluate` records, or several (one per seed: `load_runs`).
+    """
     import io
 
-    metrics = load_metrics(metrics_dir, params)
+    metrics = load_runs(metrics_dir, params)
     out = Path(out_dir)
     paths = {"markdown": out / "tables.md", "parquet": out / "tables.parquet", "chart": out / "per_class_iou.png"}
     write_text(paths["markdown"], tables_markdown(metrics))
