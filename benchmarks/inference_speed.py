@@ -140,18 +140,21 @@ def measure(predict, frames: Tensor, tta: TTA, num_classes: int, warmup: bool = 
         tta_probs(predict, frames[:1], tta)
         mmseg_tta_probs(predict, frames[0], tta, num_classes)
     seconds = {"before": 0.0, "after": 0.0, "mmseg": 0.0}
+    cpu = dict(seconds)  # CPU seconds of this process: less disturbed than wall time on a shared machine
     before, after, ref = [], [], []
+
+    def timed(name, fn):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        seconds[name] += time.perf_counter() - t
+        cpu[name] += time.process_time() - c
+        return out
+
     for k in range(0, n, group):  # the three in turn on each group of frames: they see the same machine load
         chunk = frames[k : k + group]
-        t = time.perf_counter()
-        before += [before_tta_probs(predict, f, tta) for f in chunk]
-        seconds["before"] += time.perf_counter() - t
-        t = time.perf_counter()
-        after.append(tta_probs(predict, chunk, tta))
-        seconds["after"] += time.perf_counter() - t
-        t = time.perf_counter()
-        ref += [mmseg_tta_probs(predict, f, tta, num_classes) for f in chunk]
-        seconds["mmseg"] += time.perf_counter() - t
+        before += timed("before", lambda: [before_tta_probs(predict, f, tta) for f in chunk])
+        after.append(timed("after", lambda: tta_probs(predict, chunk, tta)))
+        ref += timed("mmseg", lambda: [mmseg_tta_probs(predict, f, tta, num_classes) for f in chunk])
     after = torch.cat(after)
     t_before, t_after, t_mmseg = seconds["before"], seconds["after"], seconds["mmseg"]
     ref_t = torch.stack(ref)
@@ -161,6 +164,7 @@ def measure(predict, frames: Tensor, tta: TTA, num_classes: int, warmup: bool = 
         "before": n / t_before,
         "after": n / t_after,
         "mmseg": n / t_mmseg,
+        "cpu": {k: n / v for k, v in cpu.items()},
         "after_diff": (after - ref_t).abs().max().item(),
         "before_diff": (before_t - ref_t).abs().max().item(),
         "after_agree": (after.argmax(1) == ref_t.argmax(1)).float().mean().item(),
@@ -180,6 +184,9 @@ def report(title: str, tta: TTA, h: int, w: int, res: dict[str, float], frames: 
           f"max|dprobs| vs mmseg {res['after_diff']:.2e}, argmax agreement {res['after_agree']:.4f}")
     print(f"  mmseg slide_inference, view by view:     {res['mmseg']:8.3f} frames/s")
     print(f"  after / before {res['after'] / res['before']:.2f}x, after / mmseg {res['after'] / res['mmseg']:.2f}x")
+    c = res["cpu"]
+    print(f"  per CPU second: before {c['before']:.3f}, after {c['after']:.3f}, mmseg {c['mmseg']:.3f} frames; "
+          f"after / before {c['after'] / c['before']:.2f}x, after / mmseg {c['after'] / c['mmseg']:.2f}x")
 
 
 def main() -> None:

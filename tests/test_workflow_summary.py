@@ -52,6 +52,17 @@ def test_summary_reports_files_times_metrics_and_chance(tmp_path):
     # chance: constant "wall" (3/4 of pixels) → mIoU = 0.75 / 2 classes present
     assert any(line.strip().startswith("chance: constant") and "37.50" in line for line in lines), text
     assert dict(job_times(res / "benchmarks")) == {"train_stcl": 12.5, "evaluate/teacher": 1.5}
+    assert " TC " not in lines[[i for i, line in enumerate(lines) if "(%, val)" in line][0]] + " "
+
+    # with TC (a RAFT file was set): one more column; the model without TC shows —
+    record = _metrics("train_stcl", 0.5) | {"TC": 0.456740564300}
+    (res / "evaluate" / "train_stcl.json").write_text(json.dumps(record))
+    lines = summary_lines(res / "test_submission.zip", res / "tables/tables.md", res / "benchmarks", res / "evaluate")
+    header = next(line for line in lines if "(%, val)" in line)
+    assert header.split()[1:6] == ["mIoU", "WIoU", "VC8", "VC16", "TC"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[lines.index(header) + 1 :] if line.strip()}
+    assert rows["train_stcl"] == ["50.00", "50.00", "90.00", "80.00", "45.67"]
+    assert rows["teacher"][4] == "—"
 
 
 def test_summary_of_an_empty_run_says_what_is_missing(tmp_path, capsys):

@@ -5,7 +5,7 @@ Printed by the Snakefile's `onsuccess` handler at the end of every `snakemake` r
 * where the submission zip and the tables are (``--submission``, ``--tables``);
 * the wall time of each job, from Snakemake's benchmark files (``--benchmarks``: ``**/*.tsv``, column `s`);
 * val mIoU / WIoU / VC8 / VC16 of every evaluated model (`stcl evaluate --details` records in
-  ``--metrics-dir``) with the chance levels
+  ``--metrics-dir``), and TC when the run computed it (``tc.raft_weights``), with the chance levels
   beside them (`stcl.metrics.tables.chance_levels`: a constant most-frequent-class prediction and a
   uniform random one), so a run that did not learn is visible at a glance.
 
@@ -68,12 +68,13 @@ def _metrics_table(metrics: list[dict[str, Any]]) -> list[str]:
     from stcl.metrics.tables import chance_levels
 
     width = max([len(m.get("model", "?")) for m in metrics] + [24])
-    lines = [f"  {'model':<{width}} " + " ".join(f"{k:>6}" for k in METRICS) + "   (%, val)"]
+    shown = METRICS + (("TC",) if any(m.get("TC") is not None for m in metrics) else ())
+    lines = [f"  {'model':<{width}} " + " ".join(f"{k:>6}" for k in shown) + "   (%, val)"]
     for m in metrics:
-        lines.append(f"  {m.get('model', '?'):<{width}} " + " ".join(_fmt(m.get(k)) for k in METRICS))
-    for c in chance_levels(metrics):
+        lines.append(f"  {m.get('model', '?'):<{width}} " + " ".join(_fmt(m.get(k)) for k in shown))
+    for c in chance_levels(metrics):  # no chance level of TC: it compares a model with itself
         label = "chance: " + c["method"].split(":")[0].split(" over ")[0]
-        lines.append(f"  {label:<{width}} " + " ".join(_fmt(c["values"].get(k)) for k in METRICS))
+        lines.append(f"  {label:<{width}} " + " ".join(_fmt(c["values"].get(k)) for k in shown))
         lines.append(f"  {'':<{width}}   ({c['method']})")
     return lines
 
