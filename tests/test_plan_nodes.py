@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -60,12 +61,24 @@ def test_batchnorm_and_idle_gpu_warnings() -> None:
 def test_cli_plans_the_paper_preset_on_two_nodes(capsys) -> None:
     from stcl.cli import main
 
-    assert main(["plan", "--preset", "paper", "--nodes", "1,2,4", "--json"]) == 0
+    repo = str(Path(__file__).resolve().parents[1])
+    assert main(["plan", "--preset", "paper", "--nodes", "1,2,4", "--json", "--workflow", repo]) == 0
     data = json.loads(capsys.readouterr().out)
+    # 4 nodes x 8 GPUs cannot all hold a clip of the global batch 16: the one warning
+    assert data["nodes"]["warnings"] == [
+        "4 nodes: the global batch 16 keeps 4 of 8 GPUs per node busy: set cluster.train.gpus: 4"
+        " (pretrain_coco, train_stcl, train_ade, train_student)"
+    ]
+    assert data["nodes"]["settings"]["2"] == [
+        "cluster.train.nodes: 2", "batch_per_device: 1 (pretrain_coco, train_stcl, train_ade, train_student)"
+    ]
     hours = data["nodes"]["training_wall_hours"]
     assert set(hours) == {"1", "2", "4"} and hours["1"]["100 Gb/s"] == hours["1"]["400 Gb/s"]
     assert hours["2"]["400 Gb/s"] < hours["1"]["400 Gb/s"]  # 16 GPUs beat 8 even counting the all-reduce
     assert hours["2"]["100 Gb/s"] > hours["2"]["400 Gb/s"]
-    assert main(["plan", "--preset", "paper", "--nodes", "2", "--link-gbit", "200"]) == 0
+    # 2 nodes plan clean: SyncBN (mmseg's UperNet configs) and one clip per GPU
+    assert main(["plan", "--preset", "paper", "--nodes", "2", "--link-gbit", "200", "--workflow", repo, "--strict"]) == 0
     text = capsys.readouterr().out
     assert "wall h @200 Gb/s" in text and "train_student      2           2×8×1×1" in text
+    assert "to train on 2 node(s) set: cluster.train.nodes: 2; batch_per_device: 1 (pretrain_coco" in text
+    assert "\nwarnings:" not in text

@@ -14,6 +14,10 @@ of gradient accumulation. Per iteration:
   plan does not count it either). Not overlapped with the backward pass: an upper bound, DDP overlaps
   part of it.
 
+Settings: a layout is run with ``cluster.train.nodes: n`` and, where ``b`` is below the stage's
+``batch_per_device``, ``batch_per_device: b`` (params validation refuses a layout that does not split the
+batch exactly); the table lists them per node count. They are what the layout needs, not faults.
+
 Warnings: a stage whose layout needs fewer GPUs per node than ``cluster.train.gpus``, a global batch no
 layout reaches, and fewer than 2 samples per BatchNorm (``b`` × frames per clip) without
 ``model.sync_bn``: UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses one sample,
@@ -48,6 +52,7 @@ class StageOnNodes:
     allreduce_hours: dict[str, float] = field(default_factory=dict)  # link "100 Gb/s" -> hours
     wall_hours: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)  # the params this layout runs with (besides nodes)
 
     @property
     def possible(self) -> bool:
@@ -79,7 +84,7 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
             f" set cluster.train.gpus: {g}"
         )
     if b < stage.batch_per_device:
-        out.warnings.append(f"{nodes} nodes × {g} GPUs: set batch_per_device: {b}")
+        out.settings.append(f"batch_per_device: {b}")
     work = train_step_work(params, stage)
     per_clip = work.flops / stage.batch_per_device
     if b * work.frames < BN_MIN_SAMPLES and not params.model.sync_bn:
@@ -124,8 +129,22 @@ def nodes_dict(rows: list[StageOnNodes]) -> dict[str, Any]:
     return {
         "stages": [asdict(r) for r in rows],
         "training_wall_hours": {str(n): {lab: _chain(rows, n, lab) for lab in labels} for n in counts},
+        "settings": _settings(rows),
         "warnings": _grouped_warnings(rows),
     }
+
+
+def _settings(rows: list[StageOnNodes]) -> dict[str, list[str]]:
+    """Per node count: the params its layouts run with, each followed by the stages it concerns."""
+    out: dict[str, list[str]] = {}
+    for n in sorted({r.nodes for r in rows}):
+        stages: dict[str, list[str]] = {}
+        for r in rows:
+            if r.nodes == n:
+                for item in r.settings:
+                    stages.setdefault(item, []).append(r.stage)
+        out[str(n)] = [f"cluster.train.nodes: {n}"] + [f"{k} ({', '.join(v)})" for k, v in stages.items()]
+    return out
 
 
 def _grouped_warnings(rows: list[StageOnNodes]) -> list[str]:
@@ -156,6 +175,8 @@ def nodes_table(rows: list[StageOnNodes], gpu: GPU) -> str:
         parts = ", ".join(f"{h:.1f} h @ {lab}" if h is not None else f"- @ {lab}" for lab, h in per_link.items())
         lines.append(f"training stages on {n} node(s), one after another: {parts}")
     lines.append("(+h: the all-reduce share, not overlapped with backward: an upper bound)")
+    for n, items in d["settings"].items():
+        lines.append(f"to train on {n} node(s) set: {'; '.join(items)}")
     if d["warnings"]:
         lines += ["warnings:", *(f"  {w}" for w in d["warnings"])]
     return "\n".join(lines)
