@@ -2,6 +2,10 @@
 ``slide_inference``, on the same model, frames and TTA (six scales [0.5 .. 1.75] with flip).
 
     .venv/bin/python benchmarks/inference_speed.py [--params params.yaml] [--frames 8] [--frames-768 2] [--threads 1]
+        [--glibc-defaults]
+
+The process runs with the allocator settings of the inference commands (`stcl.allocator`) unless
+``--glibc-defaults``; the three methods share them either way.
 
 Three ways to compute one frame's TTA probabilities:
 
@@ -195,7 +199,12 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=8, help="timed frames at the toy window")
     ap.add_argument("--frames-768", type=int, default=2, help="timed frames at 480x854 with the 768 window")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: least disturbed on a shared CPU)")
+    ap.add_argument("--glibc-defaults", action="store_true", help="skip stcl.allocator (as before it existed)")
     args = ap.parse_args()
+    from stcl.allocator import keep_large_blocks
+
+    tuned = False if args.glibc_defaults else keep_large_blocks()
+    print(f"allocator: {'stcl.allocator settings (as stcl infer)' if tuned else 'glibc defaults'}")
     torch.set_num_threads(args.threads)
     _mmseg_importable()
     params = load_params(args.params)

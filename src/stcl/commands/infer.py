@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from stcl.data.vspw import read_split
     from stcl.infer.shards import parse_shard, shard_videos, write_record
     from stcl.params import load_params
+    from stcl.allocator import keep_large_blocks
+
+    keep_large_blocks()  # the frame loop's large blocks stay mapped (stcl.allocator)
 
     params = load_params(args.params)
     if not args.output:

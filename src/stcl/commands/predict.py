@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from stcl.infer.multiscale import tta_from_params
     from stcl.infer.video import open_source, predict_video
     from stcl.report.overlay import render_overlay
+    from stcl.allocator import keep_large_blocks
+
+    keep_large_blocks()  # the frame loop's large blocks stay mapped (stcl.allocator)
 
     tta = tta_from_params(
         _infer_params(args.params),

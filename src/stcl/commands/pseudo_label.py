@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
     from stcl.infer import pseudo_labels as pl
     from stcl.infer.shards import parse_shard
     from stcl.params import load_params
+    from stcl.allocator import keep_large_blocks
+
+    keep_large_blocks()  # the frame loop's large blocks stay mapped (stcl.allocator)
 
     params = load_params(args.params)
     count = params.pseudo_label.shards
