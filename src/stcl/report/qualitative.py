@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from stcl.atomic import atomic_path
-from stcl.report.figures import pyplot, save_png
+from stcl.report.figures import panel_rows, pyplot, save_png
 from stcl.report.overlay import colorize
 
 __all__ = ["error_map", "FlickerTracker", "VideoViews", "load_video", "write_video_views"]
@@ -189,25 +189,11 @@ def write_video_views(
         flicker=out_dir / f"{video}.flicker.png",
         flicker_fraction=scores,
     )
-    _write_strip([kept[i] for i in picks], [stems[i] for i in picks], views.strip, plt)
+    panel_rows([kept[i] for i in picks], PANEL_TITLES, [f"frame {stems[i]}" for i in picks], views.strip)
     _write_gif([kept[i] for i in range(min(len(stems), max_gif_frames))], views.gif, fps)
     _write_gif_page(views.gif, views.gif_page, video)
     _write_flicker(kept, scores, [t for _, t in top], stems, n, views.flicker, video, plt)
     return views
-
-
-def _write_strip(rows: Sequence[np.ndarray], stems: Sequence[str], path: Path, plt) -> None:
-    h, w = rows[0].shape[:2]
-    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 12 * h / w * len(rows) + 0.6), squeeze=False)
-    for i, ax in enumerate(axes[:, 0]):
-        ax.imshow(rows[i], interpolation="nearest")
-        ax.set_xticks([(k + 0.5) * w / 5 for k in range(5)], PANEL_TITLES if i == 0 else [""] * 5, fontsize=8)
-        ax.xaxis.set_ticks_position("top")
-        ax.tick_params(length=0)
-        ax.set_yticks([])
-        ax.set_ylabel(f"frame {stems[i]}", fontsize=8)
-    fig.tight_layout()
-    save_png(fig, path, dpi=80)
 
 
 def _write_gif(rows: Sequence[np.ndarray], path: Path, fps: float) -> None:

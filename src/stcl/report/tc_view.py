@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stcl.report.figures import pyplot, save_png
+from stcl.report.figures import panel_rows
 from stcl.report.overlay import colorize, side_by_side
 
 __all__ = ["PANEL_TITLES", "disagreement_map", "write_tc_view"]
@@ -59,15 +59,4 @@ def write_tc_view(vspw_root: str | Path, pred_root: str | Path, flows: str | Pat
         images.append(side_by_side([frame, colorize(pred), colorize(warped),
                                     disagreement_map(frame, pred, warped, sources[t])]))
         labels.append(f"{stems[t]}→{stems[t + 1]}: {100 * same / pred.size:.1f}% agree")
-    plt = pyplot()
-    h, w = images[0].shape[:2]
-    fig, axes = plt.subplots(len(images), 1, figsize=(12, 12 * h / w * len(images) + 0.6), squeeze=False)
-    for i, ax in enumerate(axes[:, 0]):
-        ax.imshow(images[i], interpolation="nearest")
-        ax.set_xticks([(k + 0.5) * w / 4 for k in range(4)], PANEL_TITLES if i == 0 else [""] * 4, fontsize=8)
-        ax.xaxis.set_ticks_position("top")
-        ax.tick_params(length=0)
-        ax.set_yticks([])
-        ax.set_ylabel(labels[i], fontsize=8)
-    fig.tight_layout()
-    return save_png(fig, path, dpi=80), agree / total
+    return panel_rows(images, PANEL_TITLES, labels, path), agree / total
