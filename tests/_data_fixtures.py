@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from PIL import Image
 
 H, W = 12, 16
+DATA = Path(__file__).parent / "data"
+
+
+def reference_maker(name: str) -> ModuleType:
+    """The script ``tests/data/<name>.py`` that generated a reference fixture, loaded as a module (its seeded
+    recipes rebuild the inputs the fixture was made from)."""
+    spec = importlib.util.spec_from_file_location(name, DATA / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def frame_content(video_idx: int, t: int, h: int = H, w: int = W) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@ regenerate it)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +13,14 @@ import torch
 from stcl.flow.raft import build_raft, detect_raft_format, load_raft, official_to_torchvision, padding, raft_flow
 from stcl.metrics.tc import TCCounter, tc_score, warp_labels, warp_source
 
+from _data_fixtures import reference_maker
+
 DATA = Path(__file__).parent / "data"
-
-
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_raft_reference", DATA / "make_raft_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def reference():
-    return torch.load(DATA / "raft_tc_official_reference.pt", weights_only=True), _maker()
+    return torch.load(DATA / "raft_tc_official_reference.pt", weights_only=True), reference_maker("make_raft_reference")
 
 
 @pytest.fixture(scope="module")

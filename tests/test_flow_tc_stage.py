@@ -3,7 +3,6 @@ official-layout weights (tests/data/make_raft_reference.py's seeded recipe), on 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,23 +15,18 @@ from stcl.cli import main
 from stcl.flow.raft import load_raft, raft_flow
 from stcl.metrics.tc import TCCounter, tc_score
 
+from _data_fixtures import reference_maker
+
 DATA = Path(__file__).parent / "data"
 SIZE = (130, 140)  # (H, W): padded to 136×144
 VIDEOS = {"vid_a": 3, "vid_b": 4, "vid_c": 2}
-
-
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_raft_reference", DATA / "make_raft_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def setup(module_tmp):
     """VSPW root (frames drifting right, GT masks), predictions (label blocks moving with them), RAFT file."""
     root = module_tmp("tc")
-    maker = _maker()
+    maker = reference_maker("make_raft_reference")
     ref = torch.load(DATA / "raft_tc_official_reference.pt", weights_only=True)
     raft = root / "raft-things.pth"
     torch.save(maker.seeded_state(ref["shapes"]), raft)

@@ -3,7 +3,6 @@ its segmentation backbone (tests/data/make_cswin_reference.py states the origin 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,15 @@ from stcl.models import build_encoder, build_segmentor
 from stcl.models.cswin import CSWinEncoder, build_cswin
 from stcl.params import ModelParams
 
+from _data_fixtures import reference_maker
+
 DATA = Path(__file__).parent / "data"
-
-
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_cswin_reference", DATA / "make_cswin_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def reference():
     ref = torch.load(DATA / "cswin_official_reference.pt", weights_only=True)
-    maker = _maker()
+    maker = reference_maker("make_cswin_reference")
     cfg = ref["config"]
     enc = CSWinEncoder(
         embed_dim=cfg["embed_dim"],

@@ -9,7 +9,7 @@ of the same weights, which must load to the same encoder.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,8 @@ import torch
 from stcl.models.dino import build_dino
 from stcl.models.files import open_weights
 from stcl.models.loading import load_encoder_weights
+
+from _data_fixtures import reference_maker
 
 DATA = Path(__file__).parent / "data"
 SPEC_OF = {"dinov2": "dinov2_tiny", "dinov2_reg4": "dinov2_tiny_reg4", "dinov3": "dinov3_tiny"}
@@ -29,16 +31,9 @@ TIMM_OF = {
 }
 
 
-def _maker():
-    spec = importlib.util.spec_from_file_location("make_dino_reference", DATA / "make_dino_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def reference():
-    return torch.load(DATA / "dino_official_reference.pt", weights_only=True), _maker()
+    return torch.load(DATA / "dino_official_reference.pt", weights_only=True), reference_maker("make_dino_reference")
 
 
 def _official_state(ref, maker, name):
@@ -201,7 +196,7 @@ def test_hugging_face_layout_equals_transformers_own_model(capsys):
     enc = build_dino("dinov3_tiny").eval()
     report = load_encoder_weights(enc, path)
     assert not report.unexpected and "embeddings.mask_token" in report.dropped
-    maker = _maker()
+    maker = reference_maker("make_dino_reference")
     for i, (label, size) in enumerate(ref["sizes"].items()):
         with torch.no_grad():
             got = enc.tokens(maker.seeded_input(tuple(size), i))
