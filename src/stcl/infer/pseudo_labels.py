@@ -38,7 +38,7 @@ from stcl.data.vspw import load_image
 from stcl.infer.frames import blend, frame_probs, prefetch
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
-from stcl.infer.shards import folder_complete, gather_records, shard_videos, write_record
+from stcl.infer.shards import folder_complete, gather_records, listing, shard_videos, write_record
 from stcl.infer.sliding import Predictor
 from stcl.infer.thresholds import keep_class_balanced
 
@@ -267,11 +267,6 @@ def _ratio(a: int, b: int) -> float:
     return a / b if b else 0.0
 
 
-def _listing(items: Sequence[str], limit: int = 10) -> str:
-    shown = ", ".join(items[:limit])
-    return f"{shown} (+{len(items) - limit} more)" if len(items) > limit else shown
-
-
 def gather(
     frames: Mapping[str, Sequence[str]],
     records: Sequence[str | Path],
@@ -306,7 +301,7 @@ def gather(
     data_dir = Path(out_root) / "data"
     lost = sorted(v for v in frames if not _video_complete(data_dir / v, frames[v]))
     if lost:
-        problems.append(f"{len(lost)} videos incomplete under {data_dir}: {_listing(lost)}")
+        problems.append(f"{len(lost)} videos incomplete under {data_dir}: {listing(lost)}")
     if problems:
         raise ValueError(f"{paths[0].parent}: pseudo-label shards are not complete: " + "; ".join(problems))
     kept = np.sum([rec["kept_pixels"] for rec in loaded], axis=0).astype(np.int64)

@@ -24,6 +24,7 @@ from stcl.atomic import write_json
 
 __all__ = [
     "RECORD_FORMAT",
+    "listing",
     "parse_shard",
     "shard_videos",
     "folder_complete",
@@ -89,7 +90,8 @@ def write_record(
     return record
 
 
-def _listing(items: Sequence[str], limit: int = 10) -> str:
+def listing(items: Sequence[str], limit: int = 10) -> str:
+    """The first ``limit`` names, comma-separated, with how many more there are (for one-line errors)."""
     shown = ", ".join(items[:limit])
     return f"{shown} (+{len(items) - limit} more)" if len(items) > limit else shown
 
@@ -107,7 +109,7 @@ def gather_records(paths: Sequence[str | Path], stage: str, videos: Sequence[str
     paths = [Path(p) for p in paths]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} shard records missing (run their shards): {_listing(missing)}")
+        raise FileNotFoundError(f"{len(missing)} of {len(paths)} shard records missing (run their shards): {listing(missing)}")
     records = []
     for path in paths:
         try:
@@ -130,11 +132,11 @@ def gather_records(paths: Sequence[str | Path], stage: str, videos: Sequence[str
     unknown = sorted(set(owner) - set(videos))
     problems = []
     if absent:
-        problems.append(f"{len(absent)} videos in no shard: {_listing(absent)}")
+        problems.append(f"{len(absent)} videos in no shard: {listing(absent)}")
     if twice:
-        problems.append(f"{len(twice)} videos in several shards: {_listing(sorted(twice))}")
+        problems.append(f"{len(twice)} videos in several shards: {listing(sorted(twice))}")
     if unknown:
-        problems.append(f"{len(unknown)} videos not in the list: {_listing(unknown)}")
+        problems.append(f"{len(unknown)} videos not in the list: {listing(unknown)}")
     if problems:
         raise ValueError(f"{paths[0].parent}: {stage} shards do not cover the videos: " + "; ".join(problems))
     return records
