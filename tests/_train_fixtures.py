@@ -106,6 +106,7 @@ def toy_job(
         out_dir=Path(out_dir),
         fingerprint="toy",
         save_model=save_state_dict,
+        seed=stage.seed,
     )
 
 

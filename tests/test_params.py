@@ -122,3 +122,64 @@ def test_stages_inherit_the_shared_train_section(tmp_path):
     assert params.train_ade.optimizer.weight_decay == 0.05 and params.train_stcl.optimizer.weight_decay == 0.01
     assert params.train_student.iters == 300 and params.train_stcl.iters == 200
     assert params.pretrain_coco.stcl.enabled is False and params.train_stcl.stcl.enabled is True
+
+
+# -- printed params files: every preset and every ablation reads back as itself ----------------------------------
+def _printed(capsys, *argv) -> str:
+    from stcl.cli import main
+
+    capsys.readouterr()
+    assert main(["params", *argv]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset", ["tiny", "paper", "dinov2", "dinov3"])
+def test_every_preset_round_trips(tmp_path, capsys, preset):
+    """`stcl params --preset X > f; stcl params --params f` is `stcl params --preset X` (the paper's student
+    kept its 20,000 iterations only when the printed file stated them)."""
+    from stcl.params import preset_params
+
+    out = _printed(capsys, "--preset", preset)
+    path = tmp_path / f"{preset}.yaml"
+    path.write_text(out)
+    assert load_params(path) == preset_params(preset)
+    body = "".join(line for line in out.splitlines(keepends=True) if not line.startswith("#"))
+    assert _printed(capsys, "--params", str(path)) == body
+
+
+def test_a_printed_file_states_every_key_of_every_stage(capsys):
+    """No stage value of a printed file falls back to `train:` or to a stage default (`STAGE_RECIPES`)."""
+    from stcl.params import TRAIN_STAGES, OptimizerParams, StclParams, TrainStageParams
+
+    data = yaml.safe_load(_printed(capsys, "--preset", "paper"))
+    for stage in TRAIN_STAGES:
+        assert set(data[stage]) == set(TrainStageParams.model_fields), stage
+        assert set(data[stage]["optimizer"]) == set(OptimizerParams.model_fields), stage
+        assert set(data[stage]["stcl"]) == set(StclParams.model_fields), stage
+    assert data["train_student"]["iters"] == 20000 and data["pretrain_coco"]["iters"] == 80000
+
+
+def test_committed_params_yaml_needs_no_stage_default(monkeypatch):
+    """params.yaml states each stage's own recipe (datasets, init, ...): without the stage defaults it is the same."""
+    from stcl import params as params_module
+
+    default = Params()
+    for stage in params_module.STAGE_RECIPES:
+        monkeypatch.setitem(params_module.STAGE_RECIPES, stage, {})
+    assert load_params(ROOT / "params.yaml") == default
+
+
+@pytest.mark.parametrize("name", ["baseline_resnet50", "train_coco", "train_nostcl", "stcl_d256_t0.07"])
+def test_ablation_files_round_trip(tmp_path, capsys, name):
+    """`stcl ablation NAME --out f` of the paper preset: f reads back as that ablation's params."""
+    from stcl.ablations import ablation_params
+    from stcl.cli import main
+    from stcl.params import preset_params
+
+    base = tmp_path / "paper.yaml"
+    base.write_text(_printed(capsys, "--preset", "paper"))
+    out = tmp_path / name / "params.yaml"
+    assert main(["ablation", name, "--params", str(base), "--out", str(out)]) == 0
+    back = load_params(out)
+    assert back == ablation_params(preset_params("paper"), name)
+    assert back.train_stcl.iters == 20000 and back.train_stcl.seed_stream == name

@@ -5,7 +5,8 @@ workflow builds them only on demand (`snakemake --profile local ablation_table3`
 ablation carries its name as the model name, which `stcl tables` maps to the paper row it reproduces:
 
 =================  ========================================================================================
-baseline_<enc>     Table 1 (backbone <enc>) and Table 2 "Swin-L": VSPW only, no COCO-pre, no STCL
+baseline_<enc>     Table 1 (backbone <enc>) and Table 2 "Swin-L": VSPW only, no COCO-pre, no STCL; the
+                   encoder's own ImageNet file and its family's optimiser (below)
 train_coco         Table 2 "+ COCO": VSPW + COCO (mapped to VSPW classes) jointly, no COCO-pre, no STCL
 train_nostcl       Table 2 "+ COCO-pre" and Table 3 "Swin-L": COCO-pre init, VSPW only, no STCL
 stcl_d<dim>_t<τ>   Table 3 grid: COCO-pre init, VSPW, STCL with projection dim and temperature τ
@@ -14,6 +15,16 @@ stcl_d<dim>_t<τ>   Table 3 grid: COCO-pre init, VSPW, STCL with projection dim 
 `stcl ablation NAME --out results/ablations/NAME/params.yaml` writes the complete params file of one.
 ``ablations.table1_extra`` in params.yaml adds backbones to Table 1 (e.g. ``[dinov3_vitl16]``: a DINO row,
 trained with the same protocol as the paper's four; `table_ablations`).
+
+Table 1 trains each encoder as paper 3.1 says: "for the CNN-based networks, the backbone is pretrained on
+ImageNet-1K and SGD optimizer is employed with an initial learning rate of 0.01, a weight decay of 0.0001.
+For the Transformer-based networks, the backbone is pretrained on ImageNet-22K and AdamW optimizer is
+adopted". A CNN's ``baseline_<enc>`` therefore trains with `CNN_OPTIMIZER`; a transformer's keeps the
+stage's AdamW. Each loads its own weights file, ``ablations.pretrained[<enc>]`` (``model.pretrained`` is
+the main encoder's: a Swin-L file cannot fill a ResNet).
+
+Every ablation run has its own seed stream (``seed_stream: <name>``, `stcl.train.seeds`): an ablation and
+the stage it varies draw their samples independently, as separate runs do.
 """
 
 from __future__ import annotations
@@ -21,14 +32,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stcl.params import Params, merge_overrides, parse_params
+from stcl.params import CNN_BACKBONES, Params, merge_overrides, parse_params
 
-__all__ = ["Ablation", "TABLE_ABLATIONS", "ablation", "ablation_params", "table_ablations"]
+__all__ = ["Ablation", "TABLE_ABLATIONS", "CNN_OPTIMIZER", "ablation", "ablation_params", "pretrained_note", "table_ablations"]
 
 # Table 1 of the paper: ResNet-50 (mmseg V1c), ResNeSt-101, CSWin-L, Swin-L.
 TABLE1_BACKBONES = ("resnet50", "resnest101e", "cswin_large", "swin_large_patch4_window12_384")
 # Table 3 of the paper: (projection dim, τ).
 TABLE3_GRID = ((512, 0.07), (512, 0.05), (256, 0.07))
+
+# The CNN rows of Table 1 (paper 3.1): SGD, lr 0.01, weight decay 0.0001. The paper is silent on momentum and
+# schedule: mmseg's CNN schedules (configs/_base_/schedules/schedule_{20,40,80,160}k.py) use momentum 0.9, no
+# warmup and poly decay with power 0.9 to a minimum lr of 1e-4, without gradient clipping; mmseg's SGD has no
+# paramwise rules (`stcl.train.optim`: decay on every parameter). Their weight decay is 5e-4; the paper's 1e-4
+# wins.
+CNN_OPTIMIZER: dict[str, Any] = {
+    "name": "sgd",
+    "lr": 0.01,
+    "weight_decay": 1e-4,
+    "momentum": 0.9,
+    "warmup_iters": 0,
+    "power": 0.9,
+    "min_lr": 1e-4,
+    "clip_grad_norm": None,
+    "layer_decay": None,
+}
 
 TABLE_ABLATIONS: dict[str, tuple[str, ...]] = {
     "table1": tuple(f"baseline_{b}" for b in TABLE1_BACKBONES),
@@ -55,21 +83,25 @@ class Ablation:
 
 
 def ablation(name: str) -> Ablation:
-    """The ablation called `name` (see the module docstring); ValueError lists the valid forms."""
+    """The ablation called `name` (see the module docstring); ValueError lists the valid forms.
+
+    The overrides are those of the name alone; `ablation_params` adds what depends on the base params
+    (a Table 1 backbone's weights file).
+    """
     stage = "train_stcl"
     vspw = [{"name": "vspw", "weight": 1.0}]
+    own = {"seed_stream": name}
     if name.startswith("baseline_") and len(name) > len("baseline_"):
         backbone = name[len("baseline_") :]
-        return Ablation(
-            name,
-            stage,
-            {"model": {"backbone": backbone}, stage: {"init": None, "datasets": vspw, "stcl": {"enabled": False}}},
-        )
+        run = {**own, "init": None, "datasets": vspw, "stcl": {"enabled": False}}
+        if backbone in CNN_BACKBONES:
+            run["optimizer"] = CNN_OPTIMIZER
+        return Ablation(name, stage, {"model": {"backbone": backbone}, stage: run})
     if name == "train_coco":
         mix = vspw + [{"name": "coco", "weight": 1.0}]
-        return Ablation(name, stage, {stage: {"init": None, "datasets": mix, "stcl": {"enabled": False}}})
+        return Ablation(name, stage, {stage: {**own, "init": None, "datasets": mix, "stcl": {"enabled": False}}})
     if name == "train_nostcl":
-        return Ablation(name, stage, {stage: {"datasets": vspw, "stcl": {"enabled": False}}})
+        return Ablation(name, stage, {stage: {**own, "datasets": vspw, "stcl": {"enabled": False}}})
     if name.startswith("stcl_d") and "_t" in name:
         dim, _, tau = name[len("stcl_d") :].partition("_t")
         try:
@@ -77,7 +109,7 @@ def ablation(name: str) -> Ablation:
         except ValueError:
             pass
         else:
-            return Ablation(name, stage, {stage: {"datasets": vspw, "stcl": stcl}})
+            return Ablation(name, stage, {stage: {**own, "datasets": vspw, "stcl": stcl}})
     raise ValueError(
         f"unknown ablation {name!r}; valid: baseline_<backbone>, train_coco, train_nostcl, stcl_d<dim>_t<tau> "
         f"(paper tables: {', '.join(n for names in TABLE_ABLATIONS.values() for n in names)})"
@@ -85,6 +117,34 @@ def ablation(name: str) -> Ablation:
 
 
 def ablation_params(params: Params, name: str) -> Params:
-    """params with the overrides of ablation `name` merged in (validated)."""
-    spec = ablation(name)
-    return parse_params(merge_overrides(params.model_dump(mode="json"), spec.overrides), f"ablation {name}")
+    """params with the overrides of ablation `name` merged in (validated).
+
+    A ``baseline_<b>`` run loads ``ablations.pretrained[b]``; without one, ``model.pretrained`` when ``b`` is
+    ``model.backbone`` (the same encoder), else nothing: random init (`pretrained_note` says so), or timm's hub
+    weights of ``b`` with ``model.pretrained_from_hub``.
+    """
+    overrides = ablation(name).overrides
+    backbone = overrides.get("model", {}).get("backbone")
+    if backbone is not None:
+        own = params.ablations.pretrained.get(backbone)
+        if own is None and backbone == params.model.backbone:
+            own = params.model.pretrained
+        if own is not None:
+            overrides = merge_overrides(overrides, {"model": {"pretrained": str(own), "pretrained_from_hub": False}})
+        elif not params.model.pretrained_from_hub or backbone != params.model.backbone:
+            overrides = merge_overrides(overrides, {"model": {"pretrained": None}})
+    return parse_params(merge_overrides(params.model_dump(mode="json"), overrides), f"ablation {name}")
+
+
+def pretrained_note(params: Params, name: str) -> str | None:
+    """One line when Table 1's ``baseline_<b>`` has no weights file of its own (random init), else None."""
+    backbone = ablation(name).overrides.get("model", {}).get("backbone")
+    run = ablation_params(params, name).model
+    if backbone is None or run.pretrained is not None or run.pretrained_from_hub:
+        return None
+    if params.model.pretrained is None and not params.ablations.pretrained:
+        return None  # no encoder has a file: the whole recipe starts from random init (the embedded default)
+    return (
+        f"{name}: no weights file for {backbone} (params ablations.pretrained.{backbone}); its encoder starts "
+        f"from random init, not the paper's ImageNet weights"
+    )

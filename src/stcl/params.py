@@ -13,6 +13,7 @@ The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +42,7 @@ __all__ = [
     "ResourceParams",
     "TRAIN_STAGES",
     "BACKBONES",
+    "CNN_BACKBONES",
     "load_params",
     "parse_params",
     "params_json_schema",
@@ -74,6 +76,10 @@ BACKBONES = (
     "dinov2_tiny",
     "dinov3_tiny",
 )
+# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.1 trains these with SGD, the
+# transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
+# equal to the CNN entries of stcl.models.encoders.ENCODERS.
+CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 
@@ -241,6 +247,10 @@ class TrainStageParams(TrainDefaults):
     datasets: tuple[DatasetMix, ...]
     label_space: Literal["vspw", "coco"] = "vspw"
     init: TrainStageName | None = None  # previous stage whose weights initialise this one
+    # The name the run's seeds derive from with `seed` (`stcl.train.seeds.stage_seed`): None is the stage's
+    # own name, so stages with equal params still draw independent samples, augmentations and dropout; an
+    # ablation run sets its own name (`stcl.ablations`).
+    seed_stream: str | None = None
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainStageParams":
@@ -320,11 +330,15 @@ class ClusterParams(_Strict):
     infer: ResourceParams = ResourceParams(gpus=1, mem_mb=16000, runtime=240)
 
 
-# What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4).
+# What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4). These fill a
+# hand-written stage section only; a printed params file (`recipe_dict`) states every key of every stage.
+# train_ade is Table 2's "Swin-L + ADE", the teacher member paper 3.4 names ("ensembles Swin-L+ADE20K (in
+# Table 2) and Swin-L+STCL (in Table 3)"): VSPW + ADE20K from the encoder's ImageNet weights
+# (`model.pretrained`), without COCO-pre, which is Table 2's separate row "Swin-L + COCO-pre".
 STAGE_RECIPES: dict[str, dict[str, Any]] = {
     "pretrain_coco": {"datasets": [{"name": "coco"}], "label_space": "coco", "stcl": {"enabled": False}},
     "train_stcl": {"datasets": [{"name": "vspw"}], "init": "pretrain_coco"},
-    "train_ade": {"datasets": [{"name": "vspw"}, {"name": "ade"}], "init": "pretrain_coco", "stcl": {"enabled": False}},
+    "train_ade": {"datasets": [{"name": "vspw"}, {"name": "ade"}], "init": None, "stcl": {"enabled": False}},
     "train_student": {
         "datasets": [{"name": "vspw", "weight": 2.0}, {"name": "pseudo"}],
         "init": "pretrain_coco",
@@ -334,9 +348,16 @@ STAGE_RECIPES: dict[str, dict[str, Any]] = {
 
 
 class AblationParams(_Strict):
-    """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1."""
+    """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1.
+
+    ``pretrained`` names each Table 1 backbone's own ImageNet weights file (paper 3.1: CNNs ImageNet-1K,
+    transformers ImageNet-22K), e.g. ``{resnet50: weights/resnet50_v1c.pth}``; ``baseline_<b>`` loads it. A
+    backbone not listed loads ``model.pretrained`` when it is ``model.backbone``, else starts from random
+    init (`stcl ablation` says so). Empty by default: nothing is read or downloaded.
+    """
 
     table1_extra: tuple[Backbone, ...] = ()
+    pretrained: dict[Backbone, Path] = {}
 
 
 class Params(_Strict):
@@ -525,23 +546,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def recipe_dict(params: Params) -> dict[str, Any]:
-    """params as params.yaml writes them: ``train`` once, each stage section only what differs from it."""
-    data = params.model_dump(mode="json")
-    for name in TRAIN_STAGES:
-        data[name] = _difference(data[name], data["train"])
-    return data
+    """params as a printed params file states them (`stcl params`, `stcl ablation`): every key of every section.
 
-
-def _difference(full: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in full.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            sub = _difference(value, base[key])
-            if sub:
-                out[key] = sub
-        elif key not in base or base[key] != value:
-            out[key] = value
-    return out
+    Each training stage section is complete, so reading the file back gives the same params whatever
+    ``train:`` and the stage defaults (`STAGE_RECIPES`) say: a stage's value never falls back to a default
+    that differs between stages (the paper's 20,000-iteration student stays 20,000).
+    """
+    return params.model_dump(mode="json")
 
 
 def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -557,4 +568,5 @@ def preset_params(name: str) -> Params:
     recipe on a DINO ViT-L encoder; not the paper, see `_dino_overrides`)."""
     if name not in PRESETS:
         raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    return parse_params(merge_overrides(recipe_dict(Params()), PRESETS[name]), f"preset {name}")
+    # A preset is a hand-written params file: `train:` fills each stage, then the stage's recipe and own keys.
+    return parse_params(copy.deepcopy(PRESETS[name]), f"preset {name}")

@@ -16,15 +16,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stcl.ablations import ablation, ablation_params
-    from stcl.params import load_params
+    from stcl.ablations import ablation, ablation_params, pretrained_note
+    from stcl.params import load_params, recipe_dict
 
     spec = ablation(args.name)
-    params = ablation_params(load_params(args.params), args.name)
+    base = load_params(args.params)
+    params = ablation_params(base, args.name)
+    note = pretrained_note(base, args.name)
+    if note is not None:
+        print(f"stcl ablation: note: {note}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     header = f"# ablation {spec.name}: {args.params} with overrides {spec.overrides} (stage {spec.stage})\n"
-    body = yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False, default_flow_style=None, width=110)
+    body = yaml.safe_dump(recipe_dict(params), sort_keys=False, default_flow_style=None, width=110)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(header + body)
     os.replace(tmp, out)

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     params = preset_params(args.preset) if args.preset else load_params(args.params)
     if args.preset:
         print(f"# stcl params, preset {args.preset!r} (written by `stcl params --preset {args.preset}`)")
+        print("# Every key is stated, each training stage section in full: edit a stage's own keys (`train:` fills")
+        print("# only the keys a hand-written stage section leaves out).")
         if args.preset == "paper":
             print("# Swin-L needs ImageNet-22K weights: set model.pretrained to a local swin_large_patch4_window12_384 file.")
         if args.preset in ("dinov2", "dinov3"):

@@ -9,7 +9,8 @@ Which of our models fills which paper row (`paper_rows_for`):
 ==================  ===========================================================================
 train_stcl          Table 3 "Swin-L + STCL" at the run's (dim, τ) (a new row if the paper has none), and
                     Table 4 "Swin-L" (the paper's 0.5930 is that model)
-train_ade           Table 2 "Swin-L + ADE"
+train_ade           Table 2 "Swin-L + ADE" (VSPW + ADE20K from ImageNet weights, ``init: null``); with
+                    ``train_ade.init: pretrain_coco`` a row of its own, "Swin-L + COCO-pre + ADE" (not the paper's)
 teacher             Table 4 "Teacher"
 train_student       Table 4 "Swin-L + Pseudo"
 ensemble            the final ensemble (paper Tables 5-6, test sets; ours on val)
@@ -183,7 +184,8 @@ def paper_rows_for(metrics: dict[str, Any]) -> list[tuple[str, str, int | None, 
     if model == "train_stcl":
         return [("table3", "Swin-L + STCL", stcl.get("dim"), stcl.get("tau")), ("table4", "Swin-L", None, None)]
     if model == "train_ade":
-        return [("table2", "Swin-L + ADE", None, None)]
+        from_coco = (metrics.get("model_info") or {}).get("init") is not None
+        return [("table2", "Swin-L + COCO-pre + ADE" if from_coco else "Swin-L + ADE", None, None)]
     if model == "teacher":
         return [("table4", "Teacher", None, None)]
     if model == "train_student":

@@ -76,6 +76,7 @@ class TrainJob:
         loss_fn: see :data:`LossFn`; `use_stcl` is True for clip batches (T > 1) when STCL is enabled.
         out_dir: the stage's output folder (model.pt, train_metrics.json, dvclive/, state/).
         fingerprint: hash of the params that shape the run; checkpoints with another one are discarded.
+        seed: the run's seed (`stcl.train.seeds.stage_seed`): sample order, per-rank RNGs, loader generator.
         save_model: writes the final weights file (rank 0): ``save_model(path, model)``.
         sync_bn: convert BatchNorm to SyncBatchNorm (CUDA + several processes only).
         summary: extra entries for train_metrics.json (e.g. the init-weights report).
@@ -89,6 +90,7 @@ class TrainJob:
     out_dir: Path
     fingerprint: str
     save_model: Callable[[Path, nn.Module], None]
+    seed: int
     sync_bn: bool = False
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -166,7 +168,7 @@ class _Run:
         self.job, self.ctx, self.sp = job, ctx, sp
         self.accum = grad_accum_steps(sp.batch_size, ctx.world_size, sp.batch_per_device)
         self.plan = MixPlan(
-            [len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, sp.seed
+            [len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, job.seed
         )
         model = job.model.to(ctx.device)
         if job.sync_bn and ctx.distributed and ctx.device.type == "cuda":
@@ -234,7 +236,7 @@ class _Run:
         if self.ctx.rank < len(rngs):
             restore_rng(rngs[self.ctx.rank])
         else:
-            seed_everything(self.sp.seed + self.ctx.rank)
+            seed_everything(self.job.seed + self.ctx.rank)
         self.iteration = int(state["iteration"])
         self.log.update(state["log"])
         return latest
@@ -254,7 +256,7 @@ def _loader(run: _Run) -> Iterator[dict]:
         batch_sampler=sampler,
         num_workers=run.sp.workers,
         pin_memory=run.ctx.device.type == "cuda",
-        generator=torch.Generator().manual_seed(run.sp.seed + run.ctx.rank),  # keeps the global RNG untouched
+        generator=torch.Generator().manual_seed(run.job.seed + run.ctx.rank),  # keeps the global RNG untouched
         worker_init_fn=_ignore_preempt_signals,
     )
     return iter(loader)
@@ -338,7 +340,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
         NonFiniteLossError: the loss of an iteration was NaN/inf (the optimiser step is not taken).
     """
     sp = job.stage
-    seed_everything(sp.seed + ctx.rank)  # per-rank seeds (dropout, drop path); replaced by a resume
+    seed_everything(job.seed + ctx.rank)  # per-rank seeds (dropout, drop path); replaced by a resume
     run = _Run(job, ctx)
     resumed_from = run.try_resume()
     if ctx.is_main and resumed_from is not None:

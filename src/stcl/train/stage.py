@@ -23,6 +23,7 @@ from stcl.models import build_segmentor
 from stcl.models.checkpoints import load_init_weights, save_model
 from stcl.params import Params
 from stcl.train.loop import LossFn, TrainJob, seed_everything
+from stcl.train.seeds import stage_seed
 
 __all__ = ["params_fingerprint", "make_loss_fn", "build_job"]
 
@@ -88,7 +89,8 @@ def build_job(
     stage = params.stage(stage_name)
     names = class_names(stage.label_space)
     proj_dim = stage.stcl.dim if stage.stcl.enabled else None
-    seed_everything(stage.seed)  # the same initial weights on every rank
+    seed = stage_seed(stage.seed, stage.seed_stream or stage_name)  # this run's own stream (stcl.train.seeds)
+    seed_everything(seed)  # the same initial weights on every rank
     model: nn.Module = build_segmentor(params.model, len(names), proj_dim, load_pretrained=stage.init is None)
     summary: dict[str, Any] = {"label_space": stage.label_space, "num_classes": len(names)}
     if stage.init is not None:
@@ -114,7 +116,7 @@ def build_job(
             "mismatched": list(report.mismatched),
         }
     datasets = [
-        build_dataset(d.name, params, paths, "train", label_space=stage.label_space, seed=stage.seed + i)
+        build_dataset(d.name, params, paths, "train", label_space=stage.label_space, seed=seed + i)
         for i, d in enumerate(stage.datasets)
     ]
     summary["datasets"] = {d.name: {"samples": len(ds), "weight": d.weight} for d, ds in zip(stage.datasets, datasets)}
@@ -140,6 +142,7 @@ def build_job(
         out_dir=Path(out_dir),
         fingerprint=params_fingerprint(params, stage_name),
         save_model=save,
+        seed=seed,
         sync_bn=params.model.sync_bn,
         summary=summary,
     )
