@@ -134,8 +134,8 @@ def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb(paper_graph, tmp
     jobs = graph_specs(params, paper_graph)
     assert [j.name for j in jobs if j.kind != "cpu" or j.frames] == [
         "prepare",
+        "train_ade",  # Table 2's "Swin-L + ADE": no COCO-pre, so it needs nothing but the data
         "pretrain_coco",
-        "train_ade",
         "train_stcl",
         "pseudo_label",
         "train_student",

@@ -61,6 +61,9 @@ def test_every_command_receives_the_paths_it_uses(jobs):
     assert len(trains) == 4
     student = next(j for j in trains if j["rule"] == "train_student")
     assert "--init results/models/pretrain_coco/model.pt" in student["shell"]
+    # train_ade is Table 2's "Swin-L + ADE": from the ImageNet weights, not from COCO-pre (init: null)
+    ade = next(j for j in trains if j["rule"] == "train_ade")
+    assert "--init" not in ade["shell"] and "results/models/pretrain_coco/model.pt" not in ade["inputs"]
     assert "--pseudo results/pseudo/VSPW_pseudo" in student["shell"]
     shard = next(j for j in jobs if j["rule"] == "pseudo_label")
     assert "--checkpoints results/models/train_ade/model.pt results/models/train_stcl/model.pt" in shard["shell"]
