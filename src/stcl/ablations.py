@@ -16,7 +16,7 @@ stcl_d<dim>_t<τ>   Table 3 grid: COCO-pre init, VSPW, STCL with projection dim 
 ``ablations.table1_extra`` in params.yaml adds backbones to Table 1 (e.g. ``[dinov3_vitl16]``: a DINO row,
 trained with the same protocol as the paper's four; `table_ablations`).
 
-Table 1 trains each encoder as paper 3.1 says: "for the CNN-based networks, the backbone is pretrained on
+Table 1 trains each encoder as paper 3.2 says: "for the CNN-based networks, the backbone is pretrained on
 ImageNet-1K and SGD optimizer is employed with an initial learning rate of 0.01, a weight decay of 0.0001.
 For the Transformer-based networks, the backbone is pretrained on ImageNet-22K and AdamW optimizer is
 adopted". A CNN's ``baseline_<enc>`` therefore trains with `CNN_OPTIMIZER`; a transformer's keeps the
@@ -41,7 +41,7 @@ TABLE1_BACKBONES = ("resnet50", "resnest101e", "cswin_large", "swin_large_patch4
 # Table 3 of the paper: (projection dim, τ).
 TABLE3_GRID = ((512, 0.07), (512, 0.05), (256, 0.07))
 
-# The CNN rows of Table 1 (paper 3.1): SGD, lr 0.01, weight decay 0.0001. The paper is silent on momentum and
+# The CNN rows of Table 1 (paper 3.2): SGD, lr 0.01, weight decay 0.0001. The paper is silent on momentum and
 # schedule: mmseg's CNN schedules (configs/_base_/schedules/schedule_{20,40,80,160}k.py) use momentum 0.9, no
 # warmup and poly decay with power 0.9 to a minimum lr of 1e-4, without gradient clipping; mmseg's SGD has no
 # paramwise rules (`stcl.train.optim`: decay on every parameter). Their weight decay is 5e-4; the paper's 1e-4

@@ -76,8 +76,8 @@ BACKBONES = (
     "dinov2_tiny",
     "dinov3_tiny",
 )
-# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.1 trains these with SGD, the
-# transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
+# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.2 trains these with SGD, the
+# transformers with AdamW (paper 3.2; `stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
 # equal to the CNN entries of stcl.models.encoders.ENCODERS.
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
@@ -350,7 +350,7 @@ STAGE_RECIPES: dict[str, dict[str, Any]] = {
 class AblationParams(_Strict):
     """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1.
 
-    ``pretrained`` names each Table 1 backbone's own ImageNet weights file (paper 3.1: CNNs ImageNet-1K,
+    ``pretrained`` names each Table 1 backbone's own ImageNet weights file (paper 3.2: CNNs ImageNet-1K,
     transformers ImageNet-22K), e.g. ``{resnet50: weights/resnet50_v1c.pth}``; ``baseline_<b>`` loads it. A
     backbone not listed loads ``model.pretrained`` when it is ``model.backbone``, else starts from random
     init (`stcl ablation` says so). Empty by default: nothing is read or downloaded.
