@@ -90,7 +90,13 @@ def test_cnn_rows_of_table1_train_with_the_papers_sgd():
             assert WarmupPolySchedule(opt, run.train_stcl.optimizer, run.train_stcl.iters).lr_at(0) == 0.01
         else:
             assert type(opt) is torch.optim.AdamW and run.train_stcl.optimizer == params.train_stcl.optimizer, name
-    assert CNN_OPTIMIZER["name"] == "sgd"
+    # The chain's own encoder (tiny: resnet18) keeps the stage's optimiser: its baseline is also Table 2's
+    # first row, compared with the chain's runs; another CNN gets SGD at any scale.
+    tiny = Params()
+    assert ablation_params(tiny, "baseline_resnet18").train_stcl.optimizer == tiny.train_stcl.optimizer
+    assert ablation_params(tiny, "baseline_resnet50").train_stcl.optimizer.model_dump() == CNN_OPTIMIZER | {
+        k: v for k, v in tiny.train_stcl.optimizer.model_dump().items() if k not in CNN_OPTIMIZER
+    }
 
 
 def test_table1_backbones_load_their_own_weights_file(tmp_path):

@@ -20,8 +20,9 @@ Table 1 trains each encoder as paper 3.2 says: "for the CNN-based networks, the 
 ImageNet-1K and SGD optimizer is employed with an initial learning rate of 0.01, a weight decay of 0.0001.
 For the Transformer-based networks, the backbone is pretrained on ImageNet-22K and AdamW optimizer is
 adopted". A CNN's ``baseline_<enc>`` therefore trains with `CNN_OPTIMIZER`; a transformer's keeps the
-stage's AdamW. Each loads its own weights file, ``ablations.pretrained[<enc>]`` (``model.pretrained`` is
-the main encoder's: a Swin-L file cannot fill a ResNet).
+stage's AdamW (the baseline of the chain's own encoder keeps the stage's optimiser whatever its family:
+`ablation_overrides`). Each loads its own weights file, ``ablations.pretrained[<enc>]``
+(``model.pretrained`` is the main encoder's: a Swin-L file cannot fill a ResNet).
 
 Every ablation run has its own seed stream (``seed_stream: <name>``, `stcl.train.seeds`): an ablation and
 the stage it varies draw their samples independently, as separate runs do.
@@ -34,7 +35,16 @@ from typing import Any
 
 from stcl.params import CNN_BACKBONES, Params, merge_overrides, parse_params
 
-__all__ = ["Ablation", "TABLE_ABLATIONS", "CNN_OPTIMIZER", "ablation", "ablation_params", "pretrained_note", "table_ablations"]
+__all__ = [
+    "Ablation",
+    "TABLE_ABLATIONS",
+    "CNN_OPTIMIZER",
+    "ablation",
+    "ablation_overrides",
+    "ablation_params",
+    "pretrained_note",
+    "table_ablations",
+]
 
 # Table 1 of the paper: ResNet-50 (mmseg V1c), ResNeSt-101, CSWin-L, Swin-L.
 TABLE1_BACKBONES = ("resnet50", "resnest101e", "cswin_large", "swin_large_patch4_window12_384")
@@ -85,8 +95,7 @@ class Ablation:
 def ablation(name: str) -> Ablation:
     """The ablation called `name` (see the module docstring); ValueError lists the valid forms.
 
-    The overrides are those of the name alone; `ablation_params` adds what depends on the base params
-    (a Table 1 backbone's weights file).
+    The overrides are those of the name alone; `ablation_overrides` adds what depends on the base params.
     """
     stage = "train_stcl"
     vspw = [{"name": "vspw", "weight": 1.0}]
@@ -94,8 +103,6 @@ def ablation(name: str) -> Ablation:
     if name.startswith("baseline_") and len(name) > len("baseline_"):
         backbone = name[len("baseline_") :]
         run = {**own, "init": None, "datasets": vspw, "stcl": {"enabled": False}}
-        if backbone in CNN_BACKBONES:
-            run["optimizer"] = CNN_OPTIMIZER
         return Ablation(name, stage, {"model": {"backbone": backbone}, stage: run})
     if name == "train_coco":
         mix = vspw + [{"name": "coco", "weight": 1.0}]
@@ -116,23 +123,36 @@ def ablation(name: str) -> Ablation:
     )
 
 
-def ablation_params(params: Params, name: str) -> Params:
-    """params with the overrides of ablation `name` merged in (validated).
+def ablation_overrides(params: Params, name: str) -> dict[str, Any]:
+    """Everything ablation `name` changes in ``params``: `ablation`'s overrides plus, for ``baseline_<b>``,
 
-    A ``baseline_<b>`` run loads ``ablations.pretrained[b]``; without one, ``model.pretrained`` when ``b`` is
-    ``model.backbone`` (the same encoder), else nothing: random init (`pretrained_note` says so), or timm's hub
-    weights of ``b`` with ``model.pretrained_from_hub``.
+    * its weights file: ``ablations.pretrained[b]``; without one, ``model.pretrained`` when ``b`` is
+      ``model.backbone`` (the same encoder), else none: random init (`pretrained_note` says so), or timm's hub
+      weights of ``b`` with ``model.pretrained_from_hub``;
+    * its family's optimiser when ``b`` is a CNN other than ``model.backbone``: `CNN_OPTIMIZER`. The baseline
+      of the chain's own encoder keeps the stage's optimiser: it is also Table 2's first row, compared with
+      the chain's other runs (COCO-pre, STCL), which train with it. Under the paper preset (Swin-L) every
+      Table 1 row thus trains as paper 3.2 says.
     """
-    overrides = ablation(name).overrides
-    backbone = overrides.get("model", {}).get("backbone")
-    if backbone is not None:
-        own = params.ablations.pretrained.get(backbone)
-        if own is None and backbone == params.model.backbone:
-            own = params.model.pretrained
-        if own is not None:
-            overrides = merge_overrides(overrides, {"model": {"pretrained": str(own), "pretrained_from_hub": False}})
-        elif not params.model.pretrained_from_hub or backbone != params.model.backbone:
-            overrides = merge_overrides(overrides, {"model": {"pretrained": None}})
+    spec = ablation(name)
+    backbone = spec.overrides.get("model", {}).get("backbone")
+    if backbone is None:
+        return spec.overrides
+    file = params.ablations.pretrained.get(backbone)
+    if file is None and backbone == params.model.backbone:
+        file = params.model.pretrained
+    model: dict[str, Any] = {"pretrained": None if file is None else str(file)}
+    if file is not None:
+        model["pretrained_from_hub"] = False
+    extra: dict[str, Any] = {"model": model}
+    if backbone in CNN_BACKBONES and backbone != params.model.backbone:
+        extra[spec.stage] = {"optimizer": CNN_OPTIMIZER}
+    return merge_overrides(spec.overrides, extra)
+
+
+def ablation_params(params: Params, name: str) -> Params:
+    """params with `ablation_overrides` of ablation `name` merged in (validated)."""
+    overrides = ablation_overrides(params, name)
     return parse_params(merge_overrides(params.model_dump(mode="json"), overrides), f"ablation {name}")
 
 

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stcl.ablations import ablation, ablation_params, pretrained_note
+    from stcl.ablations import ablation, ablation_overrides, ablation_params, pretrained_note
     from stcl.params import load_params, recipe_dict
 
     spec = ablation(args.name)
@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"stcl ablation: note: {note}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# ablation {spec.name}: {args.params} with overrides {spec.overrides} (stage {spec.stage})\n"
+    overrides = ablation_overrides(base, args.name)
+    header = f"# ablation {spec.name}: {args.params} with overrides {overrides} (stage {spec.stage})\n"
     body = yaml.safe_dump(recipe_dict(params), sort_keys=False, default_flow_style=None, width=110)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(header + body)
