@@ -123,6 +123,13 @@ def test_table1_backbones_load_their_own_weights_file(tmp_path):
     assert pretrained_note(params, "baseline_resnet18") is None
 
 
+def test_a_weights_file_for_an_unknown_backbone_is_refused():
+    from stcl.params import ParamsError
+
+    with pytest.raises(ParamsError, match=r"ablations\.pretrained\.resnet9000"):
+        parse_params({"ablations": {"pretrained": {"resnet9000": "x.pth"}}}, "p.yaml")
+
+
 def test_cnn_backbones_are_the_timm_cnn_encoders():
     from stcl.models.encoders import ENCODERS
 
