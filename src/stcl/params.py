@@ -76,8 +76,8 @@ BACKBONES = (
     "dinov2_tiny",
     "dinov3_tiny",
 )
-# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.2 trains these with SGD, the
-# transformers with AdamW (paper 3.2; `stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
+# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.2 trains these with SGD and the
+# transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
 # equal to the CNN entries of stcl.models.encoders.ENCODERS.
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
