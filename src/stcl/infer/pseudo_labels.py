@@ -8,15 +8,17 @@ Output (a dataset root the VSPW reader reads unchanged)::
 
     <out_root>/data/<video>/origin/<frame>.jpg   real copies of the source frames (DVC caches them)
     <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
-    <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept
+    <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept,
+                                                 and the rule the labels were cut with (``labelled_with``)
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
     the shard's record (a path given by the caller), written last (`stcl.infer.shards`)
 
 The teacher's probabilities come from the one frame loop (`stcl.infer.frames.frame_probs`, the weighted
 mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer. Sharding
 (``sorted(videos)[i::n]``), records and their gather are `stcl.infer.shards`'. Each video folder appears
-atomically, its counts with it; a rerun of a shard skips videos whose folder is complete (their statistics
-are read from its counts) and redoes the others.
+atomically, its counts with it; a rerun of a shard skips videos whose folder is complete and was labelled
+with the same rule (threshold, class-balanced portion; their statistics are read from its counts) and redoes
+the others, so the record never claims a rule the labels on disk were not cut with; the gather checks it.
 """
 
 from __future__ import annotations
@@ -140,6 +142,20 @@ class Counts:
         return {"pixels": self.pixels, "argmax_pixels": self.argmax.tolist(), "kept_pixels": self.kept.tolist()}
 
 
+def _rule(threshold: float, class_balanced_portion: float | None) -> dict[str, Any]:
+    """The labelling rule a video folder records (``labelled_with``) and a shard record states."""
+    return {"threshold": threshold, "class_balanced_portion": class_balanced_portion}
+
+
+def _labelled_with(folder: Path) -> dict[str, Any] | None:
+    """The rule a video folder's labels were cut with; None if its counts do not say (unreadable, older)."""
+    try:
+        rule = json.loads((folder / _COUNTS).read_text(encoding="utf-8")).get("labelled_with")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rule if isinstance(rule, dict) else None
+
+
 def _read_counts(folder: Path, num_classes: int) -> Counts:
     """The counts a finished video folder was written with."""
     path = folder / _COUNTS
@@ -225,8 +241,9 @@ def run_shard(
     remove_stale_tmp(data_dir, set(videos))
     counts = Counts.zeros(num_classes)
     result = ShardResult(record={})
+    rule = _rule(threshold, class_balanced_portion)
     for video in videos:
-        if _video_complete(data_dir / video, frames[video]):
+        if _video_complete(data_dir / video, frames[video]) and _labelled_with(data_dir / video) == rule:
             result.skipped.append(video)
             counts = counts + _read_counts(data_dir / video, num_classes)
     todo = [v for v in videos if v not in result.skipped]
@@ -244,7 +261,7 @@ def run_shard(
                         tmp, stem, paths[stem], teacher_probs, threshold, num_classes, class_balanced_portion
                     )
                     bar.update(1)
-                write_json(tmp / _COUNTS, video_counts.to_json())
+                write_json(tmp / _COUNTS, {**video_counts.to_json(), "labelled_with": rule})
             counts = counts + video_counts
             result.computed.append(video)
     result.record = write_record(
@@ -256,8 +273,7 @@ def run_shard(
         result.computed,
         result.skipped,
         sum(len(frames[v]) for v in videos),
-        threshold=threshold,
-        class_balanced_portion=class_balanced_portion,
+        **rule,
         **counts.to_json(),
     )
     return result
@@ -302,6 +318,13 @@ def gather(
     lost = sorted(v for v in frames if not _video_complete(data_dir / v, frames[v]))
     if lost:
         problems.append(f"{len(lost)} videos incomplete under {data_dir}: {listing(lost)}")
+    rule = _rule(loaded[0]["threshold"], loaded[0].get("class_balanced_portion"))
+    other = sorted(v for v in frames if v not in lost and _labelled_with(data_dir / v) != rule)
+    if other and len(thresholds) == 1:
+        problems.append(
+            f"{len(other)} videos under {data_dir} not labelled with the records' rule {rule}: {listing(other)}"
+            " (rerun their shards)"
+        )
     if problems:
         raise ValueError(f"{paths[0].parent}: pseudo-label shards are not complete: " + "; ".join(problems))
     kept = np.sum([rec["kept_pixels"] for rec in loaded], axis=0).astype(np.int64)
