@@ -271,3 +271,19 @@ def test_params_validation_does_not_import_torch():
 
     code = "import sys, stcl.params; stcl.params.Params(); assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_typo_missing_key_and_wrong_type_are_one_line_each_by_key_path(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "train:\n  itres: 2\n  iters: '5'\ncluster:\n  train:\n    nodes: true\n"
+        "train_stcl:\n  datasets: [{weight: 2}]\n"
+    )
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert sorted(str(err.value).splitlines()[1:]) == [
+        "  cluster.train.nodes: Input should be a valid integer, got true",
+        '  train.iters: Input should be a valid integer, got "5"',
+        "  train.itres: unknown key",
+        "  train_stcl.datasets.0.name: missing key",
+    ]

@@ -14,6 +14,7 @@ The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -455,8 +456,7 @@ class Params(_Strict):
 def _format_error(source: str, err: ValidationError, data: dict[str, Any]) -> str:
     """One line per fault, by dotted key path; a fault of ``train:`` is not repeated for each stage that
     inherits it (`Params._inherit_train` copies ``train:`` into every stage section)."""
-    errors = [(tuple(e["loc"]), "unknown key" if e["type"] == "extra_forbidden" else e["msg"]) for e in err.errors()]
-    errors = [(loc, msg.removeprefix("Value error, ")) for loc, msg in errors]
+    errors = [(tuple(e["loc"]), _message(e)) for e in err.errors()]
     in_train = {(loc[1:], msg) for loc, msg in errors if loc[:1] == ("train",)}
 
     def inherited(loc: tuple, msg: str) -> bool:
@@ -470,6 +470,17 @@ def _format_error(source: str, err: ValidationError, data: dict[str, Any]) -> st
         # a root validator's message names its keys
         lines.append(f"  {'.'.join(str(p) for p in loc)}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
+
+
+def _message(error: Any) -> str:
+    """pydantic's message of one fault, in params.yaml's words (a wrong type quotes what was written)."""
+    kind, value = error["type"], error.get("input")
+    if kind in ("extra_forbidden", "missing"):
+        return "unknown key" if kind == "extra_forbidden" else "missing key"
+    msg = error["msg"].removeprefix("Value error, ")
+    if kind.endswith("_type") and isinstance(value, (bool, int, float, str)):
+        msg += f", got {json.dumps(value)}"
+    return msg
 
 
 def _written(section: Any, path: tuple) -> bool:
