@@ -287,3 +287,15 @@ def test_typo_missing_key_and_wrong_type_are_one_line_each_by_key_path(tmp_path)
         "  train.itres: unknown key",
         "  train_stcl.datasets.0.name: missing key",
     ]
+
+
+def test_an_exponent_without_a_dot_is_a_number_but_a_quoted_one_is_not(tmp_path):
+    """PyYAML reads `1e-4` as a string (YAML 1.1); strict numbers would refuse a learning rate written so."""
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  optimizer:\n    lr: 1e-4\n    warmup_ratio: 1E-6\n    weight_decay: 5e+0\n")
+    params = load_params(path)
+    assert params.train_stcl.optimizer.lr == 1e-4 and params.train.optimizer.warmup_ratio == 1e-6
+    assert params.train.optimizer.weight_decay == 5.0
+    path.write_text("train:\n  optimizer:\n    lr: '1e-4'\n")
+    with pytest.raises(ParamsError, match='train.optimizer.lr: Input should be a valid number, got "1e-4"'):
+        load_params(path)

@@ -15,6 +15,7 @@ The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -515,10 +516,20 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as err:
         raise ParamsError(f"{path}: cannot read params file ({err.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         raise ParamsError(_yaml_error(path, err)) from None
     return parse_params(data, str(path))
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (PyYAML's 1.1 rules want ``1.0e-4`` and
+    give the string "1e-4", which strict numbers would refuse)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
 
 
 def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
