@@ -4,8 +4,8 @@ Every knob of the pipeline lives in params.yaml; `load_params` turns it into fro
 An unknown key, a wrong type (strict: ``'yes'`` is not a bool, ``true`` or ``"0.5"`` is not a number) or an
 impossible value raises `ParamsError` whose message names the file and lists every fault, one line each, by
 its dotted key path (``train_stcl.optimizer.lr``; a fault of the shared ``train:`` section once, as
-``train.<key>``); a YAML syntax error names the file, line and column. The defaults below are the embedded *tiny* scale that runs on a CPU in
-minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
+``train.<key>``); a YAML syntax error names the file, line and column (wording: `stcl.params_errors`). The
+defaults below are the embedded *tiny* scale that runs on a CPU in minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
 (`PAPER_OVERRIDES`: paper sections 3.2-3.4 and mmsegmentation's Swin UperNet configs).
 
 The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl params``), and each rule's
@@ -14,8 +14,6 @@ The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +31,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
 __all__ = [
     "ParamsError",
@@ -454,48 +454,6 @@ class Params(_Strict):
         return getattr(self, name)
 
 
-def _format_error(source: str, err: ValidationError, data: dict[str, Any]) -> str:
-    """One line per fault, by dotted key path; a fault of ``train:`` is not repeated for each stage that
-    inherits it (`Params._inherit_train` copies ``train:`` into every stage section)."""
-    errors = [(tuple(e["loc"]), _message(e)) for e in err.errors()]
-    in_train = {(loc[1:], msg) for loc, msg in errors if loc[:1] == ("train",)}
-
-    def inherited(loc: tuple, msg: str) -> bool:
-        return (
-            len(loc) > 1 and loc[0] in TRAIN_STAGES and (loc[1:], msg) in in_train and not _written(data.get(loc[0]), loc[1:])
-        )
-
-    shown = [(loc, msg) for loc, msg in errors if not inherited(loc, msg)]
-    lines = [f"{source}: invalid params ({len(shown)} problem(s))"]
-    for loc, msg in shown:
-        # a root validator's message names its keys
-        lines.append(f"  {'.'.join(str(p) for p in loc)}: {msg}" if loc else f"  {msg}")
-    return "\n".join(lines)
-
-
-def _message(error: Any) -> str:
-    """pydantic's message of one fault, in params.yaml's words (a wrong type quotes what was written)."""
-    kind, value = error["type"], error.get("input")
-    if kind in ("extra_forbidden", "missing"):
-        return "unknown key" if kind == "extra_forbidden" else "missing key"
-    msg = error["msg"].removeprefix("Value error, ")
-    if kind.endswith("_type") and isinstance(value, (bool, int, float, str)):
-        msg += f", got {json.dumps(value)}"
-    return msg
-
-
-def _written(section: Any, path: tuple) -> bool:
-    """Whether the raw ``section`` of params.yaml itself holds the key ``path``."""
-    for key in path:
-        if isinstance(section, dict) and key in section:
-            section = section[key]
-        elif isinstance(section, list) and isinstance(key, int) and key < len(section):
-            section = section[key]
-        else:
-            return False
-    return True
-
-
 def parse_params(data: Any, source: str = "params") -> Params:
     """Validate an already-parsed mapping; an empty file (None) is an error, ``{}`` means every default."""
     if data is None:
@@ -505,7 +463,7 @@ def parse_params(data: Any, source: str = "params") -> Params:
     try:
         return Params.model_validate(data)
     except ValidationError as err:
-        raise ParamsError(_format_error(source, err, data)) from None
+        raise ParamsError(fault_lines(source, err, data, TRAIN_STAGES)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -516,33 +474,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as err:
         raise ParamsError(f"{path}: cannot read params file ({err.strerror})") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        data = read_yaml(text)
     except yaml.YAMLError as err:
-        raise ParamsError(_yaml_error(path, err)) from None
+        raise ParamsError(yaml_error_line(path, err)) from None
     return parse_params(data, str(path))
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (PyYAML's 1.1 rules want ``1.0e-4`` and
-    give the string "1e-4", which strict numbers would refuse)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
-)
-
-
-def _yaml_error(path: Path, err: yaml.YAMLError) -> str:
-    """One line: ``params.yaml:3:5: not valid YAML: <problem> (<context> at line N)``."""
-    mark = getattr(err, "problem_mark", None)
-    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
-    if context and context_mark is not None:
-        problem += f" ({context} at line {context_mark.line + 1})"
-    elif context:
-        problem += f" ({context})"
-    return f"{where}: not valid YAML: {problem}"
 
 
 def params_json_schema() -> dict[str, Any]:
