@@ -109,11 +109,11 @@ BACKBONES = (
     "dinov2_tiny",
     "dinov3_tiny",
 )
+Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
+TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 # Blocks of each ViT backbone (the `stcl.models.dino.DinoSpec` depth of its encoder; a test keeps them
 # equal): the only backbones `model.out_indices` applies to, and the range of its indices.
 VIT_DEPTHS = {"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov3_vitl16": 24, "dinov2_tiny": 4, "dinov3_tiny": 4}
-Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
-TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 
 
 class ParamsError(ValueError):
