@@ -122,4 +122,3 @@ def test_stages_inherit_the_shared_train_section(tmp_path):
     assert params.train_ade.optimizer.weight_decay == 0.05 and params.train_stcl.optimizer.weight_decay == 0.01
     assert params.train_student.iters == 300 and params.train_stcl.iters == 200
     assert params.pretrain_coco.stcl.enabled is False and params.train_stcl.stcl.enabled is True
-
