@@ -82,12 +82,12 @@ class CountingTeacher:
         return self.model(x)
 
 
-def _run(root: Path, out: Path, index: int, count: int, teacher=None, **rule) -> pl.ShardResult:
+def _run(root: Path, out: Path, index: int, count: int, teacher=None, tta=TTA_SMALL, **rule) -> pl.ShardResult:
     teacher = teacher or CountingTeacher()
     rule = {"threshold": 0.5, **rule}
     return pl.run_shard(
         pl.Teacher({"t": teacher}, (1.0,)),
-        TTA_SMALL,
+        tta,
         _frames(root),
         index,
         count,
@@ -273,6 +273,8 @@ def test_a_rerun_with_another_rule_rewrites_the_labels_its_record_claims(unshard
     # the same rule again: nothing to redo
     assert _run(root, tmp_path, 0, 1, class_balanced_portion=0.5).skipped == sorted(VIDEOS)
     assert _run(root, tmp_path, 0, 1, threshold=0.6, class_balanced_portion=0.5).computed == sorted(VIDEOS)
+    no_flip = TTA(scales=TTA_SMALL.scales, flip=False, window=TTA_SMALL.window, batch_size=8)
+    assert _run(root, tmp_path, 0, 1, tta=no_flip, threshold=0.6, class_balanced_portion=0.5).computed == sorted(VIDEOS)
 
 
 def test_gather_refuses_labels_cut_with_another_rule_than_the_records(unsharded, tmp_path: Path):
@@ -280,11 +282,26 @@ def test_gather_refuses_labels_cut_with_another_rule_than_the_records(unsharded,
     _run(root, tmp_path, 0, 1)
     counts = tmp_path / "VSPW_pseudo" / "data" / "vid_b" / "teacher_counts.json"
     data = json.loads(counts.read_text())
-    assert data["labelled_with"] == {"threshold": 0.5, "class_balanced_portion": None}
+    assert data["labelled_with"] == {
+        "threshold": 0.5,
+        "class_balanced_portion": None,
+        "tta": {"scales": [0.75, 1.0], "flip": True, "crop": [16, 16], "stride": [12, 12], "amp": "off"},
+        "teacher_weights": [1.0],
+    }
     data["labelled_with"]["threshold"] = 0.3
     counts.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"1 videos under .* not labelled with the records' rule .*: vid_b \(rerun"):
+    with pytest.raises(ValueError, match=r"1 videos under .* not labelled with the records' rule \(.*\): vid_b \(rerun"):
         _gather(root, tmp_path, 1)
     assert not (tmp_path / "stats.json").exists()
     assert _run(root, tmp_path, 0, 1).computed == ["vid_b"]  # the rerun redoes it
     _gather(root, tmp_path, 1)
+
+
+def test_gather_refuses_shards_run_with_different_rules(unsharded, tmp_path: Path):
+    root, _, _, _ = unsharded
+    _run(root, tmp_path, 0, 2)
+    _run(root, tmp_path, 1, 2, tta=TTA(scales=(1.0,), flip=True, window=TTA_SMALL.window, batch_size=8))
+    with pytest.raises(ValueError, match=r"shards used different labelling rules \(tta differ\)"):
+        _gather(root, tmp_path, 2)
+    _run(root, tmp_path, 1, 2)  # the rerun with the first shard's rule
+    _gather(root, tmp_path, 2)
