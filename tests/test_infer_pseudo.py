@@ -82,19 +82,20 @@ class CountingTeacher:
         return self.model(x)
 
 
-def _run(root: Path, out: Path, index: int, count: int, teacher=None) -> pl.ShardResult:
+def _run(root: Path, out: Path, index: int, count: int, teacher=None, tta=TTA_SMALL, **rule) -> pl.ShardResult:
     teacher = teacher or CountingTeacher()
+    rule = {"threshold": 0.5, **rule}
     return pl.run_shard(
         pl.Teacher({"t": teacher}, (1.0,)),
-        TTA_SMALL,
+        tta,
         _frames(root),
         index,
         count,
         frame_path=lambda v, s: vspw.frame_path(root, v, s),
         out_root=out / "VSPW_pseudo",
         record=out / "shards" / f"{index}-of-{count}.json",
-        threshold=0.5,
         progress=False,
+        **rule,
     )
 
 
@@ -252,3 +253,55 @@ def test_class_balanced_thresholds_keep_the_top_portion_of_each_class_and_all_th
     assert keep_class_balanced(probs, 0.5, 0.01).tolist() == [[0, 0, 1, 255, 255, 255]]  # at least one per class
     with pytest.raises(ValueError, match="portion"):
         keep_class_balanced(probs, 0.5, 0.0)
+
+
+def test_a_rerun_with_another_rule_rewrites_the_labels_its_record_claims(unsharded, tmp_path: Path):
+    """A rerun of a shard with another class-balanced portion (or threshold) used to skip the complete videos,
+    keeping the old labels, while its record claimed the new rule."""
+    root, one, _, stats_one = unsharded
+    _run(root, tmp_path, 0, 1)
+    fresh = tmp_path / "fresh"
+    _run(root, fresh, 0, 1, class_balanced_portion=0.5)
+    again = _run(root, tmp_path, 0, 1, class_balanced_portion=0.5)
+    assert again.computed == sorted(VIDEOS) and again.skipped == []
+    assert again.record["class_balanced_portion"] == 0.5
+    a, b = _masks(fresh), _masks(tmp_path)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], _masks(one)[k]) for k in a)  # the rule changes the labels
+    stats = _gather(root, tmp_path, 1)
+    assert stats["class_balanced_portion"] == 0.5 and stats["kept_pixels"] > stats_one["kept_pixels"]
+    # the same rule again: nothing to redo
+    assert _run(root, tmp_path, 0, 1, class_balanced_portion=0.5).skipped == sorted(VIDEOS)
+    assert _run(root, tmp_path, 0, 1, threshold=0.6, class_balanced_portion=0.5).computed == sorted(VIDEOS)
+    no_flip = TTA(scales=TTA_SMALL.scales, flip=False, window=TTA_SMALL.window, batch_size=8)
+    assert _run(root, tmp_path, 0, 1, tta=no_flip, threshold=0.6, class_balanced_portion=0.5).computed == sorted(VIDEOS)
+
+
+def test_gather_refuses_labels_cut_with_another_rule_than_the_records(unsharded, tmp_path: Path):
+    root, _, _, _ = unsharded
+    _run(root, tmp_path, 0, 1)
+    counts = tmp_path / "VSPW_pseudo" / "data" / "vid_b" / "teacher_counts.json"
+    data = json.loads(counts.read_text())
+    assert data["labelled_with"] == {
+        "threshold": 0.5,
+        "class_balanced_portion": None,
+        "tta": {"scales": [0.75, 1.0], "flip": True, "crop": [16, 16], "stride": [12, 12], "amp": "off"},
+        "teacher_weights": [1.0],
+    }
+    data["labelled_with"]["threshold"] = 0.3
+    counts.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"1 videos under .* not labelled with the records' rule \(.*\): vid_b \(rerun"):
+        _gather(root, tmp_path, 1)
+    assert not (tmp_path / "stats.json").exists()
+    assert _run(root, tmp_path, 0, 1).computed == ["vid_b"]  # the rerun redoes it
+    _gather(root, tmp_path, 1)
+
+
+def test_gather_refuses_shards_run_with_different_rules(unsharded, tmp_path: Path):
+    root, _, _, _ = unsharded
+    _run(root, tmp_path, 0, 2)
+    _run(root, tmp_path, 1, 2, tta=TTA(scales=(1.0,), flip=True, window=TTA_SMALL.window, batch_size=8))
+    with pytest.raises(ValueError, match=r"shards used different labelling rules \(tta differ\)"):
+        _gather(root, tmp_path, 2)
+    _run(root, tmp_path, 1, 2)  # the rerun with the first shard's rule
+    _gather(root, tmp_path, 2)

@@ -82,3 +82,61 @@ def test_cli_plans_the_paper_preset_on_two_nodes(capsys) -> None:
     assert "wall h @200 Gb/s" in text and "train_student      2           2×8×1×1" in text
     assert "to train on 2 node(s) set: cluster.train.nodes: 2; batch_per_device: 1 (pretrain_coco" in text
     assert "\nwarnings:" not in text
+
+
+def _apply(params: Params, settings: list[str]) -> Params:
+    """params with the settings `stcl plan --nodes` advises for one node count applied (and validated)."""
+    from stcl.params import merge_overrides, parse_params, recipe_dict
+
+    over: dict = {}
+    for item in settings:
+        key, _, rest = item.partition(": ")
+        value, _, stages = rest.partition(" (")
+        targets = [s.strip() for s in stages.rstrip(")").split(",")] if stages else [None]
+        for stage in targets:
+            path = key.split(".") if stage is None else [stage, key]
+            node = over
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = int(value)
+    return parse_params(merge_overrides(recipe_dict(params), over), "advice")
+
+
+def test_no_advice_for_a_layout_that_does_not_split_and_the_advice_given_validates() -> None:
+    """`nodes: 8` used to be advised for a batch of 4 that the same plan said does not split over 8 nodes, and
+    `nodes: 4` of the paper preset without the `cluster.train.gpus: 4` its own warning asks for."""
+    gpu = gpu_by_name("A100-80GB")
+    rows = plan_nodes(Params(), gpu, (1, 2, 3, 8))
+    settings = nodes_dict(rows)["settings"]
+    assert set(settings) == {"1", "2"}
+    text = nodes_table(rows, gpu)
+    assert "to train on 8 node(s)" not in text and "to train on 3 node(s)" not in text
+    assert "8 node(s): no setting trains every stage (see the warnings)" in text
+    assert "8 nodes: batch_size 4 does not split over 8 nodes" in text
+    paper = preset_params("paper")
+    settings = nodes_dict(plan_nodes(paper, gpu, (1, 2, 4)))["settings"]
+    assert settings["4"][:2] == ["cluster.train.nodes: 4", "cluster.train.gpus: 4"]
+    for n, items in settings.items():
+        applied = _apply(paper, items)
+        assert applied.cluster.train.nodes == int(n)
+    assert _apply(Params(), nodes_dict(rows)["settings"]["2"]).train_stcl.batch_per_device == 2
+
+
+@pytest.mark.parametrize("text", ["", "1,,2", ",", "2,", "0", "-1", "x", "1.5"])
+def test_nodes_argument_refuses_empty_and_malformed_lists_in_one_line(text, capsys) -> None:
+    import argparse
+
+    from stcl.commands.plan import add_arguments
+
+    parser = argparse.ArgumentParser(prog="stcl plan")
+    add_arguments(parser)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--nodes", text])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == f"stcl plan: error: argument --nodes: expected comma-separated numbers > 0 such as 1,2,4, got {text!r}"
+    for bad in ("nan", "inf", "100,,400"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--link-gbit", bad])
+    args = parser.parse_args(["--nodes", "2,2,4, 1", "--link-gbit", "400,100,400"])
+    assert args.nodes == (2, 4, 1) and args.link_gbit == (400.0, 100.0)  # each once, in the order given

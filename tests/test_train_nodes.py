@@ -88,6 +88,32 @@ def test_slurm_task_environment_maps_to_torch_distributed() -> None:
         slurm_rendezvous({**env, "SLURM_PROCID": "x"})
 
 
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"SLURM_PROCID": None}, "Slurm environment: SLURM_PROCID is not set (a task of a step with several tasks needs it)"),
+        ({"SLURM_PROCID": ""}, "Slurm environment: SLURM_PROCID is not set (a task of a step with several tasks needs it)"),
+        ({"SLURM_PROCID": "x"}, "Slurm environment: SLURM_PROCID must be an integer, got 'x'"),
+        ({"SLURM_LOCALID": "one"}, "Slurm environment: SLURM_LOCALID must be an integer, got 'one'"),
+        ({"SLURM_JOB_ID": "12a"}, "Slurm environment: SLURM_JOB_ID must be an integer, got '12a'"),
+        ({"SLURM_JOB_ID": None, "SLURM_JOBID": "z"}, "Slurm environment: SLURM_JOBID must be an integer, got 'z'"),
+        ({"SLURM_STEP_NUM_TASKS": "2x"}, "Slurm environment: SLURM_STEP_NUM_TASKS must be an integer, got '2x'"),
+    ],
+)
+def test_a_missing_or_malformed_slurm_variable_is_named(change, message) -> None:
+    """A missing SLURM_PROCID used to be reported as "SLURM_PROCID/SLURM_LOCALID/SLURM_JOB_ID must be integers"."""
+    env = _task_env(rank=1, local=1, node=0, nodes="gpu1", tasks=2, job=7)
+    env.update({k: v for k, v in change.items() if v is not None})
+    env = {k: v for k, v in env.items() if change.get(k, "") is not None}
+    with pytest.raises(ValueError) as err:
+        slurm_rendezvous(env)
+    assert str(err.value) == message
+    # unset optional ones default: SLURM_LOCALID 0, no job id
+    base = _task_env(rank=1, local=1, node=0, nodes="gpu1", tasks=2, job=7)
+    del base["SLURM_LOCALID"], base["SLURM_JOB_ID"]
+    assert slurm_rendezvous(base)["LOCAL_RANK"] == "0" and slurm_rendezvous(base)["MASTER_PORT"] == "15000"
+
+
 # -- params: the layout must split the global batch exactly ---------------------------------------------------
 def _paper(**train_cluster) -> dict:
     data = recipe_dict(preset_params("paper"))

@@ -1,10 +1,11 @@
 """Typed view of params.yaml: the one source of defaults, types and validation.
 
 Every knob of the pipeline lives in params.yaml; `load_params` turns it into frozen pydantic models.
-An unknown key, a wrong type (strict: ``'yes'`` is not a bool) or an impossible value raises `ParamsError`
-whose message names the file and lists every fault, one line each, by its dotted key path
-(``train_stcl.optimizer.lr``). The defaults below are the embedded *tiny* scale that runs on a CPU in
-minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
+An unknown key, a wrong type (strict: ``'yes'`` is not a bool, ``true`` or ``"0.5"`` is not a number) or an
+impossible value raises `ParamsError` whose message names the file and lists every fault, one line each, by
+its dotted key path (``train_stcl.optimizer.lr``; a fault of the shared ``train:`` section once, as
+``train.<key>``); a YAML syntax error names the file, line and column (wording: `stcl.params_errors`). The
+defaults below are the embedded *tiny* scale that runs on a CPU in minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
 (`PAPER_OVERRIDES`: paper sections 3.2-3.4 and mmsegmentation's Swin UperNet configs).
 
 The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl params``), and each rule's
@@ -18,7 +19,21 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+
+from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
 __all__ = [
     "ParamsError",
@@ -48,11 +63,31 @@ __all__ = [
     "params_json_schema",
 ]
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
+# Numbers are strict: a YAML bool (``true``) or a quoted string (``"0.5"``) is refused with its key named, not
+# read as 1 or 0.5; a float key still takes a YAML int (``lr: 1``). Lists still become tuples.
+Int = StrictInt
+Float = StrictFloat
+PositiveInt = Annotated[Int, Field(gt=0)]
+NonNegInt = Annotated[Int, Field(ge=0)]
+PositiveFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Probability = Annotated[Float, Field(ge=0, le=1)]
+Fraction = Annotated[Float, Field(gt=0, le=1)]
+
+
+def _one_message(message: str) -> WrapValidator:
+    """Report a failed union as ``message`` instead of one line per pydantic branch."""
+
+    def check(value: Any, handler: Any) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(message) from None
+
+    return WrapValidator(check)
+
+
+VideoCount = Annotated[PositiveInt | Literal["all"], _one_message('must be a positive integer or "all"')]
 
 TRAIN_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
 # Valid `model.backbone` values: the keys of stcl.models.encoders.ENCODERS (a test keeps them equal; kept
@@ -82,6 +117,9 @@ BACKBONES = (
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
+# Blocks of each ViT backbone (the `stcl.models.dino.DinoSpec` depth of its encoder; a test keeps them
+# equal): the only backbones `model.out_indices` applies to, and the range of its indices.
+VIT_DEPTHS = {"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov3_vitl16": 24, "dinov2_tiny": 4, "dinov3_tiny": 4}
 
 
 class ParamsError(ValueError):
@@ -102,15 +140,15 @@ class SplitCounts(_Strict):
 class SynthParams(_Strict):
     """The embedded datasets written by `stcl synth` (VSPW, COCO panoptic and ADE20K formats)."""
 
-    seed: int = 0
-    height: Annotated[int, Field(ge=32)] = 96
-    width: Annotated[int, Field(ge=32)] = 128
-    frames_per_video: Annotated[int, Field(ge=20)] = 24
+    seed: Int = 0
+    height: Annotated[Int, Field(ge=32)] = 96
+    width: Annotated[Int, Field(ge=32)] = 128
+    frames_per_video: Annotated[Int, Field(ge=20)] = 24
     videos: SplitCounts = SplitCounts(train=12, val=6, test=6)
     coco_images: SplitCounts = SplitCounts(train=40, val=8)
     ade_images: SplitCounts = SplitCounts(train=40, val=8)
-    num_classes: Annotated[int, Field(ge=2, le=124)] = 8
-    jpeg_quality: Annotated[int, Field(ge=50, le=100)] = 95
+    num_classes: Annotated[Int, Field(ge=2, le=124)] = 8
+    jpeg_quality: Annotated[Int, Field(ge=50, le=100)] = 95
 
 
 class UnlabeledParams(_Strict):
@@ -140,7 +178,7 @@ class DataParams(_Strict):
 class ClipParams(_Strict):
     """Query frame t plus reference frames t+k (CFFM/MRCFA use k in [-9, -6, -3])."""
 
-    reference_offsets: tuple[int, ...] = (-6, -3)
+    reference_offsets: tuple[Int, ...] = (-6, -3)
     boundary: Literal["clamp", "reflect"] = "clamp"
 
     @model_validator(mode="after")
@@ -156,7 +194,7 @@ class AugmentParams(_Strict):
     scale: tuple[PositiveInt, PositiveInt] = (128, 96)  # (W, H) before the ratio draw, as mmseg's img_scale
     ratio_range: tuple[PositiveFloat, PositiveFloat] = (0.5, 2.0)
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W)
-    cat_max_ratio: Annotated[float, Field(gt=0, le=1)] = 0.75
+    cat_max_ratio: Fraction = 0.75
     flip_prob: Probability = 0.5
     photometric: StrictBool = True
 
@@ -186,8 +224,21 @@ class ModelParams(_Strict):
     # ViT encoders (dino*): the four blocks (0-based) whose tokens feed the neck; None: evenly spaced
     out_indices: tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt] | None = None
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
-    mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    mean: tuple[Float, Float, Float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
+
+    @field_validator("out_indices")
+    @classmethod
+    def _vit_blocks(cls, value: tuple[int, ...] | None, info: ValidationInfo) -> tuple[int, ...] | None:
+        backbone = info.data.get("backbone")  # absent when invalid: that fault is reported on its own
+        if value is None or backbone is None:
+            return value
+        if backbone not in VIT_DEPTHS:
+            raise ValueError(f"applies to the ViT backbones ({', '.join(VIT_DEPTHS)}), not {backbone}; set it to null")
+        depth = VIT_DEPTHS[backbone]
+        if max(value) >= depth:
+            raise ValueError(f"{backbone} has {depth} blocks: need four indices in [0, {depth}), got {list(value)}")
+        return value
 
 
 class StclParams(_Strict):
@@ -215,7 +266,7 @@ class OptimizerParams(_Strict):
     clip_grad_norm: PositiveFloat | None = None
     # Layer-wise lr decay for ViT encoders (mmseg's LearningRateDecayOptimizerConstructor, "layer_wise"):
     # block i of L gets lr·d^(L-i), the embeddings lr·d^(L+1), the neck and heads lr. None: off. AdamW only.
-    layer_decay: Annotated[float, Field(gt=0, le=1)] | None = None
+    layer_decay: Fraction | None = None
 
 
 class DatasetMix(_Strict):
@@ -235,7 +286,7 @@ class TrainDefaults(_Strict):
     stcl: StclParams = StclParams()
     optimizer: OptimizerParams = OptimizerParams()
     amp: Literal["off", "bf16", "fp16"] = "off"
-    seed: int = 0
+    seed: Int = 0
     workers: NonNegInt = 0
     checkpoint_every: PositiveInt = 100
     log_every: PositiveInt = 10
@@ -291,7 +342,7 @@ class PseudoLabelParams(_Strict):
     threshold: Probability = 0.5  # keep argmax where max prob > threshold (strict), else 255
     # class-balanced thresholds (Zou et al. 2018; stcl.infer.thresholds): also keep the top `portion` of each
     # class's pixels per frame. None (default): the paper's fixed threshold only.
-    class_balanced_portion: Annotated[float, Field(gt=0, le=1)] | None = None
+    class_balanced_portion: Fraction | None = None
     shards: PositiveInt = 2
     scales: tuple[PositiveFloat, ...] = (1.0,)
     flip: StrictBool = True
@@ -307,7 +358,7 @@ class TCParams(_Strict):
 
     # official raft-things.pth or torchvision's raft_large_C_T_V1 file; null: TC is skipped (nothing downloaded)
     raft_weights: Path | None = None
-    videos: PositiveInt | Literal["all"] = 100  # the first N videos of val.txt (official: 100), or all
+    videos: VideoCount = 100  # the first N videos of val.txt (official: 100), or all
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
 
 
@@ -424,18 +475,6 @@ class Params(_Strict):
         return getattr(self, name)
 
 
-def _format_error(source: str, err: ValidationError) -> str:
-    lines = [f"{source}: invalid params ({err.error_count()} problem(s))"]
-    for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        if path == "<root>" and msg.startswith("Value error, "):
-            lines.append(f"  {msg.removeprefix('Value error, ')}")  # the message names its keys
-            continue
-        lines.append(f"  {path}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_params(data: Any, source: str = "params") -> Params:
     """Validate an already-parsed mapping; an empty file (None) is an error, ``{}`` means every default."""
     if data is None:
@@ -445,7 +484,7 @@ def parse_params(data: Any, source: str = "params") -> Params:
     try:
         return Params.model_validate(data)
     except ValidationError as err:
-        raise ParamsError(_format_error(source, err)) from None
+        raise ParamsError(fault_lines(source, err, data, TRAIN_STAGES)) from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -456,9 +495,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as err:
         raise ParamsError(f"{path}: cannot read params file ({err.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = read_yaml(text)
     except yaml.YAMLError as err:
-        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+        raise ParamsError(yaml_error_line(path, err)) from None
     return parse_params(data, str(path))
 
 

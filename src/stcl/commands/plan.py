@@ -9,6 +9,8 @@ the Snakefile, default the current one), built with the params file as ``--confi
 ``snakemake -n --forceall`` lists it (`stcl.plan.graph`). The dataset roots need not exist yet.
 ``--nodes`` adds the training stages on each node count (`stcl.plan.nodes`: layout, compute, gradient
 all-reduce over the inter-node link); with ``cluster.train.nodes > 1`` in params that count is shown.
+``--nodes`` and ``--link-gbit`` take comma-separated numbers > 0, each planned once; an empty list or item
+(``''``, ``1,,2``) is a usage error (exit 2).
 Exit status 0; with ``--strict`` 1 when there are warnings (for scripts that must not submit then).
 """
 
@@ -38,11 +40,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _counts(kind):
+    """Comma-separated positive numbers, each once in the order given (``2,2,4`` → (2, 4)); an empty list or
+    item (``''``, ``1,,2``) is refused."""
+
     def parse(text: str) -> tuple:
         try:
-            return tuple(kind(v) for v in text.split(",") if v.strip())
+            values = [kind(v) for v in text.split(",")]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+            values = []
+        if not values or not all(0 < v < float("inf") for v in values):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0 such as 1,2,4, got {text!r}")
+        return tuple(dict.fromkeys(values))
 
     return parse
 

@@ -8,15 +8,19 @@ Output (a dataset root the VSPW reader reads unchanged)::
 
     <out_root>/data/<video>/origin/<frame>.jpg   real copies of the source frames (DVC caches them)
     <out_root>/data/<video>/mask/<frame>.png     raw VSPW ids: train id c → c + 1, void 255
-    <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept
+    <out_root>/data/<video>/teacher_counts.json  per class: pixels the teacher's argmax gave it, pixels kept,
+                                                 and the rule the labels were cut with (``labelled_with``)
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
     the shard's record (a path given by the caller), written last (`stcl.infer.shards`)
 
 The teacher's probabilities come from the one frame loop (`stcl.infer.frames.frame_probs`, the weighted
 mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer. Sharding
 (``sorted(videos)[i::n]``), records and their gather are `stcl.infer.shards`'. Each video folder appears
-atomically, its counts with it; a rerun of a shard skips videos whose folder is complete (their statistics
-are read from its counts) and redoes the others.
+atomically, its counts with it; a rerun of a shard skips videos whose folder is complete and was labelled
+with the same rule (threshold, class-balanced portion, TTA; their statistics are read from its counts) and redoes
+the others, so the record never claims a rule the labels on disk were not cut with; the gather checks it.
+(The rule is what params shape: threshold, portion, the TTA and the teacher's weights. The teacher's files
+are not in it: the workflow empties the dataset when they change, `pseudo_label_init`.)
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ __all__ = [
 IGNORE = 255
 _FRAME_EXT = ".jpg"
 _COUNTS = "teacher_counts.json"
+_RULE_KEYS = ("threshold", "class_balanced_portion", "tta", "teacher_weights")
 
 
 def keep_confident(probs: Tensor, threshold: float) -> Tensor:
@@ -138,6 +143,30 @@ class Counts:
 
     def to_json(self) -> dict[str, Any]:
         return {"pixels": self.pixels, "argmax_pixels": self.argmax.tolist(), "kept_pixels": self.kept.tolist()}
+
+
+def _rule(
+    threshold: float, class_balanced_portion: float | None, tta: TTA, weights: Sequence[float]
+) -> dict[str, Any]:
+    """The labelling rule a video folder records (``labelled_with``) and a shard record states: the cut
+    (threshold, class-balanced portion), the teacher's TTA and its members' weights, as JSON reads it back."""
+    rule = {
+        "threshold": threshold,
+        "class_balanced_portion": class_balanced_portion,
+        "tta": {"scales": tta.scales, "flip": tta.flip, "crop": tta.window.crop, "stride": tta.window.stride,
+                "amp": tta.amp},
+        "teacher_weights": list(weights),
+    }
+    return json.loads(json.dumps(rule))
+
+
+def _labelled_with(folder: Path) -> dict[str, Any] | None:
+    """The rule a video folder's labels were cut with; None if its counts do not say (unreadable, older)."""
+    try:
+        rule = json.loads((folder / _COUNTS).read_text(encoding="utf-8")).get("labelled_with")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rule if isinstance(rule, dict) else None
 
 
 def _read_counts(folder: Path, num_classes: int) -> Counts:
@@ -225,8 +254,9 @@ def run_shard(
     remove_stale_tmp(data_dir, set(videos))
     counts = Counts.zeros(num_classes)
     result = ShardResult(record={})
+    rule = _rule(threshold, class_balanced_portion, tta, teacher.weights)
     for video in videos:
-        if _video_complete(data_dir / video, frames[video]):
+        if _video_complete(data_dir / video, frames[video]) and _labelled_with(data_dir / video) == rule:
             result.skipped.append(video)
             counts = counts + _read_counts(data_dir / video, num_classes)
     todo = [v for v in videos if v not in result.skipped]
@@ -244,7 +274,7 @@ def run_shard(
                         tmp, stem, paths[stem], teacher_probs, threshold, num_classes, class_balanced_portion
                     )
                     bar.update(1)
-                write_json(tmp / _COUNTS, video_counts.to_json())
+                write_json(tmp / _COUNTS, {**video_counts.to_json(), "labelled_with": rule})
             counts = counts + video_counts
             result.computed.append(video)
     result.record = write_record(
@@ -256,8 +286,7 @@ def run_shard(
         result.computed,
         result.skipped,
         sum(len(frames[v]) for v in videos),
-        threshold=threshold,
-        class_balanced_portion=class_balanced_portion,
+        **rule,
         **counts.to_json(),
     )
     return result
@@ -294,14 +323,20 @@ def gather(
     paths = [Path(p) for p in records]
     loaded = gather_records(paths, "pseudo_label", list(frames))
     problems = []
-    thresholds = {(rec["threshold"], rec.get("class_balanced_portion")) for rec in loaded}
-    if len(thresholds) > 1:
-        listed = sorted(thresholds, key=str)
-        problems.append(f"shards used different thresholds (threshold, class-balanced portion) {listed}")
+    rule = {key: loaded[0].get(key) for key in _RULE_KEYS}
+    differ = [key for key in _RULE_KEYS if any(rec.get(key) != rule[key] for rec in loaded)]
+    if differ:
+        problems.append(f"shards used different labelling rules ({', '.join(differ)} differ)")
     data_dir = Path(out_root) / "data"
     lost = sorted(v for v in frames if not _video_complete(data_dir / v, frames[v]))
     if lost:
         problems.append(f"{len(lost)} videos incomplete under {data_dir}: {listing(lost)}")
+    other = sorted(v for v in frames if v not in lost and _labelled_with(data_dir / v) != rule)
+    if other and not differ:
+        problems.append(
+            f"{len(other)} videos under {data_dir} not labelled with the records' rule (threshold, portion, TTA,"
+            f" teacher weights): {listing(other)} (rerun their shards)"
+        )
     if problems:
         raise ValueError(f"{paths[0].parent}: pseudo-label shards are not complete: " + "; ".join(problems))
     kept = np.sum([rec["kept_pixels"] for rec in loaded], axis=0).astype(np.int64)

@@ -339,18 +339,15 @@ def build_encoder(
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
         exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
-        out_indices: ViT encoders only: the four blocks feeding the neck (default evenly spaced).
+        out_indices: ViT encoders only (`stcl.params.VIT_DEPTHS`): the four blocks feeding the neck (default
+            evenly spaced).
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
     if pretrained is not None and pretrained_from_hub:
         raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
-    if out_indices is not None:
-        if not name.startswith("dino"):
-            raise ValueError(f"model.out_indices: applies to ViT encoders (dino*), not {name!r}; set it to null")
-        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, tuple(out_indices))
-    else:
-        encoder = ENCODERS[name](drop_path, pretrained_from_hub, device)
+    vit_blocks = () if out_indices is None else (tuple(out_indices),)  # ViT backbones only: params validates it
+    encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, *vit_blocks)
     if pretrained is not None:
         from stcl.models.loading import load_encoder_weights
 

@@ -14,9 +14,11 @@ of gradient accumulation. Per iteration:
   plan does not count it either). Not overlapped with the backward pass: an upper bound, DDP overlaps
   part of it.
 
-Settings: a layout is run with ``cluster.train.nodes: n`` and, where ``b`` is below the stage's
-``batch_per_device``, ``batch_per_device: b`` (params validation refuses a layout that does not split the
-batch exactly); the table lists them per node count. They are what the layout needs, not faults.
+Settings: a layout is run with ``cluster.train.nodes: n``, ``cluster.train.gpus: g`` where ``g`` differs from
+it and, where ``b`` is below the stage's ``batch_per_device``, ``batch_per_device: b`` (params validation
+refuses a layout that does not split the batch exactly); the table lists them per node count. They are what
+the layout needs, not faults. A node count where some stage's batch does not split, or where the stages
+need different ``g``, gets no settings: the warnings say why.
 
 Warnings: a stage whose layout needs fewer GPUs per node than ``cluster.train.gpus``, a global batch no
 layout reaches, and fewer than 2 samples per BatchNorm (``b`` × frames per clip) without
@@ -83,6 +85,8 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
             f"{nodes} nodes: the global batch {stage.batch_size} keeps {g} of {want} GPUs per node busy:"
             f" set cluster.train.gpus: {g}"
         )
+    if g != params.cluster.train.gpus:
+        out.settings.append(f"cluster.train.gpus: {g}")
     if b < stage.batch_per_device:
         out.settings.append(f"batch_per_device: {b}")
     work = train_step_work(params, stage)
@@ -111,7 +115,16 @@ def plan_nodes(
         raise ValueError(f"--nodes must be counts >= 1, got {nodes}")
     if not links or any(gbit <= 0 for gbit in links):
         raise ValueError(f"--link-gbit must be speeds > 0, got {links}")
-    return [_plan_stage(params, name, n, gpu, links) for name in TRAIN_STAGES for n in nodes]
+    rows = [_plan_stage(params, name, n, gpu, links) for name in TRAIN_STAGES for n in nodes]
+    for n in nodes:
+        mine = [r for r in rows if r.nodes == n and r.possible]
+        per_node = {r.gpus_per_node for r in mine}
+        if len(per_node) > 1:
+            mine[0].warnings.append(
+                f"{n} nodes: the stages need different GPU counts per node ({', '.join(map(str, sorted(per_node)))}):"
+                " no one cluster.train.gpus trains them all"
+            )
+    return rows
 
 
 def _chain(rows: list[StageOnNodes], n: int, label: str) -> float | None:
@@ -135,15 +148,22 @@ def nodes_dict(rows: list[StageOnNodes]) -> dict[str, Any]:
 
 
 def _settings(rows: list[StageOnNodes]) -> dict[str, list[str]]:
-    """Per node count: the params its layouts run with, each followed by the stages it concerns."""
+    """Per node count that trains every stage with one ``cluster.train`` setting: the params its layouts run
+    with, each followed by the stages it concerns (a count that does not is left out: the warnings say why)."""
     out: dict[str, list[str]] = {}
     for n in sorted({r.nodes for r in rows}):
+        mine = [r for r in rows if r.nodes == n]
+        if not all(r.possible for r in mine) or len({r.gpus_per_node for r in mine}) > 1:
+            continue
         stages: dict[str, list[str]] = {}
         for r in rows:
             if r.nodes == n:
                 for item in r.settings:
                     stages.setdefault(item, []).append(r.stage)
-        out[str(n)] = [f"cluster.train.nodes: {n}"] + [f"{k} ({', '.join(v)})" for k, v in stages.items()]
+        common = [k for k, v in stages.items() if k.startswith("cluster.") and len(v) == len(mine)]
+        out[str(n)] = [f"cluster.train.nodes: {n}", *common] + [
+            f"{k} ({', '.join(v)})" for k, v in stages.items() if k not in common
+        ]
     return out
 
 
@@ -175,8 +195,11 @@ def nodes_table(rows: list[StageOnNodes], gpu: GPU) -> str:
         parts = ", ".join(f"{h:.1f} h @ {lab}" if h is not None else f"- @ {lab}" for lab, h in per_link.items())
         lines.append(f"training stages on {n} node(s), one after another: {parts}")
     lines.append("(+h: the all-reduce share, not overlapped with backward: an upper bound)")
-    for n, items in d["settings"].items():
-        lines.append(f"to train on {n} node(s) set: {'; '.join(items)}")
+    for n in d["training_wall_hours"]:
+        if n in d["settings"]:
+            lines.append(f"to train on {n} node(s) set: {'; '.join(d['settings'][n])}")
+        else:
+            lines.append(f"{n} node(s): no setting trains every stage (see the warnings)")
     if d["warnings"]:
         lines += ["warnings:", *(f"  {w}" for w in d["warnings"])]
     return "\n".join(lines)

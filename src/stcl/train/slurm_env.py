@@ -58,6 +58,19 @@ def master_port(job_id: str | int) -> int:
     return PORT_BASE + int(job_id) % PORT_SPAN
 
 
+def _integer(environ: Mapping[str, str], name: str, default: int | None = None) -> int:
+    """The integer in variable ``name``; ``default`` when it is unset (None: it must be set)."""
+    text = environ.get(name, "").strip()
+    if not text:
+        if default is None:
+            raise ValueError(f"Slurm environment: {name} is not set (a task of a step with several tasks needs it)")
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"Slurm environment: {name} must be an integer, got {text!r}") from None
+
+
 def slurm_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:
     """The torch.distributed variables to add for an ``srun`` task, or {} outside a multi-task step.
 
@@ -71,15 +84,10 @@ def slurm_rendezvous(environ: Mapping[str, str]) -> dict[str, str]:
     """
     if environ.get("RANK") or not environ.get("SLURM_STEP_NUM_TASKS"):
         return {}
-    try:
-        world = int(environ["SLURM_STEP_NUM_TASKS"])
-        rank = int(environ["SLURM_PROCID"])
-        local = int(environ.get("SLURM_LOCALID", "0"))
-        job = int(environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID") or 0)
-    except (KeyError, ValueError) as err:
-        raise ValueError(
-            f"Slurm environment: SLURM_PROCID/SLURM_LOCALID/SLURM_JOB_ID must be integers ({err})"
-        ) from None
+    world = _integer(environ, "SLURM_STEP_NUM_TASKS")
+    rank = _integer(environ, "SLURM_PROCID")
+    local = _integer(environ, "SLURM_LOCALID", default=0)
+    job = _integer(environ, "SLURM_JOB_ID" if environ.get("SLURM_JOB_ID") else "SLURM_JOBID", default=0)
     if world <= 1:
         return {}
     nodes = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST") or environ.get("SLURM_NODELIST")
