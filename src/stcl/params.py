@@ -174,7 +174,10 @@ class ModelParams(_Strict):
     aux_channels: PositiveInt = 32  # FCNHead channels (256 in the paper)
     dropout: Probability = 0.1
     drop_path: Probability = 0.1
-    projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
+    # What STCL's projection head reads: "backbone_last", the encoder's last stage (paper 2.2: the encoder's
+    # feature maps F_t; stride 32), or "fpn_bottleneck", the decoder's fused map (stride 4), a variant not in
+    # the paper. Why, and what each costs: stcl.models.segmentor.
+    projection_input: Literal["backbone_last", "fpn_bottleneck"] = "backbone_last"
     sync_bn: StrictBool = False
     grad_checkpointing: StrictBool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
     # ViT encoders (dino*): the four blocks (0-based) whose tokens feed the neck; None: evenly spaced
