@@ -216,7 +216,17 @@ class OptimizerParams(_Strict):
 
 
 class DatasetMix(_Strict):
-    """One dataset of a training stage's mix; `weight` is its sampling share."""
+    """One dataset of a training stage's mix; ``weight`` is its sampling share (`stcl.train.mix`).
+
+    A dataset's expected share of the stage's samples is weight / (sum of the stage's weights). Datasets whose
+    items have the same frames T (VSPW and pseudo clips) are one combined dataset (paper 3.4: "We combine the
+    pseudo data and training set to obtain a new dataset"): every global batch draws each of its samples from
+    them with these shares, so one batch holds both. Clips and single images (COCO, ADE20K: T = 1) cannot be
+    stacked into one batch: there the draw is per global batch, a group of datasets taking a batch with the
+    share of its summed weight. The loss averages cross-entropy over the kept (non-255) pixels of the whole
+    micro-batch, and STCL over the anchors of the micro-batch, so in a combined batch a pseudo-labelled clip
+    weighs by its kept-pixel count, as it would in one dataset made of both.
+    """
 
     name: Literal["vspw", "coco", "ade", "pseudo"]
     weight: PositiveFloat = 1.0
