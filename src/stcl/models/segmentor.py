@@ -103,8 +103,9 @@ class Segmentor(nn.Module):
         """images: (B,T,3,H,W) float RGB 0..255, frame 0 the query → `SegmentorOutput`.
 
         All T frames go through the encoder only when the projection head exists (STCL needs them);
-        otherwise only the query frame is computed. In train mode B·T must be >= 2 (the PPM's 1×1 pooled
-        BatchNorm, as in mmseg).
+        otherwise only the query frame is computed. The decoder sees the query frames only (every frame with
+        ``fpn_bottleneck``): in train mode B (B·T with ``fpn_bottleneck``) must be >= 2 per BatchNorm, or
+        SyncBatchNorm must span several GPUs (the PPM's 1×1 pooled BatchNorm, as in mmseg).
         """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images: expected (B,T,3,H,W), got {tuple(images.shape)}")

@@ -19,8 +19,9 @@ Settings: a layout is run with ``cluster.train.nodes: n`` and, where ``b`` is be
 batch exactly); the table lists them per node count. They are what the layout needs, not faults.
 
 Warnings: a stage whose layout needs fewer GPUs per node than ``cluster.train.gpus``, a global batch no
-layout reaches, and fewer than 2 samples per BatchNorm (``b`` × frames per clip) without
-``model.sync_bn``: UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses one sample,
+layout reaches, and fewer than 2 samples per BatchNorm in the decoder without ``model.sync_bn`` (``b`` query
+frames; ``b`` × frames per clip with ``projection_input: fpn_bottleneck``, which runs the decoder on every
+frame): UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses one sample,
 and one image per GPU gives noisy statistics anyway (mmseg's UperNet configs use SyncBN).
 """
 
@@ -87,9 +88,10 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
         out.settings.append(f"batch_per_device: {b}")
     work = train_step_work(params, stage)
     per_clip = work.flops / stage.batch_per_device
-    if b * work.frames < BN_MIN_SAMPLES and not params.model.sync_bn:
+    decoded = b * (work.frames if params.model.projection_input == "fpn_bottleneck" else 1)
+    if decoded < BN_MIN_SAMPLES and not params.model.sync_bn:
         out.warnings.append(
-            f"{nodes} nodes × {g} GPUs: {b * work.frames} sample per GPU in BatchNorm, where UperNet's 1×1"
+            f"{nodes} nodes × {g} GPUs: {decoded} sample per GPU in BatchNorm, where UperNet's 1×1"
             f" pyramid pooling fails in train mode below {BN_MIN_SAMPLES}: set model.sync_bn: true"
         )
     seconds = stage.iters * out.accum * b * per_clip / gpu.rate(stage.amp, "train")
