@@ -32,12 +32,11 @@ from typing import Any
 
 from stcl.params import TRAIN_STAGES, Params
 from stcl.plan.gpus import GPU
-from stcl.plan.work import train_step_work
+from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, train_step_work
 
 __all__ = ["LINKS_GBIT", "StageOnNodes", "plan_nodes", "nodes_dict", "nodes_table"]
 
 LINKS_GBIT = (100.0, 400.0)  # InfiniBand HDR100/EDR-class and NDR-class links, one per node
-BN_MIN_SAMPLES = 2
 
 
 @dataclass
@@ -88,7 +87,7 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
         out.settings.append(f"batch_per_device: {b}")
     work = train_step_work(params, stage)
     per_clip = work.flops / stage.batch_per_device
-    decoded = b * (work.frames if params.model.projection_input == "fpn_bottleneck" else 1)
+    decoded = decoder_batchnorm_samples(params, work, b)
     if decoded < BN_MIN_SAMPLES and not params.model.sync_bn:
         out.warnings.append(
             f"{nodes} nodes × {g} GPUs: {decoded} sample per GPU in BatchNorm, where UperNet's 1×1"
