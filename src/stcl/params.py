@@ -502,7 +502,8 @@ PAPER_OVERRIDES: dict[str, Any] = {
     },
     "evaluate": {"workers": 8},
     "cluster": {
-        # `stcl plan` projects train_stcl/train_student at ~4.5 h on 8 x A100-80GB (35% MFU): 12 h leaves margin
+        # `stcl plan` projects train_stcl/train_student at ~1.3 h on 8 x A100-80GB (35% MFU; 4.5 h with
+        # model.projection_input: fpn_bottleneck): 12 h leaves margin
         # and schedules sooner than 48 h; a job past its limit resumes from its last checkpoint when requeued.
         "train": {"gpus": 8, "cpus_per_gpu": 8, "mem_mb": 256000, "runtime": 720},
         "infer": {"gpus": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 240},
