@@ -1,7 +1,9 @@
 """The segmentor of the paper (Fig. 2): encoder → UperNet (+ auxiliary FCN) and a projection head for STCL.
 
 Module names follow mmseg's EncoderDecoder (``backbone``, ``decode_head``, ``auxiliary_head``), so converted
-mmseg checkpoints load strictly; the STCL head is ``projection``.
+mmseg checkpoints load strictly; the STCL head is ``projection``. Inputs are RGB in 0..255: the model
+normalises them with ``model.mean``/``model.std`` (mmseg's data preprocessor), so a checkpoint carries
+everything needed to run it.
 
 What the projection head reads (``projection_input``):
 
@@ -12,12 +14,11 @@ What the projection head reads (``projection_input``):
   is the one the whole encoder computes, the map a hierarchical encoder outputs, and the most semantic one.
   The STCL gradient reaches the encoder only; the decoder runs on the query frame alone. STCL's labels are
   taken at this resolution by nearest resize (one label per 32×32 block), so a 768² crop has 24² = 576
-  anchors per frame, a 64² crop 2² = 4.
+  anchors per frame, the tiny scale's 64² crop 2² = 4 (coarse but not empty: `benchmarks/stcl_anchors.py`
+  counts anchors, positives and negatives per clip).
 * ``fpn_bottleneck``: the UperNet decoder's fused map (stride 4), a variant not in the paper: the decoder
   then runs on every frame, STCL's gradient passes through the decoder into the encoder, and a 768² crop
-  has 192² = 36,864 anchors per frame (memory and FLOPs of the STCL block grow by 64²: `stcl plan`). Inputs are RGB in 0..255: the model
-normalises them with ``model.mean``/``model.std`` (mmseg's data preprocessor), so a checkpoint carries
-everything needed to run it.
+  has 192² = 36,864 anchors per frame (memory and FLOPs of the STCL block grow by 64²: `stcl plan`).
 """
 
 from __future__ import annotations
