@@ -204,7 +204,8 @@ def _plan_train(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
             fixes.append(f"{spec.stage}.amp: bf16")
         half = stage.batch_per_device // 2
         # fewer clips per GPU only where the decoder's BatchNorm still sees 2 samples (or SyncBN spans GPUs)
-        if half and (decoder_batchnorm_samples(params, work, half) >= BN_MIN_SAMPLES or (params.model.sync_bn and g > 1)):
+        bn_ok = params.model.sync_bn and g > 1 or decoder_batchnorm_samples(params, work, half) >= BN_MIN_SAMPLES
+        if half and bn_ok:
             fixes.append(f"{spec.stage}.batch_per_device: {half}")
         plan.warnings.append(
             f"peak memory {plan.memory_gib:.1f} GiB > {gpu.memory / GIB:.0f} GiB on {gpu.name}: set "
