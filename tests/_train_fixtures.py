@@ -51,6 +51,10 @@ class ToyDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def frames_per_item(self) -> int:
+        return self.frames
+
     def __len__(self) -> int:
         return self.size
 

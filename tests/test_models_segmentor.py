@@ -22,7 +22,7 @@ def test_forward_shapes_and_unit_projection(model):
     out = model(torch.rand(2, 3, 3, 64, 96) * 255)
     assert out.logits.shape == (2, 5, 16, 24)
     assert out.aux_logits.shape == (2, 5, 4, 6)
-    assert out.proj.shape == (2, 3, 8, 16, 24)
+    assert out.proj.shape == (2, 3, 8, 2, 3)  # the encoder's last stage, stride 32 (the default)
     norms = out.proj.norm(dim=2)
     assert torch.allclose(norms[norms > 0], torch.ones_like(norms[norms > 0]), atol=1e-5)
 
@@ -51,11 +51,43 @@ def test_predict_full_resolution_and_normalises_inside(model):
     model.train()
 
 
-def test_projection_from_the_last_backbone_stage():
-    params = TINY.model_copy(update={"projection_input": "backbone_last"})
+def test_projection_inputs_and_their_strides():
+    from stcl.params import PRESETS, preset_params
+
+    for preset in PRESETS:  # paper 2.2: the encoder's feature maps, in the default and every preset
+        assert preset_params(preset).model.projection_input == "backbone_last", preset
+    for name, stride in (("backbone_last", 32), ("fpn_bottleneck", 4)):
+        m = build_segmentor(TINY.model_copy(update={"projection_input": name}), num_classes=3, proj_dim=4)
+        out = m(torch.rand(2, 2, 3, 64, 64) * 255)
+        assert out.proj.shape == (2, 2, 4, 64 // stride, 64 // stride) and out.logits.shape == (2, 3, 16, 16)
+
+
+@pytest.mark.parametrize("projection_input", ["backbone_last", "fpn_bottleneck"])
+def test_stcl_gradient_reaches_the_encoder_or_the_decoder_as_named(projection_input):
+    """Only STCL backpropagated: with backbone_last (the paper: "the encoded features are transformed by the
+    projection head") the gradient reaches the encoder and no decoder weight; with fpn_bottleneck it passes
+    through the decoder's fused map."""
+    from stcl.losses import spatial_temporal_consistency_loss
+
+    torch.manual_seed(0)
+    params = TINY.model_copy(update={"projection_input": projection_input})
     m = build_segmentor(params, num_classes=3, proj_dim=4)
-    out = m(torch.rand(2, 2, 3, 64, 64) * 255)
-    assert out.proj.shape == (2, 2, 4, 2, 2) and out.logits.shape == (2, 3, 16, 16)
+    out = m(torch.rand(2, 3, 3, 64, 64) * 255)
+    labels = torch.zeros(2, 3, 64, 64, dtype=torch.long)
+    labels[..., 32:] = 1  # two classes in every frame: every anchor has positives at any stride
+    loss = spatial_temporal_consistency_loss(out.proj[:, 0], labels[:, 0], out.proj[:, 1:], labels[:, 1:])
+    loss.backward()
+    assert loss.item() > 0
+
+    def reached(module: torch.nn.Module) -> float:
+        return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+    assert reached(m.backbone) > 0 and reached(m.projection) > 0
+    assert reached(m.auxiliary_head) == 0
+    if projection_input == "backbone_last":
+        assert reached(m.decode_head) == 0
+    else:
+        assert reached(m.decode_head.fpn_bottleneck) > 0 and reached(m.decode_head.conv_seg) == 0
 
 
 def test_no_projection_head_computes_query_only():

@@ -151,7 +151,11 @@ def test_paper_preset_plans_clean_on_8x80gb_and_warns_on_1x40gb(paper_graph, tmp
     bad = plan_jobs(params, jobs, gpu_by_name("A100-40GB"), 1)
     text = " ".join(w for p in bad for w in p.warnings)
     assert "cluster.train.gpus" in text and "cluster.train.runtime" in text
-    assert "GiB > 40 GiB" in text and "batch_per_device" in text
+    assert "GiB > 40 GiB" in text and "model.grad_checkpointing: true" in text
+    # One clip per GPU would leave the decoder's BatchNorm one query frame, and SyncBN needs several GPUs.
+    assert "batch_per_device" not in text
+    on8 = " ".join(w for p in plan_jobs(params, jobs, gpu_by_name("V100"), 8) for w in p.warnings)
+    assert "train_stcl.batch_per_device: 1" in on8  # SyncBN over 8 GPUs: one clip each is fine
 
 
 def test_runtime_warning_names_infer_shards(tmp_path, monkeypatch):

@@ -13,10 +13,18 @@ from stcl.plan.nodes import nodes_dict, nodes_table, plan_nodes
 from stcl.plan.work import train_step_work
 
 
-def _tiny(gpus: int = 4, sync_bn: bool = False) -> Params:
+def _tiny(gpus: int = 4, sync_bn: bool = False, projection_input: str = "backbone_last") -> Params:
     """The default params with a tiny backbone, global batch 16, 2 clips per GPU, `gpus` per node."""
     p = Params()
-    model = p.model.model_copy(update={"backbone": "swin_mini", "channels": 16, "aux_channels": 8, "sync_bn": sync_bn})
+    model = p.model.model_copy(
+        update={
+            "backbone": "swin_mini",
+            "channels": 16,
+            "aux_channels": 8,
+            "sync_bn": sync_bn,
+            "projection_input": projection_input,
+        }
+    )
     update = {"model": model, "cluster": p.cluster.model_copy(update={"train": p.cluster.train.model_copy(update={"gpus": gpus})})}
     for name in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
         update[name] = getattr(p, name).model_copy(update={"batch_size": 16, "batch_per_device": 2})
@@ -52,7 +60,11 @@ def test_batchnorm_and_idle_gpu_warnings() -> None:
     assert "4 nodes: the global batch 16 keeps 4 of 8 GPUs per node busy: set cluster.train.gpus: 4" in warnings[0]
     bn = [w for w in warnings if "BatchNorm" in w]
     assert len(bn) == 1 and "set model.sync_bn: true" in bn[0], warnings
-    assert bn[0].endswith("(pretrain_coco, train_ade)"), bn  # the STCL stages see 1 clip × 4 frames
+    # The decoder sees the query frame only (STCL on the encoder): every stage has one sample in its BatchNorm.
+    assert bn[0].endswith("(pretrain_coco, train_stcl, train_ade, train_student)"), bn
+    fused = nodes_dict(plan_nodes(_tiny(gpus=8, projection_input="fpn_bottleneck"), gpu, (4,)))["warnings"]
+    bn = [w for w in fused if "BatchNorm" in w]
+    assert len(bn) == 1 and bn[0].endswith("(pretrain_coco, train_ade)"), bn  # the decoder sees 1 clip × 4 frames
     assert not [w for w in nodes_dict(plan_nodes(_tiny(gpus=8, sync_bn=True), gpu, (4,)))["warnings"] if "BatchNorm" in w]
     with pytest.raises(ValueError, match="--nodes must be counts >= 1"):
         plan_nodes(_tiny(), gpu, (0,))

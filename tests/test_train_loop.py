@@ -171,6 +171,27 @@ def test_image_and_clip_datasets_mix_per_iteration(tmp_path) -> None:
     assert set(seen) == {(3, True), (1, False)}
 
 
+def test_clip_datasets_of_one_shape_share_batches(tmp_path) -> None:
+    """The student's VSPW and pseudo clips are one combined dataset: the loop's batches hold both."""
+    reads: list[int] = []
+    batches: list[set[int]] = []
+
+    class Source(fx.ToyDataset):
+        def __getitem__(self, index: int) -> dict:
+            reads.append(self.seed)
+            return super().__getitem__(index)
+
+    def loss(out, labels, use_stcl):
+        batches.append(set(reads))  # workers=0: the micro-batch's items were read just before its loss
+        reads.clear()
+        return fx.toy_loss(out, labels, use_stcl)
+
+    stage = fx.toy_stage(iters=20, datasets=(fx.DatasetMix(name="vspw", weight=2.0), fx.DatasetMix(name="pseudo")))
+    job = fx.toy_job(tmp_path, stage, loss_fn=loss, datasets=[Source(frames=3, seed=0), Source(frames=3, seed=1)])
+    train(job, DistContext())
+    assert len(batches) == 20 and sum(b == {0, 1} for b in batches) >= 10
+
+
 def test_bad_accumulation_is_a_clear_error(tmp_path) -> None:
     job = fx.toy_job(tmp_path, fx.toy_stage(batch_size=4, batch_per_device=4))
     with pytest.raises(ValueError, match="not a multiple of world_size"):

@@ -218,7 +218,10 @@ class ModelParams(_Strict):
     aux_channels: PositiveInt = 32  # FCNHead channels (256 in the paper)
     dropout: Probability = 0.1
     drop_path: Probability = 0.1
-    projection_input: Literal["fpn_bottleneck", "backbone_last"] = "fpn_bottleneck"
+    # What STCL's projection head reads: "backbone_last", the encoder's last stage (paper 2.2: the encoder's
+    # feature maps F_t; stride 32), or "fpn_bottleneck", the decoder's fused map (stride 4), a variant not in
+    # the paper. Why, and what each costs: stcl.models.segmentor.
+    projection_input: Literal["backbone_last", "fpn_bottleneck"] = "backbone_last"
     sync_bn: StrictBool = False
     grad_checkpointing: StrictBool = False  # recompute encoder blocks in backward (Swin-L at 768² with 4 frames)
     # ViT encoders (dino*): the four blocks (0-based) whose tokens feed the neck; None: evenly spaced
@@ -270,7 +273,17 @@ class OptimizerParams(_Strict):
 
 
 class DatasetMix(_Strict):
-    """One dataset of a training stage's mix; `weight` is its sampling share."""
+    """One dataset of a training stage's mix; ``weight`` is its sampling share (`stcl.train.mix`).
+
+    A dataset's expected share of the stage's samples is weight / (sum of the stage's weights). Datasets whose
+    items have the same frames T (VSPW and pseudo clips) are one combined dataset (paper 3.4: "We combine the
+    pseudo data and training set to obtain a new dataset"): every global batch draws each of its samples from
+    them with these shares, so one batch holds both. Clips and single images (COCO, ADE20K: T = 1) cannot be
+    stacked into one batch: there the draw is per global batch, a group of datasets taking a batch with the
+    share of its summed weight. The loss averages cross-entropy over the kept (non-255) pixels of the whole
+    micro-batch, and STCL over the anchors of the micro-batch, so in a combined batch a pseudo-labelled clip
+    weighs by its kept-pixel count, as it would in one dataset made of both.
+    """
 
     name: Literal["vspw", "coco", "ade", "pseudo"]
     weight: PositiveFloat = 1.0
@@ -549,7 +562,8 @@ PAPER_OVERRIDES: dict[str, Any] = {
     },
     "evaluate": {"workers": 8},
     "cluster": {
-        # `stcl plan` projects train_stcl/train_student at ~4.5 h on 8 x A100-80GB (35% MFU): 12 h leaves margin
+        # `stcl plan` projects train_stcl/train_student at ~1.3 h on 8 x A100-80GB (35% MFU; 4.5 h with
+        # model.projection_input: fpn_bottleneck): 12 h leaves margin
         # and schedules sooner than 48 h; a job past its limit resumes from its last checkpoint when requeued.
         "train": {"gpus": 8, "cpus_per_gpu": 8, "mem_mb": 256000, "runtime": 720},
         "infer": {"gpus": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 240},

@@ -134,6 +134,11 @@ class VSPWClipDataset(Dataset):
         """Select the augmentation draws of ``epoch`` (deterministic with the seed)."""
         self.epoch = int(epoch)
 
+    @property
+    def frames_per_item(self) -> int:
+        """T of every item: the query and its references (datasets of one T share batches, `stcl.train.mix`)."""
+        return 1 + len(self.offsets)
+
     def __len__(self) -> int:
         return len(self.queries)
 
@@ -196,6 +201,8 @@ class ImageSegDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    frames_per_item = 1  # T of every item (datasets of one T share batches, `stcl.train.mix`)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -4,6 +4,21 @@ Module names follow mmseg's EncoderDecoder (``backbone``, ``decode_head``, ``aux
 mmseg checkpoints load strictly; the STCL head is ``projection``. Inputs are RGB in 0..255: the model
 normalises them with ``model.mean``/``model.std`` (mmseg's data preprocessor), so a checkpoint carries
 everything needed to run it.
+
+What the projection head reads (``projection_input``):
+
+* ``backbone_last`` (default): the encoder's last stage (stride 32; 2p for a ViT of patch p). Paper 2.1:
+  "the encoded features are transformed by the projection head"; 2.2, eq. 1: I_t and I_{t+k} "first pass
+  through the encoder to obtain the feature maps F_t and F_{t+k}", then "similar to [1]" (MoCo v2, whose
+  MLP head reads the encoder's final output) a projection head. The paper names no level; the last stage
+  is the one the whole encoder computes, the map a hierarchical encoder outputs, and the most semantic one.
+  The STCL gradient reaches the encoder only; the decoder runs on the query frame alone. STCL's labels are
+  taken at this resolution by nearest resize (one label per 32×32 block), so a 768² crop has 24² = 576
+  anchors per frame, the tiny scale's 64² crop 2² = 4 (coarse but not empty: `benchmarks/stcl_anchors.py`
+  counts anchors, positives and negatives per clip).
+* ``fpn_bottleneck``: the UperNet decoder's fused map (stride 4), a variant not in the paper: the decoder
+  then runs on every frame, STCL's gradient passes through the decoder into the encoder, and a 768² crop
+  has 192² = 36,864 anchors per frame (memory and FLOPs of the STCL block grow by 64²: `stcl plan`).
 """
 
 from __future__ import annotations
@@ -46,7 +61,8 @@ class Segmentor(nn.Module):
         aux_channels: FCNHead width.
         dropout: Dropout2d before both classifiers.
         proj_dim: projection output dim; None → no projection head.
-        projection_input: "fpn_bottleneck" (stride-4 decoder features, default) or "backbone_last" (stride 32).
+        projection_input: "backbone_last" (the encoder's last stage, stride 32: the paper, default) or
+            "fpn_bottleneck" (the decoder's fused map, stride 4: a variant not in the paper); module docstring.
         mean, std: RGB normalisation of 0..255 inputs.
     """
 
@@ -59,7 +75,7 @@ class Segmentor(nn.Module):
         aux_channels: int,
         dropout: float = 0.1,
         proj_dim: int | None = None,
-        projection_input: str = "fpn_bottleneck",
+        projection_input: str = "backbone_last",
         mean: tuple[float, float, float] = (123.675, 116.28, 103.53),
         std: tuple[float, float, float] = (58.395, 57.12, 57.375),
     ) -> None:
@@ -88,8 +104,9 @@ class Segmentor(nn.Module):
         """images: (B,T,3,H,W) float RGB 0..255, frame 0 the query → `SegmentorOutput`.
 
         All T frames go through the encoder only when the projection head exists (STCL needs them);
-        otherwise only the query frame is computed. In train mode B·T must be >= 2 (the PPM's 1×1 pooled
-        BatchNorm, as in mmseg).
+        otherwise only the query frame is computed. The decoder sees the query frames only (every frame with
+        ``fpn_bottleneck``): in train mode B (B·T with ``fpn_bottleneck``) must be >= 2 per BatchNorm, or
+        SyncBatchNorm must span several GPUs (the PPM's 1×1 pooled BatchNorm, as in mmseg).
         """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"images: expected (B,T,3,H,W), got {tuple(images.shape)}")

@@ -36,7 +36,7 @@ from stcl.plan.gpus import GIB, GPU
 from stcl.plan.graph import Job
 from stcl.plan.memory import MemoryEstimate, train_memory
 from stcl.infer.multiscale import tta_from_params
-from stcl.plan.work import predict_frame_flops, train_step_work
+from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, predict_frame_flops, train_step_work
 
 __all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "graph_specs", "plan_jobs"]
 
@@ -202,8 +202,11 @@ def _plan_train(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
             fixes.append("model.grad_checkpointing: true")
         if stage.amp == "off":
             fixes.append(f"{spec.stage}.amp: bf16")
-        if stage.batch_per_device > 1:
-            fixes.append(f"{spec.stage}.batch_per_device: {stage.batch_per_device // 2}")
+        half = stage.batch_per_device // 2
+        # fewer clips per GPU only where the decoder's BatchNorm still sees 2 samples (or SyncBN spans GPUs)
+        bn_ok = params.model.sync_bn and g > 1 or decoder_batchnorm_samples(params, work, half) >= BN_MIN_SAMPLES
+        if half and bn_ok:
+            fixes.append(f"{spec.stage}.batch_per_device: {half}")
         plan.warnings.append(
             f"peak memory {plan.memory_gib:.1f} GiB > {gpu.memory / GIB:.0f} GiB on {gpu.name}: set "
             + (" or ".join(fixes) if fixes else "a smaller augment.crop_size")

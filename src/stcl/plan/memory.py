@@ -11,7 +11,7 @@ the meta device by `stcl.plan.work.train_step_work`)::
                   logits, float32 log-softmax kept for backward, its float32 gradient)
                   + 3 · 4 bytes · chunk_size · K with STCL (one float32 (chunk, K) similarity block, its
                   logsumexp/softplus temporaries and its gradient; K = T·N keys, N = query pixels at
-                  stride 4, or 32 with ``projection_input: backbone_last``)
+                  stride 32 (``projection_input: backbone_last``), or 4 with ``fpn_bottleneck``)
     peak        = static + (activations + loss) · (1 + FRAGMENTATION) + CONTEXT
 
 ``f_amp`` (bf16/fp16 autocast) and ``f_ckpt`` (``model.grad_checkpointing``: encoder blocks keep only

@@ -21,8 +21,9 @@ the layout needs, not faults. A node count where some stage's batch does not spl
 need different ``g``, gets no settings: the warnings say why.
 
 Warnings: a stage whose layout needs fewer GPUs per node than ``cluster.train.gpus``, a global batch no
-layout reaches, and fewer than 2 samples per BatchNorm (``b`` × frames per clip) without
-``model.sync_bn``: UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses one sample,
+layout reaches, and fewer than 2 samples per BatchNorm in the decoder without ``model.sync_bn`` (``b`` query
+frames; ``b`` × frames per clip with ``projection_input: fpn_bottleneck``, which runs the decoder on every
+frame): UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses one sample,
 and one image per GPU gives noisy statistics anyway (mmseg's UperNet configs use SyncBN).
 """
 
@@ -33,12 +34,11 @@ from typing import Any
 
 from stcl.params import TRAIN_STAGES, Params
 from stcl.plan.gpus import GPU
-from stcl.plan.work import train_step_work
+from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, train_step_work
 
 __all__ = ["LINKS_GBIT", "StageOnNodes", "plan_nodes", "nodes_dict", "nodes_table"]
 
 LINKS_GBIT = (100.0, 400.0)  # InfiniBand HDR100/EDR-class and NDR-class links, one per node
-BN_MIN_SAMPLES = 2
 
 
 @dataclass
@@ -91,9 +91,10 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
         out.settings.append(f"batch_per_device: {b}")
     work = train_step_work(params, stage)
     per_clip = work.flops / stage.batch_per_device
-    if b * work.frames < BN_MIN_SAMPLES and not params.model.sync_bn:
+    decoded = decoder_batchnorm_samples(params, work, b)
+    if decoded < BN_MIN_SAMPLES and not params.model.sync_bn:
         out.warnings.append(
-            f"{nodes} nodes × {g} GPUs: {b * work.frames} sample per GPU in BatchNorm, where UperNet's 1×1"
+            f"{nodes} nodes × {g} GPUs: {decoded} sample per GPU in BatchNorm, where UperNet's 1×1"
             f" pyramid pooling fails in train mode below {BN_MIN_SAMPLES}: set model.sync_bn: true"
         )
     seconds = stage.iters * out.accum * b * per_clip / gpu.rate(stage.amp, "train")

@@ -30,7 +30,18 @@ from stcl.infer.multiscale import TTA, tta_probs
 from stcl.params import ModelParams, Params, TrainStageParams
 from stcl.plan.vit import is_vit, projection_stride, vit_checkpointed
 
-__all__ = ["TrainWork", "predict_frame_flops", "train_step_work", "stcl_flops", "model_parameters"]
+__all__ = [
+    "BN_MIN_SAMPLES",
+    "TrainWork",
+    "decoder_batchnorm_samples",
+    "predict_frame_flops",
+    "train_step_work",
+    "stcl_flops",
+    "model_parameters",
+]
+
+# UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses a batch of one sample.
+BN_MIN_SAMPLES = 2
 
 NUM_CLASSES = 124
 
@@ -72,6 +83,12 @@ class TrainWork:
     frames: int  # frames per clip through the encoder (T with STCL, else 1)
     # float32 activations with model.grad_checkpointing when counted rather than scaled (ViTs: stcl.plan.vit)
     checkpointed_bytes: int | None = None
+
+
+def decoder_batchnorm_samples(params: Params, work: TrainWork, batch_per_device: int) -> int:
+    """Samples per GPU in the decoder's BatchNorm: the query frames, or every frame of the clip with
+    ``projection_input: fpn_bottleneck`` (the decoder then runs on all frames, `stcl.models.segmentor`)."""
+    return batch_per_device * (work.frames if params.model.projection_input == "fpn_bottleneck" else 1)
 
 
 def train_step_work(params: Params, stage: TrainStageParams) -> TrainWork:

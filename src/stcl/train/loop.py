@@ -72,7 +72,8 @@ class TrainJob:
         name: stage name (bar label, metrics).
         stage: the stage's params (iters, batch sizes, optimiser, amp, seed, workers, checkpoint_every, ...).
         model: the segmentor; ``model(images (B,T,3,H,W))`` returns what `loss_fn` takes.
-        datasets: one dataset per entry of ``stage.datasets`` (same order), items {"img", "label", ...}.
+        datasets: one dataset per entry of ``stage.datasets`` (same order), items {"img", "label", ...}, each
+            with ``frames_per_item`` (T of its items: datasets of one T share batches, `stcl.train.mix`).
         loss_fn: see :data:`LossFn`; `use_stcl` is True for clip batches (T > 1) when STCL is enabled.
         out_dir: the stage's output folder (model.pt, train_metrics.json, dvclive/, state/).
         fingerprint: hash of the params that shape the run; checkpoints with another one are discarded.
@@ -168,7 +169,8 @@ class _Run:
         self.job, self.ctx, self.sp = job, ctx, sp
         self.accum = grad_accum_steps(sp.batch_size, ctx.world_size, sp.batch_per_device)
         self.plan = MixPlan(
-            [len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, job.seed
+            [len(d) for d in job.datasets], [d.weight for d in sp.datasets], sp.iters, sp.batch_size, job.seed,
+            item_frames=[d.frames_per_item for d in job.datasets],
         )
         model = job.model.to(ctx.device)
         if job.sync_bn and ctx.distributed and ctx.device.type == "cuda":

@@ -1,13 +1,21 @@
 """Deterministic, resumable dataset mixing and per-rank sampling.
 
-Clip items (T = 1 + references) and single-image items (T = 1) cannot share a batch, so the dataset is drawn
-once per *iteration* (one global batch) with probability proportional to its mix weight. Everything is a
-pure function of ``(seed, iteration)``:
+Datasets whose items have the same shape (the same frames T per item; every item is cropped to
+``augment.crop_size``) form one *group* and share global batches: VSPW clips and pseudo-labelled clips are
+one dataset for the student (paper 3.4: "We combine the pseudo data and training set to obtain a new
+dataset. Then, we train our model on the new dataset."). Each position of a group's global batch draws its
+dataset with probability proportional to the datasets' mix weights, as a shuffled concatenation of the
+datasets (mmseg's ConcatDataset under its shuffling sampler) would, the weights taking the place of the
+sizes. Clip items (T = 1 + references) and single-image items (T = 1, COCO / ADE20K) cannot be stacked into
+one tensor, so between groups the draw is once per *iteration* (one global batch), with probability
+proportional to the group's summed weight. Everything is a pure function of ``(seed, iteration)``:
 
-* ``choices[i]``: the dataset of iteration ``i`` (one seeded draw for the whole run);
-* each dataset has an endless stream of sample positions; iteration ``i`` consumes the next ``batch_size``
-  positions of its dataset; position ``p`` is index ``perm(seed, d, p // len)[p % len]`` of a fresh
-  permutation per pass ("epoch");
+* ``group_choices[i]``: the group of iteration ``i``; ``sources[i, j]``: the dataset of position ``j`` of its
+  global batch (one uniform number per position, drawn once for the run, mapped through the weights of that
+  iteration's group);
+* each dataset has an endless stream of sample positions; iteration ``i`` consumes the next positions of
+  each dataset, as many as its batch holds from it; position ``p`` is index ``perm(seed, d, p // len)[p % len]``
+  of a fresh permutation per pass ("epoch");
 * the global batch is split into micro-batches: micro-batch ``m`` of rank ``r`` takes positions
   ``[(m * world + r) * bpd, (m * world + r + 1) * bpd)`` of that batch (a DistributedSampler-like split).
 
@@ -42,20 +50,32 @@ def grad_accum_steps(batch_size: int, world_size: int, batch_per_device: int) ->
 
 
 class MixPlan:
-    """Which samples every iteration of a run reads.
+    """Which samples every iteration of a run reads (the module docstring gives the rule).
 
     Args:
         sizes: number of samples of each dataset (all > 0).
-        weights: mix weight of each dataset (> 0); probabilities are weights / sum.
+        weights: mix weight of each dataset (> 0): its expected share of the samples (weights / sum).
         iters: iterations of the run.
         batch_size: global batch size.
         seed: the stage seed.
+        item_frames: frames per item of each dataset (``frames_per_item`` of the datasets); datasets with
+            equal values share global batches, the others alternate batch by batch.
     """
 
-    def __init__(self, sizes: Sequence[int], weights: Sequence[float], iters: int, batch_size: int, seed: int) -> None:
-        if len(sizes) == 0 or len(sizes) != len(weights):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        weights: Sequence[float],
+        iters: int,
+        batch_size: int,
+        seed: int,
+        *,
+        item_frames: Sequence[int],
+    ) -> None:
+        if len(sizes) == 0 or len(sizes) != len(weights) or len(sizes) != len(item_frames):
             raise ValueError(
-                f"sizes and weights must be non-empty and of equal length, got {len(sizes)} and {len(weights)}"
+                f"sizes, weights and item_frames must be non-empty and of equal length, got {len(sizes)}, "
+                f"{len(weights)} and {len(item_frames)}"
             )
         if any(s <= 0 for s in sizes):
             raise ValueError(f"every dataset needs at least one sample, got sizes {list(sizes)}")
@@ -66,22 +86,28 @@ class MixPlan:
         self.iters = iters
         self.batch_size = batch_size
         self.seed = seed
+        shapes = list(dict.fromkeys(int(t) for t in item_frames))  # groups in order of first appearance
+        self.groups = [[d for d, t in enumerate(item_frames) if int(t) == shape] for shape in shapes]
+        group_w = np.array([w[g].sum() for g in self.groups])
         rng = np.random.default_rng([seed, 0x6D6978])  # "mix"
-        self.choices = rng.choice(len(sizes), size=iters, p=w / w.sum()) if len(sizes) > 1 else np.zeros(iters, int)
-        # batches_before[i] = how many earlier iterations drew the same dataset as iteration i
-        self._batches_before = np.zeros(iters, dtype=np.int64)
-        counts = np.zeros(len(sizes), dtype=np.int64)
-        for i, d in enumerate(self.choices):
-            self._batches_before[i] = counts[d]
-            counts[d] += 1
-
-    def dataset_at(self, it: int) -> int:
-        return int(self.choices[it])
+        n = len(self.groups)
+        self.group_choices = rng.choice(n, size=iters, p=group_w / group_w.sum()) if n > 1 else np.zeros(iters, int)
+        # Each position's dataset within its iteration's group: a uniform number through the group's weights.
+        u = np.random.default_rng([seed, 0x6D6978, 1]).random((iters, batch_size))
+        self.sources = np.empty((iters, batch_size), dtype=np.int64)
+        for g, members in enumerate(self.groups):
+            rows = self.group_choices == g
+            cdf = np.cumsum(w[members]) / w[members].sum()
+            picks = np.minimum(np.searchsorted(cdf, u[rows], side="right"), len(members) - 1)
+            self.sources[rows] = np.asarray(members)[picks]
+        # consumed[i, d] = positions of dataset d's stream read before iteration i (row `iters`: the whole run)
+        per_iter = np.stack([(self.sources == d).sum(1) for d in range(len(sizes))], axis=1)
+        self._consumed = np.zeros((iters + 1, len(sizes)), dtype=np.int64)
+        np.cumsum(per_iter, axis=0, out=self._consumed[1:])
 
     def cursors(self, it: int) -> list[int]:
         """Sample positions consumed from each dataset's stream before iteration `it`."""
-        counts = np.bincount(self.choices[:it], minlength=len(self.sizes))
-        return [int(c) * self.batch_size for c in counts]
+        return [int(c) for c in self._consumed[it]]
 
     def _key(self, d: int, pos: int) -> SampleKey:
         epoch, offset = divmod(pos, self.sizes[d])
@@ -91,9 +117,12 @@ class MixPlan:
         """The `batch_size` sample keys of iteration `it`, in order."""
         if not 0 <= it < self.iters:
             raise ValueError(f"iteration {it} is outside 0..{self.iters - 1}")
-        d = self.dataset_at(it)
-        start = int(self._batches_before[it]) * self.batch_size
-        return [self._key(d, start + j) for j in range(self.batch_size)]
+        nxt = self._consumed[it].copy()
+        keys = []
+        for d in self.sources[it]:
+            keys.append(self._key(int(d), int(nxt[d])))
+            nxt[d] += 1
+        return keys
 
     def micro_batches(self, it: int, rank: int, world_size: int, batch_per_device: int) -> list[list[SampleKey]]:
         """The micro-batches rank `rank` runs at iteration `it` (``accum`` lists of ``batch_per_device`` keys)."""
