@@ -9,8 +9,9 @@ not given, ``data.vspw_root`` / ``coco_root`` / ``ade_root``)::
 Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU), or across
 nodes ``srun --nodes N --ntasks-per-node G ... stcl train ...`` (ranks from ``SLURM_*``: `stcl.train.slurm_env`).
 Running the same command again resumes from the newest complete checkpoint under ``<out>/state`` of the
-same params, on any nodes (``--restart`` starts afresh; a finished run is retrained, since a workflow reruns
-it only when an input changed).
+same params, on any nodes (``--restart`` starts afresh). A run that failed after its final checkpoint and
+before model.pt was written only writes model.pt; a run whose model.pt was written is retrained, since a
+workflow reruns it only when an input changed.
 
 Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
 `stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is
