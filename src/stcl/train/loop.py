@@ -399,7 +399,8 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
                     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
                     t_start = time.perf_counter()
                     run.save()
-                    hold(f"train.checkpoint.{run.iteration}")  # tests: stop here on request (stcl.hold)
+                    # tests: stop here on request (stcl.hold); a signal ends the wait, the next iteration then stops
+                    hold(f"train.checkpoint.{run.iteration}", stop=lambda: flag.raised is not None)
                 for cb in callbacks:
                     cb(run.iteration)
                 if stop:
