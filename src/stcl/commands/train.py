@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -65,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
         ade=args.ade or params.data.ade_root,
         pseudo=args.pseudo,
     )
-    ctx = init_distributed(args.device)
-    if ctx.distributed:
-        # One line per rank: which node holds which rank (the first thing to read when a node hangs).
-        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-        print(
-            f"stcl train: rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {node}, "
-            f"master {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}",
-            flush=True,
-        )
+    # Several processes: each prints its rank, node and master before it waits for the others (one line per
+    # rank, the first thing to read when a node hangs), for at most cluster.train.rendezvous_timeout_s.
+    ctx = init_distributed(args.device, params.cluster.train.rendezvous_timeout_s)
     try:
         with output_lock(out, ctx):
             if args.restart and ctx.is_main:

@@ -6,19 +6,35 @@
 ``SLURM_*`` variables. The backend is NCCL when
 the process drives a CUDA device and gloo on CPU. Every helper here is a no-op in a single process, so the
 training loop is written once.
+
+Rendezvous (several processes): each process first prints where it waits (``rank R/W (local L) on NODE,
+master ADDR:PORT: waiting for the other ranks``), so that the log of a job whose rendezvous never completes still
+names every process that started. Rank 0 serves a TCPStore at ``MASTER_ADDR:MASTER_PORT`` (torchrun's agent
+serves it under torchrun), every rank counts itself in, and all wait until W ranks have arrived, for at most
+``timeout_s`` (params ``cluster.train.rendezvous_timeout_s``); then `UnavailableError` (exit 69) names the
+master, how many ranks arrived and how long it waited. The wait is a loop of short steps in Python, so the
+command's SIGTERM/SIGINT handlers run within a second (exit 75 / 130), where torch's own rendezvous would
+block in C for up to 30 minutes, deaf to both.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
+from stcl.exit_codes import UnavailableError
 from stcl.train.slurm_env import slurm_rendezvous
 
-__all__ = ["DistContext", "init_distributed", "shutdown_distributed", "all_gather_objects"]
+__all__ = ["DEFAULT_RENDEZVOUS_TIMEOUT_S", "DistContext", "init_distributed", "shutdown_distributed", "all_gather_objects"]
+
+DEFAULT_RENDEZVOUS_TIMEOUT_S = 600.0  # as params cluster.train.rendezvous_timeout_s
+_STEP_S = 0.5  # longest time spent in C (signals wait for it) while connecting or counting
 
 
 @dataclass(frozen=True)
@@ -57,14 +73,60 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
-def init_distributed(device: str = "auto") -> DistContext:
+def _connect(addr: str, port: int, rank: int, deadline: float, timeout_s: float) -> dist.TCPStore:
+    """The rendezvous store: served by rank 0 (unless torchrun's agent serves it), reached by the others."""
+    serve = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+    while True:
+        step = max(0.05, min(_STEP_S, deadline - time.monotonic()))
+        try:
+            return dist.TCPStore(addr, port, None, serve, timedelta(seconds=step), wait_for_workers=False)
+        except RuntimeError as err:  # DistNetworkError / DistStoreError
+            if serve:
+                raise ValueError(f"MASTER_ADDR:MASTER_PORT {addr}:{port}: rank 0 cannot serve the rendezvous ({err})") from None
+            if time.monotonic() >= deadline:
+                raise UnavailableError(
+                    f"rank {rank}: no rendezvous at master {addr}:{port} (rank 0) within {timeout_s:g} s "
+                    "(cluster.train.rendezvous_timeout_s): did rank 0 start?"
+                ) from None
+
+
+def _rendezvous(rank: int, world: int, timeout_s: float) -> dist.TCPStore:
+    """Wait (in short steps) until all `world` ranks have counted themselves in; the store, for the group."""
+    addr, port = os.environ.get("MASTER_ADDR") or "", os.environ.get("MASTER_PORT") or ""
+    if not addr or not port.isdigit():
+        raise ValueError(f"MASTER_ADDR / MASTER_PORT: a rendezvous address is needed, got {addr!r}:{port!r}")
+    deadline = time.monotonic() + timeout_s
+    store = _connect(addr, int(port), rank, deadline, timeout_s)
+    store.set_timeout(timedelta(seconds=timeout_s))
+    key = f"stcl/arrived/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    arrived = store.add(key, 1)
+    while arrived < world:
+        if time.monotonic() >= deadline:
+            raise UnavailableError(
+                f"rank {rank}: only {arrived} of {world} ranks arrived at master {addr}:{port} within "
+                f"{timeout_s:g} s (cluster.train.rendezvous_timeout_s); the log lines `rank R/{world}` name those "
+                "that started"
+            )
+        time.sleep(min(_STEP_S / 5, max(0.0, deadline - time.monotonic())))
+        try:
+            arrived = store.add(key, 0)
+        except RuntimeError as err:  # rank 0, which serves the store, is gone
+            raise UnavailableError(f"rank {rank}: lost the rendezvous at master {addr}:{port} ({err})") from None
+    return store
+
+
+def init_distributed(device: str = "auto", rendezvous_timeout_s: float = DEFAULT_RENDEZVOUS_TIMEOUT_S) -> DistContext:
     """Read the torchrun (or srun) environment and join the process group.
 
     Args:
         device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
+        rendezvous_timeout_s: how long to wait for the other processes (see the module docstring).
 
     Returns:
         The context of this process. With ``WORLD_SIZE`` unset or 1 no process group is created.
+
+    Raises:
+        UnavailableError: the other ranks did not all arrive within ``rendezvous_timeout_s``.
     """
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
@@ -83,7 +145,15 @@ def init_distributed(device: str = "auto") -> DistContext:
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo", rank=rank, world_size=world_size)
+        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        print(
+            f"stcl train: rank {rank}/{world_size} (local {local_rank}) on {node}, master "
+            f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}: waiting for the other ranks "
+            f"(at most {rendezvous_timeout_s:g} s)",
+            flush=True,
+        )
+        store = _rendezvous(rank, world_size, rendezvous_timeout_s)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo", store=store, rank=rank, world_size=world_size)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
