@@ -45,6 +45,7 @@ from stcl.exit_codes import (
     EXIT_USER_ERROR,
     UnavailableError,
 )
+from stcl.hold import hold
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # the signals of a batch scheduler's preemption / time limit
 
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     code = EXIT_USER_ERROR
     try:
+        hold(f"command.{name}")  # tests: stop here on request, arguments parsed, nothing done yet (stcl.hold)
         code = int(module.run(args) or 0)
         return code
     except (ValueError, OSError) as err:

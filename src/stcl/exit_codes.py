@@ -1,9 +1,10 @@
 """The exit codes of every `stcl` command (documented in README.md, "Exit codes").
 
 0 done; 1 user error (one line naming the file, key or path); 69 unavailable (EX_UNAVAILABLE of sysexits.h:
-what the command waits for never came, e.g. the other processes of a multi-node training: one line naming
-it); 75 preempted by SIGTERM/SIGUSR1 (EX_TEMPFAIL of sysexits.h: run the same command again to continue);
-130 interrupted by Ctrl-C (128 + SIGINT, as shells report it; run the same command again to continue).
+what the command waits for never came, e.g. the other processes of a multi-node training, or, for the
+Snakefile (`stcl.runlock`), a `dvc repro` holds the repository: one line naming it); 75 preempted by
+SIGTERM/SIGUSR1 (EX_TEMPFAIL of sysexits.h: run the same command again to continue); 130 interrupted by
+Ctrl-C (128 + SIGINT, as shells report it; run the same command again to continue).
 Argparse usage errors exit 2.
 """
 

@@ -11,7 +11,8 @@ nobody writes; SIGTERM/SIGINT are honoured while waiting (the command's own hand
 is not a named pipe (``/dev/zero``, a regular file) or a malformed value is refused at once. Every message
 names the variable. The errors are ValueError (`stcl` exits 1 with that one line).
 
-Points: ``train.checkpoint.<iteration>`` (after that checkpoint is on disk, `stcl.train.loop`);
+Points: ``command.<name>`` (every `stcl` command, once its arguments are parsed, before it does anything,
+`stcl.cli`); ``train.checkpoint.<iteration>`` (after that checkpoint is on disk, `stcl.train.loop`);
 ``infer.video_done.<video>`` (after that video's predictions are in place, `stcl.infer`).
 """
 
