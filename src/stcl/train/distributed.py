@@ -90,15 +90,17 @@ def _connect(addr: str, port: int, rank: int, deadline: float, timeout_s: float)
                 ) from None
 
 
-def _rendezvous(rank: int, world: int, timeout_s: float) -> dist.TCPStore:
+def _rendezvous(rank: int, world: int, timeout_s: float) -> dist.Store:
     """Wait (in short steps) until all `world` ranks have counted themselves in; the store, for the group."""
     addr, port = os.environ.get("MASTER_ADDR") or "", os.environ.get("MASTER_PORT") or ""
     if not addr or not port.isdigit():
         raise ValueError(f"MASTER_ADDR / MASTER_PORT: a rendezvous address is needed, got {addr!r}:{port!r}")
     deadline = time.monotonic() + timeout_s
-    store = _connect(addr, int(port), rank, deadline, timeout_s)
-    store.set_timeout(timedelta(seconds=timeout_s))
-    key = f"stcl/arrived/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    raw = _connect(addr, int(port), rank, deadline, timeout_s)
+    raw.set_timeout(timedelta(seconds=timeout_s))
+    # torchrun's agent keeps its store across restarts of the workers: each attempt counts in its own keys
+    store = dist.PrefixStore(f"stcl/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", raw)
+    key = "arrived"
     arrived = store.add(key, 1)
     while arrived < world:
         if time.monotonic() >= deadline:
