@@ -35,6 +35,7 @@ __all__ = ["DEFAULT_RENDEZVOUS_TIMEOUT_S", "DistContext", "init_distributed", "s
 
 DEFAULT_RENDEZVOUS_TIMEOUT_S = 600.0  # as params cluster.train.rendezvous_timeout_s
 _STEP_S = 0.5  # longest time spent in C (signals wait for it) while connecting or counting
+_ARRIVED, _LEFT, _CLOSED = "arrived", "left", "closed"  # rendezvous keys (under a per-attempt prefix)
 
 
 @dataclass(frozen=True)
@@ -73,21 +74,37 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {value!r}") from None
 
 
+def _serves_store(rank: int) -> bool:
+    return rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+
+
 def _connect(addr: str, port: int, rank: int, deadline: float, timeout_s: float) -> dist.TCPStore:
-    """The rendezvous store: served by rank 0 (unless torchrun's agent serves it), reached by the others."""
-    serve = rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
-    while True:
-        step = max(0.05, min(_STEP_S, deadline - time.monotonic()))
+    """The rendezvous store: served by rank 0 (unless torchrun's agent serves it), reached by the others.
+
+    A client first waits for the port to accept connections with plain sockets (Python: signals are handled
+    between attempts, and c10d logs no stack trace per refused attempt), then connects the store.
+    """
+    if _serves_store(rank):
         try:
-            return dist.TCPStore(addr, port, None, serve, timedelta(seconds=step), wait_for_workers=False)
-        except RuntimeError as err:  # DistNetworkError / DistStoreError
-            if serve:
-                raise ValueError(f"MASTER_ADDR:MASTER_PORT {addr}:{port}: rank 0 cannot serve the rendezvous ({err})") from None
-            if time.monotonic() >= deadline:
-                raise UnavailableError(
-                    f"rank {rank}: no rendezvous at master {addr}:{port} (rank 0) within {timeout_s:g} s "
-                    "(cluster.train.rendezvous_timeout_s): did rank 0 start?"
-                ) from None
+            return dist.TCPStore(addr, port, None, True, timedelta(seconds=timeout_s), wait_for_workers=False)
+        except RuntimeError as err:  # DistNetworkError: the port is taken, the address is not this host's
+            raise ValueError(f"MASTER_ADDR:MASTER_PORT {addr}:{port}: rank 0 cannot serve the rendezvous ({err})") from None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UnavailableError(
+                f"rank {rank}: no rendezvous at master {addr}:{port} (rank 0) within {timeout_s:g} s "
+                "(cluster.train.rendezvous_timeout_s): did rank 0 start?"
+            )
+        try:
+            socket.create_connection((addr, port), timeout=min(_STEP_S, left)).close()
+        except OSError:  # refused (not listening yet), unreachable, not resolvable (yet): try again
+            time.sleep(min(_STEP_S / 5, max(0.0, deadline - time.monotonic())))
+            continue
+        try:
+            return dist.TCPStore(addr, port, None, False, timedelta(seconds=max(left, 1.0)), wait_for_workers=False)
+        except RuntimeError:  # the server went away between the probe and the connection: probe again
+            continue
 
 
 def _rendezvous(rank: int, world: int, timeout_s: float) -> dist.Store:
@@ -100,21 +117,47 @@ def _rendezvous(rank: int, world: int, timeout_s: float) -> dist.Store:
     raw.set_timeout(timedelta(seconds=timeout_s))
     # torchrun's agent keeps its store across restarts of the workers: each attempt counts in its own keys
     store = dist.PrefixStore(f"stcl/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/", raw)
-    key = "arrived"
-    arrived = store.add(key, 1)
-    while arrived < world:
-        if time.monotonic() >= deadline:
-            raise UnavailableError(
-                f"rank {rank}: only {arrived} of {world} ranks arrived at master {addr}:{port} within "
-                f"{timeout_s:g} s (cluster.train.rendezvous_timeout_s); the log lines `rank R/{world}` name those "
-                "that started"
-            )
-        time.sleep(min(_STEP_S / 5, max(0.0, deadline - time.monotonic())))
-        try:
-            arrived = store.add(key, 0)
-        except RuntimeError as err:  # rank 0, which serves the store, is gone
-            raise UnavailableError(f"rank {rank}: lost the rendezvous at master {addr}:{port} ({err})") from None
+    serving = _serves_store(rank)
+
+    def timed_out() -> UnavailableError:
+        return UnavailableError(
+            f"rank {rank}: only {arrived} of {world} ranks arrived at master {addr}:{port} within {timeout_s:g} s "
+            f"(cluster.train.rendezvous_timeout_s); the log lines `rank R/{world}` name those that started"
+        )
+
+    arrived = store.add(_ARRIVED, 1)
+    try:
+        while arrived < world:
+            if time.monotonic() >= deadline:
+                raise timed_out()
+            time.sleep(min(_STEP_S / 5, max(0.0, deadline - time.monotonic())))
+            arrived = store.add(_ARRIVED, 0)
+            if not serving and store.check([_CLOSED]):
+                if store.get(_CLOSED) == b"timeout":  # rank 0's time ran out a moment before this rank's
+                    raise timed_out()
+                raise UnavailableError(
+                    f"rank {rank}: rank 0 left the rendezvous at master {addr}:{port} ({arrived} of {world} ranks "
+                    "had arrived)"
+                )
+    except BaseException as err:  # a timeout, SIGTERM, Ctrl-C: leave so that the others end in one line too
+        _leave(store, serving, "timeout" if isinstance(err, UnavailableError) else "left")
+        raise
     return store
+
+
+def _leave(store: dist.Store, serving: bool, why: str) -> None:
+    """Count out of a failed rendezvous. The rank serving the store says it closes, then waits (a few
+    seconds at most) until the ranks that arrived have counted out, so none of them loses the store mid-call."""
+    try:
+        if not serving:
+            store.add(_LEFT, 1)
+            return
+        store.set(_CLOSED, why)
+        until = time.monotonic() + 10 * _STEP_S
+        while store.add(_LEFT, 0) < store.add(_ARRIVED, 0) - 1 and time.monotonic() < until:
+            time.sleep(_STEP_S / 5)
+    except RuntimeError:  # the store is gone already: nothing to tell
+        pass
 
 
 def init_distributed(device: str = "auto", rendezvous_timeout_s: float = DEFAULT_RENDEZVOUS_TIMEOUT_S) -> DistContext:
