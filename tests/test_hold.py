@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _hardening_fixtures import wait_for
 
-from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
+from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from stcl.hold import ENV, TIMEOUT_ENV
 from stcl.train.state import CheckpointManager
 
@@ -33,6 +33,7 @@ def _limit_memory() -> None:
 def _child(code: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", code],
+        cwd=TESTS.parent,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path]), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -80,6 +81,20 @@ def test_a_pipe_nobody_writes_ends_the_wait_after_the_timeout(tmp_path) -> None:
     code, err = _finish(_child(HOLD_AT_P, **{ENV: f"p={fifo}", TIMEOUT_ENV: "soon"}))
     assert err.strip().splitlines()[-1].endswith("STCL_HOLD_TIMEOUT_S='soon': expected a number of seconds > 0 "
                                                  "(the longest STCL_HOLD wait)")
+
+
+def test_a_stcl_command_held_too_long_exits_1_in_one_line(tmp_path) -> None:
+    """What `stcl` makes of it: the command's one error line and exit 1 (here `stcl params`, held at start)."""
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    code = "import sys; from stcl.cli import main; sys.exit(main(['params', '--params', 'params.yaml']))"
+    proc = _child(code, **{ENV: f"command.params={fifo}", TIMEOUT_ENV: "0.5"})
+    returncode, err = _finish(proc)
+    assert returncode == EXIT_USER_ERROR
+    assert err.strip().splitlines() == [
+        f"stcl params: error: STCL_HOLD: {fifo} (hold point command.params): nobody opened it for writing within "
+        "0.5 s (STCL_HOLD_TIMEOUT_S); giving up"
+    ]
 
 
 def test_a_writer_releases_the_hold_and_an_endless_writer_is_read_only_so_far(tmp_path) -> None:
