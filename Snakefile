@@ -4,7 +4,11 @@
 #   .venv/bin/snakemake --profile slurm results/test_submission.zip  # on a Slurm GPU cluster
 # Every knob is in params.yaml; every rule runs one `stcl` command (also usable by hand).
 
+import sys
+
 from snakemake.utils import min_version
+
+from stcl import runlock
 
 min_version("9.0")
 
@@ -33,6 +37,12 @@ rule all:
 
 
 onstart:
+    # One workflow run at a time: this run holds DVC's repository lock until it ends (src/stcl/runlock.py).
+    try:
+        runlock.hold_for_snakemake(".")
+    except runlock.RepositoryInUseError as err:
+        print(f"snakemake: error: {err}", file=sys.stderr)
+        raise SystemExit(runlock.EXIT_UNAVAILABLE)
     # On a cluster, the work, GPU time and memory of every job (`stcl plan`) before anything is submitted.
     if getattr(workflow.executor_plugin, "name", None) == "slurm":
         shell("stcl plan --params {PARAMS_FILE:q}")

@@ -120,7 +120,7 @@ def main(out_dir: str, kill_at: int, signal_name: str) -> None:
     import signal
 
     from stcl.train.distributed import DistContext
-    from stcl.train.loop import PREEMPT_EXIT_CODE, train
+    from stcl.train.loop import train
 
     torch.set_num_threads(1)
 
@@ -129,7 +129,7 @@ def main(out_dir: str, kill_at: int, signal_name: str) -> None:
             os.kill(os.getpid(), getattr(signal, signal_name))
 
     result = train(toy_job(Path(out_dir)), DistContext(), callbacks=[killer] if kill_at else [])
-    sys.exit(PREEMPT_EXIT_CODE if result.preempted else 0)
+    sys.exit(result.exit_code)  # 75 after SIGTERM/SIGUSR1, 130 after SIGINT
 
 
 def ddp_worker(rank: int, world_size: int, port: int, out_dir: str, stage_kwargs: dict, dropout: float) -> None:

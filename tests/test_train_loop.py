@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -139,12 +140,50 @@ def test_nan_loss_stops_with_iteration_and_keeps_last_checkpoint(tmp_path) -> No
     assert not (tmp_path / "model.pt").exists()
 
 
-def test_finished_run_is_retrained_not_resumed(tmp_path) -> None:
+@pytest.mark.parametrize("workflow_removed_model", [False, True])
+def test_finished_run_is_retrained_not_resumed(tmp_path, workflow_removed_model) -> None:
+    """A run whose model.pt was written is trained again, also when model.pt is gone (Snakemake and DVC
+    remove a job's outputs before they rerun it)."""
     first = train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext())
+    if workflow_removed_model:
+        (tmp_path / "model.pt").unlink()
     ran: list[int] = []
     again = train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext(), callbacks=[ran.append])
     assert ran == [1, 2, 3, 4, 5]  # a full fresh run, not a no-op resume
     assert again.metrics["first_loss"] == first.metrics["first_loss"]
+
+
+def test_finished_run_whose_model_was_not_written_is_not_retrained(tmp_path, capsys) -> None:
+    """The final checkpoint is on disk but writing model.pt fails (a full disk): the same command again
+    writes model.pt from that checkpoint, without training a single iteration."""
+    job = fx.toy_job(tmp_path, fx.toy_stage(iters=5))
+
+    def full_disk(path: Path, model: torch.nn.Module) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    job.save_model = full_disk
+    with pytest.raises(OSError):
+        train(job, DistContext())
+    ckpts = CheckpointManager(tmp_path / "state")
+    final = ckpts.load(ckpts.latest())
+    assert final["iteration"] == 5 and not (tmp_path / "model.pt").exists()
+    losses = (tmp_path / "dvclive/plots/metrics/train/loss.tsv").read_text()
+    capsys.readouterr()
+
+    ran: list[int] = []
+    again = train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext(), callbacks=[ran.append])
+    out = capsys.readouterr().out
+    assert ran == [] and again.iteration == 5 and not again.preempted
+    assert "is the final checkpoint of this run (5/5 iterations) and its outputs were never written" in out
+    assert "starting afresh" not in out
+    _assert_identical(_weights(tmp_path / "model.pt"), final["model"])
+    assert (tmp_path / "dvclive/plots/metrics/train/loss.tsv").read_text() == losses
+    metrics = json.loads((tmp_path / "train_metrics.json").read_text())
+    assert metrics["iterations"] == 5 and metrics["first_loss"] == final["log"]["first_loss"]
+
+    # Delivered now: the next run is a workflow's rerun (an input changed) and trains again.
+    train(fx.toy_job(tmp_path, fx.toy_stage(iters=5)), DistContext(), callbacks=[ran.append])
+    assert ran == [1, 2, 3, 4, 5]
 
 
 def test_checkpoints_of_other_params_are_discarded(tmp_path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -294,3 +295,81 @@ def test_two_node_rule_gives_one_sbatch_with_a_task_per_gpu_and_srun(tmp_path) -
     flags = (get_submit_command(Job(), job_params) + set_gres_string(Job())).split()
     assert {"--nodes=2", "--ntasks=2", "--gres=gpu:1"} <= set(flags), flags
     assert not [f for f in flags if f.startswith(("--ntasks-per-gpu", "--ntasks-per-node"))], flags
+
+
+# -- a rendezvous that never completes -------------------------------------------------------------------
+def _start_ranks(tmp_path: Path, ranks: list[int], world: int, timeout_s: int) -> tuple[list[subprocess.Popen], int]:
+    """`stcl train` as tasks `ranks` of a `world`-task srun step on this machine (the others never start)."""
+    data = yaml.safe_load((TESTS.parent / "params.yaml").read_text())
+    data["cluster"]["train"]["rendezvous_timeout_s"] = timeout_s
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(data))
+    job = _free_job_id()
+    torch_vars = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_")) and k not in torch_vars}
+    argv = [sys.executable, "-m", "stcl", "train", "--stage", "pretrain_coco", "--params", str(params), "--device",
+            "cpu", "--coco-semantic", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
+    procs = [
+        subprocess.Popen(argv, env={**base, **_task_env(r, r, r, "127.0.0.1", world, job)}, cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for r in ranks
+    ]
+    return procs, master_port(job)
+
+
+def _first_line(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """The first stdout line of `proc` (read in a thread, so a process that prints nothing fails the test)."""
+    import queue
+    import threading
+
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail("no line before the rendezvous")
+
+
+def _end(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("a rank still waits in the rendezvous")
+    return proc.returncode, err
+
+
+def test_ranks_whose_peer_never_starts_say_where_they_wait_then_exit_69(tmp_path) -> None:
+    """SLURM_STEP_NUM_TASKS=3, only tasks 0 and 1 start: each prints its line before it waits, then exits 69
+    with one line naming the master and the params key once cluster.train.rendezvous_timeout_s has passed."""
+    from stcl.exit_codes import EXIT_UNAVAILABLE
+
+    procs, port = _start_ranks(tmp_path, [0, 1], world=3, timeout_s=3)
+    for rank, proc in enumerate(procs):
+        line = _first_line(proc)
+        assert line.startswith(f"stcl train: rank {rank}/3 (local {rank}) on "), line
+        assert line.rstrip().endswith(f"master 127.0.0.1:{port}: waiting for the other ranks (at most 3 s)"), line
+    for rank, proc in enumerate(procs):
+        code, err = _end(proc)
+        assert code == EXIT_UNAVAILABLE, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"stcl train: error: rank {rank}: "), lines
+        assert f"master 127.0.0.1:{port}" in lines[0] and "within 3 s (cluster.train.rendezvous_timeout_s)" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_sigterm_and_ctrl_c_stop_ranks_waiting_in_the_rendezvous(tmp_path) -> None:
+    """Ranks waiting for a peer that never comes (timeout 600 s) stop on SIGTERM with 75 and on SIGINT with
+    130, as everywhere else; the signal is sent once each has printed its line (it then waits)."""
+    from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
+
+    procs, _ = _start_ranks(tmp_path, [0, 1], world=3, timeout_s=600)
+    for proc in procs:
+        assert "waiting for the other ranks" in _first_line(proc)
+    for proc, sig, expected in ((procs[1], signal.SIGINT, EXIT_INTERRUPTED), (procs[0], signal.SIGTERM, EXIT_PREEMPTED)):
+        proc.send_signal(sig)
+        code, err = _end(proc)
+        assert code == expected, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

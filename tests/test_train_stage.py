@@ -85,7 +85,7 @@ def test_rerun_retrains_a_finished_stage_and_restart_clears_state(coco_pre, caps
     capsys.readouterr()
     assert main(PRETRAIN) == 0
     out = capsys.readouterr().out
-    assert "holds a finished run (a rerun retrains); starting afresh" in out and "resuming" not in out
+    assert "holds a finished run whose model.pt was written (a rerun retrains); starting afresh" in out and "resuming" not in out
     assert main([*PRETRAIN, "--restart"]) == 0
     assert "starting afresh" not in capsys.readouterr().out  # --restart cleared the state first
 

@@ -10,6 +10,8 @@ Exit codes (the same for every subcommand; `main` is the one place that maps fai
 * 0 (`EXIT_OK`): done.
 * 1 (`EXIT_USER_ERROR`): bad input, missing file, full disk, output folder in use...: one line on stderr
   ``stcl <command>: error: <path or key>: <what>`` (``STCL_DEBUG=1`` shows the traceback instead).
+* 69 (`EXIT_UNAVAILABLE`, EX_UNAVAILABLE of sysexits.h): what the command waited for never came (the other
+  processes of a multi-node training within ``cluster.train.rendezvous_timeout_s``); one line naming it.
 * 75 (`EXIT_PREEMPTED`, EX_TEMPFAIL of sysexits.h): stopped by SIGTERM or SIGUSR1 (Slurm preemption or
   time limit); `stcl train` writes a checkpoint first. Run the same command again to continue.
 * 130 (`EXIT_INTERRUPTED`, 128 + SIGINT as shells report it): Ctrl-C; `stcl train` writes a checkpoint
@@ -35,7 +37,15 @@ from typing import Any
 
 from stcl import __version__, numerics
 from stcl.atomic import DISK_FULL_ERRNOS, remove_new_empty_dirs, snapshot_dirs
-from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_PREEMPTED, EXIT_USER_ERROR
+from stcl.exit_codes import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_UNAVAILABLE,
+    EXIT_USER_ERROR,
+    UnavailableError,
+)
+from stcl.hold import hold
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # the signals of a batch scheduler's preemption / time limit
 
@@ -147,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     code = EXIT_USER_ERROR
     try:
+        hold(f"command.{name}")  # tests: stop here on request, arguments parsed, nothing done yet (stcl.hold)
         code = int(module.run(args) or 0)
         return code
     except (ValueError, OSError) as err:
@@ -155,6 +166,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"stcl {name}: error: {error_line(err, outputs)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except UnavailableError as err:
+        if os.environ.get("STCL_DEBUG"):
+            raise
+        print(f"stcl {name}: error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
         print(f"stcl {name}: interrupted (SIGINT); no partial output kept", file=sys.stderr)

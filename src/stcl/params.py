@@ -55,6 +55,7 @@ __all__ = [
     "EvaluateParams",
     "TCParams",
     "ResourceParams",
+    "TrainResourceParams",
     "TRAIN_STAGES",
     "BACKBONES",
     "CNN_BACKBONES",
@@ -388,9 +389,17 @@ class ResourceParams(_Strict):
     account: str | None = None
 
 
+class TrainResourceParams(ResourceParams):
+    """`ResourceParams` of the training jobs, plus how long their processes wait for each other."""
+
+    # seconds each process of a multi-process training waits for all the others at the start (README
+    # "Several nodes"); then it exits 69 naming what it waited for. Not part of a run's fingerprint.
+    rendezvous_timeout_s: PositiveInt = 600
+
+
 class ClusterParams(_Strict):
     default: ResourceParams = ResourceParams()
-    train: ResourceParams = ResourceParams(gpus=1, mem_mb=32000, runtime=720)
+    train: TrainResourceParams = TrainResourceParams(gpus=1, mem_mb=32000, runtime=720)
     infer: ResourceParams = ResourceParams(gpus=1, mem_mb=16000, runtime=240)
 
 

@@ -9,8 +9,9 @@ not given, ``data.vspw_root`` / ``coco_root`` / ``ade_root``)::
 Several processes: ``torchrun --nproc_per_node N -m stcl train ...`` (NCCL on GPUs, gloo on CPU), or across
 nodes ``srun --nodes N --ntasks-per-node G ... stcl train ...`` (ranks from ``SLURM_*``: `stcl.train.slurm_env`).
 Running the same command again resumes from the newest complete checkpoint under ``<out>/state`` of the
-same params, on any nodes (``--restart`` starts afresh; a finished run is retrained, since a workflow reruns
-it only when an input changed).
+same params, on any nodes (``--restart`` starts afresh). A run that failed after its final checkpoint and
+before model.pt was written only writes model.pt; a run whose model.pt was written is retrained, since a
+workflow reruns it only when an input changed.
 
 Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
 `stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -64,15 +64,9 @@ def run(args: argparse.Namespace) -> int:
         ade=args.ade or params.data.ade_root,
         pseudo=args.pseudo,
     )
-    ctx = init_distributed(args.device)
-    if ctx.distributed:
-        # One line per rank: which node holds which rank (the first thing to read when a node hangs).
-        node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-        print(
-            f"stcl train: rank {ctx.rank}/{ctx.world_size} (local {ctx.local_rank}) on {node}, "
-            f"master {os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}",
-            flush=True,
-        )
+    # Several processes: each prints its rank, node and master before it waits for the others (one line per
+    # rank, the first thing to read when a node hangs), for at most cluster.train.rendezvous_timeout_s.
+    ctx = init_distributed(args.device, params.cluster.train.rendezvous_timeout_s)
     try:
         with output_lock(out, ctx):
             if args.restart and ctx.is_main:

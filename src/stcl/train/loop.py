@@ -208,22 +208,28 @@ class _Run:
         return self.ckpts.save(state, self.iteration)
 
     def try_resume(self) -> Path | None:
-        """Load the newest readable checkpoint of an unfinished run with the same fingerprint.
+        """Load the newest readable checkpoint of this run (same fingerprint) that still has work to do.
 
         Returns its path, or None (fresh start). An unreadable newer checkpoint is set aside with a warning
-        (see `CheckpointManager.load_newest_readable`). Checkpoints of other params or of a finished run are
-        deleted (rank 0): Snakemake/DVC rerun a finished stage only when something it depends on changed.
+        (see `CheckpointManager.load_newest_readable`). Checkpoints of other params are deleted (rank 0).
+        The final checkpoint of a run whose outputs were never written (no ``delivered.json``: the process
+        died or failed between that checkpoint and model.pt) is loaded too: `train` then only writes the
+        outputs. Checkpoints of a run whose outputs were written are deleted and the stage is trained again:
+        Snakemake/DVC rerun a finished stage only when something it depends on changed (code, data, init
+        weights), and they remove model.pt first.
         """
         found = self.ckpts.load_newest_readable() if self.ctx.is_main else None  # rank 0's view decides
-        latest = all_gather_objects(found[0] if found else None, self.ctx)[0]
+        view = (found[0], self.ckpts.delivered()) if found else None
+        latest, delivered = all_gather_objects(view, self.ctx)[0] or (None, None)
         if latest is None:
             return None
         state = found[1] if found else self.ckpts.load(latest)
         reason = None
+        done = {"iteration": int(state["iteration"]), "fingerprint": state.get("fingerprint")}
         if state.get("fingerprint") != self.job.fingerprint:
             reason = "holds checkpoints of other params"
-        elif int(state["iteration"]) >= self.sp.iters:
-            reason = "holds a finished run (a rerun retrains)"
+        elif int(state["iteration"]) >= self.sp.iters and delivered == done:
+            reason = "holds a finished run whose model.pt was written (a rerun retrains)"
         if reason is not None:
             if self.ctx.is_main:
                 print(f"stcl train: {latest.parent} {reason}; starting afresh", flush=True)
@@ -345,7 +351,15 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     seed_everything(job.seed + ctx.rank)  # per-rank seeds (dropout, drop path); replaced by a resume
     run = _Run(job, ctx)
     resumed_from = run.try_resume()
-    if ctx.is_main and resumed_from is not None:
+    finished = resumed_from is not None and run.iteration >= sp.iters
+    if ctx.is_main and finished:
+        print(
+            f"stcl train: {resumed_from} is the final checkpoint of this run ({run.iteration}/{sp.iters} "
+            f"iterations) and its outputs were never written; writing {job.out_dir / 'model.pt'} from it "
+            "(no training)",
+            flush=True,
+        )
+    elif ctx.is_main and resumed_from is not None:
         print(f"stcl train: resuming {job.name} from {resumed_from} (iteration {run.iteration}/{sp.iters})", flush=True)
     model = run.model
     if ctx.distributed:
@@ -365,7 +379,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
     stop_signal: int | None = None
     try:
         with _PreemptFlag() as flag:
-            batches = _loader(run)
+            batches = _loader(run) if not finished else iter(())
             while run.iteration < sp.iters:
                 loss, parts = _step(run, batches, use_stcl)
                 loss_value, stop = _agree(run, loss, flag.raised is not None)
@@ -389,7 +403,8 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
                     run.log["seconds"] = float(run.log["seconds"]) + time.perf_counter() - t_start
                     t_start = time.perf_counter()
                     run.save()
-                    hold(f"train.checkpoint.{run.iteration}")  # tests: stop here on request (stcl.hold)
+                    # tests: stop here on request (stcl.hold); a signal ends the wait, the next iteration then stops
+                    hold(f"train.checkpoint.{run.iteration}", stop=lambda: flag.raised is not None)
                 for cb in callbacks:
                     cb(run.iteration)
                 if stop:
@@ -411,6 +426,7 @@ def train(job: TrainJob, ctx: DistContext, callbacks: Sequence[Callable[[int], N
         else:
             job.save_model(job.out_dir / "model.pt", _unwrap(run.model))
             write_json(job.out_dir / "train_metrics.json", result.metrics, sort_keys=True)
+            run.ckpts.mark_delivered(run.iteration, job.fingerprint)  # last: a failure above leaves it unmarked
     return result
 
 

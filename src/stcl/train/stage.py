@@ -32,7 +32,8 @@ def params_fingerprint(params: Params, stage_name: str) -> str:
     """sha256 of every params section that shapes the run: an unfinished run resumes only with the same one.
 
     The code is deliberately not part of it (resuming a preempted run after a bug fix is common practice);
-    a *finished* run is never resumed (see `stcl.train.loop.train`), so a rerun after a code change retrains.
+    a run whose model.pt was written is never resumed (see `stcl.train.loop.train`), so a rerun after a code
+change retrains.
     """
     shaping = {
         "stage": params.stage(stage_name).model_dump(mode="json"),

@@ -10,6 +10,11 @@ A checkpoint damaged after it was written (a full or failing disk, a copy cut sh
 (kept for inspection, never loaded again), warns naming it and the one it falls back to, and loads the
 previous good one.
 
+``<out>/state/delivered.json`` ({"iteration", "fingerprint"}) is written once the run's ``model.pt`` and
+``train_metrics.json`` are in place: a final checkpoint without it is a run that finished training but
+failed (a full disk, a killed job) before its outputs were written, and the next run writes them from that
+checkpoint instead of training again (see `stcl.train.loop`).
+
 State dict (format "stcl-train-state/1"):
     iteration, model, optimizer, scheduler, scaler (None without fp16), rng (one entry per rank, see
     :func:`capture_rng`), data ({"iteration", "cursors"}), fingerprint (hash of the params that shape the
@@ -18,6 +23,7 @@ State dict (format "stcl-train-state/1"):
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import sys
@@ -28,12 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from stcl.atomic import atomic_path, remove_stale_tmp
+from stcl.atomic import atomic_path, remove_stale_tmp, write_json
 
 __all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng"]
 
 STATE_FORMAT = "stcl-train-state/1"
 UNREADABLE_SUFFIX = ".unreadable"
+DELIVERED_NAME = "delivered.json"
 _NAME = re.compile(r"^iter_(\d{8})\.pt$")
 
 
@@ -142,7 +149,20 @@ class CheckpointManager:
         for _, old in self.list()[: -self.keep]:
             old.unlink(missing_ok=True)
         remove_stale_tmp(self.folder)  # this process's own temporary is renamed by now
+        (self.folder / DELIVERED_NAME).unlink(missing_ok=True)  # a run in progress has delivered nothing yet
         return path
+
+    def mark_delivered(self, iteration: int, fingerprint: str) -> None:
+        """Record that the outputs (model.pt, metrics) of the run ending at `iteration` are written."""
+        write_json(self.folder / DELIVERED_NAME, {"iteration": iteration, "fingerprint": fingerprint})
+
+    def delivered(self) -> dict[str, Any] | None:
+        """The record of `mark_delivered`, or None (none written, or unreadable: treated as not delivered)."""
+        try:
+            record = json.loads((self.folder / DELIVERED_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if isinstance(record, dict) else None
 
     def clear(self) -> None:
         """Remove every checkpoint, the unreadable ones set aside included (params changed, or --restart)."""
@@ -151,3 +171,4 @@ class CheckpointManager:
         if self.folder.is_dir():
             for p in self.folder.glob(f"iter_*.pt{UNREADABLE_SUFFIX}"):
                 p.unlink(missing_ok=True)
+        (self.folder / DELIVERED_NAME).unlink(missing_ok=True)
