@@ -136,11 +136,11 @@ class ReportInputs:
 
 def _tc_section(inputs: ReportInputs, out: Path) -> str:
     """The TC view of the first video of the flows folder with a frame pair (`stcl.report.tc_view`)."""
-    from stcl.flow.store import read_flows_index, read_video_sources
+    from stcl.flow.store import read_flows_index
     from stcl.report.tc_view import write_tc_view
 
     index = read_flows_index(inputs.flows)
-    video = next((v for v in index["videos"] if len(read_video_sources(inputs.flows, v)[1]) > 0), None)
+    video = next((v for v in index["videos"] if index["per_video"][v]["frames"] > 1), None)
     if video is None:
         return "<h2>Temporal consistency (TC)</h2><p>No video of the flows has two frames.</p>"
     png, agree = write_tc_view(inputs.gt_root, inputs.pred_root, inputs.flows, video, out / "qualitative" / f"{video}.tc.png")
