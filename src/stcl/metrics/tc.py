@@ -139,10 +139,11 @@ def evaluate_tc(
     """
     from stcl.data.vspw import list_frames
     from stcl.flow.store import check_flows_inputs, read_flows_index, read_video_sources
-    from stcl.metrics.io import pred_path, read_label_png
+    from stcl.metrics.io import check_predictions, pred_path, read_label_png
 
     index = read_flows_index(flows)
     check_flows_inputs(flows, index, vspw_root, split, raft_weights)
+    check_predictions(pred_root, {video: list_frames(vspw_root, video) for video in index["videos"]})
     counter = TCCounter(num_classes)
     for video in index["videos"]:
         stems, sources = read_video_sources(flows, video, index)
