@@ -49,8 +49,10 @@ def _cases() -> list[tuple[str, str]]:
     cases = []
     for fmt, keys in STRUCTURAL.items():
         cases += [(fmt, f"cut {at}") for at in CUTS] + [(fmt, "int key")]
-        for key in ["<first>", "<last>", *keys]:
+        for key in ["<first>", "<last>"]:  # every kind of wrong value (one check for all layouts)
             cases += [(fmt, f"{key} {kind}") for kind in (*VALUES, "missing")]
+        for key in keys:  # what the layout's mapping reads: missing, of another type, of another shape
+            cases += [(fmt, f"{key} {kind}") for kind in ("str", "0-d", "missing")]
     cases += [("stcl-model", f"{key} {kind}") for key in ("num_classes", "proj_dim", "model_params", "state_dict")
               for kind in ("str", "dict", "missing")]
     cases += [("stcl-model", "model_params.backbone int"), ("mmseg", "state_dict int")]
