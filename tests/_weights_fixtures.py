@@ -59,8 +59,9 @@ def weights_files(folder: Path) -> dict[str, tuple[Path, object, str]]:
 
     model, params = _segmentor("resnet18")
     path = folder / "stcl-model.pt"
-    save_model(path, model, model_params=params, num_classes=124, proj_dim=None, label_space="vspw",
-               class_names=VSPW_CLASSES)
+    save_model(
+        path, model, model_params=params, num_classes=124, proj_dim=None, label_space="vspw", class_names=VSPW_CLASSES
+    )
     files["stcl-model"] = (path, torch.load(path, weights_only=True), "resnet18")
     swin, _ = _segmentor("swin_mini")
     put("mmseg", {"state_dict": to_mmseg_checkpoint(swin.state_dict(), window=7), "meta": {"epoch": 1}}, "swin_mini")
@@ -71,10 +72,12 @@ def weights_files(folder: Path) -> dict[str, tuple[Path, object, str]]:
             key = key.replace(f"layers.{n}.downsample", f"layers.{n - 1}.downsample")
         official[key] = value
     put("swin-official", {"model": official}, "swin_mini")
-    timm_swin = {k[len("model."):]: v for k, v in build_encoder("swin_mini").state_dict().items() if k.startswith("model.")}
+    timm_swin = {
+        k[len("model.") :]: v for k, v in build_encoder("swin_mini").state_dict().items() if k.startswith("model.")
+    }
     put("swin-timm", timm_swin, "swin_mini")
     put("cswin-official", {"state_dict_ema": build_encoder("cswin_mini").state_dict()}, "cswin_mini")
-    put("resnet-timm", {k[len("model."):]: v for k, v in build_encoder("resnet18").state_dict().items()}, "resnet18")
+    put("resnet-timm", {k[len("model.") :]: v for k, v in build_encoder("resnet18").state_dict().items()}, "resnet18")
     for fam in ("dinov2", "dinov3"):
         put(f"{fam}-official", _dino_official(fam), f"{fam}_tiny")
         put(f"{fam}-timm", _dino_timm(fam), f"{fam}_tiny")

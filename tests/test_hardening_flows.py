@@ -73,6 +73,13 @@ def _cut(path: Path, at: float) -> None:
     path.write_bytes(data[: int(len(data) * at)] if at < 1 else data[: len(data) - int(at)])
 
 
+def _flip(path: Path, start: int, end: int) -> None:
+    """Invert bits of bytes ``start:end`` (inside the compressed offsets: zlib or the zip index fails)."""
+    data = bytearray(path.read_bytes())
+    data[start:end] = bytes(x ^ 0x55 for x in data[start:end])
+    path.write_bytes(bytes(data))
+
+
 def _offset(flows: Path, video: str, change) -> None:  # noqa: ANN001
     arrays = _npz(flows, video)
     arrays["offset"] = change(arrays["offset"].copy())
@@ -125,24 +132,36 @@ def _other_video_same_size(flows: Path) -> None:
 
 # name → (mutation of the flows folder, redigest the npz files afterwards, the file the error line must name)
 MUTATIONS = {
-    **{f"npz cut at {at}": (lambda f, at=at: _cut(f / "vid_a.npz", at), False, "vid_a.npz") for at in (0.0, 0.1, 0.5, 22)},
-    **{f"npz cut at {at}, redigested": (lambda f, at=at: _cut(f / "vid_a.npz", at), True, "vid_a.npz")
-       for at in (0.0, 0.1, 0.5, 0.99, 22)},
-    "npz bytes flipped, redigested": (lambda f: (f / "vid_a.npz").write_bytes(
-        (b := bytearray((f / "vid_a.npz").read_bytes())) and bytes(b[:200] + bytes(x ^ 0x55 for x in b[200:400]) + b[400:])),
-        True, "vid_a.npz"),
+    **{
+        f"npz cut at {at}": (lambda f, at=at: _cut(f / "vid_a.npz", at), False, "vid_a.npz")
+        for at in (0.0, 0.1, 0.5, 22)
+    },
+    **{
+        f"npz cut at {at}, redigested": (lambda f, at=at: _cut(f / "vid_a.npz", at), True, "vid_a.npz")
+        for at in (0.0, 0.1, 0.5, 0.99, 22)
+    },
+    "npz bytes flipped, redigested": (lambda f: _flip(f / "vid_a.npz", 200, 400), True, "vid_a.npz"),
     "npz deleted": (lambda f: (f / "vid_a.npz").unlink(), False, "vid_a.npz"),
     "npz replaced by vid_b's": (lambda f: shutil.copy(f / "vid_b.npz", f / "vid_a.npz"), False, "vid_a.npz"),
     "npz of another video of the same size, redigested": (_other_video_same_size, True, "vid_a.npz"),
-    "npz without offset": (lambda f: _write_npz(f, "vid_a", {k: v for k, v in _npz(f, "vid_a").items() if k != "offset"}),
-                           True, "vid_a.npz"),
+    "npz without offset": (
+        lambda f: _write_npz(f, "vid_a", {k: v for k, v in _npz(f, "vid_a").items() if k != "offset"}),
+        True,
+        "vid_a.npz",
+    ),
     "npz offsets float": (lambda f: _offset(f, "vid_a", lambda o: o.astype(np.float32)), True, "vid_a.npz"),
     "npz offsets of another size": (lambda f: _offset(f, "vid_a", lambda o: o[:, :-1]), True, "vid_a.npz"),
     "npz negative offsets (numpy wrap)": (lambda f: _offset(f, "vid_a", _wrap_negative), True, "vid_a.npz"),
     "npz offset past the frame's end": (lambda f: _offset(f, "vid_a", _past_end), True, "vid_a.npz"),
-    "npz pickled object array": (lambda f: np.savez(f / "vid_a.npz", frames=np.array([{"a": 1}], dtype=object)),
-                                 True, "vid_a.npz"),
-    **{f"index cut at {at}": (lambda f, at=at: _cut(f / "flows.json", at), False, "flows.json") for at in (0.0, 0.3, 0.9)},
+    "npz pickled object array": (
+        lambda f: np.savez(f / "vid_a.npz", frames=np.array([{"a": 1}], dtype=object)),
+        True,
+        "vid_a.npz",
+    ),
+    **{
+        f"index cut at {at}": (lambda f, at=at: _cut(f / "flows.json", at), False, "flows.json")
+        for at in (0.0, 0.3, 0.9)
+    },
     "index deleted": (lambda f: (f / "flows.json").unlink(), False, "flows.json"),
     "index of an older format": (_index_edit(format="stcl-flows/1"), False, "flows.json"),
     "index a list": (lambda f: (f / "flows.json").write_text("[]"), False, "flows.json"),
@@ -193,8 +212,10 @@ def test_flows_of_another_split_computed_for_real_are_refused(tc, tmp_path, caps
     capsys.readouterr()
     assert main(_evaluate(root, preds, flows, out)) == EXIT_USER_ERROR
     line = capsys.readouterr().err.strip()
-    assert line == (f"stcl evaluate: error: {flows / 'flows.json'}: flows of split 'test', evaluating split 'val' "
-                    "(run `stcl flow --split val`)")
+    assert line == (
+        f"stcl evaluate: error: {flows / 'flows.json'}: flows of split 'test', evaluating split 'val' "
+        "(run `stcl flow --split val`)"
+    )
     assert not out.exists()
 
 
@@ -208,8 +229,10 @@ def test_flows_of_other_frames_or_another_raft_file_are_refused(tc, tmp_path, ca
     capsys.readouterr()
     assert main(_evaluate(root, preds, flows, out)) == EXIT_USER_ERROR
     line = capsys.readouterr().err.strip()
-    assert line.startswith(f"stcl evaluate: error: {flows / 'flows.json'}: flows of video vid_b were computed from "
-                           f"other frames than the 4 of {root / 'data' / 'vid_b' / 'origin'}"), line
+    assert line.startswith(
+        f"stcl evaluate: error: {flows / 'flows.json'}: flows of video vid_b were computed from "
+        f"other frames than the 4 of {root / 'data' / 'vid_b' / 'origin'}"
+    ), line
     # params naming another RAFT file than the one the flows were computed with
     import torch
 
@@ -221,8 +244,10 @@ def test_flows_of_other_frames_or_another_raft_file_are_refused(tc, tmp_path, ca
     params.write_text(yaml.safe_dump({"tc": {"raft_weights": str(other)}}))
     assert main(_evaluate(vspw, preds, flows, out, "--params", str(params))) == EXIT_USER_ERROR
     line = capsys.readouterr().err.strip()
-    assert line == (f"stcl evaluate: error: {flows / 'flows.json'}: flows computed with another RAFT file than "
-                    f"{other}; run `stcl flow` again")
+    assert line == (
+        f"stcl evaluate: error: {flows / 'flows.json'}: flows computed with another RAFT file than "
+        f"{other}; run `stcl flow` again"
+    )
     params.write_text(yaml.safe_dump({"tc": {"raft_weights": str(raft)}}))
     assert main(_evaluate(vspw, preds, flows, out, "--params", str(params))) == 0  # its own RAFT file: accepted
 

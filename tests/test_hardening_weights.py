@@ -26,8 +26,11 @@ from stcl.params import ModelParams, Params
 # keys a layout's mapping reads (beside the first and last key of every file)
 STRUCTURAL = {
     "stcl-model": ["backbone.model.conv1.weight"],
-    "mmseg": ["backbone.stages.0.downsample.reduction.weight", "backbone.stages.0.downsample.norm.weight",
-              "backbone.stages.0.blocks.0.attn.w_msa.relative_position_bias_table"],
+    "mmseg": [
+        "backbone.stages.0.downsample.reduction.weight",
+        "backbone.stages.0.downsample.norm.weight",
+        "backbone.stages.0.blocks.0.attn.w_msa.relative_position_bias_table",
+    ],
     "swin-official": ["layers.0.downsample.reduction.weight", "layers.0.blocks.0.attn.relative_position_bias_table"],
     "swin-timm": ["layers.1.downsample.reduction.weight", "layers.0.blocks.0.attn.relative_position_bias_table"],
     "cswin-official": ["stage1_conv_embed.0.weight"],
@@ -36,8 +39,13 @@ STRUCTURAL = {
     "dinov2-timm": ["pos_embed", "cls_token", "patch_embed.proj.weight"],
     "dinov3-official": ["storage_tokens", "rope_embed.periods", "blocks.0.attn.qkv.bias", "patch_embed.proj.weight"],
     "dinov3-timm": ["reg_token", "blocks.0.attn.q_bias"],
-    "dinov3-hf": ["layer.0.attention.q_proj.weight", "layer.0.attention.v_proj.weight", "embeddings.cls_token",
-                  "embeddings.register_tokens", "embeddings.patch_embeddings.weight"],
+    "dinov3-hf": [
+        "layer.0.attention.q_proj.weight",
+        "layer.0.attention.v_proj.weight",
+        "embeddings.cls_token",
+        "embeddings.register_tokens",
+        "embeddings.patch_embeddings.weight",
+    ],
     "raft-official": ["module.cnet.layer2.0.norm3.weight", "module.fnet.conv1.weight"],
     "raft-torchvision": ["feature_encoder.convnormrelu.0.weight"],
 }
@@ -53,8 +61,11 @@ def _cases() -> list[tuple[str, str]]:
             cases += [(fmt, f"{key} {kind}") for kind in (*VALUES, "missing")]
         for key in keys:  # what the layout's mapping reads: missing, of another type, of another shape
             cases += [(fmt, f"{key} {kind}") for kind in ("str", "0-d", "missing")]
-    cases += [("stcl-model", f"{key} {kind}") for key in ("num_classes", "proj_dim", "model_params", "state_dict")
-              for kind in ("str", "dict", "missing")]
+    cases += [
+        ("stcl-model", f"{key} {kind}")
+        for key in ("num_classes", "proj_dim", "model_params", "state_dict")
+        for kind in ("str", "dict", "missing")
+    ]
     cases += [("stcl-model", "model_params.backbone int"), ("mmseg", "state_dict int")]
     # keys a layout's mapping drops (checked when present): without them the file is whole; a file's last key
     # is also missing in a file cut a little shorter by hand, which the truncations cover; resnet's last key is

@@ -120,7 +120,9 @@ def compute_flows(
             source = np.stack(sources) if sources else np.zeros((0, h, w), np.int32)
             with atomic_path(tmp / f"{video}.npz") as part:
                 with open(part, "wb") as fh:
-                    np.savez_compressed(fh, video=np.array(video), frames=np.array(stems), offset=encode_offsets(source))
+                    np.savez_compressed(
+                        fh, video=np.array(video), frames=np.array(stems), offset=encode_offsets(source)
+                    )
             per_video[video] = {
                 "frames": len(stems),
                 "size": [int(h), int(w)],

@@ -189,9 +189,7 @@ def read_video_sources(folder: str | Path, video: str, index: dict | None = None
         raise ValueError(f"{path}: frames: expected {n} frame names, got {frames.dtype} {frames.shape}; {_RERUN}")
     offset = arrays["offset"]
     if offset.dtype != np.int32 or offset.shape != (n - 1, h, w):
-        raise ValueError(
-            f"{path}: offset: expected int32 {(n - 1, h, w)}, got {offset.dtype} {offset.shape}; {_RERUN}"
-        )
+        raise ValueError(f"{path}: offset: expected int32 {(n - 1, h, w)}, got {offset.dtype} {offset.shape}; {_RERUN}")
     return [str(s) for s in frames], decode_offsets(offset, path)
 
 
@@ -212,8 +210,10 @@ def check_flows_inputs(
 
     path = Path(folder) / INDEX
     if index["split"] != split:
-        raise ValueError(f"{path}: flows of split {index['split']!r}, evaluating split {split!r} (run `stcl flow "
-                         f"--split {split}`)")
+        raise ValueError(
+            f"{path}: flows of split {index['split']!r}, evaluating split {split!r} (run `stcl flow "
+            f"--split {split}`)"
+        )
     want = list(videos) if videos is not None else select_videos(read_split(vspw_root, split), index["video_limit"])
     if index["videos"] != want:
         other = [v for v in index["videos"] if v not in want] or [v for v in want if v not in index["videos"]]

@@ -148,7 +148,9 @@ def evaluate_tc(
     for video in index["videos"]:
         stems, sources = read_video_sources(flows, video, index)
         if stems != list_frames(vspw_root, video):
-            raise ValueError(f"{Path(flows) / video}.npz: frame names differ from the frames of {vspw_root}/data/{video}")
+            raise ValueError(
+                f"{Path(flows) / video}.npz: frame names differ from the frames of {vspw_root}/data/{video}"
+            )
         prev = None
         for t, stem in enumerate(stems):
             path = pred_path(pred_root, video, stem)

@@ -121,8 +121,10 @@ def _dinov2_official(state: dict, spec, path, dropped: dict[str, str]) -> dict: 
     pos = _need(state, "pos_embed", 3, path)
     cls = _need(state, "cls_token", 3, path)
     if tuple(cls.shape) != (1, 1, spec.embed_dim) or pos.shape[1] < 2:
-        raise ValueError(f"{path}: cls_token {tuple(cls.shape)} / pos_embed {tuple(pos.shape)} do not hold one class "
-                         f"token and its position of width {spec.embed_dim}")
+        raise ValueError(
+            f"{path}: cls_token {tuple(cls.shape)} / pos_embed {tuple(pos.shape)} do not hold one class "
+            f"token and its position of width {spec.embed_dim}"
+        )
     del state["pos_embed"], state["cls_token"]
     if "register_tokens" in state:  # timm's no_embed_class layout: class position folded into cls_token
         state["reg_token"] = state.pop("register_tokens")
