@@ -274,3 +274,21 @@ def test_a_bad_class_id_names_the_frame_that_holds_it(tc, tmp_path, capsys):
     # TC is checked before the other metrics, which would name the same file for their own reason
     assert main(_evaluate(vspw, bad, flows, tmp_path / "m.json")) == EXIT_USER_ERROR
     assert capsys.readouterr().err.strip() == f"stcl evaluate: error: {first}: class id 200 outside 0..123"
+
+
+def test_the_report_refuses_flows_of_other_frames(tc, tmp_path, capsys):
+    vspw, preds, _, flows, _ = tc
+    root = tmp_path / "VSPW"
+    shutil.copytree(vspw, root)
+    frame = root / "data" / "vid_a" / "origin" / "00000000.jpg"
+    Image.fromarray(255 - np.asarray(Image.open(frame))).save(frame)
+    details = json.loads((flows.parent / "intact.details.json").read_text())
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "ensemble.json").write_text(json.dumps({**details, "model": "ensemble"}))
+    out = tmp_path / "report"
+    argv = ["report", "--out-dir", str(out), "--metrics-dir", str(tmp_path / "metrics"), "--gt-root", str(root)]
+    capsys.readouterr()
+    assert main([*argv, "--pred-root", str(preds), "--max-videos", "0", "--flows", str(flows)]) == EXIT_USER_ERROR
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"stcl report: error: {flows / 'flows.json'}: flows of video vid_a were computed from other")
+    assert not out.exists()
