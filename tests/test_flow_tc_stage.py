@@ -15,40 +15,14 @@ from stcl.cli import main
 from stcl.flow.raft import load_raft, raft_flow
 from stcl.metrics.tc import TCCounter, tc_score
 
-from _data_fixtures import reference_maker
-
-DATA = Path(__file__).parent / "data"
-SIZE = (130, 140)  # (H, W): padded to 136×144
-VIDEOS = {"vid_a": 3, "vid_b": 4, "vid_c": 2}
+from _flow_fixtures import SIZE, VIDEOS, make_tc_root
 
 
 @pytest.fixture(scope="module")
 def setup(module_tmp):
     """VSPW root (frames drifting right, GT masks), predictions (label blocks moving with them), RAFT file."""
     root = module_tmp("tc")
-    maker = reference_maker("make_raft_reference")
-    ref = torch.load(DATA / "raft_tc_official_reference.pt", weights_only=True)
-    raft = root / "raft-things.pth"
-    torch.save(maker.seeded_state(ref["shapes"]), raft)
-    vspw, preds = root / "VSPW", root / "pred"
-    rng = np.random.default_rng(0)
-    h, w = SIZE
-    for v, length in VIDEOS.items():
-        texture = rng.integers(0, 256, (h // 4 + 2, (w + 4 * length) // 4 + 2, 3), dtype=np.uint8)
-        big = np.asarray(Image.fromarray(texture).resize((texture.shape[1] * 4, texture.shape[0] * 4), Image.BICUBIC))
-        blocks = rng.integers(0, 6, (h // 26 + 1, (w + 4 * length) // 20 + 1), dtype=np.uint8)
-        labels = np.kron(blocks, np.ones((26, 20), np.uint8))
-        for t in range(length):
-            stem = f"{t:08d}"
-            (vspw / "data" / v / "origin").mkdir(parents=True, exist_ok=True)
-            (vspw / "data" / v / "mask").mkdir(parents=True, exist_ok=True)
-            Image.fromarray(big[:h, 4 * t : 4 * t + w]).save(vspw / "data" / v / "origin" / f"{stem}.jpg", quality=95)
-            label = labels[:h, 4 * t : 4 * t + w]
-            Image.fromarray(label + 1).save(vspw / "data" / v / "mask" / f"{stem}.png")
-            (preds / v).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(label).save(preds / v / f"{stem}.png")
-    (vspw / "val.txt").write_text("\n".join(VIDEOS) + "\n")
-    return vspw, preds, raft, root
+    return (*make_tc_root(root), root)
 
 
 def _tc_by_hand(vspw: Path, preds: Path, raft: Path, videos: list[str]) -> float:

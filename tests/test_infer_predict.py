@@ -182,7 +182,7 @@ def test_load_models_checks_files_and_label_space(tmp_path: Path):
     assert list(models) == ["a", "b"] and models["a"](x).shape == (2, 124, 32, 32)
     with pytest.raises(ValueError, match=r"coco\.pt: label space 'coco', expected 'vspw'"):
         load_models({"a": good, "c": coco})
-    with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="missing.pt: model file not found"):
         load_models({"m": tmp_path / "missing.pt"})
     with pytest.raises(ValueError, match="amp"):
         load_models({"a": good}, amp="fp8")

@@ -74,11 +74,17 @@ def _copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_missing_prediction_frame_names_the_file(dataset, tmp_path):
+def test_missing_prediction_frames_are_counted_and_the_first_named(dataset, tmp_path):
     gt_root, pred_root, _ = dataset
     pred = _copy_tree(pred_root, tmp_path / "pred")
     (pred / "vid_2" / "00000015.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"vid_2/00000015\.png: prediction missing"):
+    with pytest.raises(FileNotFoundError, match=r"pred: 1 predictions missing for frames of 1 video\(s\) \(first: "
+                       r"vid_2/00000015\.png\)$"):
+        evaluate_dirs(gt_root, pred, "val", workers=2)
+    for name in ("00000000.png", "00000005.png", "00000010.png"):
+        (pred / "vid_1" / name).unlink()
+    with pytest.raises(FileNotFoundError, match=r"pred: 4 predictions missing for frames of 2 video\(s\) \(first: "
+                       r"vid_1/00000000\.png, vid_1/00000005\.png, vid_1/00000010\.png, …\)$"):
         evaluate_dirs(gt_root, pred, "val", workers=2)
 
 
@@ -153,7 +159,8 @@ def test_cli_error_is_one_line_naming_the_file(dataset, tmp_path):
         cwd=Path(__file__).parents[1],
     )
     assert proc.returncode == 1
-    assert "stcl evaluate: error:" in proc.stderr and "vid_0/00000000.png: prediction missing" in proc.stderr
+    assert "stcl evaluate: error:" in proc.stderr and "predictions missing for frames of" in proc.stderr
+    assert "(first: vid_0/00000000.png, " in proc.stderr
     assert not (tmp_path / "m.json").exists()
 
 
@@ -169,3 +176,15 @@ def test_cli_works_without_a_params_file(dataset, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(out.read_text())) == {"mIoU", "WIoU", "VC8", "VC16", "pixel_accuracy"}
     assert json.loads((tmp_path / "d.json").read_text())["model_info"] == {}
+
+
+def test_out_that_is_a_directory_is_named_not_its_temporary(dataset, tmp_path, capsys):
+    from stcl.cli import main
+
+    gt_root, pred_root, _ = dataset
+    out = tmp_path / "metrics"
+    out.mkdir()
+    argv = ["evaluate", "--gt-root", str(gt_root), "--pred-root", str(pred_root), "--out", str(out), "--workers", "1"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == f"stcl evaluate: error: {out}: is a directory; name the file to write\n"
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["metrics"]

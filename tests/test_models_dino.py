@@ -226,3 +226,44 @@ def test_out_indices_are_configurable_and_checked():
         ModelParams(backbone="dinov2_tiny", out_indices=(0, 1, 2, 9))
     with pytest.raises(ValueError, match=r"applies to the ViT backbones"):
         ModelParams(backbone="resnet18", out_indices=(0, 1, 2, 3))
+
+
+@pytest.mark.parametrize("backbone", ["dinov2_tiny", "dinov3_tiny", "resnet18"])
+@pytest.mark.parametrize("size", [(10, 13), (5, 30), (1, 1)])
+def test_views_smaller_than_two_patches_train_and_predict(backbone, size):
+    """A training crop of 10×13 and the tiny views of small scales: padded to two patches (the ×½ level pools
+    2×2 tokens), logits of the view's own size, finite gradients; ResNet beside them as the reference."""
+    from stcl.losses.segmentation import segmentor_loss
+
+    torch.manual_seed(0)
+    model = build_segmentor(ModelParams(backbone=backbone, channels=16, aux_channels=8), 5, proj_dim=8)
+    h, w = size
+    out = model(torch.rand(2, 2, 3, h, w) * 255)
+    total, _ = segmentor_loss(out, torch.randint(0, 5, (2, 2, h, w)), 0.4, StclParams(dim=8))
+    total.backward()
+    assert torch.isfinite(total) and all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    with torch.no_grad():
+        logits = model.predict(torch.rand(1, 3, h, w) * 255)
+    assert logits.shape == (1, 5, h, w) and torch.isfinite(logits).all()
+
+
+def test_predict_at_a_quarter_scale_of_small_frames_with_a_dino_model(tmp_path):
+    """`stcl predict --scales 0.25` on 50×40 frames: the 12×10 view is smaller than one 16-pixel patch."""
+    from PIL import Image
+
+    from stcl.data.classes import VSPW_CLASSES
+    from stcl.models import save_model
+
+    torch.manual_seed(0)
+    params = ModelParams(backbone="dinov3_tiny", channels=16, aux_channels=8)
+    model = build_segmentor(params, len(VSPW_CLASSES), load_pretrained=False)
+    path = save_model(tmp_path / "m.pt", model, model_params=params, num_classes=len(VSPW_CLASSES), proj_dim=None,
+                      label_space="vspw", class_names=VSPW_CLASSES)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.fromarray((torch.rand(40, 50, 3) * 255).byte().numpy()).save(frames / "00000.png")
+    out = tmp_path / "out"
+    assert main(["predict", str(frames), "--model", str(path), "--out", str(out), "--scales", "0.25", "0.5",
+                 "--device", "cpu"]) == 0
+    assert Image.open(out / "labels" / "00000000.png").size == (50, 40)

@@ -113,6 +113,8 @@ def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
         fsync: flush the file's data to disk before the rename (survives a power loss, not only a kill).
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail naming the temporary; name what the user gave
+        raise IsADirectoryError(errno.EISDIR, "is a directory; name the file to write", str(path))
     created = _make_parents(path.parent)
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)

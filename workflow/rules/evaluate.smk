@@ -25,9 +25,13 @@ rule evaluate:
         file=PARAMS_FILE,
         pred=lambda wildcards, input: f"{input.preds}/{wildcards.model}",
         tc=flows_option,
-        # the metrics JSON also records the evaluated model's recipe
+        # the metrics JSON also records the evaluated model's recipe; with flows, TC checks they are the
+        # RAFT file's
         reads=lambda wildcards: reads(
-            "evaluate", "model.backbone", *model_keys(wildcards.model)
+            "evaluate",
+            "model.backbone",
+            *model_keys(wildcards.model),
+            *(["tc.raft_weights"] if TC_FLOWS else []),
         ),
     shell:
         "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {params.pred:q}"

@@ -7,7 +7,8 @@ show/diff` compare). ``--details`` holds the whole record: per-class IoU, the GT
 (from which `stcl tables` derives the chance level), videos/frames counted, the model name (``--model``,
 default the output file's stem) with its backbone and recipe from ``--params`` (when given), the metric
 definitions, the paths and the run time. ``--flows`` (a `stcl flow` folder) adds TC, VSPW_code's TC_cal.py
-figure, to both; without it TC is skipped with one printed line. No params file is needed: a standalone tool
+figure, to both; without it TC is skipped with one printed line. Flows computed from another split, other
+videos or frames than ``--gt-root``'s, or another RAFT file than the params' ``tc.raft_weights``, are refused. No params file is needed: a standalone tool
 for any predictions in the VSPW layout. Never imports torch (TC reads the flows `stcl flow` stored).
 """
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else settings.workers
     model = args.model or args.out.stem
     start = time.perf_counter()
+    tc = tc_result(args, params)  # first: flows that do not fit are refused before the long evaluation
     result = evaluate_dirs(
         args.gt_root,
         args.pred_root,
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     body = result.to_dict(VSPW_CLASSES)
     headline = {k: body[k] for k in body if k in ("mIoU", "WIoU", "pixel_accuracy") or k.startswith("VC")}
-    tc_line = tc_fields(args.pred_root, args.flows, headline, body)
+    tc_line = tc_fields(tc, args.flows, headline, body)
     seconds = time.perf_counter() - start
     if args.details is not None:
         from stcl.roles import model_info
@@ -86,14 +88,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def tc_fields(pred_root: Path, flows: Path | None, headline: dict[str, Any], body: dict[str, Any]) -> str:
-    """Add TC to ``headline`` and its details to ``body`` when a flows folder is given; the line to print."""
-    if flows is None:
+def tc_result(args: argparse.Namespace, params: Any) -> Any:
+    """TC (`stcl.metrics.tc.TCResult`) of ``--pred-root`` over ``--flows``, or None without flows.
+
+    The flows must be those of ``--split`` of ``--gt-root`` (and of the params' ``tc.raft_weights`` when set):
+    `stcl.metrics.tc.evaluate_tc` refuses others in one line naming the flows index."""
+    if args.flows is None:
+        return None
+    from stcl.metrics.tc import evaluate_tc
+
+    raft = params.tc.raft_weights if params is not None else None
+    return evaluate_tc(args.pred_root, args.flows, args.gt_root, args.split, raft)
+
+
+def tc_fields(tc: Any, flows: Path | None, headline: dict[str, Any], body: dict[str, Any]) -> str:
+    """Add TC to ``headline`` and its details to ``body`` when there is one; the line to print."""
+    if tc is None:
         return "TC: skipped (no RAFT flows: set tc.raft_weights in params.yaml to a RAFT file, or pass --flows)"
     from stcl.data.classes import VSPW_CLASSES
-    from stcl.metrics.tc import TC_DEFINITION, evaluate_tc
+    from stcl.metrics.tc import TC_DEFINITION
 
-    tc = evaluate_tc(pred_root, flows)
     headline["TC"] = tc.tc
     body["tc"] = {
         "TC": tc.tc,

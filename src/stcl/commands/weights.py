@@ -64,13 +64,10 @@ def _fitting_backbones(wf) -> list[str]:  # noqa: ANN001 - a stcl.models.files.W
 
 def _describe_raft(path: Path) -> bool:
     """A RAFT file (the TC metric's flow, `stcl.flow.raft`): print its format and load it strictly; else False."""
-    from collections.abc import Mapping
-
     from stcl.flow.raft import detect_raft_format, load_raft
-    from stcl.models.files import read_weights_file
+    from stcl.models.files import read_weights_file, unwrap_state
 
-    raw = read_weights_file(path)
-    fmt = detect_raft_format(raw.get("state_dict", raw)) if isinstance(raw, Mapping) else None
+    fmt = detect_raft_format(unwrap_state(read_weights_file(path), path)[0])
     if fmt is None:
         return False
     model = load_raft(path)  # raises one line naming the file and keys

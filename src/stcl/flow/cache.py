@@ -5,8 +5,14 @@ model's `stcl evaluate --flows` reads them (`stcl.metrics.tc`): five models cost
 
 Layout of the output folder (written whole under a temporary name, then renamed: `stcl.atomic.atomic_dir`)::
 
-    flows.json        {"format": "stcl-flows/1", split, video_limit, videos: [...], pairs, weights, ...}
-    <video>.npz       frames: (L,) str, the sorted frame stems; offset: int32 (L−1, H, W), pair t → t+1
+    flows.json        {"format": "stcl-flows/2", split, video_limit, videos: [...], pairs, weights,
+                       weights_sha256, per_video: {<video>: {frames, size: [H, W], frames_sha256, sha256}}, ...}
+    <video>.npz       video: str; frames: (L,) str, the sorted frame stems; offset: int32 (L−1, H, W), pair t → t+1
+
+``flows.json`` records what the flows were computed from: the split, its videos, each video's frame count,
+size and the SHA-256 of the frame files read (`stcl.flow.store.frames_sha256`), the SHA-256 of the RAFT
+file, and of each ``<video>.npz``. `stcl evaluate --flows` checks them against what it evaluates
+(`stcl.flow.store.check_flows_inputs`) and refuses flows of anything else in one line.
 
 The warp of pair t is `stcl.metrics.tc.warp_source` of the flow from frame t to t+1: for each pixel p of
 frame t, the pixel p' of frame t+1 whose label it takes, or outside the frame. This is exactly what TC reads
@@ -28,10 +34,10 @@ import torch
 from PIL import Image
 
 from stcl.flow.raft import RAFT_ITERS, load_raft, raft_flow
-from stcl.flow.store import FLOWS_FORMAT, INDEX, encode_offsets
+from stcl.flow.store import FLOWS_FORMAT, INDEX, encode_offsets, file_sha256, frames_sha256, select_videos
 from stcl.metrics.tc import warp_source
 
-__all__ = ["FlowRun", "select_videos", "compute_flows"]
+__all__ = ["FlowRun", "compute_flows"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,6 @@ class FlowRun:
     videos: int
     pairs: int
     seconds: float
-
-
-def select_videos(names: list[str], limit: int | str) -> list[str]:
-    """The first ``limit`` videos of the split file (TC_cal.py: ``list_[:100]``), or all of them for ``"all"``."""
-    if limit == "all":
-        return list(names)
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"video limit must be a positive number or 'all', got {limit!r}")
-    return list(names[:limit])
 
 
 def _read_frame(path: Path) -> torch.Tensor:
@@ -98,9 +95,11 @@ def compute_flows(
     show = progress or (progress is None and sys.stderr.isatty())
     bar = tqdm(total=total, desc="RAFT flow", unit="pair", disable=not show)
     out = Path(out)
+    per_video = {}
     with atomic_dir(out) as tmp:
         for video in videos:
             stems = frames[video]
+            read = frames_sha256(frame_path(vspw_root, video, s) for s in stems)
             sources = []
             prev = _read_frame(frame_path(vspw_root, video, stems[0]))
             for stem in stems[1:]:
@@ -121,7 +120,15 @@ def compute_flows(
             source = np.stack(sources) if sources else np.zeros((0, h, w), np.int32)
             with atomic_path(tmp / f"{video}.npz") as part:
                 with open(part, "wb") as fh:
-                    np.savez_compressed(fh, frames=np.array(stems), offset=encode_offsets(source))
+                    np.savez_compressed(
+                        fh, video=np.array(video), frames=np.array(stems), offset=encode_offsets(source)
+                    )
+            per_video[video] = {
+                "frames": len(stems),
+                "size": [int(h), int(w)],
+                "frames_sha256": read,
+                "sha256": file_sha256(tmp / f"{video}.npz"),
+            }
         bar.close()
         seconds = time.perf_counter() - start
         index = {
@@ -131,9 +138,11 @@ def compute_flows(
             "videos": videos,
             "pairs": total,
             "weights": str(weights),
+            "weights_sha256": file_sha256(weights),
             "raft": f"torchvision raft_large, {RAFT_ITERS} iterations, InputPadder padding (VSPW_code TC_cal.py)",
             "device": str(dev),
             "seconds": round(seconds, 3),
+            "per_video": per_video,
         }
         (tmp / INDEX).write_text(json.dumps(index, indent=2) + "\n")
     return FlowRun(len(videos), total, seconds)

@@ -105,14 +105,13 @@ def official_to_torchvision(state: Mapping[str, torch.Tensor], source: str = "we
 def load_raft(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """``raft_large`` with the weights of ``path`` (official or torchvision layout), strictly, in eval mode.
 
-    Errors are one line naming the file: unreadable, not a RAFT file, or the missing / unexpected / misshaped
-    keys.
+    Errors are one line naming the file: unreadable, not a dict of named tensors (`stcl.models.files.
+    unwrap_state`), not a RAFT file, or the missing / unexpected / misshaped keys.
     """
-    from stcl.models.files import read_weights_file
+    from stcl.models.files import read_weights_file, unwrap_state
 
-    raw = read_weights_file(path, "RAFT weights file")
-    state = raw.get("state_dict", raw) if isinstance(raw, Mapping) else raw
-    fmt = detect_raft_format(state) if isinstance(state, Mapping) else None
+    state, _ = unwrap_state(read_weights_file(path, "RAFT weights file"), path)
+    fmt = detect_raft_format(state)
     if fmt is None:
         raise ValueError(
             f"{path}: not a RAFT weights file (neither RAFT_core's fnet/cnet/update_block keys nor torchvision's "

@@ -33,7 +33,7 @@ from stcl.metrics.confusion import (
     weighted_iou,
 )
 from stcl.metrics.consistency import ConsistencyCounter, pooled_vc
-from stcl.metrics.io import gt_mask_path, list_gt_frames, pred_path, read_label_png, read_video_list
+from stcl.metrics.io import check_predictions, gt_mask_path, list_gt_frames, pred_path, read_label_png, read_video_list
 
 __all__ = [
     "NUM_CLASSES",
@@ -259,8 +259,7 @@ def evaluate_dirs(
         raise ValueError(f"workers must be >= 1, got {workers}")
     names = list(videos) if videos is not None else read_video_list(gt_root, split)
     pred_root = Path(pred_root)
-    if not pred_root.is_dir():
-        raise FileNotFoundError(f"{pred_root}: prediction directory not found")
+    check_predictions(pred_root, {name: list_gt_frames(gt_root, name) for name in names})  # all missing, at once
     from tqdm import tqdm
 
     bar = tqdm(

@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from stcl.atomic import write_json
 
 __all__ = [
+    "check_predictions",
     "read_video_list",
     "list_gt_frames",
     "gt_mask_path",
@@ -56,6 +57,22 @@ def gt_mask_path(gt_root: str | Path, video: str, frame: str) -> Path:
 
 def pred_path(pred_root: str | Path, video: str, frame: str) -> Path:
     return Path(pred_root) / video / f"{frame}.png"
+
+
+def check_predictions(pred_root: str | Path, frames: dict[str, list[str]]) -> None:
+    """Every ``<pred_root>/<video>/<frame>.png`` of ``frames`` (video → frame stems) exists; else one
+    FileNotFoundError line naming the folder, how many are missing in how many videos, and the first three."""
+    pred_root = Path(pred_root)
+    if not pred_root.is_dir():
+        raise FileNotFoundError(f"{pred_root}: prediction directory not found")
+    missing = [pred_path(pred_root, v, f) for v, stems in frames.items() for f in stems]
+    missing = [p for p in missing if not p.is_file()]
+    if missing:
+        first = ", ".join(str(p.relative_to(pred_root)) for p in missing[:3]) + (", …" if len(missing) > 3 else "")
+        videos = len({p.parent for p in missing})
+        raise FileNotFoundError(
+            f"{pred_root}: {len(missing)} predictions missing for frames of {videos} video(s) (first: {first})"
+        )
 
 
 def list_gt_frames(gt_root: str | Path, video: str) -> list[str]:

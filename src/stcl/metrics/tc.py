@@ -124,15 +124,33 @@ class TCResult:
     video_limit: int | str
 
 
-def evaluate_tc(pred_root: str | Path, flows: str | Path, num_classes: int = VSPW_NUM_CLASSES) -> TCResult:
-    """TC of the predictions ``<pred_root>/<video>/<frame>.png`` (ids 0..C−1) over a `stcl flow` folder."""
-    from stcl.flow.store import read_flows_index, read_video_sources
-    from stcl.metrics.io import pred_path, read_label_png
+def evaluate_tc(
+    pred_root: str | Path,
+    flows: str | Path,
+    vspw_root: str | Path,
+    split: str = "val",
+    raft_weights: str | Path | None = None,
+    num_classes: int = VSPW_NUM_CLASSES,
+) -> TCResult:
+    """TC of the predictions ``<pred_root>/<video>/<frame>.png`` (ids 0..C−1) over a `stcl flow` folder.
+
+    The folder must have been computed from ``split`` of ``vspw_root`` (its videos and frame files) and, when
+    given, ``raft_weights`` (`stcl.flow.store.check_flows_inputs`); otherwise one line naming ``flows.json``.
+    """
+    from stcl.data.vspw import list_frames
+    from stcl.flow.store import check_flows_inputs, read_flows_index, read_video_sources
+    from stcl.metrics.io import check_predictions, pred_path, read_label_png
 
     index = read_flows_index(flows)
+    check_flows_inputs(flows, index, vspw_root, split, raft_weights)
+    check_predictions(pred_root, {video: list_frames(vspw_root, video) for video in index["videos"]})
     counter = TCCounter(num_classes)
     for video in index["videos"]:
-        stems, sources = read_video_sources(flows, video)
+        stems, sources = read_video_sources(flows, video, index)
+        if stems != list_frames(vspw_root, video):
+            raise ValueError(
+                f"{Path(flows) / video}.npz: frame names differ from the frames of {vspw_root}/data/{video}"
+            )
         prev = None
         for t, stem in enumerate(stems):
             path = pred_path(pred_root, video, stem)
@@ -140,12 +158,15 @@ def evaluate_tc(pred_root: str | Path, flows: str | Path, num_classes: int = VSP
                 pred = read_label_png(path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: prediction missing for a frame of the flows in {flows}") from None
+            top = int(pred.max(initial=0))
+            if top >= num_classes:
+                raise ValueError(f"{path}: class id {top} outside 0..{num_classes - 1}")
+            if pred.shape != sources.shape[1:]:
+                raise ValueError(
+                    f"{path}: size {pred.shape[1]}x{pred.shape[0]} differs from its frame's "
+                    f"{sources.shape[2]}x{sources.shape[1]}"
+                )
             if t > 0:
-                if pred.shape != sources.shape[1:]:
-                    raise ValueError(
-                        f"{path}: size {pred.shape[1]}x{pred.shape[0]} differs from its frame's "
-                        f"{sources.shape[2]}x{sources.shape[1]}"
-                    )
                 counter.add(prev, warp_labels(pred, sources[t - 1]), str(path))
             prev = pred
     tc, iou = tc_score(counter.confusion)

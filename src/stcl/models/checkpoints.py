@@ -23,7 +23,7 @@ from torch import nn
 
 from stcl.atomic import atomic_path
 from stcl.models.convert import convert_mmseg_checkpoint, mmseg_swin_to_timm, timm_swin_to_mmseg
-from stcl.models.files import read_weights_file
+from stcl.models.files import read_weights_file, tensor_state
 from stcl.models.loading import LoadReport, load_segmentor_weights
 from stcl.models.segmentor import Segmentor, build_segmentor
 from stcl.params import ModelParams
@@ -92,6 +92,20 @@ def read_model_file(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in ("state_dict", "model_params", "num_classes", "proj_dim") if k not in obj]
     if missing:
         raise ValueError(f"{path}: model file lacks {', '.join(missing)}")
+    tensor_state(obj["state_dict"], path, "state_dict")
+    for key, none_ok in (("num_classes", False), ("proj_dim", True)):
+        value = obj[key]
+        if not ((value is None and none_ok) or (type(value) is int and value >= 1)):
+            raise ValueError(f"{path}: {key} is {value!r}, expected a positive number{' or None' if none_ok else ''}")
+    if not isinstance(obj["model_params"], dict):
+        raise ValueError(f"{path}: model_params is {type(obj['model_params']).__name__}, expected a mapping")
+    try:
+        ModelParams.model_validate(obj["model_params"])
+    except ValueError as err:  # pydantic's ValidationError: the first problem, on one line
+        errors = getattr(err, "errors", lambda: [])()
+        first = errors[0] if errors else {"loc": (), "msg": str(err)}
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{path}: model_params.{where}: {first['msg']}") from None
     return obj
 
 
@@ -106,8 +120,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     model = build_segmentor(params, obj["num_classes"], obj["proj_dim"], load_pretrained=False)
     try:
         model.load_state_dict(obj["state_dict"], strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: weights do not match the stored model params: {err}") from None
+    except RuntimeError as err:  # torch lists every problem on its own line: the first, and how many
+        problems = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()] or [str(err)]
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{path}: weights do not match the stored model params: {problems[0]}{more}") from None
     model.to(map_location)
     meta = {k: v for k, v in obj.items() if k != "state_dict"}
     return model, meta

@@ -19,6 +19,11 @@ feature pyramid that turns the single-stride tokens into the four maps UperNet r
   at such sizes and the official DINOv3's patch conv silently drops the last H mod 16 rows and W mod 16
   columns; we keep them. The crop, the sliding window (any window size) and the STCL projection need nothing
   else: a 768 crop is 55×55 tokens with patch 14 (padded to 770), 48×48 with patch 16.
+* **Views smaller than two patches** along an axis (a 10×13 training crop, ``stcl predict --scales 0.25`` on a
+  small frame) are padded the same way to two patches, because the ×½ level max-pools 2×2 tokens; the three
+  finer maps are cropped back as above and the ×½ map keeps its one row / column (partly padding), so such
+  views give logits of their own size as ResNet's and Swin's encoders do. The official code has no answer
+  here (DINOv2 raises below one patch; its pyramid is not part of the release).
 * **Neck: the simple feature pyramid** of ViTDet (Li et al., "Exploring Plain Vision Transformer Backbones
   for Object Detection", 2022) in the form BEiT's UperNet segmentation backbone uses it
   (microsoft/unilm ``beit/semantic_segmentation/backbone/beit.py``) and mmseg names ``Feature2Pyramid``: two
@@ -211,10 +216,12 @@ class DinoEncoder(Encoder):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B,3,H,W) normalised → four maps (B,C,⌈4H/p⌉,⌈4W/p⌉), (…,⌈2H/p⌉,…), (…,⌈H/p⌉,…), (…,⌊⌈H/p⌉/2⌋,…)."""
+        """x: (B,3,H,W) normalised → four maps (B,C,⌈4H/p⌉,⌈4W/p⌉), (…,⌈2H/p⌉,…), (…,⌈H/p⌉,…), (…,⌊g/2⌋,…)
+        with g = max(⌈H/p⌉, 2) (per axis; see `grid`)."""
         h, w = x.shape[-2:]
         p = self.patch
-        pad_h, pad_w = -h % p, -w % p
+        gh, gw = self.grid(h, w)
+        pad_h, pad_w = gh * p - h, gw * p - w
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         maps = self.neck(self.tokens(x))
@@ -222,6 +229,10 @@ class DinoEncoder(Encoder):
             cut = [m[..., : math.ceil(h * f / p), : math.ceil(w * f / p)] for m, f in zip(maps[:3], (4, 2, 1))]
             maps = [*cut, maps[3]]
         return maps
+
+    def grid(self, h: int, w: int) -> tuple[int, int]:
+        """Token grid of an (h, w) view: ⌈h/p⌉ × ⌈w/p⌉, at least 2 × 2 (the ×½ level pools 2 × 2 tokens)."""
+        return max(math.ceil(h / self.patch), 2), max(math.ceil(w / self.patch), 2)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)

@@ -63,14 +63,24 @@ def official_dinov2_pos_embed(
     return out.permute(0, 2, 3, 1).reshape(1, gh * gw, dim).to(table.dtype)
 
 
-def dino_file_facts(state: dict[str, torch.Tensor]) -> dict[str, int]:
+def _need(state: dict, key: str, ndim: int, path) -> torch.Tensor:  # noqa: ANN001
+    """``state[key]`` with ``ndim`` dimensions, else one line naming the file and the key."""
+    value = state.get(key)
+    if value is None:
+        raise ValueError(f"{path}: {key} missing (the layout holds it)")
+    if value.ndim != ndim:
+        raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, expected {ndim} dimensions")
+    return value
+
+
+def dino_file_facts(state: dict[str, torch.Tensor], path="weights") -> dict[str, int]:  # noqa: ANN001
     """Patch size, width, depth and register tokens of a DINO file in any of the layouts (no ``model.``)."""
-    proj = state.get("patch_embed.proj.weight")
+    proj = _need(state, "patch_embed.proj.weight", 4, path) if "patch_embed.proj.weight" in state else None
     depth = 1 + max((int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))), default=-1)
     regs = 0
     for key in ("register_tokens", "storage_tokens", "reg_token"):
         if key in state:
-            regs = int(state[key].shape[1])
+            regs = int(_need(state, key, 3, path).shape[1])
     return {
         "patch": int(proj.shape[-1]) if proj is not None else 0,
         "width": int(proj.shape[0]) if proj is not None else 0,
@@ -88,40 +98,51 @@ def _check_shape(facts: dict[str, int], spec, path, fam: str) -> None:  # noqa: 
         raise ValueError(f"{path}: a {fam} ViT with {has}; the configured model.backbone has {cfg}")
 
 
-def _resize_pos(table: torch.Tensor, spec, dropped: dict[str, str]) -> torch.Tensor:  # noqa: ANN001
+def _resize_pos(table: torch.Tensor, spec, dropped: dict[str, str], path) -> torch.Tensor:  # noqa: ANN001
     """(1, M², C) patch positions → our (img_size/patch)² grid by the official resize (when M differs)."""
     g = spec.img_size // spec.patch
     m = int(math.sqrt(table.shape[1]))
+    if m * m != table.shape[1] or table.shape[0] != 1 or table.shape[2] != spec.embed_dim:
+        raise ValueError(
+            f"{path}: pos_embed holds {tuple(table.shape)} patch positions; expected (1, M², {spec.embed_dim}) "
+            "for a square grid of M×M"
+        )
     if m == g:
         return table
     dropped[f"pos_embed ({m}×{m})"] = f"resized to {g}×{g} by the official DINOv2 interpolation"
     return official_dinov2_pos_embed(table, (g, g), offset=spec.interp_offset, antialias=spec.interp_antialias)
 
 
-def _dinov2_official(state: dict, spec, dropped: dict[str, str]) -> dict:  # noqa: ANN001
+def _dinov2_official(state: dict, spec, path, dropped: dict[str, str]) -> dict:  # noqa: ANN001
     state = dict(state)
     if "mask_token" in state:
         state.pop("mask_token")
         dropped["mask_token"] = "pretraining only (masked image modelling)"
-    pos = state.pop("pos_embed")
-    cls = state.pop("cls_token")
+    pos = _need(state, "pos_embed", 3, path)
+    cls = _need(state, "cls_token", 3, path)
+    if tuple(cls.shape) != (1, 1, spec.embed_dim) or pos.shape[1] < 2:
+        raise ValueError(
+            f"{path}: cls_token {tuple(cls.shape)} / pos_embed {tuple(pos.shape)} do not hold one class "
+            f"token and its position of width {spec.embed_dim}"
+        )
+    del state["pos_embed"], state["cls_token"]
     if "register_tokens" in state:  # timm's no_embed_class layout: class position folded into cls_token
         state["reg_token"] = state.pop("register_tokens")
+        state["pos_embed"] = _resize_pos(pos[:, 1:], spec, dropped, path)
         state["cls_token"] = cls + pos[:, :1]
-        state["pos_embed"] = _resize_pos(pos[:, 1:], spec, dropped)
     else:
         state["cls_token"] = cls
-        state["pos_embed"] = torch.cat([pos[:, :1], _resize_pos(pos[:, 1:], spec, dropped)], dim=1)
+        state["pos_embed"] = torch.cat([pos[:, :1], _resize_pos(pos[:, 1:], spec, dropped, path)], dim=1)
     return state
 
 
-def _dinov2_timm(state: dict, spec, dropped: dict[str, str]) -> dict:  # noqa: ANN001
+def _dinov2_timm(state: dict, spec, path, dropped: dict[str, str]) -> dict:  # noqa: ANN001
     state = dict(state)
-    pos = state["pos_embed"]
+    pos = _need(state, "pos_embed", 3, path)
     if spec.reg_tokens:
-        state["pos_embed"] = _resize_pos(pos, spec, dropped)
+        state["pos_embed"] = _resize_pos(pos, spec, dropped, path)
     else:
-        state["pos_embed"] = torch.cat([pos[:, :1], _resize_pos(pos[:, 1:], spec, dropped)], dim=1)
+        state["pos_embed"] = torch.cat([pos[:, :1], _resize_pos(pos[:, 1:], spec, dropped, path)], dim=1)
     return state
 
 
@@ -145,6 +166,8 @@ def _dinov3_official(state: dict, encoder, path, dropped: dict[str, str]) -> dic
         if key.endswith("attn.qkv.bias_mask"):
             continue  # read with its bias below
         if key.endswith("attn.qkv.bias"):
+            if tuple(value.shape) != (3 * c,):
+                raise ValueError(f"{path}: {key} has shape {tuple(value.shape)}, expected ({3 * c},) (q, k, v biases)")
             q, k, v = value.split(c)
             mask = state.get(key + "_mask")
             if mask is not None:
@@ -203,7 +226,12 @@ def _dinov3_hf(state: dict, path, dropped: dict[str, str]) -> dict:  # noqa: ANN
                 key = key.replace(old, new)
         out[key] = value
     for i, parts in qkv.items():
-        out[f"blocks.{i}.attn.qkv.weight"] = torch.cat([parts["q.weight"], parts["k.weight"], parts["v.weight"]])
+        weights = [parts.get(f"{name}.weight") for name in "qkv"]
+        for name, w in zip("qkv", weights):
+            if w is None or w.ndim != 2 or w.shape != weights[0].shape:
+                what = "missing" if w is None else f"of shape {tuple(w.shape)}, not that of q_proj.weight"
+                raise ValueError(f"{path}: layer.{i}.attention.{name}_proj.weight {what}")
+        out[f"blocks.{i}.attn.qkv.weight"] = torch.cat(weights)
         if "k.bias" in parts:
             if bool(parts["k.bias"].any()):
                 raise ValueError(f"{path}: layer.{i}.attention.k_proj.bias is not 0; timm's DINOv3 has no k bias")
@@ -224,11 +252,11 @@ def dino_state(state: dict, wf, encoder) -> tuple[dict, tuple[str, ...], str]:  
     dropped = wf.dropped
     if wf.format == "dinov3-hf":
         state = _dinov3_hf(state, wf.path, dropped)
-    _check_shape(dino_file_facts(state), spec, wf.path, spec.family)
+    _check_shape(dino_file_facts(state, wf.path), spec, wf.path, spec.family)
     if wf.format == "dinov2-official":
-        state = _dinov2_official(state, spec, dropped)
+        state = _dinov2_official(state, spec, wf.path, dropped)
     elif wf.format == "dinov2-timm":
-        state = _dinov2_timm(state, spec, dropped)
+        state = _dinov2_timm(state, spec, wf.path, dropped)
     elif wf.format == "dinov3-official":
         state = _dinov3_official(state, encoder, wf.path, dropped)
     return {f"model.{k}": v for k, v in state.items()}, ("neck.*",), ""

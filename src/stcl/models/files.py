@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["WeightsFile", "read_weights_file", "detect_format", "open_weights"]
+__all__ = ["WeightsFile", "read_weights_file", "tensor_state", "unwrap_state", "detect_format", "open_weights"]
 
 # Unwrapping order of the official CSWin segmentation loader (mmcv_custom/checkpoint.py): a file holding both
 # ``state_dict`` and ``state_dict_ema`` gives ``state_dict``.
@@ -51,6 +51,8 @@ def read_weights_file(path: str | Path, what: str = "weights file") -> Any:
     Returns whatever the file holds (a dict of tensors, or a dict wrapping one).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: {what} is a directory; name the file itself")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found")
     size = path.stat().st_size
@@ -127,8 +129,31 @@ class WeightsFile:
     dropped: dict[str, str] = field(default_factory=dict)
 
 
-def _is_tensor_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+def tensor_state(obj: Any, path: str | Path, where: str = "") -> dict[str, torch.Tensor]:
+    """``obj`` as a state dict: a non-empty mapping of string names to tensors (``where``: the wrapper key, for
+    the message); else one ValueError line naming the file and the first offending key."""
+    inside = f" under {where!r}" if where else ""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a dict of tensors{inside}, found {type(obj).__name__}")
+    if not obj:
+        raise ValueError(f"{path}: the dict of tensors{inside} is empty")
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{path}: key {key!r}{inside} is {type(key).__name__}, not a name (str)")
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{path}: {key}{inside} is {type(value).__name__}, not a tensor")
+    return dict(obj)
+
+
+def unwrap_state(obj: Any, path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    """(state dict, wrapper key) of a loaded file: under the first of ``state_dict``, ``state_dict_ema``,
+    ``model``, ``module`` that holds a dict, else the top level; checked by `tensor_state`."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    for key in _WRAPPERS:
+        if isinstance(obj.get(key), Mapping):
+            return tensor_state(obj[key], path, key), key
+    return tensor_state(obj, path), None
 
 
 def _strip(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -162,7 +187,7 @@ def _backbone_family(keys: list[str]) -> str | None:
 def _swin_window(state: Mapping[str, torch.Tensor]) -> int | None:
     """Window of the first block with a position table: the table has (2w-1)² rows."""
     for key, value in state.items():
-        if key.endswith("relative_position_bias_table"):
+        if key.endswith("relative_position_bias_table") and value.ndim == 2:
             side = round(value.shape[0] ** 0.5)
             return (side + 1) // 2
     return None
@@ -174,22 +199,13 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     meta = {k: v for k, v in obj.items() if not isinstance(v, (torch.Tensor, Mapping)) or k == "meta"}
-    if obj.get("format") == "stcl-model/1" and _is_tensor_dict(obj.get("state_dict")):
-        state = dict(obj["state_dict"])
+    if obj.get("format") == "stcl-model/1":
+        state = tensor_state(obj.get("state_dict"), path, "state_dict")
         bb = [k[len("backbone.") :] for k in state if k.startswith("backbone.")]
         fam = _backbone_family([k[len("model.") :] if k.startswith("model.") else k for k in bb])
         backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
         return WeightsFile(path, "stcl-model", state, fam, _swin_window(backbone_state), True, meta)
-    inner, wrapper = obj, None
-    for key in _WRAPPERS:
-        if _is_tensor_dict(obj.get(key)):
-            inner, wrapper = obj[key], key
-            break
-    if not _is_tensor_dict(inner):
-        raise ValueError(
-            f"{path}: expected a state dict of tensors (at the top or under one of {', '.join(_WRAPPERS)}); "
-            f"found keys {', '.join(map(str, list(obj)[:6]))}"
-        )
+    inner, wrapper = unwrap_state(obj, path)
     state = _strip(inner, ("module.",))
     keys = list(state)
     if any(k.startswith("backbone.") for k in keys):

@@ -149,6 +149,8 @@ def encoder_state(wf: WeightsFile, encoder: nn.Module) -> tuple[dict[str, torch.
 
     The family check and the ``backbone.`` prefix are handled here; the key mapping belongs to the encoder
     family (``Encoder.weights_state``, beside each family's model code), so this module imports none of them.
+    A mapping that meets a tensor of a shape its layout never has (a damaged or hand-edited file) fails here in
+    one line naming the file, whatever the family.
     """
     family = encoder.family
     if wf.backbone is not None and wf.backbone != family:
@@ -160,7 +162,13 @@ def encoder_state(wf: WeightsFile, encoder: nn.Module) -> tuple[dict[str, torch.
         state = {k[len("backbone.") :]: v for k, v in wf.state.items() if k.startswith("backbone.")}
     else:
         state = dict(wf.state)
-    return encoder.weights_state(state, wf)
+    try:
+        return encoder.weights_state(state, wf)
+    except (IndexError, KeyError, RuntimeError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ValueError(
+            f"{wf.path}: a {wf.format} file with tensors of shapes its layout never has ({type(err).__name__}: {first})"
+        ) from None
 
 
 def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Iterable[str] = ()) -> LoadReport:

@@ -43,7 +43,7 @@ def tc_pairs(params: Params) -> tuple[int, int, tuple[int, int]]:
     from pathlib import Path
 
     from stcl.data import vspw
-    from stcl.flow.cache import select_videos
+    from stcl.flow.store import select_videos
 
     root = Path(params.data.vspw_root)
     limit = params.tc.videos

@@ -134,13 +134,20 @@ class ReportInputs:
     flows: Path | None = None  # a `stcl flow` folder: the TC view of its first video (needs gt_root, pred_root)
 
 
-def _tc_section(inputs: ReportInputs, out: Path) -> str:
-    """The TC view of the first video of the flows folder with a frame pair (`stcl.report.tc_view`)."""
-    from stcl.flow.store import read_flows_index, read_video_sources
-    from stcl.report.tc_view import write_tc_view
+def _checked_flows(inputs: ReportInputs) -> dict:
+    """The flows index, refused in one line unless computed from the frames of ``gt_root``."""
+    from stcl.flow.store import check_flows_inputs, read_flows_index
 
     index = read_flows_index(inputs.flows)
-    video = next((v for v in index["videos"] if len(read_video_sources(inputs.flows, v)[1]) > 0), None)
+    check_flows_inputs(inputs.flows, index, inputs.gt_root, index["split"])
+    return index
+
+
+def _tc_section(inputs: ReportInputs, index: dict, out: Path) -> str:
+    """The TC view of the first video of the flows folder with a frame pair (`stcl.report.tc_view`)."""
+    from stcl.report.tc_view import write_tc_view
+
+    video = next((v for v in index["videos"] if index["per_video"][v]["frames"] > 1), None)
     if video is None:
         return "<h2>Temporal consistency (TC)</h2><p>No video of the flows has two frames.</p>"
     png, agree = write_tc_view(inputs.gt_root, inputs.pred_root, inputs.flows, video, out / "qualitative" / f"{video}.tc.png")
@@ -158,6 +165,8 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
     from stcl.report.curves import plot_stage_curves, read_curves
     from stcl.report.qualitative import write_video_views
 
+    with_tc = inputs.flows is not None and inputs.gt_root is not None and inputs.pred_root is not None
+    flows_index = _checked_flows(inputs) if with_tc else None  # before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sections: list[str] = []
@@ -208,8 +217,8 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
             + "".join(blocks)
         )
 
-    if inputs.flows is not None and inputs.gt_root is not None and inputs.pred_root is not None:
-        sections.append(_tc_section(inputs, out))
+    if flows_index is not None:
+        sections.append(_tc_section(inputs, flows_index, out))
 
     if inputs.pseudo_stats is not None:
         try:

@@ -101,7 +101,7 @@ def build_job(
                 f"pass its model.pt with --init PATH"
             )
         path = Path(init_path)
-        if not path.is_file():
+        if not path.exists():  # a folder is named as such by the reader
             raise FileNotFoundError(
                 f"{path}: init weights of stage {stage_name!r} (init: {stage.init}) not found; "
                 f"run `stcl train --stage {stage.init}` first or pass another --init PATH"
