@@ -229,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=list(THREADS), metavar="N",
                     help=f"torch thread counts to run the ops at (default: {' '.join(map(str, THREADS))})")
     args = ap.parse_args(argv)
-    numerics.apply()  # before torch is imported (below, by measure)
+    try:
+        numerics.apply()  # before torch is imported (below, by measure)
+    except numerics.NumericsError as err:
+        print(f"{ap.prog}: error: {err}", file=sys.stderr)
+        return 1
     ops = measure(args.threads)
     models = {str(p): tensor_digests(p) for p in args.model}
     result = {
