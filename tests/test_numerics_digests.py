@@ -135,3 +135,20 @@ def test_a_short_default_pretrain_coco_gives_the_committed_weights(tmp_path):
     assert measured == expected["weights_digest"], (
         f"{expected['iters']} iterations of pretrain_coco at {expected['threads']} threads gave weights digest "
         f"{measured}, committed {expected['weights_digest']}{changed_params}")
+
+
+@pytest.mark.slow
+def test_the_case_rules_of_the_refused_values_are_the_libraries_own():
+    """What `stcl.numerics.ACCEPTED` refuses as ignored is ignored: MKL reads upper case only, ATen lower case
+    only; oneDNN reads any case (so ``sse41`` is accepted). Measured unpinned, against an unpinned run."""
+    off = {numerics.ENV: "0"}
+    plain = _measure("--threads", "1", **off)["digests"]
+    ignored = [_measure("--threads", "1", **off, **{name: value})["digests"]
+               for name, value in (("MKL_CBWR", "compatible"), ("ATEN_CPU_CAPABILITY", "DEFAULT"))]
+    assert [compare(d, plain) for d in ignored] == [[], []]
+    taken = _measure("--threads", "1", **off, ONEDNN_MAX_CPU_ISA="sse41")["digests"]
+    assert "conv3x3_64@1t" in compare(taken, plain)
+    for name, value in (("MKL_CBWR", "compatible"), ("ATEN_CPU_CAPABILITY", "DEFAULT")):
+        with pytest.raises(numerics.NumericsError):
+            numerics.apply({name: value})
+    numerics.apply({"ONEDNN_MAX_CPU_ISA": "sse41"})
