@@ -34,9 +34,8 @@ from stcl.numerics_digests import compare, tensor_digests, weights_digest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "numerics"
-MACHINES = sorted(DATA.glob("*.json"))
-MACHINES = [p for p in MACHINES if not p.name.startswith("pretrain_coco")]
 PRETRAIN = DATA / "pretrain_coco_4_iters.json"
+MACHINES = sorted(p for p in DATA.glob("*.json") if p != PRETRAIN)  # one per machine: python -m stcl.numerics_digests
 # what the calling environment may have set that changes the arithmetic: removed before each measurement
 CLEARED = {*numerics.PORTABLE, numerics.ENV, "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DYNAMIC",
            "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "DNNL_MAX_CPU_ISA"}
