@@ -75,19 +75,22 @@ def test_the_measured_machines_agree_under_the_pinned_setting():
         assert info["env"]["ONEDNN_MAX_CPU_ISA"] == numerics.PORTABLE["ONEDNN_MAX_CPU_ISA"], name
         assert info["env"]["MKL_CBWR"] == numerics.PORTABLE["MKL_CBWR"], name
         assert info["env"]["ATEN_CPU_CAPABILITY"] == numerics.PORTABLE["ATEN_CPU_CAPABILITY"], name
-        differ = compare(first["digests"], machines[name]["digests"])
-        assert set(machines[name]["digests"]) == set(first["digests"]) and not differ, (
-            f"{name} and {names[0]} differ in {differ}")
-        shared = set(first.get("model_digests", {})) & set(machines[name].get("model_digests", {}))
-        assert {m: first["model_digests"][m] for m in shared} == {m: machines[name]["model_digests"][m] for m in shared}
+        shared = {k: v for k, v in first["digests"].items() if k in machines[name]["digests"]}
+        assert len(shared) >= 98, f"{name} and {names[0]} share too few ops to compare"  # the first set: 49 × 2
+        differ = compare(shared, machines[name]["digests"])
+        assert not differ, f"{name} and {names[0]} differ in {differ}"
+        models = set(first.get("model_digests", {})) & set(machines[name].get("model_digests", {}))
+        assert {m: first["model_digests"][m] for m in models} == {m: machines[name]["model_digests"][m] for m in models}
 
 
 def test_op_digests_of_this_machine_equal_the_committed_ones():
     mine = _measure()
     assert mine["info"]["env"]["ONEDNN_MAX_CPU_ISA"] == "AVX2"  # the pin was applied by stcl.numerics
-    for name, theirs in _machines().items():
-        differ = compare(mine["digests"], theirs["digests"])
-        assert set(mine["digests"]) == set(theirs["digests"])
+    machines = _machines()
+    # every op measured here is committed for some machine (files measured before an op was added lack it)
+    assert set(mine["digests"]) == set().union(*(m["digests"] for m in machines.values()))
+    for name, theirs in machines.items():
+        differ = compare({k: v for k, v in mine["digests"].items() if k in theirs["digests"]}, theirs["digests"])
         assert not differ, (
             f"this machine ({_describe(mine['info'])}) computes {len(differ)} of {len(mine['digests'])} op digests "
             f"differently from {name} ({_describe(theirs['info'])}): {', '.join(differ)}. Under the pinned setting "

@@ -115,6 +115,12 @@ def op_digests() -> dict[str, str]:
        _leaf(2, 3, 96, 128, seed=5), _leaf(64, 3, 7, 7, seed=6, scale=0.1))
     fb("conv3x3_s2_128", lambda a, w: F.conv2d(a, w, stride=2, padding=1),
        _leaf(2, 64, 48, 64, seed=7), _leaf(128, 64, 3, 3, seed=8, scale=0.05))
+    # 1×1 convolutions of UperNet's pyramid pooling on its pooled 1×1 and 3×3 maps: small matrix products
+    # where MKL's own dispatch and its reproducible AVX2 branch (MKL_CBWR) sum differently, even on AVX2
+    # (measured at 1 thread; added after the first two machines were measured)
+    for size in (1, 3):
+        fb(f"conv1x1_pooled_{size}", lambda a, w: F.conv2d(a, w),
+           _leaf(4, 512, size, size, seed=60 + size), _leaf(64, 512, 1, 1, seed=70 + size, scale=0.05))
     # matrix products: a linear layer (MKL's sgemm) and attention's scores with their softmax
     fb("linear_512_384", lambda a, w, b: F.linear(a, w, b),
        _leaf(1024, 512, seed=9), _leaf(384, 512, seed=10, scale=0.05), _leaf(384, seed=11))
