@@ -141,15 +141,15 @@ def test_a_short_default_pretrain_coco_gives_the_committed_weights(tmp_path):
 
 @pytest.mark.slow
 def test_the_case_rules_of_the_refused_values_are_the_libraries_own():
-    """What `stcl.numerics.ACCEPTED` refuses as ignored is ignored: MKL reads upper case only, ATen lower case
-    only; oneDNN reads any case (so ``sse41`` is accepted). Measured unpinned, against an unpinned run."""
-    off = {numerics.ENV: "0"}
-    plain = _measure("--threads", "1", **off)["digests"]
-    ignored = [_measure("--threads", "1", **off, **{name: value})["digests"]
-               for name, value in (("MKL_CBWR", "compatible"), ("ATEN_CPU_CAPABILITY", "DEFAULT"))]
-    assert [compare(d, plain) for d in ignored] == [[], []]
+    """What `stcl.numerics.ACCEPTED` refuses is not taken as written: MKL reads a lower-case branch as AUTO
+    (the machine's own), ATen ignores an upper-case capability; oneDNN reads any case (``sse41`` is taken)."""
+    off = {numerics.ENV: "0", "MKL_CBWR": "AUTO"}
+    auto = _measure("--threads", "1", **off)["digests"]
+    assert compare(_measure("--threads", "1", **off | {"MKL_CBWR": "COMPATIBLE"})["digests"], auto)  # taken
+    lower = _measure("--threads", "1", **off | {"MKL_CBWR": "compatible", "ATEN_CPU_CAPABILITY": "DEFAULT"})
+    assert compare(lower["digests"], auto) == []  # neither taken as written
     taken = _measure("--threads", "1", **off, ONEDNN_MAX_CPU_ISA="sse41")["digests"]
-    assert "conv3x3_64@1t" in compare(taken, plain)
+    assert "conv3x3_64@1t" in compare(taken, auto)
     for name, value in (("MKL_CBWR", "compatible"), ("ATEN_CPU_CAPABILITY", "DEFAULT")):
         with pytest.raises(numerics.NumericsError):
             numerics.apply({name: value})

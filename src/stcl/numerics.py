@@ -14,8 +14,8 @@ torch runs anything: the libraries read the variables when they first dispatch. 
 too (a reduction split over another number of threads sums in another order); it is not pinned here.
 
 A value the libraries would not understand is refused (`NumericsError`, one line naming the variable and
-the accepted values) instead of silently unpinning: the libraries ignore what they cannot parse and fall
-back to the machine's fastest kernels. `switch` reads the on/off variables of stcl (this one and
+the accepted values) instead of silently unpinning: the libraries ignore what they cannot parse, or (MKL)
+read it as its automatic choice, and run the machine's own kernels. `switch` reads the on/off variables of stcl (this one and
 ``STCL_MALLOC_TUNING``) and refuses words it does not know.
 """
 
@@ -43,7 +43,8 @@ _ONEDNN_ISAS = (
 _MKL_BRANCH = r"(?:AUTO|COMPATIBLE|SSE2|SSE3|SSSE3|SSE4_1|SSE4_2|AVX|AVX2(?:_E[1-9])?|AVX512(?:_E[1-9])?|AVX512_MIC(?:_E1)?)"
 _ATEN_CAPABILITIES = ("default", "avx2", "avx512")
 # What each library accepts, checked the way the library reads it (measured with torch 2.14.1: oneDNN takes
-# any case; MKL only upper case, `MKL_CBWR=compatible` is ignored; ATen only lower case): (test, accepted).
+# any case; MKL only upper case, it reads `MKL_CBWR=compatible` or `=foo` as AUTO, the machine's own
+# branch; ATen only lower case, it ignores `AVX2`): (test, accepted).
 # DNNL_MAX_CPU_ISA is oneDNN's older name of ONEDNN_MAX_CPU_ISA (read when the new one is unset).
 ACCEPTED: dict[str, tuple[Callable[[str], bool], str]] = {
     "ONEDNN_MAX_CPU_ISA": (lambda v: v.upper() in _ONEDNN_ISAS, f"{', '.join(_ONEDNN_ISAS)} (any case)"),
@@ -91,8 +92,8 @@ def apply(environ: dict[str, str] | None = None) -> dict[str, str]:
     for name, (accepts, accepted) in ACCEPTED.items():
         if name in env and not accepts(env[name]):  # as the library reads it: no spaces trimmed
             raise NumericsError(
-                f"{name}={env[name]!r} is not a value its library understands (it would be ignored and the "
-                f"machine's fastest kernels used): accepted {accepted}; unset it for the pinned "
+                f"{name}={env[name]!r} is not a value its library understands (it would run the machine's own "
+                f"kernels, unpinned): accepted {accepted}; unset it for the pinned "
                 f"{PORTABLE.get(name, PORTABLE['ONEDNN_MAX_CPU_ISA'])}, or set {ENV}=0"
             )
     added = {k: v for k, v in PORTABLE.items() if k not in env}
