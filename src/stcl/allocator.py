@@ -12,7 +12,9 @@ CPU second of a padded per-frame loop with glibc's defaults, and at 1.04-1.06× 
 ``mallopt`` (what ``MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296
 MALLOC_TOP_PAD_=268435456`` would set at start-up). The cost: the process keeps its peak heap instead of
 returning freed memory. Nothing computed changes. Skipped on other C libraries and platforms, when the user
-set any ``MALLOC_*`` variable, or with ``STCL_MALLOC_TUNING=0``.
+set any ``MALLOC_*`` variable or any ``glibc.malloc.*`` tunable in ``GLIBC_TUNABLES`` (``mallopt`` would
+override them: the user's own allocator settings win), or with ``STCL_MALLOC_TUNING=0`` (an on/off word of
+`stcl.numerics.switch`; any other word is refused in one line).
 """
 
 from __future__ import annotations
@@ -21,19 +23,27 @@ import ctypes
 import os
 import sys
 
-__all__ = ["ENV", "SETTINGS", "keep_large_blocks"]
+from stcl.numerics import switch
+
+__all__ = ["ENV", "SETTINGS", "keep_large_blocks", "user_tunables"]
 
 ENV = "STCL_MALLOC_TUNING"
 # mallopt parameter numbers of glibc's malloc.h: (name, number, value)
 SETTINGS = (("M_MMAP_THRESHOLD", -3, 32 << 20), ("M_TRIM_THRESHOLD", -1, 4 << 30), ("M_TOP_PAD", -2, 256 << 20))
 
 
+def user_tunables(environ: dict[str, str] | None = None) -> list[str]:
+    """The ``glibc.malloc.*`` settings of ``GLIBC_TUNABLES`` (``name=value`` items joined by ``:``)."""
+    env = os.environ if environ is None else environ
+    return [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t.strip().startswith("glibc.malloc.")]
+
+
 def keep_large_blocks(environ: dict[str, str] | None = None) -> bool:
     """Apply `SETTINGS` with glibc's ``mallopt``; True when all were applied."""
     env = os.environ if environ is None else environ
-    if env.get(ENV, "1").strip().lower() in {"0", "false", "no", "off"}:
+    if not switch(ENV, env):  # raises NumericsError (a ValueError: one line, exit 1) for an unknown word
         return False
-    if any(k.startswith("MALLOC_") for k in env):  # the user's own allocator settings win
+    if any(k.startswith("MALLOC_") for k in env) or user_tunables(env):  # the user's own allocator settings win
         return False
     if not sys.platform.startswith("linux"):
         return False

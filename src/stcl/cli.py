@@ -125,7 +125,11 @@ def error_line(err: BaseException, outputs: list[Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    numerics.apply()  # portable float32 kernels (stcl.numerics) before torch dispatches anything
+    try:
+        numerics.apply()  # portable float32 kernels (stcl.numerics) before torch dispatches anything
+    except numerics.NumericsError as err:  # a value the libraries would ignore, silently unpinning
+        print(f"stcl: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].replace("-", "_") in COMMANDS:
         argv[0] = argv[0].replace("-", "_")
