@@ -1,5 +1,7 @@
-"""Probe `stcl` with interruptions, full disks, a busy output folder, a truncated checkpoint and unreadable
-data; print one row per probe (what the user sees: exit code, stderr lines, the last line).
+"""Probe `stcl` with interruptions, full disks, a busy output folder, a truncated checkpoint, unreadable
+data and the damaged inputs of issue 29 (a run killed after its final checkpoint, a damaged flow cache, a
+malformed weights file, STCL_HOLD naming a regular file); print one row per probe (what the user sees: exit
+code, stderr lines, the last line).
 
     .venv/bin/python benchmarks/hardening_probes.py                      # this checkout
     .venv/bin/python benchmarks/hardening_probes.py --src /old/checkout/src   # another version of stcl
@@ -7,7 +9,9 @@ data; print one row per probe (what the user sees: exit code, stderr lines, the 
 Real subprocesses and real signals (a Ctrl-C is SIGINT to the process group). The full-disk probes mount a
 small tmpfs and the permission probe runs `check-data` as root without CAP_DAC_OVERRIDE and
 CAP_DAC_READ_SEARCH (setpriv): both need root and are
-reported as "skipped" otherwise. Takes a few minutes on a CPU (embedded data, a tiny model).
+reported as "skipped" otherwise. The flow-cache probes take the tests' TC root and RAFT file
+(tests/_flow_fixtures.py): the embedded frames are smaller than RAFT's 128 pixels. Takes a few minutes on a
+CPU (embedded data, a tiny model).
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ class Probe:
             self.env["PYTHONPATH"] = str(src)
         self.rows: list[tuple[str, str]] = []
 
-    def start(self, *args: str, out: Path | None = None) -> subprocess.Popen:
+    def start(self, *args: str, out: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
         stdout = open(out, "w") if out else subprocess.PIPE  # noqa: SIM115 (closed with the process)
-        return subprocess.Popen([sys.executable, "-m", "stcl", *args], cwd=self.work, env=self.env, text=True,
-                                stdout=stdout, stderr=subprocess.PIPE, start_new_session=True,
+        return subprocess.Popen([sys.executable, "-m", "stcl", *args], cwd=self.work, env={**self.env, **(env or {})},
+                                text=True, stdout=stdout, stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=default_sigint)
 
-    def run(self, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    def run(self, *args: str, prefix: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
         cmd = [*prefix, sys.executable, "-m", "stcl", *args]
-        return subprocess.run(cmd, cwd=self.work, env=self.env, text=True, capture_output=True, timeout=1200)
+        return subprocess.run(cmd, cwd=self.work, env={**self.env, **(env or {})}, text=True, capture_output=True,
+                              timeout=1200)
 
     def record(self, name: str, rc: int | None, stderr: str, extra: str = "") -> None:
         lines = stderr.strip().splitlines()
@@ -87,7 +92,13 @@ def setup(p: Probe) -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=p.work, env=p.env, check=True)
     for split in ("val", "test"):
-        assert p.run("infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", split, "--out", f"pred/{split}").returncode == 0
+        assert p.run(*infer(split, f"pred/{split}")).returncode == 0
+
+
+def infer(split: str, out: str) -> tuple[str, ...]:
+    """`stcl infer` of the one model ``m`` (model.pt) on a split of the embedded VSPW root into ``out``."""
+    return ("infer", "--checkpoint", "m=model.pt", "--root", "data/VSPW_480p", "--split", split,
+            "--output", f"m=m={out}", "--device", "cpu")
 
 
 TRAIN = ("train", "--stage", "train_stcl", "--device", "cpu", "--out")
@@ -102,7 +113,7 @@ def probe_signals(p: Probe) -> None:
     p.record("Ctrl-C during stcl train", proc.returncode, err, f"; newest checkpoint {ckpts[-1].name if ckpts else None}")
     for sig, group in ((signal.SIGINT, True), (signal.SIGTERM, False)):
         out = p.work / f"pred_{sig.name}"
-        proc = p.start("infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val", "--out", out.name)
+        proc = p.start(*infer("val", out.name))
         if wait_for(lambda: out.is_dir() and any(not q.name.startswith(".") for q in out.iterdir()), proc):
             os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         _, err = proc.communicate(timeout=600)
@@ -116,7 +127,7 @@ def probe_full_disk(p: Probe) -> None:
         "prepare": (["prepare", "--out", "{d}/prepare"], "8k", 4096),
         "train checkpoint": (["train", "--stage", "train_stcl", "--params", "short.yaml", "--device", "cpu",
                               "--out", "{d}/train"], "4m", 0),
-        "infer predictions": (["infer", "--checkpoints", "model.pt", "--root", "data/VSPW_480p", "--split", "val", "--out", "{d}/pred"], "16k", 0),
+        "infer predictions": (list(infer("val", "{d}/pred")), "16k", 0),
         "evaluate metrics": (["evaluate", "--gt-root", "data/VSPW_480p", "--pred-root", "pred/val", "--out",
                               "{d}/m/model.json"], "4k", 4096),
         "submit zip": (["submit", "--pred", "pred/test", "--root", "data/VSPW_480p", "--out", "{d}/s/sub.zip"], "8k", 0),
@@ -195,7 +206,70 @@ def probe_permissions(p: Probe) -> None:
         shutil.rmtree(top)
 
 
-PROBES = {"signals": probe_signals, "disk": probe_full_disk, "lock": probe_lock_and_resume, "perms": probe_permissions}
+def probe_finished_run(p: Probe) -> None:
+    """Killed (SIGKILL) after the final checkpoint is on disk, before model.pt: the rerun writes model.pt from it."""
+    fifo = p.work / "final.fifo"
+    os.mkfifo(fifo)
+    short = ("train", "--stage", "train_stcl", "--params", "short.yaml", "--device", "cpu", "--out", "finished")
+    first = p.start(*short, env={"STCL_HOLD": f"train.checkpoint.2={fifo}"})  # waits on the pipe after iteration 2
+    held = wait_for(lambda: (p.work / "finished/state/iter_00000002.pt").exists(), first)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate()
+    if not held or (p.work / "finished/model.pt").exists():
+        p.rows.append(("killed between the final checkpoint and model.pt, rerun", "setup failed (no final checkpoint)"))
+        return
+    done = p.run(*short)
+    said = [line for line in done.stdout.splitlines() if "(no training)" in line]
+    lines = (done.stdout + done.stderr).splitlines()
+    trained = [line for line in lines if "loss=" in line or "starting afresh" in line or "resuming" in line]
+    says = "says `… from it (no training)`" if said else "no `(no training)` line"
+    p.record("killed between the final checkpoint and model.pt, rerun", done.returncode, done.stderr,
+             f"; model.pt written: {(p.work / 'finished/model.pt').exists()}; {says}; trained again: {bool(trained)}")
+
+
+def probe_damaged_inputs(p: Probe) -> None:
+    """A damaged flow cache for `evaluate --flows`, malformed weights for `stcl weights`, STCL_HOLD on a file."""
+    sys.path.insert(0, str(REPO / "tests"))
+    # the tests' TC root: frames of 130×140 (RAFT needs 128 pixels a side; the embedded frames are 96×128), GT,
+    # predictions moving with the frames, and the seeded RAFT file (official layout)
+    from _flow_fixtures import make_tc_root
+
+    from stcl.flow.store import file_sha256
+
+    (p.work / "tc_root").mkdir()
+    vspw, preds, raft = make_tc_root(p.work / "tc_root")
+    made = p.run("flow", "--vspw-root", str(vspw), "--weights", str(raft), "--out", "flows", "--videos", "1",
+                 "--device", "cpu")
+    evaluate = ("evaluate", "--gt-root", str(vspw), "--pred-root", str(preds), "--flows", "flows", "--workers", "1")
+    if made.returncode != 0:
+        p.record("stcl flow (setup of the flow-cache probes)", made.returncode, made.stderr)
+    else:
+        intact = p.run(*evaluate, "--out", "tc/intact.json")
+        tc = json.loads((p.work / "tc/intact.json").read_text()).get("TC") if intact.returncode == 0 else None
+        p.record("evaluate --flows, intact cache", intact.returncode, intact.stderr, f"; TC {tc}")
+        npz = next((p.work / "flows").glob("*.npz"))
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+        for name, forge in (("truncated npz", False), ("truncated npz, its digest rewritten in flows.json", True)):
+            if forge:
+                index = json.loads((p.work / "flows/flows.json").read_text())
+                index["per_video"][npz.stem]["sha256"] = file_sha256(npz)
+                (p.work / "flows/flows.json").write_text(json.dumps(index))
+            out = p.work / f"tc/{'forged' if forge else 'damaged'}.json"
+            done = p.run(*evaluate, "--out", str(out))
+            p.record(f"evaluate --flows, {name}", done.returncode, done.stderr, f"; metrics written: {out.exists()}")
+    code = ("import torch, sys; torch.save({'state_dict': {'conv1.weight': 'abc', 'bn1.weight': torch.ones(2)}}, "
+            "'bad_value.pth'); torch.save({'state_dict': {3: torch.ones(2)}}, 'int_key.pth')")
+    subprocess.run([sys.executable, "-c", code], cwd=p.work, env=p.env, check=True)
+    for file, what in (("bad_value.pth", "a value that is a string"), ("int_key.pth", "an int key")):
+        done = p.run("weights", file)
+        p.record(f"stcl weights, {what}", done.returncode, done.stderr)
+    (p.work / "plain.txt").write_text("not a pipe\n")
+    done = p.run("params", env={"STCL_HOLD": f"command.params={p.work / 'plain.txt'}"})
+    p.record("STCL_HOLD naming a regular file", done.returncode, done.stderr.replace(str(p.work), "WORK"))
+
+
+PROBES = {"signals": probe_signals, "disk": probe_full_disk, "lock": probe_lock_and_resume, "perms": probe_permissions,
+          "finished": probe_finished_run, "damaged": probe_damaged_inputs}
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def test_unknown_encoder_lists_valid_names():
 
 
 def test_pretrained_sources_are_exclusive(tmp_path):
-    with pytest.raises(ValueError, match="exclusive"):
+    with pytest.raises(ValueError, match="pick one source"):
         build_encoder("resnet18", pretrained=tmp_path / "w.pt", pretrained_from_hub=True)
 
 

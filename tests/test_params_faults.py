@@ -1,5 +1,6 @@
 """params.yaml faults: strict numbers, one line per fault by its dotted key path, YAML errors by file and line,
-`model.out_indices` against the backbone's ViT depth (all caught by `stcl params` / `snakemake -n`)."""
+`model.out_indices` against the backbone's ViT depth, `model.pretrained_from_hub` against `model.pretrained` and the
+backbone's family (all caught by `stcl params` / `snakemake -n`)."""
 
 from pathlib import Path
 
@@ -156,6 +157,65 @@ def test_vit_depths_are_the_encoders_depths():
     assert all(isinstance(enc, DinoEncoder) for enc in vits.values())
     assert {name: enc.num_layers for name, enc in vits.items()} == VIT_DEPTHS
     assert {n for n in ENCODERS if n.startswith("dino")} == set(VIT_DEPTHS)
+
+
+@pytest.mark.parametrize(
+    "backbone, pretrained, needle",
+    [
+        ("resnet18", "w.pth", "model.pretrained_from_hub: true while model.pretrained names a file: pick one source"),
+        ("cswin_tiny", None, "model.pretrained_from_hub: cswin_tiny has no timm hub weights (hub: resnet50, "),
+        ("dinov3_vitl16", None, "model.pretrained_from_hub: dinov3_vitl16 has no timm hub weights"),
+        ("swin_mini", None, "; name a local file in model.pretrained and set this to false"),
+    ],
+)
+def test_weights_sources_are_checked_by_params_not_when_the_encoder_is_built(tmp_path, backbone, pretrained, needle):
+    """Both sources at once, or the hub on a family without hub weights, passed `stcl params` and `snakemake -n`
+    and failed when training built the encoder, after synth and prepare."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["model"].update(backbone=backbone, pretrained=pretrained, pretrained_from_hub=True)
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, data))
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and needle in lines[1], lines
+    for ok in ("resnet18", "swin_tiny_patch4_window7_224"):
+        data["model"].update(backbone=ok, pretrained=None)
+        assert load_params(_write(tmp_path, data)).model.pretrained_from_hub
+    data["model"].update(backbone=backbone, pretrained="w.pth", pretrained_from_hub=False)
+    assert load_params(_write(tmp_path, data)).model.pretrained == Path("w.pth")
+
+
+def test_hub_backbones_are_the_encoders_that_reach_timms_hub(monkeypatch):
+    """`HUB_BACKBONES` (params) is exactly the set of encoders whose hub opt-in reaches timm's pretrained loading,
+    each with a timm name that has pretrained weights; `build_encoder` refuses the others in params' words."""
+    import timm
+
+    from stcl.models.encoders import ENCODERS, build_encoder
+    from stcl.params import HUB_BACKBONES
+
+    class Reached(Exception):
+        pass
+
+    def spy(name, pretrained=False, **kwargs):
+        if pretrained:
+            raise Reached(name)
+        return real(name, pretrained=False, **kwargs)
+
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model", spy)
+    reached = {}
+    for name in ENCODERS:
+        try:
+            build_encoder(name, pretrained_from_hub=True)  # refused, or stopped at timm: nothing built
+        except Reached as hit:
+            reached[name] = str(hit)
+        except ValueError as err:
+            assert str(err).startswith(f"model.pretrained_from_hub: {name} has no timm hub weights"), err
+        else:
+            raise AssertionError(f"{name}: pretrained_from_hub neither reached timm's hub nor was refused")
+    assert set(reached) == set(HUB_BACKBONES)
+    assert all(timm.list_pretrained(f"{timm_name}.*") for timm_name in reached.values()), reached
+    with pytest.raises(ValueError, match="model.pretrained_from_hub: true while model.pretrained names a file"):
+        build_encoder("resnet18", pretrained="w.pth", pretrained_from_hub=True)
 
 
 def test_params_validation_does_not_import_torch():

@@ -123,6 +123,28 @@ def test_table1_backbones_load_their_own_weights_file(tmp_path):
     assert pretrained_note(params, "baseline_resnet18") is None
 
 
+def test_table1_runs_validate_when_the_main_encoder_loads_timms_hub(tmp_path):
+    """With `model.pretrained_from_hub` on, a Table 1 row whose backbone has no hub weights (CSWin, DINO) turns it
+    off and says it starts from random init; one with hub weights keeps it; a row with its own file reads the file."""
+    file = tmp_path / "resnet18_imagenet.pth"  # named, never read: the runs are only validated
+    params = parse_params(
+        {
+            "model": {"pretrained_from_hub": True},
+            "ablations": {"table1_extra": ["dinov3_tiny"], "pretrained": {"resnet18": str(file)}},
+        }
+    )
+    backbones = ("resnet50", "cswin_large", "dinov3_tiny", "resnet18")
+    runs = {b: ablation_params(params, f"baseline_{b}").model for b in backbones}
+    assert runs["resnet50"].pretrained_from_hub and pretrained_note(params, "baseline_resnet50") is None
+    assert (runs["resnet18"].pretrained, runs["resnet18"].pretrained_from_hub) == (file, False)
+    for b in ("cswin_large", "dinov3_tiny"):
+        assert (runs[b].pretrained, runs[b].pretrained_from_hub) == (None, False)
+        note = pretrained_note(params, f"baseline_{b}")
+        assert note is not None and f"no weights file nor timm hub weights for {b}" in note and "random init" in note
+    for name in TABLE_ABLATIONS["table1"] + ("baseline_dinov3_tiny",):
+        ablation_params(params, name)  # validates
+
+
 def test_a_weights_file_for_an_unknown_backbone_is_refused():
     from stcl.params import ParamsError
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stcl.params import CNN_BACKBONES, Params, merge_overrides, parse_params
+from stcl.params import CNN_BACKBONES, HUB_BACKBONES, Params, merge_overrides, parse_params
 
 __all__ = [
     "Ablation",
@@ -127,8 +127,9 @@ def ablation_overrides(params: Params, name: str) -> dict[str, Any]:
     """Everything ablation `name` changes in ``params``: `ablation`'s overrides plus, for ``baseline_<b>``,
 
     * its weights file: ``ablations.pretrained[b]``; without one, ``model.pretrained`` when ``b`` is
-      ``model.backbone`` (the same encoder), else none: random init (`pretrained_note` says so), or timm's hub
-      weights of ``b`` with ``model.pretrained_from_hub``;
+      ``model.backbone`` (the same encoder), else none: timm's hub weights of ``b`` with
+      ``model.pretrained_from_hub`` where the hub has them (`stcl.params.HUB_BACKBONES`), else random init
+      (`pretrained_note` says so);
     * its family's optimiser when ``b`` is a CNN other than ``model.backbone``: `CNN_OPTIMIZER`. The baseline
       of the chain's own encoder keeps the stage's optimiser: it is also Table 2's first row, compared with
       the chain's other runs (COCO-pre, STCL), which train with it. Under the paper preset (Swin-L) every
@@ -142,7 +143,7 @@ def ablation_overrides(params: Params, name: str) -> dict[str, Any]:
     if file is None and backbone == params.model.backbone:
         file = params.model.pretrained
     model: dict[str, Any] = {"pretrained": None if file is None else str(file)}
-    if file is not None:
+    if file is not None or backbone not in HUB_BACKBONES:
         model["pretrained_from_hub"] = False
     extra: dict[str, Any] = {"model": model}
     if backbone in CNN_BACKBONES and backbone != params.model.backbone:
@@ -162,9 +163,10 @@ def pretrained_note(params: Params, name: str) -> str | None:
     run = ablation_params(params, name).model
     if backbone is None or run.pretrained is not None or run.pretrained_from_hub:
         return None
-    if params.model.pretrained is None and not params.ablations.pretrained:
-        return None  # no encoder has a file: the whole recipe starts from random init (the embedded default)
+    if params.model.pretrained is None and not params.ablations.pretrained and not params.model.pretrained_from_hub:
+        return None  # no encoder has weights: the whole recipe starts from random init (the embedded default)
+    hub = " nor timm hub weights" if params.model.pretrained_from_hub else ""
     return (
-        f"{name}: no weights file for {backbone} (params ablations.pretrained.{backbone}); its encoder starts "
-        f"from random init, not the paper's ImageNet weights"
+        f"{name}: no weights file{hub} for {backbone} (params ablations.pretrained.{backbone}); its encoder "
+        f"starts from random init, not the paper's ImageNet weights"
     )

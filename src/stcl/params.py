@@ -59,6 +59,8 @@ __all__ = [
     "TRAIN_STAGES",
     "BACKBONES",
     "CNN_BACKBONES",
+    "HUB_BACKBONES",
+    "hub_fault",
     "load_params",
     "parse_params",
     "params_json_schema",
@@ -116,11 +118,35 @@ BACKBONES = (
 # transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
 # equal to the CNN entries of stcl.models.encoders.ENCODERS.
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
+# The backbones whose weights timm's hub holds (`model.pretrained_from_hub`): the timm CNNs and the released Swin
+# sizes. CSWin (not in timm), the reduced swin_mini and the DINO encoders load a local file (`model.pretrained`)
+# or start from random init. `stcl.models.encoders.build_encoder` refuses the others with `hub_fault`'s words; a
+# test keeps this equal to the encoders that reach timm's pretrained loading.
+HUB_BACKBONES = CNN_BACKBONES + (
+    "swin_large_patch4_window12_384",
+    "swin_base_patch4_window12_384",
+    "swin_tiny_patch4_window7_224",
+)
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
 TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 # Blocks of each ViT backbone (the `stcl.models.dino.DinoSpec` depth of its encoder; a test keeps them
 # equal): the only backbones `model.out_indices` applies to, and the range of its indices.
 VIT_DEPTHS = {"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov3_vitl16": 24, "dinov2_tiny": 4, "dinov3_tiny": 4}
+
+
+def hub_fault(backbone: str, pretrained: object, pretrained_from_hub: bool) -> str | None:
+    """Why ``model.pretrained_from_hub`` cannot hold for this model (None when it can): the one place that
+    decides it, for params validation and for `stcl.models.encoders.build_encoder`."""
+    if not pretrained_from_hub:
+        return None
+    if pretrained is not None:
+        return "true while model.pretrained names a file: pick one source (the file, or timm's hub)"
+    if backbone not in HUB_BACKBONES:
+        return (
+            f"{backbone} has no timm hub weights (hub: {', '.join(HUB_BACKBONES)}); name a local file in "
+            "model.pretrained and set this to false"
+        )
+    return None
 
 
 class ParamsError(ValueError):
@@ -230,6 +256,15 @@ class ModelParams(_Strict):
     # Normalisation happens inside the model (mmseg's data_preprocessor), so checkpoints are self-describing.
     mean: tuple[Float, Float, Float] = (123.675, 116.28, 103.53)
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
+
+    @field_validator("pretrained_from_hub")
+    @classmethod
+    def _one_source(cls, value: bool, info: ValidationInfo) -> bool:
+        backbone = info.data.get("backbone")  # absent when invalid: that fault is reported on its own
+        fault = None if backbone is None else hub_fault(backbone, info.data.get("pretrained"), value)
+        if fault is not None:
+            raise ValueError(fault)
+        return value
 
     @field_validator("out_indices")
     @classmethod

@@ -37,6 +37,7 @@ from torch import nn
 
 from stcl.models.encoder_base import Encoder
 from stcl.models.loading import LoadReport
+from stcl.params import hub_fault
 
 __all__ = [
     "Encoder",
@@ -169,7 +170,7 @@ class SwinEncoder(Encoder):
         )
         if pretrained_from_hub:
             if hub_name is None:
-                raise ValueError("pretrained_from_hub: this Swin variant has no timm hub weights")
+                raise ValueError("SwinEncoder: pretrained_from_hub needs hub_name (the timm name of its weights)")
             self.model = timm.create_model(hub_name, pretrained=True, **kwargs)
         else:
             self.model = SwinTransformer(**kwargs, device=device)
@@ -259,8 +260,6 @@ def _cswin(variant: str):
     def factory(drop_path: float, pretrained_from_hub: bool, device: str | torch.device | None) -> Encoder:
         from stcl.models.cswin import build_cswin
 
-        if pretrained_from_hub:
-            raise ValueError("pretrained_from_hub: CSWin is not in timm; name a local file in model.pretrained")
         return build_cswin(variant, drop_path=drop_path, device=device)
 
     return factory
@@ -275,16 +274,13 @@ def _dino(variant: str):
     ) -> Encoder:
         from stcl.models.dino import build_dino
 
-        if pretrained_from_hub:
-            raise ValueError(
-                f"pretrained_from_hub: {variant} loads from a local file (the official or timm release) named in "
-                "model.pretrained"
-            )
         return build_dino(variant, drop_path=drop_path, device=device, out_indices=out_indices)
 
     return factory
 
 
+# (drop_path, pretrained_from_hub, device): only the hub families (`stcl.params.HUB_BACKBONES`) read
+# pretrained_from_hub; `build_encoder` refuses it for the others before calling their factory.
 EncoderFactory = Callable[[float, bool, "str | torch.device | None"], Encoder]
 
 # The one name → factory table where users pick a backbone (params.yaml ``model.backbone``).
@@ -335,7 +331,7 @@ def build_encoder(
         name: a key of `ENCODERS`.
         drop_path: stochastic depth rate.
         pretrained: local weights file in any supported format, loaded strictly; never downloaded.
-        pretrained_from_hub: explicit opt-in to timm's hub download.
+        pretrained_from_hub: explicit opt-in to timm's hub download (`stcl.params.HUB_BACKBONES` only).
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
         exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
@@ -344,8 +340,9 @@ def build_encoder(
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
-    if pretrained is not None and pretrained_from_hub:
-        raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
+    fault = hub_fault(name, pretrained, pretrained_from_hub)  # params validates it too (the same words)
+    if fault is not None:
+        raise ValueError(f"model.pretrained_from_hub: {fault}")
     vit_blocks = () if out_indices is None else (tuple(out_indices),)  # ViT backbones only: params validates it
     encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, *vit_blocks)
     if pretrained is not None:

@@ -162,8 +162,6 @@ def build_segmentor(
         load_pretrained: load ``model.pretrained`` (strictly, `stcl.models.loading`) / hub weights (False
             when a full checkpoint is about to be loaded anyway).
     """
-    if model.pretrained is not None and model.pretrained_from_hub and load_pretrained:
-        raise ValueError("model.pretrained and model.pretrained_from_hub are exclusive: pick one source")
     meta = device is not None and torch.device(device).type == "meta"
     backbone = build_encoder(
         model.backbone,
