@@ -27,7 +27,10 @@ HOLD_AT_P = "from stcl.hold import hold; hold('p')"
 
 
 def _limit_memory() -> None:
+    """In the child: a memory cap, and SIGINT as in a terminal (pytest run as a background job of a
+    non-interactive shell passes it on ignored, which stcl keeps, as `nohup` users expect)."""
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _child(code: str, **env: str) -> subprocess.Popen:

@@ -311,10 +311,16 @@ def _start_ranks(tmp_path: Path, ranks: list[int], world: int, timeout_s: int) -
             "cpu", "--coco-semantic", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
     procs = [
         subprocess.Popen(argv, env={**base, **_task_env(r, r, r, "127.0.0.1", world, job)}, cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
         for r in ranks
     ]
     return procs, master_port(job)
+
+
+def _default_sigint() -> None:
+    """In the child: SIGINT as in a terminal (pytest run as a background job of a non-interactive shell passes
+    it on ignored, which stcl keeps, as `nohup` users expect)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _first_line(proc: subprocess.Popen, timeout: float = 300) -> str:
