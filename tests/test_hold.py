@@ -141,7 +141,6 @@ def test_a_signal_while_training_waits_at_a_hold_point_checkpoints_and_exits(tmp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_limit_memory,
     )
     ckpts = CheckpointManager(out / "state")
     wait_for(lambda: ckpts.latest() is not None, proc, "the checkpoint of iteration 5")
