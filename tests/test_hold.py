@@ -33,6 +33,11 @@ def _limit_memory() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT as in a terminal (see `_limit_memory`), without the memory cap (training needs more)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child(code: str, **env: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", code],
@@ -141,6 +146,7 @@ def test_a_signal_while_training_waits_at_a_hold_point_checkpoints_and_exits(tmp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
     ckpts = CheckpointManager(out / "state")
     wait_for(lambda: ckpts.latest() is not None, proc, "the checkpoint of iteration 5")
