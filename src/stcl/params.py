@@ -415,7 +415,7 @@ class ResourceParams(_Strict):
     """Cluster resources of one rule (Snakemake `resources:` → Slurm)."""
 
     gpus: NonNegInt = 0  # per node
-    nodes: PositiveInt = 1  # training only: one srun task per GPU on each node (README "Several nodes")
+    nodes: PositiveInt = 1  # training only: one srun task per GPU on each node (docs/cluster.md "Several nodes")
     cpus_per_gpu: PositiveInt = 8
     cpus: PositiveInt = 1  # used when gpus == 0
     mem_mb: PositiveInt = 4000
@@ -427,8 +427,8 @@ class ResourceParams(_Strict):
 class TrainResourceParams(ResourceParams):
     """`ResourceParams` of the training jobs, plus how long their processes wait for each other."""
 
-    # seconds each process of a multi-process training waits for all the others at the start (README
-    # "Several nodes"); then it exits 69 naming what it waited for. Not part of a run's fingerprint.
+    # seconds each process of a multi-process training waits for all the others at the start
+    # (docs/cluster.md "Several nodes"); then it exits 69 naming what it waited for. Not part of a run's fingerprint.
     rendezvous_timeout_s: PositiveInt = 600
 
 

@@ -437,7 +437,7 @@ def _final_metrics(run: _Run) -> dict[str, Any]:
         "iterations": run.iteration,
         "global_batch": sp.batch_size,
         "world_size": run.ctx.world_size,
-        "cpu_threads": torch.get_num_threads(),  # CPU float32 sums depend on it (README "Same numbers")
+        "cpu_threads": torch.get_num_threads(),  # CPU float32 sums depend on it (docs/numerics.md)
         "grad_accum": run.accum,
         "first_loss": run.log["first_loss"],
         "last_loss": run.log.get("last_loss"),
