@@ -42,7 +42,7 @@ def write_tc_view(vspw_root: str | Path, pred_root: str | Path, flows: str | Pat
     from stcl.data.vspw import frame_path
     from stcl.flow.store import read_video_sources
     from stcl.metrics.io import pred_path, read_label_png
-    from stcl.metrics.tc import warp_labels
+    from stcl.flow.warp import warp_labels
 
     stems, sources = read_video_sources(flows, video)
     if len(sources) == 0:
