@@ -94,7 +94,8 @@ def evaluate_tc(
     """
     from stcl.data.vspw import list_frames
     from stcl.flow.store import check_flows_inputs, read_flows_index, read_video_sources
-    from stcl.metrics.io import check_predictions, pred_path, read_label_png
+    from stcl.data.io import load_label_png
+    from stcl.metrics.io import check_predictions, pred_path
 
     index = read_flows_index(flows)
     check_flows_inputs(flows, index, vspw_root, split, raft_weights)
@@ -110,7 +111,7 @@ def evaluate_tc(
         for t, stem in enumerate(stems):
             path = pred_path(pred_root, video, stem)
             try:
-                pred = read_label_png(path)
+                pred = load_label_png(path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: prediction missing for a frame of the flows in {flows}") from None
             top = int(pred.max(initial=0))
