@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from stcl.data.io import load_label_png
+from stcl.data.vspw import mask_path, read_split
 from stcl.metrics import evaluate_dirs
 from stcl.metrics.evaluate import evaluate_video_files
-from stcl.metrics.io import gt_mask_path, list_gt_frames, pred_path, read_label_png, read_video_list
+from stcl.metrics.io import list_gt_frames, pred_path
 
 PALETTE = [v for i in range(256) for v in ((i * 37) % 256, (i * 91) % 256, (i * 53) % 256)]
 
@@ -99,8 +101,8 @@ def make_dataset(root: Path, videos: int, frames: int, h: int, w: int, workers: 
 def _decode_video(gt_root: Path, pred_root: Path, video: str) -> int:
     n = 0
     for frame in list_gt_frames(gt_root, video):
-        read_label_png(gt_mask_path(gt_root, video, frame))
-        read_label_png(pred_path(pred_root, video, frame))
+        load_label_png(mask_path(gt_root, video, frame))
+        load_label_png(pred_path(pred_root, video, frame))
         n += 1
     return n
 
@@ -141,11 +143,11 @@ def _naive_video(gt_root: Path, pred_root: Path, video: str, style: str, num_cla
     gts, preds = [], []
     confusion = np.zeros((num_class, num_class), dtype=np.int64)
     for frame in list_gt_frames(gt_root, video):
-        raw = read_label_png(gt_mask_path(gt_root, video, frame)).copy()
+        raw = load_label_png(mask_path(gt_root, video, frame)).copy()
         raw[raw == 0] = 255
         gt = raw - 1
         gt[gt == 254] = 255
-        pred = read_label_png(pred_path(pred_root, video, frame))
+        pred = load_label_png(pred_path(pred_root, video, frame))
         mask = gt < num_class
         confusion += np.bincount(num_class * gt[mask].astype(int) + pred[mask], minlength=num_class**2).reshape(
             num_class, num_class
@@ -171,7 +173,7 @@ def _cpu_task(kind: str, gt_root: Path, pred_root: Path, video: str):
 
 def run_tasks(kind: str, gt_root: Path, pred_root: Path, workers: int) -> tuple[float, list]:
     """One task per video over ``workers`` processes. Returns (summed worker CPU seconds, results)."""
-    names = read_video_list(gt_root, "val")
+    names = read_split(gt_root, "val")
     k = len(names)
     with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
         out = list(pool.map(_cpu_task, [kind] * k, [gt_root] * k, [pred_root] * k, names))
@@ -252,15 +254,15 @@ def frame_breakdown(root: Path, repeats: int = 5) -> None:
     from stcl.metrics.consistency import ConsistencyCounter
 
     gt_root, pred_root = root / "gt", root / "pred"
-    video = read_video_list(gt_root, "val")[0]
+    video = read_split(gt_root, "val")[0]
     frames = list_gt_frames(gt_root, video)
-    files = [(gt_mask_path(gt_root, video, f), pred_path(pred_root, video, f)) for f in frames]
-    raws = [(read_label_png(g), read_label_png(p)) for g, p in files]
+    files = [(mask_path(gt_root, video, f), pred_path(pred_root, video, f)) for f in frames]
+    raws = [(load_label_png(g), load_label_png(p)) for g, p in files]
     pairs = [(gt_codes_from_raw(r), p) for r, p in raws]
 
     def decode():
         for g, p in files:
-            read_label_png(g), read_label_png(p)
+            load_label_png(g), load_label_png(p)
 
     def codes():
         for r, _ in raws:

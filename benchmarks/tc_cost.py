@@ -37,7 +37,8 @@ def main() -> None:
 
     from stcl.flow.raft import build_raft, raft_flow
     from stcl.flow.store import encode_offsets
-    from stcl.metrics.tc import TCCounter, warp_labels, warp_source
+    from stcl.flow.warp import warp_labels, warp_source
+    from stcl.metrics.tc import TCCounter
     from stcl.plan.flow import raft_pair_flops
 
     model = build_raft()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from stcl.flow.raft import build_raft, detect_raft_format, load_raft, official_to_torchvision, padding, raft_flow
-from stcl.metrics.tc import TCCounter, tc_score, warp_labels, warp_source
+from stcl.flow.warp import warp_labels, warp_source
+from stcl.metrics.tc import TCCounter, tc_score
 
 from _data_fixtures import reference_maker
 

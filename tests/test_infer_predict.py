@@ -13,7 +13,7 @@ from PIL import Image
 
 from stcl.data import vspw
 from stcl.infer.frames import image_tensor
-from stcl.infer.io import label_palette
+from stcl.data.palette import label_palette
 from stcl.infer.multiscale import TTA, tta_probs
 from stcl.infer.outputs import OutputSpec, predict_outputs
 from stcl.infer.sliding import Window

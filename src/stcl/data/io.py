@@ -52,7 +52,7 @@ def load_label_png(path: str | Path) -> np.ndarray:
     path = Path(path)
     img = _open(path)
     if img.mode not in ("L", "P"):
-        raise DataError(f"{path}: label image must be single-channel (mode L or P), got mode {img.mode}")
+        raise DataError(f"{path}: expected a single-channel PNG (mode L or P), got mode {img.mode}")
     return np.array(img, dtype=np.uint8)
 
 

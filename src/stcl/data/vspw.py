@@ -51,9 +51,12 @@ _TRAIN_ID_LUT[1 : VSPW_NUM_CLASSES + 1] = np.arange(VSPW_NUM_CLASSES, dtype=np.u
 
 
 def validate_video_name(name: str, source: str | Path) -> str:
-    """Return ``name`` if it is a plain directory name; ValueError naming ``source`` otherwise."""
-    if not name or "/" in name or "\\" in name or ".." in name or name in (".",) or "\0" in name:
-        raise DataError(f"{source}: invalid video name {name!r} (empty, path separator or '..')")
+    """Return ``name`` if it is a plain, visible directory name; DataError naming ``source`` otherwise.
+
+    Hidden names (a leading '.') are refused as well: listings skip hidden files, as the official scripts do.
+    """
+    if not name or "/" in name or "\\" in name or ".." in name or name.startswith(".") or "\0" in name:
+        raise DataError(f"{source}: invalid video name {name!r} (empty, hidden, path separator or '..')")
     return name
 
 

@@ -14,7 +14,7 @@ size and the SHA-256 of the frame files read (`stcl.flow.store.frames_sha256`), 
 file, and of each ``<video>.npz``. `stcl evaluate --flows` checks them against what it evaluates
 (`stcl.flow.store.check_flows_inputs`) and refuses flows of anything else in one line.
 
-The warp of pair t is `stcl.metrics.tc.warp_source` of the flow from frame t to t+1: for each pixel p of
+The warp of pair t is `stcl.flow.warp.warp_source` of the flow from frame t to t+1: for each pixel p of
 frame t, the pixel p' of frame t+1 whose label it takes, or outside the frame. This is exactly what TC reads
 of the flow (the nearest-neighbour warp of TC_cal.py), stored losslessly as the offset p' − p
 (`stcl.flow.store.encode_offsets`; ``OUTSIDE`` = −2³¹), compressed; the flow itself (float32, 3.3 MB per
@@ -35,7 +35,7 @@ from PIL import Image
 
 from stcl.flow.raft import RAFT_ITERS, load_raft, raft_flow
 from stcl.flow.store import FLOWS_FORMAT, INDEX, encode_offsets, file_sha256, frames_sha256, select_videos
-from stcl.metrics.tc import warp_source
+from stcl.flow.warp import warp_source
 
 __all__ = ["FlowRun", "compute_flows"]
 

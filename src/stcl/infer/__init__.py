@@ -11,5 +11,5 @@ Modules (imported directly; this package imports nothing so `stcl submit` stays 
 * `stcl.infer.shards` — which videos a shard takes, its record, the one gather of records.
 * `stcl.infer.video` — `stcl predict` on a user's video: labels and an overlay (rendered by the caller).
 * `stcl.infer.submission` — validation of test predictions and the submission zip (no torch).
-* `stcl.infer.io` — palette PNGs (no torch).
+* `stcl.infer.io` — the label PNG writer (no torch).
 """

@@ -1,4 +1,5 @@
-"""Files written by inference: palette label PNGs; the atomic writers come from `stcl.atomic`.
+"""Files written by inference: palette label PNGs (colours: `stcl.data.palette`); the atomic writers come
+from `stcl.atomic`.
 
 A *video folder* (``<out>/<video>/`` of predictions, ``data/<video>/`` of pseudo labels) is built under a
 hidden temporary name beside its final place and renamed into place only when every file is written
@@ -17,29 +18,9 @@ import numpy as np
 from PIL import Image
 
 from stcl.atomic import atomic_path
+from stcl.data.palette import label_palette
 
-__all__ = ["label_palette", "save_label_png"]
-
-
-def label_palette() -> list[int]:
-    """The 256-entry RGB palette of label PNGs (PASCAL VOC bit-interleaved colour map), flat list of 768 ints.
-
-    Index 255 (void) is white so ignored pixels stand out; the palette only affects how a viewer shows the
-    file, never the stored class ids.
-    """
-    palette: list[int] = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette += [r, g, b]
-    palette[255 * 3 : 256 * 3] = [255, 255, 255]
-    return palette
-
+__all__ = ["save_label_png"]
 
 _PALETTE = label_palette()
 

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from stcl.data.classes import VSPW_NUM_CLASSES
+from stcl.data.io import load_label_png
+from stcl.data.vspw import mask_path, read_split
 from stcl.metrics.confusion import (
     FrameCounter,
     gt_codes_from_raw,
@@ -33,7 +35,7 @@ from stcl.metrics.confusion import (
     weighted_iou,
 )
 from stcl.metrics.consistency import ConsistencyCounter, pooled_vc
-from stcl.metrics.io import check_predictions, gt_mask_path, list_gt_frames, pred_path, read_label_png, read_video_list
+from stcl.metrics.io import check_predictions, list_gt_frames, pred_path
 
 __all__ = [
     "NUM_CLASSES",
@@ -120,11 +122,11 @@ def evaluate_video_files(
     """Read one video's GT masks (frames listed from the GT, as the official script) and predictions."""
     kernel = VideoEvaluator(video, num_classes, vc_lengths)
     for frame in list_gt_frames(gt_root, video):
-        gt_file = gt_mask_path(gt_root, video, frame)
+        gt_file = mask_path(gt_root, video, frame)
         pred_file = pred_path(pred_root, video, frame)
-        codes = gt_codes_from_raw(read_label_png(gt_file))
+        codes = gt_codes_from_raw(load_label_png(gt_file))
         try:
-            pred = read_label_png(pred_file)
+            pred = load_label_png(pred_file)
         except FileNotFoundError:
             raise FileNotFoundError(f"{pred_file}: prediction missing for GT frame {gt_file}") from None
         kernel.add(codes, pred, str(gt_file), str(pred_file), copy=False)
@@ -257,7 +259,7 @@ def evaluate_dirs(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    names = list(videos) if videos is not None else read_video_list(gt_root, split)
+    names = list(videos) if videos is not None else read_split(gt_root, split)
     pred_root = Path(pred_root)
     check_predictions(pred_root, {name: list_gt_frames(gt_root, name) for name in names})  # all missing, at once
     from tqdm import tqdm

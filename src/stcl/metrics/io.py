@@ -1,58 +1,28 @@
-"""Reading GT masks and predictions for evaluation (minimal PIL decoding) and atomic result writes.
+"""What evaluation reads besides the dataset reader: the predictions' layout; and atomic result writes.
 
-Layouts::
+The ground truth is read by the dataset reader, by the same rules as training reads it: the split file, the
+video names and ``GT_ROOT/data/<video>/mask/<frame>.png`` by `stcl.data.vspw`, every label PNG (GT mask or
+prediction) by `stcl.data.io.load_label_png` (single channel, mode L or P, decoded whole). Layouts::
 
-    GT_ROOT/<split>.txt                    one video per line
+    GT_ROOT/<split>.txt                    one video per line (`stcl.data.vspw.read_split`)
     GT_ROOT/data/<video>/mask/<frame>.png  raw VSPW masks (palette): 0 others, 1..124 classes, 255 void
     PRED_ROOT/<video>/<frame>.png          predictions, mode L or P, class ids 0..123 (submission format)
 
-Every error names the file it is about.
+Raw mask values are checked by the metric itself (`stcl.metrics.confusion.FrameCounter`: neither a class nor
+void fails naming the mask). Every error names the file it is about.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from stcl.atomic import write_json
+from stcl.data.io import DataError
+from stcl.data.vspw import MASK_EXT, list_stems, video_dir
 
-__all__ = [
-    "check_predictions",
-    "read_video_list",
-    "list_gt_frames",
-    "gt_mask_path",
-    "pred_path",
-    "read_label_png",
-    "atomic_write_json",
-]
-
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
-
-
-def read_video_list(gt_root: str | Path, split: str) -> list[str]:
-    """Video names of ``GT_ROOT/<split>.txt`` in file order (blank lines and a missing final newline are fine)."""
-    path = Path(gt_root) / f"{split}.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: split file not found")
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    names = [n for n in names if n]
-    for name in names:
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"{path}: invalid video name {name!r}")
-    if len(set(names)) != len(names):
-        raise ValueError(f"{path}: a video is listed twice")
-    if not names:
-        raise ValueError(f"{path}: split lists no video")
-    return names
-
-
-def gt_mask_path(gt_root: str | Path, video: str, frame: str) -> Path:
-    return Path(gt_root) / "data" / video / "mask" / f"{frame}.png"
+__all__ = ["check_predictions", "list_gt_frames", "pred_path", "atomic_write_json"]
 
 
 def pred_path(pred_root: str | Path, video: str, frame: str) -> Path:
@@ -76,29 +46,18 @@ def check_predictions(pred_root: str | Path, frames: dict[str, list[str]]) -> No
 
 
 def list_gt_frames(gt_root: str | Path, video: str) -> list[str]:
-    """Sorted frame stems of ``GT_ROOT/data/<video>/mask/*.png`` (hidden files skipped, as the official script)."""
-    folder = Path(gt_root) / "data" / video / "mask"
+    """Sorted frame stems of ``GT_ROOT/data/<video>/mask/*.png``, the frames the official script evaluates.
+
+    Hidden files are skipped (`stcl.data.vspw.list_stems`); ``video`` must be a valid name
+    (`stcl.data.vspw.validate_video_name`). A missing folder or one without masks fails naming it.
+    """
+    folder = video_dir(gt_root, video) / "mask"
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: GT mask directory not found")
-    stems = sorted(name[:-4] for name in os.listdir(folder) if name.endswith(".png") and not name.startswith("."))
+    stems = list_stems(folder, MASK_EXT)
     if not stems:
-        raise ValueError(f"{folder}: no .png GT masks")
+        raise DataError(f"{folder}: no {MASK_EXT} GT masks")
     return stems
-
-
-def read_label_png(path: Path) -> np.ndarray:
-    """Decode a single-channel PNG (mode L, or P read as its palette indices). Returns uint8 (H, W)."""
-    try:
-        with Image.open(path) as img:
-            if img.mode not in ("L", "P"):
-                raise ValueError(f"{path}: expected a single-channel PNG (mode L or P), got mode {img.mode}")
-            return np.asarray(img)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: file not found") from None
-    except _DECODE_ERRORS as err:
-        if str(err).startswith(str(path)):
-            raise
-        raise ValueError(f"{path}: unreadable PNG ({err})") from None
 
 
 def _nan_to_none(value: Any) -> Any:

@@ -5,17 +5,10 @@ t to t+1, and one confusion matrix of (prediction t, warped prediction t+1) over
 TC = Σ IoU_c · valid_c / Σ valid_c, valid_c = class c occurs in some prediction t (rows of the matrix), NaN
 IoU counted as 0 — the official ``Evaluator.Mean_Intersection_over_Union`` of VSPW_code/utils.py.
 
-The warp keeps the official ``flowwarp`` exactly, quirks included: ``grid_sample`` with ``mode='nearest'``,
-``align_corners=False``, zeros outside, and the sampling grid normalised by W−1 and H−1 (the convention of
-``align_corners=True``). A pixel (x, y) with flow (u, v) therefore reads frame t+1 at
-((x+u)·W/(W−1) − ½, (y+v)·H/(H−1) − ½), rounded half to even; points outside the frame read class 0. With
-zero flow at 854×480 the last column and row (1,333 pixels) read outside and become class 0. Only the first
-100 videos of val.txt count in the official script (`stcl flow --videos`).
-
-The warp is stored as a *source map* (`warp_source`): for each pixel of frame t, 1 + the flat index of the
-pixel of frame t+1 it reads, 0 where it reads outside. It is computed by warping the image of those indices
-with the same ``grid_sample`` call (float32 holds them exactly below 2²⁴ pixels), so `warp_labels` equals
-warping the labels themselves, bit for bit, for every model.
+The warp is the official ``flowwarp`` exactly, quirks included (`stcl.flow.warp`: outside the frame reads
+class 0, so with zero flow at 854×480 the last column and row become class 0); TC reads it as the source maps
+the `stcl flow` stage stored (`stcl.flow.store`). Only the first 100 videos of val.txt count in the official
+script (`stcl flow --videos`).
 """
 
 from __future__ import annotations
@@ -23,56 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from stcl.data.classes import VSPW_NUM_CLASSES
+from stcl.flow.warp import warp_labels
 
-if TYPE_CHECKING:
-    import torch
-
-__all__ = ["TC_DEFINITION", "warp_source", "warp_labels", "TCCounter", "tc_score", "TCResult", "evaluate_tc"]
+__all__ = ["TC_DEFINITION", "TCCounter", "tc_score", "TCResult", "evaluate_tc"]
 
 TC_DEFINITION = (
     "VSPW_code TC_cal.py: RAFT (raft-things, 20 iterations, InputPadder) flow t→t+1; prediction t+1 warped to t "
     "(grid_sample nearest, align_corners=False, grid normalised by W-1/H-1, outside = class 0); one confusion "
     "matrix (prediction t, warped t+1) over all consecutive pairs; TC = mean IoU over classes predicted at t"
 )
-
-
-def warp_source(flow: "torch.Tensor") -> "torch.Tensor":
-    """Source map of the official warp: flow float (2, H, W) or (N, 2, H, W) px → int32 (H, W) / (N, H, W).
-
-    Value 1 + y'·W + x' where pixel (x, y) of frame t reads pixel (x', y') of frame t+1; 0 where it reads
-    outside the frame (class 0 in TC_cal.py). Runs on the flow's device.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    squeeze = flow.ndim == 3
-    flow = flow[None] if squeeze else flow
-    n, two, h, w = flow.shape
-    if two != 2 or h * w >= 2**24:
-        raise ValueError(f"flow must be (N, 2, H, W) with H·W < 2^24, got {tuple(flow.shape)}")
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=torch.float32),
-        torch.arange(w, device=flow.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    gx = 2.0 * (xs + flow[:, 0].float()) / max(w - 1, 1) - 1.0
-    gy = 2.0 * (ys + flow[:, 1].float()) / max(h - 1, 1) - 1.0
-    grid = torch.stack([gx, gy], dim=-1)  # (N, H, W, 2)
-    index = torch.arange(1, h * w + 1, device=flow.device, dtype=torch.float32).view(1, 1, h, w).expand(n, 1, h, w)
-    src = F.grid_sample(index, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, 0]
-    src = src.to(torch.int32)
-    return src[0] if squeeze else src
-
-
-def warp_labels(next_pred: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Prediction of t+1 (H, W) warped to t through a `warp_source` map (H, W) → (H, W), 0 outside."""
-    flat = np.concatenate([np.zeros(1, next_pred.dtype), next_pred.reshape(-1)])
-    return flat[source]
 
 
 @dataclass
@@ -139,7 +94,8 @@ def evaluate_tc(
     """
     from stcl.data.vspw import list_frames
     from stcl.flow.store import check_flows_inputs, read_flows_index, read_video_sources
-    from stcl.metrics.io import check_predictions, pred_path, read_label_png
+    from stcl.data.io import load_label_png
+    from stcl.metrics.io import check_predictions, pred_path
 
     index = read_flows_index(flows)
     check_flows_inputs(flows, index, vspw_root, split, raft_weights)
@@ -155,7 +111,7 @@ def evaluate_tc(
         for t, stem in enumerate(stems):
             path = pred_path(pred_root, video, stem)
             try:
-                pred = read_label_png(path)
+                pred = load_label_png(path)
             except FileNotFoundError:
                 raise FileNotFoundError(f"{path}: prediction missing for a frame of the flows in {flows}") from None
             top = int(pred.max(initial=0))

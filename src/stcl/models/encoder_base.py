@@ -4,7 +4,7 @@
 Its own module so that backbone modules (`stcl.models.cswin`, `stcl.models.dino`) and the name→factory
 table (`stcl.models.encoders`) both import it without importing each other. Each family maps its own files'
 keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
-``tests/test_models_import_graph.py``).
+``tests/test_import_graph.py``).
 """
 
 from __future__ import annotations

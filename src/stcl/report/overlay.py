@@ -1,8 +1,8 @@
 """Label maps made visible: palette colours, a blend over the frame, and a legend of the classes present.
 
-Colours are the palette the label PNGs carry (`stcl.infer.io.label_palette`: the PASCAL VOC bit-interleaved
-colour map, index 255 white), so an overlay shows a class in the colour a PNG viewer shows for its
-prediction file. Class ``c`` of a train-id map (0..123 for VSPW) is drawn in ``palette[c]``.
+Colours are the palette the label PNGs carry (`stcl.data.palette.label_palette`: the PASCAL VOC
+bit-interleaved colour map, index 255 white), so an overlay shows a class in the colour a PNG viewer shows
+for its prediction file. Class ``c`` of a train-id map (0..123 for VSPW) is drawn in ``palette[c]``.
 
 An overlay frame is ``round((1 − α)·frame + α·colour[label])`` per pixel (α = 0.5 by default), with a legend
 box in the top-left corner listing the classes present, largest area first. Everything here is numpy + PIL
@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from stcl.infer.io import label_palette
+from stcl.data.palette import label_palette
 
 __all__ = [
     "PALETTE",

@@ -160,7 +160,7 @@ def _tc_section(inputs: ReportInputs, index: dict, out: Path) -> str:
 
 def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = False) -> Path:
     """Write the figures and ``index.html`` into ``out_dir`` (see the module docstring); returns the page's path."""
-    from stcl.metrics.io import read_video_list
+    from stcl.data.vspw import read_split
     from stcl.metrics.tables import METRICS, load_metrics, per_class_frame, plot_per_class
     from stcl.report.curves import plot_stage_curves, read_curves
     from stcl.report.qualitative import write_video_views
@@ -196,7 +196,7 @@ def build_report(inputs: ReportInputs, out_dir: str | Path, progress: bool = Fal
                         + f"<details open><summary>table (classes present in the val GT)</summary>{table}</details>")
 
     if inputs.gt_root is not None and inputs.pred_root is not None:
-        videos = read_video_list(inputs.gt_root, inputs.split)
+        videos = read_split(inputs.gt_root, inputs.split)
         vcs = video_consistency(inputs.gt_root, inputs.pred_root, videos, progress=progress)
         plot_vc_per_video(vcs, out / "vc_per_video.png", inputs.pred_model)
         table = _table(["video", "frames", "VC8", "VC16"], [[r.video, str(r.frames), _fmt(r.vc[8]), _fmt(r.vc[16])] for r in vcs])

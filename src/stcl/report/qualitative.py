@@ -106,12 +106,13 @@ def load_video(gt_root: str | Path, pred_root: str | Path, video: str) -> Iterat
     Frames are listed from the GT masks (as the evaluation does); a missing prediction is a FileNotFoundError
     naming it.
     """
-    from stcl.data.vspw import frame_path, load_image, to_train_ids
-    from stcl.metrics.io import gt_mask_path, list_gt_frames, pred_path, read_label_png
+    from stcl.data.io import load_label_png
+    from stcl.data.vspw import frame_path, load_image, load_train_ids, mask_path
+    from stcl.metrics.io import list_gt_frames, pred_path
 
     for stem in list_gt_frames(gt_root, video):
-        gt = to_train_ids(read_label_png(gt_mask_path(gt_root, video, stem)))
-        pred = read_label_png(pred_path(pred_root, video, stem))
+        gt = load_train_ids(mask_path(gt_root, video, stem))
+        pred = load_label_png(pred_path(pred_root, video, stem))
         frame = load_image(frame_path(gt_root, video, stem))
         if not (frame.shape[:2] == gt.shape == pred.shape):
             raise ValueError(f"{pred_path(pred_root, video, stem)}: size {pred.shape} differs from the GT {gt.shape}")

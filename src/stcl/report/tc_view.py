@@ -41,8 +41,9 @@ def write_tc_view(vspw_root: str | Path, pred_root: str | Path, flows: str | Pat
     """Write the view of ``video`` to ``path`` (PNG); returns (path, agreeing fraction over the shown pairs)."""
     from stcl.data.vspw import frame_path
     from stcl.flow.store import read_video_sources
-    from stcl.metrics.io import pred_path, read_label_png
-    from stcl.metrics.tc import warp_labels
+    from stcl.data.io import load_label_png
+    from stcl.flow.warp import warp_labels
+    from stcl.metrics.io import pred_path
 
     stems, sources = read_video_sources(flows, video)
     if len(sources) == 0:
@@ -52,8 +53,8 @@ def write_tc_view(vspw_root: str | Path, pred_root: str | Path, flows: str | Pat
     for t in picks:
         with Image.open(frame_path(vspw_root, video, stems[t])) as img:
             frame = np.asarray(img.convert("RGB"))
-        pred = read_label_png(pred_path(pred_root, video, stems[t]))
-        warped = warp_labels(read_label_png(pred_path(pred_root, video, stems[t + 1])), sources[t])
+        pred = load_label_png(pred_path(pred_root, video, stems[t]))
+        warped = warp_labels(load_label_png(pred_path(pred_root, video, stems[t + 1])), sources[t])
         same = int((pred == warped).sum())
         agree, total = agree + same, total + pred.size
         images.append(side_by_side([frame, colorize(pred), colorize(warped),
