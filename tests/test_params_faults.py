@@ -284,7 +284,9 @@ def test_layer_decay_needs_adamw(tmp_path):
     """`optimizer.layer_decay` with SGD passed `stcl params` and failed when training built its optimiser."""
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
     data["train"]["optimizer"].update(name="sgd", layer_decay=0.9)
-    assert _fault_line(tmp_path, data) == ["  train.optimizer.layer_decay: applies to AdamW only (name: adamw), not sgd; set it to null"]
+    assert _fault_line(tmp_path, data) == [
+        "  train.optimizer.layer_decay: applies to AdamW only (name: adamw), not sgd; set it to null"
+    ]
     data["train"]["optimizer"].update(name="adamw")
     assert load_params(_write(tmp_path, data)).train_stcl.optimizer.layer_decay == 0.9
 

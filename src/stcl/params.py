@@ -27,13 +27,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    create_model,
     StrictBool,
     StrictFloat,
     StrictInt,
     ValidationError,
     ValidationInfo,
     WrapValidator,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -370,7 +370,7 @@ class TrainDefaults(_Strict):
 
 
 # What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4). These fill a
-# hand-written stage section only; a printed params file (`recipe_dict`) states every key of every stage.
+# hand-written stage section only; a printed params file (`stcl.presets.recipe_dict`) states every key of every stage.
 # train_ade is Table 2's "Swin-L + ADE", the teacher member paper 3.4 names ("ensembles Swin-L+ADE20K (in
 # Table 2) and Swin-L+STCL (in Table 3)"): VSPW + ADE20K from the encoder's ImageNet weights
 # (`model.pretrained`), without COCO-pre, which is Table 2's separate row "Swin-L + COCO-pre".
