@@ -113,6 +113,7 @@ def test_image_dataset_lut(tmp_path):
 
 def test_build_dataset_all_names(tmp_path):
     data = DataParams(
+        synthetic=False,
         vspw_root=write_vspw(tmp_path / "VSPW_480p"),
         coco_root=write_coco(tmp_path / "coco"),
         ade_root=write_ade(tmp_path / "ade"),

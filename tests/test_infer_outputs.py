@@ -194,7 +194,7 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
 
     root = write_vspw_root(tmp_path / "VSPW", {"a": (2, 24, 32), "b": (1, 24, 24)}, split="val")
     data = Params().model_dump(mode="json")
-    data["data"]["vspw_root"] = str(root)
+    data["data"].update(synthetic=False, vspw_root=str(root))
     data["infer"].update(scales=[1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4, amp="bf16")
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))

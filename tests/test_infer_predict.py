@@ -107,7 +107,7 @@ def _params_file(tmp_path: Path, root: Path, shards: int = 2) -> Path:
     from stcl.params import Params
 
     data = Params().model_dump(mode="json")
-    data["data"]["vspw_root"] = str(root)
+    data["data"].update(synthetic=False, vspw_root=str(root))
     data["data"]["unlabeled"] = {"source": "vspw", "splits": ["test"], "folder": None}
     data["infer"].update(scales=[0.75, 1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4)
     data["pseudo_label"].update(shards=shards, scales=[1.0], flip=True)

@@ -61,8 +61,11 @@ def test_unknown_encoder_lists_valid_names():
 
 
 def test_pretrained_sources_are_exclusive(tmp_path):
-    with pytest.raises(ValueError, match="pick one source"):
-        build_encoder("resnet18", pretrained=tmp_path / "w.pt", pretrained_from_hub=True)
+    """Checked once, by params (`ModelParams`): build_encoder receives validated params."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="pick one source"):
+        ModelParams(backbone="resnet18", pretrained=tmp_path / "w.pt", pretrained_from_hub=True)
 
 
 def test_missing_pretrained_file_names_it(tmp_path):

@@ -18,7 +18,8 @@ from stcl.models import build_segmentor, convert_mmseg_checkpoint
 from stcl.models.convert import official_swin_to_timm, to_mmseg_checkpoint
 from stcl.models.encoders import PadThenRollBlock
 from stcl.models.loading import strict_load
-from stcl.params import ModelParams, preset_params
+from stcl.params import ModelParams
+from stcl.presets import preset_params
 
 SWIN_T = "swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py"
 SWIN_L = "swin/swin-large-patch4-window12-in22k-384x384-pre_upernet_8xb2-160k_ade20k-512x512.py"

@@ -52,7 +52,7 @@ def test_predict_full_resolution_and_normalises_inside(model):
 
 
 def test_projection_inputs_and_their_strides():
-    from stcl.params import PRESETS, preset_params
+    from stcl.presets import PRESETS, preset_params
 
     for preset in PRESETS:  # paper 2.2: the encoder's feature maps, in the default and every preset
         assert preset_params(preset).model.projection_input == "backbone_last", preset

@@ -137,7 +137,7 @@ def _printed(capsys, *argv) -> str:
 def test_every_preset_round_trips(tmp_path, capsys, preset):
     """`stcl params --preset X > f; stcl params --params f` is `stcl params --preset X` (the paper's student
     kept its 20,000 iterations only when the printed file stated them)."""
-    from stcl.params import preset_params
+    from stcl.presets import preset_params
 
     out = _printed(capsys, "--preset", preset)
     path = tmp_path / f"{preset}.yaml"
@@ -174,7 +174,7 @@ def test_ablation_files_round_trip(tmp_path, capsys, name):
     """`stcl ablation NAME --out f` of the paper preset: f reads back as that ablation's params."""
     from stcl.ablations import ablation_params
     from stcl.cli import main
-    from stcl.params import preset_params
+    from stcl.presets import preset_params
 
     base = tmp_path / "paper.yaml"
     base.write_text(_printed(capsys, "--preset", "paper"))

@@ -1,6 +1,8 @@
 """params.yaml faults: strict numbers, one line per fault by its dotted key path, YAML errors by file and line,
 `model.out_indices` against the backbone's ViT depth, `model.pretrained_from_hub` against `model.pretrained` and the
-backbone's family (all caught by `stcl params` / `snakemake -n`)."""
+backbone's family, the data roots of `data.synthetic`, `optimizer.layer_decay` against the optimizer, a pseudo-label
+job's shard count (all caught by `stcl params` / `snakemake -n` and every command, in the same words: params
+validates them once and nothing checks them again)."""
 
 from pathlib import Path
 
@@ -41,7 +43,8 @@ def _set(data, path, value):
 
 def test_numbers_are_strict_a_bool_or_a_quoted_number_is_refused_with_its_key():
     """YAML `true` used to become 1 and `"0.5"` 0.5; every numeric key of params.yaml now refuses both."""
-    from stcl.params import parse_params, recipe_dict
+    from stcl.params import parse_params
+    from stcl.presets import recipe_dict
 
     base = recipe_dict(Params())
     leaves = list(_numeric_leaves(base))
@@ -186,11 +189,12 @@ def test_weights_sources_are_checked_by_params_not_when_the_encoder_is_built(tmp
 
 def test_hub_backbones_are_the_encoders_that_reach_timms_hub(monkeypatch):
     """`HUB_BACKBONES` (params) is exactly the set of encoders whose hub opt-in reaches timm's pretrained loading,
-    each with a timm name that has pretrained weights; `build_encoder` refuses the others in params' words."""
+    each with a timm name that has pretrained weights. The others ignore the opt-in, which params refuses for them
+    (above): `build_encoder` receives validated params and does not check them again."""
     import timm
 
     from stcl.models.encoders import ENCODERS, build_encoder
-    from stcl.params import HUB_BACKBONES
+    from stcl.params import CNN_BACKBONES, HUB_BACKBONES
 
     class Reached(Exception):
         pass
@@ -204,18 +208,15 @@ def test_hub_backbones_are_the_encoders_that_reach_timms_hub(monkeypatch):
     monkeypatch.setattr(timm, "create_model", spy)
     reached = {}
     for name in ENCODERS:
+        # the CNN factory builds on the meta device without its hub weights: build the CNNs for real (stopped at timm)
         try:
-            build_encoder(name, pretrained_from_hub=True)  # refused, or stopped at timm: nothing built
+            build_encoder(name, pretrained_from_hub=True, device=None if name in CNN_BACKBONES else "meta")
         except Reached as hit:
             reached[name] = str(hit)
-        except ValueError as err:
-            assert str(err).startswith(f"model.pretrained_from_hub: {name} has no timm hub weights"), err
-        else:
-            raise AssertionError(f"{name}: pretrained_from_hub neither reached timm's hub nor was refused")
+        except ValueError as err:  # a Swin without released weights has no timm name to load
+            assert "pretrained_from_hub needs hub_name" in str(err), (name, err)
     assert set(reached) == set(HUB_BACKBONES)
     assert all(timm.list_pretrained(f"{timm_name}.*") for timm_name in reached.values()), reached
-    with pytest.raises(ValueError, match="model.pretrained_from_hub: true while model.pretrained names a file"):
-        build_encoder("resnet18", pretrained="w.pth", pretrained_from_hub=True)
 
 
 def test_params_validation_does_not_import_torch():
@@ -252,3 +253,104 @@ def test_an_exponent_without_a_dot_is_a_number_but_a_quoted_one_is_not(tmp_path)
     path.write_text("train:\n  optimizer:\n    lr: '1e-4'\n")
     with pytest.raises(ParamsError, match='train.optimizer.lr: Input should be a valid number, got "1e-4"'):
         load_params(path)
+
+
+def _fault_line(tmp_path, data):
+    """The fault lines `load_params` gives for ``data`` (the header line left out)."""
+    with pytest.raises(ParamsError) as err:
+        load_params(_write(tmp_path, data))
+    return str(err.value).splitlines()[1:]
+
+
+def test_synthetic_data_roots_are_where_synth_writes_them(tmp_path):
+    """`data.synthetic: true` with roots `stcl synth --out <dir>` does not write was refused by data.smk only
+    (`snakemake -n`), not by `stcl params` nor the commands."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["data"].update(synthetic=True, vspw_root="elsewhere/VSPW_480p")
+    assert _fault_line(tmp_path, data) == [
+        "  data: synthetic is true, so the data roots (vspw_root, coco_root, ade_root) must be <dir>/VSPW_480p, "
+        "<dir>/coco and <dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got elsewhere/VSPW_480p, "
+        "data/coco, data/ADEChallengeData2016"
+    ]
+    data["data"].update(vspw_root="my data/VSPW", coco_root="my data/coco", ade_root="my data/ADEChallengeData2016")
+    assert "got my data/VSPW, " in _fault_line(tmp_path, data)[0]
+    data["data"].update(vspw_root="my data/VSPW_480p")
+    assert load_params(_write(tmp_path, data)).data.vspw_root == Path("my data/VSPW_480p")
+    data["data"].update(synthetic=False, vspw_root="/datasets/VSPW", coco_root="/coco", ade_root="/ade")
+    assert load_params(_write(tmp_path, data)).data.coco_root == Path("/coco")
+
+
+def test_layer_decay_needs_adamw(tmp_path):
+    """`optimizer.layer_decay` with SGD passed `stcl params` and failed when training built its optimiser."""
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["train"]["optimizer"].update(name="sgd", layer_decay=0.9)
+    assert _fault_line(tmp_path, data) == [
+        "  train.optimizer.layer_decay: applies to AdamW only (name: adamw), not sgd; set it to null"
+    ]
+    data["train"]["optimizer"].update(name="adamw")
+    assert load_params(_write(tmp_path, data)).train_stcl.optimizer.layer_decay == 0.9
+
+
+def test_pseudo_label_shard_count_is_checked_against_params(tmp_path):
+    """The one rule a command's own argument takes part in: N of `--shard i/N` (or the gather's records)."""
+    params = load_params(ROOT / "params.yaml")
+    n = params.pseudo_label.shards
+    params.pseudo_label.check_shards(n, "--shard 0/2", "params.yaml")
+    with pytest.raises(ParamsError) as err:
+        params.pseudo_label.check_shards(n + 1, f"--shard 0/{n + 1}", "params.yaml")
+    assert str(err.value) == f"--shard 0/{n + 1}: {n + 1} shard(s), but pseudo_label.shards = {n} in params.yaml"
+
+
+def test_pseudo_label_command_refuses_a_shard_count_params_does_not_name(tmp_path, capsys):
+    from stcl.cli import EXIT_USER_ERROR, main
+
+    path = ROOT / "params.yaml"
+    n = load_params(path).pseudo_label.shards
+    common = ["--params", str(path), "--unlabeled", str(tmp_path / "u.txt"), "--dataset", str(tmp_path / "ds")]
+    argv = ["pseudo_label", f"--shard=0/{n + 1}", *common, "--record", str(tmp_path / "r.json"), "--checkpoints", "m.pt"]
+    assert main(argv) == EXIT_USER_ERROR
+    assert capsys.readouterr().err == (
+        f"stcl pseudo_label: error: --shard 0/{n + 1}: {n + 1} shard(s), but pseudo_label.shards = {n} in {path}\n"
+    )
+    (tmp_path / "u.txt").write_text("vid/00000000\n")
+    records = [str(tmp_path / f"{i}.json") for i in range(n + 1)]
+    argv = ["pseudo_label", "--gather", *common, "--record", *records, "--stats", str(tmp_path / "s.json")]
+    assert main(argv) == EXIT_USER_ERROR
+    assert capsys.readouterr().err == (
+        f"stcl pseudo_label: error: --record: {n + 1} shard(s), but pseudo_label.shards = {n} in {path}\n"
+    )
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "s.json").exists()
+
+
+@pytest.mark.parametrize(
+    "section, value, line",
+    [
+        ("data", {"vspw_root": "elsewhere/VSPW_480p"}, "  data: synthetic is true, so the data roots"),
+        ("train", {"optimizer": {"name": "sgd", "layer_decay": 0.9}}, "  train.optimizer.layer_decay: applies to AdamW only"),
+        ("model", {"backbone": "cswin_tiny", "pretrained_from_hub": True}, "  model.pretrained_from_hub: cswin_tiny has no"),
+        ("model", {"backbone": "resnet18", "out_indices": [0, 1, 2, 3]}, "  model.out_indices: applies to the ViT"),
+    ],
+)
+def test_stcl_params_and_the_commands_refuse_the_same_file_with_the_same_line(tmp_path, capsys, section, value, line):
+    """`stcl params --params f.yaml` and a stage command (here `stcl synth`, `stcl pseudo_label`) exit 1 with the
+    same fault line, before anything is written."""
+    from stcl.cli import EXIT_USER_ERROR, main
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data[section].update(value)
+    path = _write(tmp_path, data)
+    runs = {
+        "params": ["params", "--params", str(path)],
+        "synth": ["synth", "--params", str(path), "--out", str(tmp_path / "data")],
+        "pseudo_label": ["pseudo_label", "--params", str(path), "--shard", "0/2", "--unlabeled", str(tmp_path / "u.txt"),
+                         "--dataset", str(tmp_path / "ds"), "--record", str(tmp_path / "r.json"), "--checkpoints", "m.pt"],
+    }
+    faults = {}
+    for name, argv in runs.items():
+        assert main(argv) == EXIT_USER_ERROR, name
+        err = capsys.readouterr().err.splitlines()
+        assert err[0] == f"stcl {name}: error: {path}: invalid params (1 problem(s))", (name, err)
+        faults[name] = err[1:]
+    assert len(faults["params"]) == 1 and faults["params"][0].startswith(line), faults
+    assert faults["synth"] == faults["params"] == faults["pseudo_label"]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "ds").exists()

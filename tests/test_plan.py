@@ -12,7 +12,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from stcl.infer.multiscale import TTA, scaled_size
 from stcl.infer.sliding import Window, window_grid, window_shape
-from stcl.params import Params, preset_params
+from stcl.params import Params
+from stcl.presets import preset_params
 from stcl.plan.gpus import GIB, calibrate, gpu_by_name
 from stcl.commands.plan import graph_jobs
 from stcl.plan.jobs import graph_specs, plan_jobs

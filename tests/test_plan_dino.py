@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stcl.params import Params, load_params, preset_params
+from stcl.params import Params, load_params
+from stcl.presets import preset_params
 from stcl.plan.gpus import gpu_by_name
 from stcl.commands.plan import graph_jobs
 from stcl.plan.jobs import graph_specs, plan_jobs

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stcl.params import Params, preset_params
+from stcl.params import Params
+from stcl.presets import preset_params
 from stcl.plan.gpus import gpu_by_name
 from stcl.plan.nodes import nodes_dict, nodes_table, plan_nodes
 from stcl.plan.work import train_step_work
@@ -98,7 +99,8 @@ def test_cli_plans_the_paper_preset_on_two_nodes(capsys) -> None:
 
 def _apply(params: Params, settings: list[str]) -> Params:
     """params with the settings `stcl plan --nodes` advises for one node count applied (and validated)."""
-    from stcl.params import merge_overrides, parse_params, recipe_dict
+    from stcl.params import merge_overrides, parse_params
+    from stcl.presets import recipe_dict
 
     over: dict = {}
     for item in settings:

@@ -15,7 +15,8 @@ from _data_fixtures import write_ade, write_vspw
 from stcl.ablations import CNN_OPTIMIZER, TABLE_ABLATIONS, ablation_params, pretrained_note
 from stcl.data.clips import DataPaths
 from stcl.models import build_segmentor
-from stcl.params import CNN_BACKBONES, Params, merge_overrides, parse_params, preset_params
+from stcl.params import CNN_BACKBONES, Params, merge_overrides, parse_params
+from stcl.presets import preset_params
 from stcl.train.distributed import DistContext
 from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.seeds import stage_seed

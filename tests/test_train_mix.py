@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from stcl.params import preset_params
-from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan, grad_accum_steps
+from stcl.params import grad_accum_steps
+from stcl.presets import preset_params
+from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan
 
 
 def test_grad_accum_steps() -> None:

@@ -23,7 +23,8 @@ import pytest
 import torch
 import yaml
 
-from stcl.params import ParamsError, parse_params, preset_params, recipe_dict
+from stcl.params import ParamsError, parse_params
+from stcl.presets import preset_params, recipe_dict
 from stcl.train.slurm_env import first_host, master_port, slurm_rendezvous
 
 TESTS = Path(__file__).parent

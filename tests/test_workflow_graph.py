@@ -173,9 +173,13 @@ def test_training_stage_inherits_shared_keys(jobs):
 
 
 def test_synth_needs_standard_root_names(tmp_path):
-    work = workflow_copy(tmp_path / "wf", small_params({"data": {"vspw_root": "elsewhere/VSPW_480p"}}))
+    """Params validation (the same line as `stcl params`) refuses roots `stcl synth --out <dir>` does not write."""
+    data = small_params()
+    data["data"]["vspw_root"] = "elsewhere/VSPW_480p"
+    work = workflow_copy(tmp_path / "wf", data)
     out = subprocess.run([SNAKEMAKE, "-n"], cwd=work, capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0 and "data roots" in out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "  data: synthetic is true, so the data roots (vspw_root, coco_root, ade_root) must be" in out.stdout + out.stderr
 
 
 def test_real_data_has_no_synth_job(tmp_path):

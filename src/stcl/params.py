@@ -5,8 +5,13 @@ An unknown key, a wrong type (strict: ``'yes'`` is not a bool, ``true`` or ``"0.
 impossible value raises `ParamsError` whose message names the file and lists every fault, one line each, by
 its dotted key path (``train_stcl.optimizer.lr``; a fault of the shared ``train:`` section once, as
 ``train.<key>``); a YAML syntax error names the file, line and column (wording: `stcl.params_errors`). The
-defaults below are the embedded *tiny* scale that runs on a CPU in minutes; the paper's scale is the preset ``stcl params --preset paper > params.yaml`` writes
-(`PAPER_OVERRIDES`: paper sections 3.2-3.4 and mmsegmentation's Swin UperNet configs).
+defaults below are the embedded *tiny* scale that runs on a CPU in minutes; the named presets (the paper's scale,
+``stcl params --preset paper > params.yaml``) live in `stcl.presets`.
+
+Every rule a params file must keep is a validator here, so that ``stcl params``, the Snakefile and every
+command refuse the same files with the same lines; commands and the library read validated params and do not
+check them again. The one rule a command's own argument takes part in, a sharded job's shard count, is
+`PseudoLabelParams.check_shards`. The global batch splits by one rule, `grad_accum_steps`.
 
 The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl params``), and each rule's
 ``params: reads=`` names the keys that stage reads, from which dvc.yaml's ``params:`` lists are generated.
@@ -14,7 +19,6 @@ The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +33,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     WrapValidator,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -48,7 +53,6 @@ __all__ = [
     "TrainDefaults",
     "TrainStageParams",
     "STAGE_RECIPES",
-    "recipe_dict",
     "InferParams",
     "PseudoLabelParams",
     "TeacherParams",
@@ -61,9 +65,11 @@ __all__ = [
     "CNN_BACKBONES",
     "HUB_BACKBONES",
     "hub_fault",
+    "grad_accum_steps",
     "load_params",
     "parse_params",
     "params_json_schema",
+    "merge_overrides",
 ]
 
 # Numbers are strict: a YAML bool (``true``) or a quoted string (``"0.5"``) is refused with its key named, not
@@ -92,7 +98,6 @@ def _one_message(message: str) -> WrapValidator:
 
 VideoCount = Annotated[PositiveInt | Literal["all"], _one_message('must be a positive integer or "all"')]
 
-TRAIN_STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
 # Valid `model.backbone` values: the keys of stcl.models.encoders.ENCODERS (a test keeps them equal; kept
 # here so that validating params never imports torch).
 BACKBONES = (
@@ -120,7 +125,7 @@ BACKBONES = (
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 # The backbones whose weights timm's hub holds (`model.pretrained_from_hub`): the timm CNNs and the released Swin
 # sizes. CSWin (not in timm), the reduced swin_mini and the DINO encoders load a local file (`model.pretrained`)
-# or start from random init. `stcl.models.encoders.build_encoder` refuses the others with `hub_fault`'s words; a
+# or start from random init. `ModelParams` refuses the others with `hub_fault`'s words; a
 # test keeps this equal to the encoders that reach timm's pretrained loading.
 HUB_BACKBONES = CNN_BACKBONES + (
     "swin_large_patch4_window12_384",
@@ -128,15 +133,14 @@ HUB_BACKBONES = CNN_BACKBONES + (
     "swin_tiny_patch4_window7_224",
 )
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
-TrainStageName = Literal["pretrain_coco", "train_stcl", "train_ade", "train_student"]
 # Blocks of each ViT backbone (the `stcl.models.dino.DinoSpec` depth of its encoder; a test keeps them
 # equal): the only backbones `model.out_indices` applies to, and the range of its indices.
 VIT_DEPTHS = {"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov3_vitl16": 24, "dinov2_tiny": 4, "dinov3_tiny": 4}
 
 
 def hub_fault(backbone: str, pretrained: object, pretrained_from_hub: bool) -> str | None:
-    """Why ``model.pretrained_from_hub`` cannot hold for this model (None when it can): the one place that
-    decides it, for params validation and for `stcl.models.encoders.build_encoder`."""
+    """Why ``model.pretrained_from_hub`` cannot hold for this model (None when it can): `ModelParams` validates
+    it; `stcl.models.encoders.build_encoder` receives validated params and does not check it again."""
     if not pretrained_from_hub:
         return None
     if pretrained is not None:
@@ -200,6 +204,22 @@ class DataParams(_Strict):
     coco_root: Path = Path("data/coco")
     ade_root: Path = Path("data/ADEChallengeData2016")
     unlabeled: UnlabeledParams = UnlabeledParams()
+
+    @model_validator(mode="after")
+    def _synth_writes_the_roots(self) -> "DataParams":
+        """With ``synthetic: true`` the roots are where `stcl synth --out <dir>` writes (the workflow's synth rule)."""
+        vspw = self.vspw_root
+        if self.synthetic and (vspw.name, self.coco_root, self.ade_root) != (
+            "VSPW_480p",
+            vspw.parent / "coco",
+            vspw.parent / "ADEChallengeData2016",
+        ):
+            raise ValueError(
+                "synthetic is true, so the data roots (vspw_root, coco_root, ade_root) must be <dir>/VSPW_480p, "
+                "<dir>/coco and <dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got "
+                f"{vspw}, {self.coco_root}, {self.ade_root}"
+            )
+        return self
 
 
 class ClipParams(_Strict):
@@ -307,6 +327,14 @@ class OptimizerParams(_Strict):
     # block i of L gets lr·d^(L-i), the embeddings lr·d^(L+1), the neck and heads lr. None: off. AdamW only.
     layer_decay: Fraction | None = None
 
+    @field_validator("layer_decay")
+    @classmethod
+    def _adamw_only(cls, value: float | None, info: ValidationInfo) -> float | None:
+        name = info.data.get("name")  # absent when invalid: that fault is reported on its own
+        if value is not None and name is not None and name != "adamw":
+            raise ValueError(f"applies to AdamW only (name: adamw), not {name}; set it to null")
+        return value
+
 
 class DatasetMix(_Strict):
     """One dataset of a training stage's mix; ``weight`` is its sampling share (`stcl.train.mix`).
@@ -341,6 +369,43 @@ class TrainDefaults(_Strict):
     log_every: PositiveInt = 10
 
 
+# What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4). These fill a
+# hand-written stage section only; a printed params file (`stcl.presets.recipe_dict`) states every key of every stage.
+# train_ade is Table 2's "Swin-L + ADE", the teacher member paper 3.4 names ("ensembles Swin-L+ADE20K (in
+# Table 2) and Swin-L+STCL (in Table 3)"): VSPW + ADE20K from the encoder's ImageNet weights
+# (`model.pretrained`), without COCO-pre, which is Table 2's separate row "Swin-L + COCO-pre".
+STAGE_RECIPES: dict[str, dict[str, Any]] = {
+    "pretrain_coco": {"datasets": [{"name": "coco"}], "label_space": "coco", "stcl": {"enabled": False}},
+    "train_stcl": {"datasets": [{"name": "vspw"}], "init": "pretrain_coco"},
+    "train_ade": {"datasets": [{"name": "vspw"}, {"name": "ade"}], "init": None, "stcl": {"enabled": False}},
+    "train_student": {
+        "datasets": [{"name": "vspw", "weight": 2.0}, {"name": "pseudo"}],
+        "init": "pretrain_coco",
+        "iters": 300,
+    },
+}
+# The training stages, in the order they run: the one list of their names (params sections, `init`, teacher
+# and ensemble members, the workflow's rules, `stcl.roles`).
+TRAIN_STAGES: tuple[str, ...] = tuple(STAGE_RECIPES)
+TrainStageName = Literal[TRAIN_STAGES]  # type: ignore[valid-type]
+
+
+def grad_accum_steps(batch_size: int, world_size: int, batch_per_device: int) -> int:
+    """The one rule of the global batch: ``batch_size = world_size × batch_per_device × steps``; returns the
+    micro-batches (gradient accumulation steps) each of ``world_size`` processes runs per optimiser step, or
+    raises ValueError when the global batch does not split exactly. Params validation, training
+    (`stcl.train.mix`, `stcl.train.loop`) and `stcl plan` all use it."""
+    per_step = world_size * batch_per_device
+    if batch_size <= 0 or batch_per_device <= 0 or world_size <= 0:
+        raise ValueError("batch_size, batch_per_device and world_size must be positive")
+    if batch_size % per_step:
+        raise ValueError(
+            f"batch_size={batch_size} is not a multiple of world_size × batch_per_device = "
+            f"{world_size} × {batch_per_device}; gradient accumulation needs an integral number of steps"
+        )
+    return batch_size // per_step
+
+
 class TrainStageParams(TrainDefaults):
     """One training stage: `TrainDefaults` merged with the stage's own section (its datasets, init, ...)."""
 
@@ -354,8 +419,10 @@ class TrainStageParams(TrainDefaults):
 
     @model_validator(mode="after")
     def _batch_divides(self) -> "TrainStageParams":
-        if self.batch_size % self.batch_per_device:
-            raise ValueError("batch_size must be a multiple of batch_per_device")
+        try:
+            grad_accum_steps(self.batch_size, 1, self.batch_per_device)
+        except ValueError:
+            raise ValueError("batch_size must be a multiple of batch_per_device") from None
         return self
 
 
@@ -395,6 +462,12 @@ class PseudoLabelParams(_Strict):
     shards: PositiveInt = 2
     scales: tuple[PositiveFloat, ...] = (1.0,)
     flip: StrictBool = True
+
+    def check_shards(self, count: int, given: str, source: str) -> None:
+        """A pseudo-label job's shard count (N of ``--shard i/N``, or the records a gather is given) must be
+        ``shards`` of the params file ``source``: the gather expects exactly that many records."""
+        if count != self.shards:
+            raise ParamsError(f"{given}: {count} shard(s), but pseudo_label.shards = {self.shards} in {source}")
 
 
 class EvaluateParams(_Strict):
@@ -438,23 +511,6 @@ class ClusterParams(_Strict):
     infer: ResourceParams = ResourceParams(gpus=1, mem_mb=16000, runtime=240)
 
 
-# What each stage states beyond `train:` in the default recipe (paper 2.1-2.3, Tables 2 and 4). These fill a
-# hand-written stage section only; a printed params file (`recipe_dict`) states every key of every stage.
-# train_ade is Table 2's "Swin-L + ADE", the teacher member paper 3.4 names ("ensembles Swin-L+ADE20K (in
-# Table 2) and Swin-L+STCL (in Table 3)"): VSPW + ADE20K from the encoder's ImageNet weights
-# (`model.pretrained`), without COCO-pre, which is Table 2's separate row "Swin-L + COCO-pre".
-STAGE_RECIPES: dict[str, dict[str, Any]] = {
-    "pretrain_coco": {"datasets": [{"name": "coco"}], "label_space": "coco", "stcl": {"enabled": False}},
-    "train_stcl": {"datasets": [{"name": "vspw"}], "init": "pretrain_coco"},
-    "train_ade": {"datasets": [{"name": "vspw"}, {"name": "ade"}], "init": None, "stcl": {"enabled": False}},
-    "train_student": {
-        "datasets": [{"name": "vspw", "weight": 2.0}, {"name": "pseudo"}],
-        "init": "pretrain_coco",
-        "iters": 300,
-    },
-}
-
-
 class AblationParams(_Strict):
     """On-demand ablations (`stcl.ablations`): ``table1_extra`` adds ``baseline_<backbone>`` runs to Table 1.
 
@@ -468,45 +524,30 @@ class AblationParams(_Strict):
     pretrained: dict[Backbone, Path] = {}
 
 
-class Params(_Strict):
-    """Every knob. A training stage = ``train`` (shared) ← the stage's default recipe ← its own section."""
-
-    synth: SynthParams = SynthParams()
-    data: DataParams = DataParams()
-    clips: ClipParams = ClipParams()
-    augment: AugmentParams = AugmentParams()
-    model: ModelParams = ModelParams()
-    train: TrainDefaults = TrainDefaults()
-    pretrain_coco: TrainStageParams
-    train_stcl: TrainStageParams
-    train_ade: TrainStageParams
-    train_student: TrainStageParams
-    teacher: TeacherParams = TeacherParams()
-    pseudo_label: PseudoLabelParams = PseudoLabelParams()
-    infer: InferParams = InferParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    tc: TCParams = TCParams()
-    cluster: ClusterParams = ClusterParams()
-    ablations: AblationParams = AblationParams()
+class _ParamsRules(_Strict):
+    """The rules across sections of `Params` (whose fields, one section per training stage among them, are
+    declared below it)."""
 
     @model_validator(mode="after")
-    def _layout_reaches_batch(self) -> "Params":
+    def _layout_reaches_batch(self) -> "_ParamsRules":
         """Every stage's global batch splits exactly over nodes × GPUs × batch_per_device (× accumulation)."""
         for kind in ("default", "infer"):
-            if getattr(self.cluster, kind).nodes != 1:
+            if getattr(self.cluster, kind).nodes != 1:  # type: ignore[attr-defined]
                 raise ValueError(f"cluster.{kind}.nodes must be 1: only training runs across nodes")
-        res = self.cluster.train
+        res = self.cluster.train  # type: ignore[attr-defined]
         if res.nodes > 1 and res.gpus < 1:
             raise ValueError(f"cluster.train.nodes = {res.nodes} needs cluster.train.gpus >= 1 (one process per GPU)")
         world = res.nodes * max(res.gpus, 1)
         for name in TRAIN_STAGES:
             sp = getattr(self, name)
-            if sp.batch_size % (world * sp.batch_per_device):
+            try:
+                grad_accum_steps(sp.batch_size, world, sp.batch_per_device)
+            except ValueError:
                 raise ValueError(
                     f"cluster.train.nodes × cluster.train.gpus × {name}.batch_per_device = {res.nodes} × {res.gpus} × "
                     f"{sp.batch_per_device} = {world * sp.batch_per_device} does not divide {name}.batch_size = "
                     f"{sp.batch_size}: the global batch must split exactly (lower batch_per_device or the GPU count)"
-                )
+                ) from None
         return self
 
     @model_validator(mode="before")
@@ -530,6 +571,30 @@ class Params(_Strict):
         if name not in TRAIN_STAGES:
             raise ParamsError(f"unknown training stage {name!r}; valid: {', '.join(TRAIN_STAGES)}")
         return getattr(self, name)
+
+
+# Every knob, in the order a printed params file states the sections: one section per training stage
+# (`TRAIN_STAGES`) after the shared ``train:``.
+Params = create_model(
+    "Params",
+    __base__=_ParamsRules,
+    __module__=__name__,
+    __doc__="Every knob. A training stage = ``train`` (shared) ← the stage's default recipe ← its own section.",
+    synth=(SynthParams, SynthParams()),
+    data=(DataParams, DataParams()),
+    clips=(ClipParams, ClipParams()),
+    augment=(AugmentParams, AugmentParams()),
+    model=(ModelParams, ModelParams()),
+    train=(TrainDefaults, TrainDefaults()),
+    **{name: (TrainStageParams, ...) for name in TRAIN_STAGES},
+    teacher=(TeacherParams, TeacherParams()),
+    pseudo_label=(PseudoLabelParams, PseudoLabelParams()),
+    infer=(InferParams, InferParams()),
+    evaluate=(EvaluateParams, EvaluateParams()),
+    tc=(TCParams, TCParams()),
+    cluster=(ClusterParams, ClusterParams()),
+    ablations=(AblationParams, AblationParams()),
+)
 
 
 def parse_params(data: Any, source: str = "params") -> Params:
@@ -563,107 +628,9 @@ def params_json_schema() -> dict[str, Any]:
     return Params.model_json_schema()
 
 
-# The paper's scale (paper 3.2-3.4 and mmseg's Swin UperNet configs), as overrides of the tiny defaults.
-# `stcl params --preset paper > params.yaml` writes a complete params.yaml at this scale.
-_PAPER_TRAIN = {
-    "iters": 20000,
-    "batch_size": 16,  # 8 GPUs x 2 images; fewer GPUs reach it by accumulation
-    "batch_per_device": 2,
-    "workers": 4,
-    "amp": "bf16",
-    "checkpoint_every": 2000,
-    "log_every": 50,
-    "stcl": {"dim": 512, "tau": 0.07, "chunk_size": 4096},
-    "optimizer": {"name": "adamw", "lr": 7e-5, "weight_decay": 0.01, "warmup_iters": 1500},
-}
-PAPER_OVERRIDES: dict[str, Any] = {
-    "data": {"synthetic": False},  # VSPW_480p, COCO panoptic and ADE20K in place (the embedded data is 96x128)
-    "clips": {"reference_offsets": [-9, -6, -3]},
-    "augment": {"scale": [854, 480], "crop_size": [768, 768]},
-    "model": {
-        "backbone": "swin_large_patch4_window12_384",
-        "channels": 512,
-        "aux_channels": 256,
-        "drop_path": 0.3,
-        # mmseg's UperNet configs: norm_cfg = dict(type="SyncBN"): batch statistics over all GPUs (2 clips each
-        # on 8 GPUs; 1 each on 2 nodes, where plain BatchNorm would see one sample per GPU)
-        "sync_bn": True,
-    },
-    "train": _PAPER_TRAIN,
-    "pretrain_coco": {"iters": 80000},
-    # VSPW train (198,244 frames) and the pseudo-labelled test frames (28,887) as one combined dataset.
-    "train_student": {"iters": 20000, "datasets": [{"name": "vspw", "weight": 6.86}, {"name": "pseudo", "weight": 1.0}]},
-    "pseudo_label": {"shards": 8, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]},
-    "infer": {
-        "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
-        "crop_size": [768, 768],
-        "stride": [512, 512],
-        "batch_size": 8,
-        # bf16 autocast on the GPU (float32 on CPU); gpu_check.py measures its argmax agreement with float32.
-        # 3 models x 44 TFLOP per frame (mmseg's windows) over 24.5K val frames is ~8 A100-hours: 8 shards of ~1 h.
-        "amp": "bf16",
-        "shards": 8,
-    },
-    "evaluate": {"workers": 8},
-    "cluster": {
-        # `stcl plan` projects train_stcl/train_student at ~1.3 h on 8 x A100-80GB (35% MFU; 4.5 h with
-        # model.projection_input: fpn_bottleneck): 12 h leaves margin
-        # and schedules sooner than 48 h; a job past its limit resumes from its last checkpoint when requeued.
-        "train": {"gpus": 8, "cpus_per_gpu": 8, "mem_mb": 256000, "runtime": 720},
-        "infer": {"gpus": 1, "cpus_per_gpu": 8, "mem_mb": 64000, "runtime": 240},
-    },
-}
-
-
-def _dino_overrides(backbone: str) -> dict[str, Any]:
-    """The paper's recipe (data, clips, STCL, teacher, pseudo labels, TTA, 8 GPUs) on a DINO ViT-L encoder.
-
-    NOT the paper and not a published recipe: no VSPW number exists for UperNet + STCL on these encoders.
-    What changes, and where it comes from: mmseg 1.2.2's BEiT-L UperNet config
-    (``configs/beit/beit-large_upernet_8xb1-amp-160k_ade20k-640x640.py``: AdamW lr 2e-5, weight decay 0.05,
-    layer-wise lr decay 0.95 over 24 layers, drop path 0.2, Feature2Pyramid neck); gradient checkpointing of
-    the 24 blocks so that 2 clips of 4 frames at 768² fit 80 GB in bf16 (`stcl plan`). Crop, stride and
-    scales stay the paper's: with patch 14 a 768 crop is padded to 770 (55×55 tokens), with patch 16 it is
-    48×48 tokens. Set model.pretrained to the official or timm weights file of the backbone.
-    """
-    optimizer = {**_PAPER_TRAIN["optimizer"], "lr": 2e-5, "weight_decay": 0.05, "layer_decay": 0.95}
-    return {
-        **PAPER_OVERRIDES,
-        "model": {**PAPER_OVERRIDES["model"], "backbone": backbone, "drop_path": 0.2, "grad_checkpointing": True},
-        "train": {**_PAPER_TRAIN, "optimizer": optimizer},
-    }
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    "paper": PAPER_OVERRIDES,
-    "dinov2": _dino_overrides("dinov2_vitl14_reg4"),  # with registers, as EoMT / VidEoMT use DINOv2-L
-    "dinov3": _dino_overrides("dinov3_vitl16"),
-}
-
-
-def recipe_dict(params: Params) -> dict[str, Any]:
-    """params as a printed params file states them (`stcl params`, `stcl ablation`): every key of every section.
-
-    Each training stage section is complete, so reading the file back gives the same params whatever
-    ``train:`` and the stage defaults (`STAGE_RECIPES`) say: a stage's value never falls back to a default
-    that differs between stages (the paper's 20,000-iteration student stays 20,000).
-    """
-    return params.model_dump(mode="json")
-
-
 def merge_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """`base` with `over` merged in recursively (mappings merge, anything else replaces)."""
     out = dict(base)
     for key, value in over.items():
         out[key] = merge_overrides(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
-
-
-def preset_params(name: str) -> Params:
-    """The validated params of a named preset: "tiny" (the default), "paper", or "dinov2" / "dinov3" (the paper's
-    recipe on a DINO ViT-L encoder; not the paper, see `_dino_overrides`)."""
-    if name not in PRESETS:
-        raise ParamsError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    # A preset is a hand-written params file: `train:` fills each stage, then the stage's recipe and own keys.
-    return parse_params(copy.deepcopy(PRESETS[name]), f"preset {name}")

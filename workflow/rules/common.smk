@@ -7,8 +7,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-
 from stcl import roles
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params, table_ablations
 from stcl.params import TRAIN_STAGES, ParamsError, load_params

@@ -2,17 +2,8 @@
 
 
 if PARAMS.data.synthetic:
-    # `stcl synth --out DIR` writes DIR/VSPW_480p, DIR/coco and DIR/ADEChallengeData2016.
-    if (Path(COCO), Path(ADE), Path(VSPW).name) != (
-        Path(VSPW).parent / "coco",
-        Path(VSPW).parent / "ADEChallengeData2016",
-        "VSPW_480p",
-    ):
-        raise WorkflowError(
-            "data.synthetic is true, so the data roots must be <dir>/VSPW_480p, <dir>/coco and "
-            f"<dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got {VSPW}, {COCO}, {ADE}"
-        )
-
+    # `stcl synth --out DIR` writes DIR/VSPW_480p, DIR/coco and DIR/ADEChallengeData2016: params validation
+    # (`stcl.params.DataParams`) holds the three roots to that layout.
     rule synth:
         output:
             vspw=directory(VSPW),

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from stcl.ablations import ablation, ablation_overrides, ablation_params, pretrained_note
-    from stcl.params import load_params, recipe_dict
+    from stcl.params import load_params
+    from stcl.presets import recipe_dict
 
     spec = ablation(args.name)
     base = load_params(args.params)

@@ -7,7 +7,8 @@ import json
 
 import yaml
 
-from stcl.params import PRESETS, load_params, params_json_schema, preset_params, recipe_dict
+from stcl.params import load_params, params_json_schema
+from stcl.presets import PRESETS, preset_params, recipe_dict
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -80,7 +80,8 @@ def graph_jobs(params, params_file: Path | None, workflow: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from stcl.params import load_params, preset_params
+    from stcl.params import load_params
+    from stcl.presets import preset_params
     from stcl.plan.gpus import calibrate, gpu_by_name
     from stcl.plan.jobs import graph_specs, plan_jobs
     from stcl.plan.nodes import LINKS_GBIT, nodes_dict, nodes_table, plan_nodes

@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
     count = params.pseudo_label.shards
     if not args.gather:
         index, n = parse_shard(args.shard)
-        if n != count:
-            raise ValueError(f"--shard {args.shard}: N must equal pseudo_label.shards = {count} in {args.params}")
+        params.pseudo_label.check_shards(n, f"--shard {args.shard}", args.params)
     if not args.gather and not args.checkpoints:
         raise ValueError("--checkpoints: a shard needs the teacher's model.pt files")
     if args.gather and args.stats is None:
@@ -60,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
     frames = pl.read_unlabeled_list(args.unlabeled)
     dataset = args.dataset
     if args.gather:
-        if len(args.record) != count:
-            raise ValueError(f"--record: {len(args.record)} records given, pseudo_label.shards = {count} in {args.params}")
+        params.pseudo_label.check_shards(len(args.record), "--record", args.params)
         stats = pl.gather(
             frames,
             args.record,

@@ -37,7 +37,6 @@ from torch import nn
 
 from stcl.models.encoder_base import Encoder
 from stcl.models.loading import LoadReport
-from stcl.params import hub_fault
 
 __all__ = [
     "Encoder",
@@ -280,7 +279,7 @@ def _dino(variant: str):
 
 
 # (drop_path, pretrained_from_hub, device): only the hub families (`stcl.params.HUB_BACKBONES`) read
-# pretrained_from_hub; `build_encoder` refuses it for the others before calling their factory.
+# pretrained_from_hub; params validation refuses it for the others.
 EncoderFactory = Callable[[float, bool, "str | torch.device | None"], Encoder]
 
 # The one name → factory table where users pick a backbone (params.yaml ``model.backbone``).
@@ -331,7 +330,8 @@ def build_encoder(
         name: a key of `ENCODERS`.
         drop_path: stochastic depth rate.
         pretrained: local weights file in any supported format, loaded strictly; never downloaded.
-        pretrained_from_hub: explicit opt-in to timm's hub download (`stcl.params.HUB_BACKBONES` only).
+        pretrained_from_hub: explicit opt-in to timm's hub download (`stcl.params.HUB_BACKBONES` only; the others
+            ignore it: params refuses it for them, and together with ``pretrained``).
         grad_checkpointing: recompute encoder blocks in backward (less memory, ~30% more compute).
         device: "meta" builds without allocating (parameter counting).
         exclude: patterns of parameter names (``backbone.…``) not loaded from ``pretrained``.
@@ -340,10 +340,8 @@ def build_encoder(
     """
     if name not in ENCODERS:
         raise ValueError(f"model.backbone: unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
-    fault = hub_fault(name, pretrained, pretrained_from_hub)  # params validates it too (the same words)
-    if fault is not None:
-        raise ValueError(f"model.pretrained_from_hub: {fault}")
-    vit_blocks = () if out_indices is None else (tuple(out_indices),)  # ViT backbones only: params validates it
+    # `stcl.params.ModelParams` validates the sources (one of pretrained, pretrained_from_hub) and out_indices.
+    vit_blocks = () if out_indices is None else (tuple(out_indices),)
     encoder = ENCODERS[name](drop_path, pretrained_from_hub, device, *vit_blocks)
     if pretrained is not None:
         from stcl.models.loading import load_encoder_weights

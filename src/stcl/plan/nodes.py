@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from stcl.params import TRAIN_STAGES, Params
+from stcl.params import TRAIN_STAGES, Params, grad_accum_steps
 from stcl.plan.gpus import GPU
 from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, train_step_work
 
@@ -79,7 +79,8 @@ def _plan_stage(params: Params, name: str, nodes: int, gpu: GPU, links: tuple[fl
     per_node = stage.batch_size // nodes
     g = _largest_divisor_at_most(per_node, want)
     b = _largest_divisor_at_most(per_node // g, stage.batch_per_device)
-    out.gpus_per_node, out.batch_per_device, out.accum = g, b, per_node // (g * b)
+    out.gpus_per_node, out.batch_per_device = g, b
+    out.accum = grad_accum_steps(stage.batch_size, nodes * g, b)
     if g < want:
         out.warnings.append(
             f"{nodes} nodes: the global batch {stage.batch_size} keeps {g} of {want} GPUs per node busy:"

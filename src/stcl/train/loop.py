@@ -35,10 +35,10 @@ from torch.utils.data import DataLoader, Dataset
 from stcl.atomic import write_json
 from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED
 from stcl.hold import hold
-from stcl.params import TrainStageParams
+from stcl.params import TrainStageParams, grad_accum_steps
 from stcl.train.distributed import DistContext, all_gather_objects
 from stcl.train.logging import TrainLogger
-from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan, grad_accum_steps
+from stcl.train.mix import MixBatchSampler, MixedDataset, MixPlan
 from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.state import CheckpointManager, capture_rng, restore_rng
 

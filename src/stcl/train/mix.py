@@ -20,7 +20,7 @@ proportional to the group's summed weight. Everything is a pure function of ``(s
   ``[(m * world + r) * bpd, (m * world + r + 1) * bpd)`` of that batch (a DistributedSampler-like split).
 
 Resuming at iteration ``i`` therefore needs nothing but ``i``, and the same global batch is seen whatever the
-number of processes (with ``world * bpd * accum == batch_size``).
+number of processes (with ``world * bpd * accum == batch_size``: `stcl.params.grad_accum_steps`).
 """
 
 from __future__ import annotations
@@ -31,22 +31,11 @@ from functools import lru_cache
 import numpy as np
 from torch.utils.data import Dataset
 
-__all__ = ["SampleKey", "MixPlan", "MixedDataset", "MixBatchSampler", "grad_accum_steps"]
+from stcl.params import grad_accum_steps
+
+__all__ = ["SampleKey", "MixPlan", "MixedDataset", "MixBatchSampler"]
 
 SampleKey = tuple[int, int, int]  # (dataset index, sample index, epoch of that dataset's stream)
-
-
-def grad_accum_steps(batch_size: int, world_size: int, batch_per_device: int) -> int:
-    """Micro-batches per optimiser step so that ``world_size * batch_per_device * steps == batch_size``."""
-    per_step = world_size * batch_per_device
-    if batch_size <= 0 or batch_per_device <= 0 or world_size <= 0:
-        raise ValueError("batch_size, batch_per_device and world_size must be positive")
-    if batch_size % per_step:
-        raise ValueError(
-            f"batch_size={batch_size} is not a multiple of world_size × batch_per_device = "
-            f"{world_size} × {batch_per_device}; gradient accumulation needs an integral number of steps"
-        )
-    return batch_size // per_step
 
 
 class MixPlan:

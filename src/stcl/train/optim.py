@@ -93,9 +93,7 @@ def layer_decay_groups(model: nn.Module, weight_decay: float, decay: float) -> l
 
 def build_optimizer(model: nn.Module, params: OptimizerParams) -> torch.optim.Optimizer:
     """AdamW (with the no-decay groups, or layer-decay groups) or SGD (decay everywhere), per ``params.name``."""
-    if params.layer_decay is not None:
-        if params.name != "adamw":
-            raise ValueError("optimizer.layer_decay needs optimizer.name: adamw")
+    if params.layer_decay is not None:  # AdamW only (`stcl.params.OptimizerParams` validates it)
         groups = layer_decay_groups(model, params.weight_decay, params.layer_decay)
         return torch.optim.AdamW(groups, lr=params.lr, betas=tuple(params.betas), weight_decay=0.0)
     if params.name == "adamw":
