@@ -3,8 +3,7 @@
     stcl pseudo_label --shard 0/2 --unlabeled U.txt --root data/VSPW_480p \
         --checkpoint train_ade=A.pt --checkpoint train_stcl=S.pt --dataset DS --record SH/0-of-2.json
     stcl pseudo_label --shard 1/2 ...      # videos sorted(videos)[i::n] → DS/data/<video>/, then its record
-    stcl pseudo_label --gather --unlabeled U.txt --root data/VSPW_480p --dataset DS \
-        --record SH/0-of-2.json SH/1-of-2.json --stats S.json
+    stcl pseudo_label --gather --unlabeled U.txt --dataset DS --record SH/0-of-2.json SH/1-of-2.json --stats S.json
 
 The teacher is the ensemble of the ``--checkpoint NAME=PATH`` models, one per member of
 ``params.teacher.members`` (weights ``params.teacher.weights``), run with the TTA of
@@ -30,7 +29,10 @@ if TYPE_CHECKING:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    sharded.add_arguments(p, root_help="root of the unlabeled frames (the VSPW root, or data.unlabeled's folder)")
+    sharded.add_arguments(
+        p, root_help="root of the unlabeled frames (the VSPW root, or data.unlabeled's folder; --shard)",
+        root_required=False,
+    )
     p.add_argument("--unlabeled", type=Path, required=True, help="list of '<video>/<frame>' lines (`stcl prepare`)")
     p.add_argument("--dataset", type=Path, required=True, help="pseudo-label dataset root (VSPW layout) to fill")
     p.add_argument("--stats", type=Path, default=None, help="statistics JSON to write (--gather)")
@@ -60,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     index, count, record = sharded.shard(args, count, key)
     if record is None:
         raise ValueError("--record: a pseudo-label shard writes its record there (the gather reads it)")
+    if args.root is None:
+        raise ValueError("--root: a pseudo-label shard reads its frames there (the VSPW root or data.unlabeled's folder)")
     named = sharded.checkpoints(args)
     members = params.teacher.members
     if sorted(named) != sorted(members):

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 
-def add_arguments(p: argparse.ArgumentParser, root_help: str) -> None:
-    """The options every sharded command has, spelled once."""
+def add_arguments(p: argparse.ArgumentParser, root_help: str, root_required: bool = True) -> None:
+    """The options every sharded command has, spelled once (``--root``: required where a gather reads it)."""
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--root", type=Path, required=True, help=root_help)
+    p.add_argument("--root", type=Path, required=root_required, help=root_help)
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a named model (repeat)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--shard", default=None, metavar="I/N", help="only videos sorted(videos)[I::N] (N: the params' shards)")
