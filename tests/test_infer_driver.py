@@ -170,3 +170,24 @@ def test_shard_count_must_match_the_params_in_one_place():
         driver.select_shard("1/3", 4, "pseudo_label.shards")
     with pytest.raises(ValueError, match=r"--record: 2 records given, infer.shards = 3"):
         driver.check_record_count(["a", "b"], 3, "infer.shards")
+
+
+def test_one_driver_loop_and_one_place_for_the_pseudo_label_tta():
+    """grep src/: only the driver runs the frame loop, draws a progress bar or holds in infer/'s writers, and
+    only `pseudo_label_tta` reads the pseudo labels' scales and flip."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "stcl"
+    loops, bars, tta = [], [], []
+    for path in sorted(src.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        rel = str(path.relative_to(src))
+        if re.search(r"(?<!def )\bframe_probs\(", text) and rel != "infer/driver.py":
+            loops.append(rel)
+        if rel.startswith("infer/") and re.search(r"\b(tqdm|hold|atomic_dir)\(", text) and rel != "infer/driver.py":
+            bars.append(rel)
+        if re.search(r"pseudo_label\.(scales|flip)\b", text) and rel != "infer/multiscale.py":
+            tta.append(rel)
+    assert loops == [], f"frame loops outside the driver: {loops}"
+    assert bars == [], f"progress bars, holds or atomic folders outside the driver: {bars}"
+    assert tta == [], f"pseudo-label TTA chosen outside pseudo_label_tta: {tta}"

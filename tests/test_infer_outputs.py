@@ -215,3 +215,5 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     assert _pngs(tmp_path / "one") == _pngs(tmp_path / "pe")
     assert main([*common, "--checkpoint", f"a={a}"]) == 1  # output ens needs b: one clear error
     assert main([*common, *ckpts, "--shard", "2/2"]) == 1
+    assert main([*common, *ckpts, "--shard", "0/3"]) == 1  # N != infer.shards
+    assert main([*common, "--gather", "--record", str(recs[0]), "--manifest", str(tmp_path / "m.json")]) == 1

@@ -242,7 +242,10 @@ def output_args(wildcards, input):
 
 def named_checkpoints(members, paths):
     """`--checkpoint=STAGE=MODEL.pt` of each model (`stcl infer`, `stcl pseudo_label`)."""
-    return " ".join(shlex.quote(f"--checkpoint={m}={path}") for m, path in zip(members, paths, strict=True))
+    return " ".join(
+        shlex.quote(f"--checkpoint={m}={path}")
+        for m, path in zip(members, paths, strict=True)
+    )
 
 
 def checkpoint_args(wildcards, input):

@@ -48,7 +48,9 @@ rule pseudo_label:
         file=PARAMS_FILE,
         reads=reads(*PSEUDO_KEYS),
         dataset=lambda wildcards, input: os.path.dirname(input.folder),
-        models=lambda wildcards, input: named_checkpoints(PARAMS.teacher.members, input.checkpoints),
+        models=lambda wildcards, input: named_checkpoints(
+            PARAMS.teacher.members, input.checkpoints
+        ),
     shell:
         "stcl pseudo_label --params {params.file:q} --root {input.frames:q} {params.models}"
         " --shard {wildcards.shard}/{wildcards.n} --unlabeled {input.unlabeled:q}"
