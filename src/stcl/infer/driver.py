@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,26 +71,31 @@ class VideoWork:
     state: Any = None
 
 
-class Writer(Protocol):
-    """What one kind of output writes; the loop, resume, sharding and records are the driver's."""
+class Writer:
+    """What one kind of output writes (subclassed by each writer); the loop, resume, sharding and records
+    are the driver's."""
 
     stage: str  # "infer" | "pseudo_label" | "predict": the record's stage, the bar, the hold point
 
     def parents(self, videos: Sequence[str]) -> Sequence[tuple[Path, set[str] | None]]:
         """Folders that hold the videos' folders or files, each with the names whose temporaries may go."""
+        raise NotImplementedError
 
     def plan(self, video: str) -> VideoWork | None:
         """None if the video is complete (skipped), else the work left."""
+        raise NotImplementedError
 
     def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
         """Write one frame from each model's (C, H, W) probabilities into ``folders`` (the work's, or their
         temporaries)."""
+        raise NotImplementedError
 
     def finish_video(self, work: VideoWork, folders: Sequence[Path]) -> None:
-        """Write what a video holds besides its frames (before its folders appear)."""
+        """Write what a video holds besides its frames (before its folders appear); nothing by default."""
 
     def record_keys(self, videos: Sequence[str], summary: DriverSummary) -> dict[str, Any]:
-        """The shard record's ``frames`` and the stage's own keys."""
+        """The shard record's ``frames`` (by default: of the computed videos) and the stage's own keys."""
+        return {"frames": summary.frames}
 
 
 @dataclass

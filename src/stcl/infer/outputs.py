@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from stcl.atomic import write_json
-from stcl.infer.driver import DriverSummary, VideoWork, run_videos
+from stcl.infer.driver import DriverSummary, VideoWork, Writer, run_videos
 from stcl.infer.ensemble import normalized_weights
 from stcl.infer.frames import blend, to_class_ids
 from stcl.infer.io import save_label_png
@@ -94,7 +94,7 @@ def write_prediction(folder: Path, stem: str, probs: Tensor, save_probs: bool = 
     return label
 
 
-class OutputsWriter:
+class OutputsWriter(Writer):
     """The predictions writer of the video driver (`stcl.infer.driver`): for each video, the outputs not yet
     complete there, each its own folder ``<out>/<video>/``, and only the models those outputs need."""
 
@@ -121,9 +121,6 @@ class OutputsWriter:
     def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
         for o, folder in zip(work.state, folders):
             write_prediction(folder, key, blend(probs, o.members, o.weights or ()), o.save_probs)
-
-    def finish_video(self, work: VideoWork, folders: Sequence[Path]) -> None:
-        pass
 
     def record_keys(self, videos: Sequence[str], summary: DriverSummary) -> dict[str, Any]:
         return {

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from stcl.atomic import copy_file, write_json, write_text
-from stcl.infer.driver import DriverSummary, VideoWork
+from stcl.infer.driver import DriverSummary, VideoWork, Writer
 from stcl.infer.driver import run_shard as run_driver_shard
 from stcl.infer.frames import blend
 from stcl.infer.io import save_label_png
@@ -52,7 +52,6 @@ __all__ = [
     "to_raw_ids",
     "read_unlabeled_list",
     "Teacher",
-    "ShardResult",
     "PseudoLabelWriter",
     "run_shard",
     "gather",
@@ -208,10 +207,7 @@ def _write_frame(
     return Counts(argmax.astype(np.int64), kept.astype(np.int64), int(label.size))
 
 
-ShardResult = DriverSummary  # what `run_shard` returns: computed, skipped and the record written
-
-
-class PseudoLabelWriter:
+class PseudoLabelWriter(Writer):
     """The pseudo-label writer of the video driver (`stcl.infer.driver`): ``data/<video>/`` with the frames'
     masks, copies of the frames and the video's counts; a finished video labelled with another rule is redone."""
 

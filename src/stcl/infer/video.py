@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from stcl.atomic import atomic_path, remove_stale_tmp, write_json
-from stcl.infer.driver import DriverSummary, VideoWork, run_videos
+from stcl.atomic import atomic_path, write_json
+from stcl.infer.driver import VideoWork, Writer, run_videos
 from stcl.infer.frames import blend
 from stcl.infer.multiscale import TTA
 from stcl.infer.outputs import write_prediction
@@ -312,7 +312,7 @@ def predict_video(
     return result
 
 
-class PredictWriter:
+class PredictWriter(Writer):
     """`stcl predict`'s writer of the video driver (`stcl.infer.driver`): one video, its label PNGs written
     in place (a rerun reuses each PNG already there), skipped whole when a run with the same input and
     options completed. The overlay and the final record follow in `predict_video`."""
@@ -334,16 +334,14 @@ class PredictWriter:
         self.computed = 0
 
     def parents(self, videos: Sequence[str]) -> list[tuple[Path, set[str] | None]]:
-        return [(self.out, None)]
+        return [(self.out, None), (self.labels_dir, None)]
 
     def plan(self, video: str) -> VideoWork | None:
         if self.same and self.previous.get("complete") and self.overlay_path.is_file():
             return None
-        if not self.same and self.labels_dir.exists():
+        if not self.same:
             for old in self.labels_dir.glob("*.png"):  # labels of other inputs/models: not ours to reuse
                 old.unlink()
-        self.labels_dir.mkdir(exist_ok=True)
-        remove_stale_tmp(self.labels_dir)
         write_json(self.record_path, {**self.record, "complete": False})
         todo = (
             (index, image)
@@ -355,12 +353,6 @@ class PredictWriter:
     def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
         write_prediction(folders[0], Path(frame_name(key)).stem, blend(probs, list(self.models), self.weights))
         self.computed += 1
-
-    def finish_video(self, work: VideoWork, folders: Sequence[Path]) -> None:
-        pass
-
-    def record_keys(self, videos: Sequence[str], summary: DriverSummary) -> dict[str, Any]:
-        return {"frames": summary.frames}
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
