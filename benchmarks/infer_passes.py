@@ -27,10 +27,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def counts(params) -> dict[str, dict[str, int]]:
+    from stcl.infer.multiscale import pseudo_label_tta
     from stcl.plan.jobs import split_frames
 
     views = len(params.infer.scales) * (2 if params.infer.flip else 1)
-    pviews = len(params.pseudo_label.scales) * (2 if params.pseudo_label.flip else 1)
+    pviews = len(pseudo_label_tta(params).views)
     val, test = split_frames(params, "val"), split_frames(params, "test")
     pool = sum(split_frames(params, s) for s in params.data.unlabeled.splits)
     teacher, ens = len(params.teacher.members), len(params.infer.models)

@@ -11,7 +11,8 @@ import torch
 import yaml
 from _infer_fixtures import PointwiseNet, write_vspw_root
 
-from stcl.commands.infer import parse_checkpoint_arg, parse_output_arg
+from stcl.commands.infer import parse_output_arg
+from stcl.commands.sharded import parse_checkpoint_arg
 from stcl.infer.ensemble import inference_amp
 from stcl.infer.multiscale import TTA
 from stcl.infer.outputs import OutputSpec, gather_outputs, predict_outputs
@@ -195,7 +196,7 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     root = write_vspw_root(tmp_path / "VSPW", {"a": (2, 24, 32), "b": (1, 24, 24)}, split="val")
     data = Params().model_dump(mode="json")
     data["data"].update(synthetic=False, vspw_root=str(root))
-    data["infer"].update(scales=[1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4, amp="bf16")
+    data["infer"].update(scales=[1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4, amp="bf16", shards=2)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))
     a, b = _checkpoint(tmp_path / "a.pt", 0), _checkpoint(tmp_path / "b.pt", 1)
@@ -214,3 +215,5 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     assert _pngs(tmp_path / "one") == _pngs(tmp_path / "pe")
     assert main([*common, "--checkpoint", f"a={a}"]) == 1  # output ens needs b: one clear error
     assert main([*common, *ckpts, "--shard", "2/2"]) == 1
+    assert main([*common, *ckpts, "--shard", "0/3"]) == 1  # N != infer.shards
+    assert main([*common, "--gather", "--record", str(recs[0]), "--manifest", str(tmp_path / "m.json")]) == 1

@@ -138,9 +138,9 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
     unlabeled.write_text("".join(f"{v}/{s}\n" for v in ("a", "b", "c") for s in vspw.list_frames(root, v)))
     out = tmp_path / "pseudo"
     ds = out / "VSPW_pseudo"
-    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds)]
+    common = ["--params", str(params), "--unlabeled", str(unlabeled), "--dataset", str(ds), "--root", str(root)]
     records = [str(out / "shards" / f"{i}-of-2.json") for i in range(2)]
-    teacher = ["--checkpoints", str(a), str(b)]
+    teacher = ["--checkpoint", f"train_ade={a}", "--checkpoint", f"train_stcl={b}"]
     assert main(["pseudo_label", "--shard", "0/3", *common, *teacher, "--record", records[0]]) == 1  # N != shards
     assert main(["pseudo_label", "--shard", "0/2", *common, "--record", records[0]]) == 1  # needs the checkpoints
     for i in range(2):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from stcl.data import vspw
 from stcl.data.classes import VSPW_CLASSES
 from stcl.infer import pseudo_labels as pl
+from stcl.infer.driver import DriverSummary
 from stcl.infer.shards import parse_shard, shard_videos
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
@@ -82,7 +83,7 @@ class CountingTeacher:
         return self.model(x)
 
 
-def _run(root: Path, out: Path, index: int, count: int, teacher=None, tta=TTA_SMALL, **rule) -> pl.ShardResult:
+def _run(root: Path, out: Path, index: int, count: int, teacher=None, tta=TTA_SMALL, **rule) -> DriverSummary:
     teacher = teacher or CountingTeacher()
     rule = {"threshold": 0.5, **rule}
     return pl.run_shard(

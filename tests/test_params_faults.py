@@ -291,33 +291,23 @@ def test_layer_decay_needs_adamw(tmp_path):
     assert load_params(_write(tmp_path, data)).train_stcl.optimizer.layer_decay == 0.9
 
 
-def test_pseudo_label_shard_count_is_checked_against_params(tmp_path):
-    """The one rule a command's own argument takes part in: N of `--shard i/N` (or the gather's records)."""
-    params = load_params(ROOT / "params.yaml")
-    n = params.pseudo_label.shards
-    params.pseudo_label.check_shards(n, "--shard 0/2", "params.yaml")
-    with pytest.raises(ParamsError) as err:
-        params.pseudo_label.check_shards(n + 1, f"--shard 0/{n + 1}", "params.yaml")
-    assert str(err.value) == f"--shard 0/{n + 1}: {n + 1} shard(s), but pseudo_label.shards = {n} in params.yaml"
-
-
 def test_pseudo_label_command_refuses_a_shard_count_params_does_not_name(tmp_path, capsys):
     from stcl.cli import EXIT_USER_ERROR, main
 
     path = ROOT / "params.yaml"
     n = load_params(path).pseudo_label.shards
     common = ["--params", str(path), "--unlabeled", str(tmp_path / "u.txt"), "--dataset", str(tmp_path / "ds")]
-    argv = ["pseudo_label", f"--shard=0/{n + 1}", *common, "--record", str(tmp_path / "r.json"), "--checkpoints", "m.pt"]
+    argv = ["pseudo_label", f"--shard=0/{n + 1}", *common, "--record", str(tmp_path / "r.json"), "--checkpoint", "m=m.pt"]
     assert main(argv) == EXIT_USER_ERROR
     assert capsys.readouterr().err == (
-        f"stcl pseudo_label: error: --shard 0/{n + 1}: {n + 1} shard(s), but pseudo_label.shards = {n} in {path}\n"
+        f"stcl pseudo_label: error: --shard 0/{n + 1}: N must equal pseudo_label.shards = {n} in the params (the gather expects it)\n"
     )
     (tmp_path / "u.txt").write_text("vid/00000000\n")
     records = [str(tmp_path / f"{i}.json") for i in range(n + 1)]
     argv = ["pseudo_label", "--gather", *common, "--record", *records, "--stats", str(tmp_path / "s.json")]
     assert main(argv) == EXIT_USER_ERROR
     assert capsys.readouterr().err == (
-        f"stcl pseudo_label: error: --record: {n + 1} shard(s), but pseudo_label.shards = {n} in {path}\n"
+        f"stcl pseudo_label: error: --record: {n + 1} records given, pseudo_label.shards = {n} in the params\n"
     )
     assert not (tmp_path / "ds").exists() and not (tmp_path / "s.json").exists()
 
@@ -343,7 +333,7 @@ def test_stcl_params_and_the_commands_refuse_the_same_file_with_the_same_line(tm
         "params": ["params", "--params", str(path)],
         "synth": ["synth", "--params", str(path), "--out", str(tmp_path / "data")],
         "pseudo_label": ["pseudo_label", "--params", str(path), "--shard", "0/2", "--unlabeled", str(tmp_path / "u.txt"),
-                         "--dataset", str(tmp_path / "ds"), "--record", str(tmp_path / "r.json"), "--checkpoints", "m.pt"],
+                         "--dataset", str(tmp_path / "ds"), "--record", str(tmp_path / "r.json"), "--checkpoint", "m=m.pt"],
     }
     faults = {}
     for name, argv in runs.items():

@@ -66,7 +66,11 @@ def test_every_command_receives_the_paths_it_uses(jobs):
     assert "--init" not in ade["shell"] and "results/models/pretrain_coco/model.pt" not in ade["inputs"]
     assert "--pseudo results/pseudo/VSPW_pseudo" in student["shell"]
     shard = next(j for j in jobs if j["rule"] == "pseudo_label")
-    assert "--checkpoints results/models/train_ade/model.pt results/models/train_stcl/model.pt" in shard["shell"]
+    assert (
+        "--checkpoint=train_ade=results/models/train_ade/model.pt --checkpoint=train_stcl=results/models/train_stcl/model.pt"
+        in shard["shell"]
+    )
+    assert "--root data/VSPW_480p" in shard["shell"]
     assert "--unlabeled results/prepare/unlabeled.txt" in shard["shell"]
     submit = next(j for j in jobs if j["rule"] == "submit")
     assert "--root data/VSPW_480p" in submit["shell"] and "data/VSPW_480p" in submit["inputs"]

@@ -13,7 +13,8 @@ names the variable. The errors are ValueError (`stcl` exits 1 with that one line
 
 Points: ``command.<name>`` (every `stcl` command, once its arguments are parsed, before it does anything,
 `stcl.cli`); ``train.checkpoint.<iteration>`` (after that checkpoint is on disk, `stcl.train.loop`);
-``infer.video_done.<video>`` (after that video's predictions are in place, `stcl.infer`).
+``<stage>.video_done.<video>`` with stage ``infer``, ``pseudo_label`` or ``predict`` (after that video's
+files are in place, `stcl.infer.driver`; `stcl predict`'s video is its input's file or folder name).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ defaults below are the embedded *tiny* scale that runs on a CPU in minutes; the 
 Every rule a params file must keep is a validator here, so that ``stcl params``, the Snakefile and every
 command refuse the same files with the same lines; commands and the library read validated params and do not
 check them again. The one rule a command's own argument takes part in, a sharded job's shard count, is
-`PseudoLabelParams.check_shards`. The global batch splits by one rule, `grad_accum_steps`.
+checked where the sharded commands read it (`stcl.infer.driver.select_shard`, `check_record_count`). The global batch splits by one rule, `grad_accum_steps`.
 
 The Snakefile validates params.yaml with `load_params` (the same lines as ``stcl params``), and each rule's
 ``params: reads=`` names the keys that stage reads, from which dvc.yaml's ``params:`` lists are generated.
@@ -462,12 +462,6 @@ class PseudoLabelParams(_Strict):
     shards: PositiveInt = 2
     scales: tuple[PositiveFloat, ...] = (1.0,)
     flip: StrictBool = True
-
-    def check_shards(self, count: int, given: str, source: str) -> None:
-        """A pseudo-label job's shard count (N of ``--shard i/N``, or the records a gather is given) must be
-        ``shards`` of the params file ``source``: the gather expects exactly that many records."""
-        if count != self.shards:
-            raise ParamsError(f"{given}: {count} shard(s), but pseudo_label.shards = {self.shards} in {source}")
 
 
 class EvaluateParams(_Strict):

@@ -238,10 +238,17 @@ def output_args(wildcards, input):
     return " ".join(shlex.quote(a) for a in args)
 
 
+def named_checkpoints(members, paths):
+    """`--checkpoint=STAGE=MODEL.pt` of each model (`stcl infer`, `stcl pseudo_label`)."""
+    return " ".join(
+        shlex.quote(f"--checkpoint={m}={path}")
+        for m, path in zip(members, paths, strict=True)
+    )
+
+
 def checkpoint_args(wildcards, input):
     """`--checkpoint=STAGE=MODEL.pt` of every model the split's pass runs."""
-    pairs = zip(split_members(wildcards.split), input.checkpoints)
-    return " ".join(shlex.quote(f"--checkpoint={m}={path}") for m, path in pairs)
+    return named_checkpoints(split_members(wildcards.split), input.checkpoints)
 
 
 # TC (flow.smk): the flows folder evaluate and the report read, or nothing when no RAFT file is set (the

@@ -48,9 +48,12 @@ rule pseudo_label:
         file=PARAMS_FILE,
         reads=reads(*PSEUDO_KEYS),
         dataset=lambda wildcards, input: os.path.dirname(input.folder),
+        models=lambda wildcards, input: named_checkpoints(
+            PARAMS.teacher.members, input.checkpoints
+        ),
     shell:
-        "stcl pseudo_label --params {params.file:q} --shard {wildcards.shard}/{wildcards.n}"
-        " --unlabeled {input.unlabeled:q} --frames-root {input.frames:q} --checkpoints {input.checkpoints:q}"
+        "stcl pseudo_label --params {params.file:q} --root {input.frames:q} {params.models}"
+        " --shard {wildcards.shard}/{wildcards.n} --unlabeled {input.unlabeled:q}"
         " --dataset {params.dataset:q} --record {output:q} > {log:q} 2>&1"
 
 

@@ -9,10 +9,11 @@
 Each ``--checkpoint NAME=PATH`` model runs once per frame; each ``--output NAME=M1,M2[:W1,W2]=DIR`` is the
 weighted mean of its members' probabilities, written as ``DIR/<video>/<frame>.png`` (palette PNG, class
 ids 0..123, frame size), one video folder at a time, atomically; a rerun skips the videos already
-complete. ``--shard i/n`` does ``sorted(videos)[i::n]`` and writes ``--record``; ``--gather`` checks the
-records and the outputs and writes ``--manifest``. Scales, flip, window, stride, windows per batch and amp
+complete. ``--shard i/n`` does ``sorted(videos)[i::n]`` (``n`` must equal ``infer.shards``) and writes
+``--record``; ``--gather`` checks the records of all shards and the outputs and writes ``--manifest``
+(the options it shares with `stcl pseudo_label`: `stcl.commands.sharded`). Scales, flip, window, stride, windows per batch and amp
 come from ``params.infer`` (`stcl.infer.multiscale.tta_from_params`); amp applies on CUDA, CPU inference is
-float32. The library is `stcl.infer.outputs`.
+float32. The library is `stcl.infer.outputs` (the predictions writer of `stcl.infer.driver`).
 """
 
 from __future__ import annotations
@@ -22,47 +23,25 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stcl.commands import sharded
+
 if TYPE_CHECKING:
     from stcl.infer.outputs import OutputSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="a named model (repeat)")
+    sharded.add_arguments(p, root_help="VSPW root: its <split>.txt lists the videos to predict")
     p.add_argument(
         "--output", action="append", default=[], metavar="NAME=M1,M2[:W1,W2]=DIR", help="an output of named models"
     )
-    p.add_argument("--shard", default=None, metavar="I/N", help="only videos sorted(videos)[I::N]")
-    p.add_argument("--record", nargs="+", default=None, help="shard record to write (with --gather: all to check)")
-    p.add_argument("--gather", action="store_true", help="check the shard records and outputs, write --manifest")
-    p.add_argument("--manifest", default=None, help="with --gather: the manifest JSON to write")
+    p.add_argument("--manifest", type=Path, default=None, help="with --gather: the manifest JSON to write")
     p.add_argument("--split", required=True, choices=("train", "val", "test"), help="split of the VSPW root")
-    p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    p.add_argument("--root", required=True, help="VSPW root: its <split>.txt lists the videos to predict")
-    p.add_argument(
-        "--save-probs",
-        "--probs",
-        dest="save_probs",
-        action="store_true",
-        help="also write <frame>.npy float16 (C, H, W) probabilities",
-    )
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--save-probs", action="store_true", help="also write <frame>.npy float16 (C, H, W) probabilities")
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
     """The folders of ``--output`` (`stcl.cli` removes the empty ones it created when the command fails)."""
     return [Path(parts[2]) for parts in (text.split("=", 2) for text in args.output) if len(parts) == 3 and parts[2]]
-
-
-def parse_checkpoint_arg(text: str) -> tuple[str, Path]:
-    """``NAME=PATH`` → (name, path); ValueError naming ``--checkpoint`` otherwise."""
-    from stcl.infer.outputs import NAME
-
-    name, sep, path = text.partition("=")
-    if not sep or not NAME.fullmatch(name) or not path:
-        raise ValueError(
-            f"--checkpoint must be NAME=PATH (e.g. train_stcl=results/models/train_stcl/model.pt), got {text!r}"
-        )
-    return name, Path(path)
 
 
 def parse_output_arg(text: str, save_probs: bool = False) -> OutputSpec:
@@ -94,7 +73,6 @@ def parse_output_arg(text: str, save_probs: bool = False) -> OutputSpec:
 
 def run(args: argparse.Namespace) -> int:
     from stcl.data.vspw import read_split
-    from stcl.infer.shards import parse_shard, shard_videos, write_record
     from stcl.params import load_params
     from stcl.allocator import keep_large_blocks
 
@@ -108,28 +86,14 @@ def run(args: argparse.Namespace) -> int:
     if args.gather:
         from stcl.infer.outputs import gather_outputs
 
-        if not args.record or not args.manifest:
-            raise ValueError("stcl infer --gather: give --record (every shard's record) and --manifest")
-        result = gather_outputs(args.record, outputs, args.root, videos, args.manifest)
-        print(f"stcl infer: gathered {len(args.record)} shard(s), {result['frames']} frames -> {args.manifest}")
+        records = sharded.gathered_records(args, params.infer.shards, "infer.shards")
+        if not args.manifest:
+            raise ValueError("--manifest: --gather writes the manifest there")
+        result = gather_outputs(records, outputs, args.root, videos, args.manifest)
+        print(f"stcl infer: gathered {len(records)} shard(s), {result['frames']} frames -> {args.manifest}")
         return 0
-    if args.record is not None and len(args.record) != 1:
-        raise ValueError("stcl infer: --record takes one path when running a shard")
-    index, count = parse_shard(args.shard) if args.shard else (0, 1)
-    mine = shard_videos(videos, index, count)
-    named = dict(parse_checkpoint_arg(text) for text in args.checkpoint)
-    if len(named) != len(args.checkpoint):
-        raise ValueError("stcl infer: each --checkpoint NAME must be given once")
-    summary = _predict(params, named, outputs, args.root, mine, args.device)
-    if args.record:
-        write_record(
-            args.record[0], "infer", index, count, mine, summary.computed, summary.skipped, summary.frames,
-            split=args.split,
-            outputs={o.name: {"members": list(o.members), "weights": list(o.weights or ()), "out": str(o.out)}
-                     for o in outputs},
-            model_frames=summary.model_frames,
-            forward_passes=summary.forward_passes,
-        )
+    index, count, record = sharded.shard(args, params.infer.shards, "infer.shards")
+    summary = _predict(params, sharded.checkpoints(args), outputs, args, videos, index, count, record)
     print(
         f"stcl infer: shard {index}/{count}: {len(summary.computed)} videos ({summary.frames} frames, "
         f"{summary.forward_passes} model x view passes) -> {', '.join(o.name for o in outputs)}; "
@@ -138,18 +102,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], root: str, videos: list[str], device_arg):
-    import torch
-
+def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], args, videos, index, count, record):
+    from stcl.infer.driver import run_shard
     from stcl.infer.ensemble import load_models
     from stcl.infer.multiscale import tta_from_params
-    from stcl.infer.outputs import check_outputs, predict_outputs
+    from stcl.infer.outputs import OutputsWriter, check_outputs
 
     check_outputs(list(named), outputs)
     used = {m for o in outputs for m in o.members}
     tta = tta_from_params(params.infer)
-    device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = sharded.device(args)
     models = load_models({n: p for n, p in named.items() if n in used}, device, tta.amp)
-    return predict_outputs(
-        models, outputs, tta, root, videos, device=device, workers=params.infer.workers, progress=sys.stderr.isatty()
+    return run_shard(
+        OutputsWriter(models, outputs, args.root), videos, index, count, tta, record=record,
+        record_extra={"split": args.split}, device=device, workers=params.infer.workers, progress=sys.stderr.isatty(),
     )

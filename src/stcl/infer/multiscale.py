@@ -15,7 +15,7 @@ the probabilities of those frames plus the window sums of one batch's canvases.
 
 `tta_from_params` is the one place a TTA is built from params: `stcl infer`, `stcl pseudo_label`,
 `stcl predict` and `stcl plan` all call it, so scales, flip, window, batch size and precision cannot differ
-between them.
+between them; `pseudo_label_tta` is the one place the pseudo labels' scales and flip are chosen.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from torch import Tensor
 from stcl.infer.sliding import Canvas, Predictor, Window, run_windows, window_grid
 
 if TYPE_CHECKING:
-    from stcl.params import InferParams
+    from stcl.params import InferParams, Params
 
-__all__ = ["AMP_MODES", "TTA", "tta_from_params", "scaled_size", "frames_per_group", "tta_probs"]
+__all__ = ["AMP_MODES", "TTA", "tta_from_params", "pseudo_label_tta", "scaled_size", "frames_per_group", "tta_probs"]
 
 AMP_MODES = ("off", "bf16", "fp16")
 
@@ -90,6 +90,12 @@ def tta_from_params(infer: InferParams, **overrides: Any) -> TTA:
         batch_size=int(s["batch_size"]),
         amp=s["amp"],
     )
+
+
+def pseudo_label_tta(params: Params) -> TTA:
+    """The teacher's TTA of the pseudo labels, chosen here only (`stcl pseudo_label`, `stcl plan`):
+    ``params.pseudo_label`` scales and flip, window, stride, batch size and amp of ``params.infer``."""
+    return tta_from_params(params.infer, scales=params.pseudo_label.scales, flip=params.pseudo_label.flip)
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:

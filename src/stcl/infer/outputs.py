@@ -3,16 +3,16 @@
 A split's inference jobs in the chain ask for several predictions of the same frames: each member alone
 (Tables 2-4), the teacher (a weighted subset, Table 4) and the final ensemble (paper 3.4). Here one job
 loads the named models once and, for every frame, runs each model that some unfinished output needs
-through the multi-scale + flip TTA *once* (`stcl.infer.frames.frame_probs`); every output is then a
-weighted mean of those (C, H, W) probabilities (`stcl.infer.frames.blend`)::
+through the multi-scale + flip TTA *once* (the video driver, `stcl.infer.driver`, runs the frame loop);
+every output is then a weighted mean of those (C, H, W) probabilities (`stcl.infer.frames.blend`)::
 
     probs_out = Σ_{m ∈ members(out)} w_m · probs_m,   Σ w_m = 1
 
 Output layout: ``<out>/<video>/<frame>.png`` (palette PNG, class ids 0..123, frame size) and, with
 ``save_probs``, ``<out>/<video>/<frame>.npy`` (float16 (C, H, W) probabilities); `write_prediction` writes
-one frame (also `stcl predict`'s labels). Sharding and records: `stcl.infer.shards`. Each
+one frame (also `stcl predict`'s labels). Sharding, records, resume: `stcl.infer.driver`. Each
 ``<out>/<video>/`` folder appears atomically; a rerun skips the videos complete in every output, and for a
-video complete in only some outputs runs only the models the missing outputs need. `gather_outputs` checks
+video complete in only some outputs runs only the models the missing outputs need (`OutputsWriter`). `gather_outputs` checks
 the records of all shards and that every video is complete in every output, then writes one manifest.
 """
 
@@ -20,26 +20,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from stcl.atomic import atomic_dir, remove_stale_tmp, write_json
-from stcl.hold import hold
+from stcl.atomic import write_json
+from stcl.infer.driver import DriverSummary, VideoWork, Writer, run_videos
 from stcl.infer.ensemble import normalized_weights
-from stcl.infer.frames import blend, frame_probs, prefetch, to_class_ids
+from stcl.infer.frames import blend, to_class_ids
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
 from stcl.infer.shards import folder_complete, gather_records
 from stcl.infer.sliding import Predictor
 
-__all__ = ["NAME", "OutputSpec", "OutputsSummary", "write_prediction", "predict_outputs", "gather_outputs"]
+__all__ = ["NAME", "OutputSpec", "OutputsWriter", "write_prediction", "predict_outputs", "gather_outputs"]
 
 NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -71,22 +69,6 @@ class OutputSpec:
         return [f"{s}{suf}" for s in stems for suf in suffixes]
 
 
-@dataclass
-class OutputsSummary:
-    """What `predict_outputs` did. ``model_frames`` counts (model, frame) TTA runs; × views = forward passes."""
-
-    computed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    frames: int = 0
-    model_frames: int = 0
-    views: int = 0
-
-    @property
-    def forward_passes(self) -> int:
-        """(model, frame, view) passes (each view is one or more sliding windows)."""
-        return self.model_frames * self.views
-
-
 def check_outputs(models: Sequence[str], outputs: Sequence[OutputSpec]) -> None:
     """ValueError naming an output whose member has no model, or two outputs sharing a folder."""
     if not outputs:
@@ -112,6 +94,44 @@ def write_prediction(folder: Path, stem: str, probs: Tensor, save_probs: bool = 
     return label
 
 
+class OutputsWriter(Writer):
+    """The predictions writer of the video driver (`stcl.infer.driver`): for each video, the outputs not yet
+    complete there, each its own folder ``<out>/<video>/``, and only the models those outputs need."""
+
+    stage = "infer"
+
+    def __init__(self, models: Mapping[str, Predictor], outputs: Sequence[OutputSpec], root: str | Path) -> None:
+        check_outputs(list(models), outputs)
+        self.models, self.outputs, self.root = models, list(outputs), root
+
+    def parents(self, videos: Sequence[str]) -> list[tuple[Path, set[str] | None]]:
+        return [(o.out, set(videos)) for o in self.outputs]
+
+    def plan(self, video: str) -> VideoWork | None:
+        from stcl.data.vspw import frame_path, list_frames
+
+        stems = list_frames(self.root, video)
+        missing = [o for o in self.outputs if not folder_complete(o.out / video, o.files(stems))]
+        if not missing:
+            return None
+        needed = {n: p for n, p in self.models.items() if any(n in o.members for o in missing)}
+        sources = [(s, frame_path(self.root, video, s)) for s in stems]
+        return VideoWork(needed, [o.out / video for o in missing], len(stems), sources, state=missing)
+
+    def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
+        for o, folder in zip(work.state, folders):
+            write_prediction(folder, key, blend(probs, o.members, o.weights or ()), o.save_probs)
+
+    def record_keys(self, videos: Sequence[str], summary: DriverSummary) -> dict[str, Any]:
+        return {
+            "frames": summary.frames,
+            "outputs": {o.name: {"members": list(o.members), "weights": list(o.weights or ()), "out": str(o.out)}
+                        for o in self.outputs},
+            "model_frames": summary.model_frames,
+            "forward_passes": summary.forward_passes,
+        }
+
+
 def predict_outputs(
     models: Mapping[str, Predictor],
     outputs: Sequence[OutputSpec],
@@ -122,48 +142,20 @@ def predict_outputs(
     device: str | torch.device = "cpu",
     workers: int = 1,
     progress: bool = True,
-) -> OutputsSummary:
-    """Predict ``videos`` of the VSPW root once per model and write every output from the same probabilities.
+) -> DriverSummary:
+    """Predict ``videos`` of the VSPW root once per model and write every output from the same probabilities
+    (`OutputsWriter` run by `stcl.infer.driver.run_videos`; `stcl infer` runs its shard with `run_shard`).
 
     Args:
         models: name → predictor ``(B, 3, h, w) float 0..255 → (B, C, h, w)`` logits.
         outputs: what to write (members refer to ``models`` by name).
         tta: scales, flips, sliding window, windows per batch.
         root: VSPW layout root (frames at ``data/<video>/origin/*.jpg``).
-        videos: the videos to do (e.g. one shard of a split).
-        device: where frames go (the models' device).
-        workers: frame-decoding threads ahead of the models.
-        progress: tqdm bar over frames.
+        videos: the videos to do.
+        device, workers, progress: where frames go, decoding threads, tqdm bar over frames.
     """
-    from stcl.data.vspw import frame_path, list_frames, load_image
-
-    check_outputs(list(models), outputs)
-    for o in outputs:
-        o.out.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(o.out, set(videos))
-    summary = OutputsSummary(views=len(tta.views))
-    frames = {v: list_frames(root, v) for v in videos}
-    todo: list[tuple[str, list[OutputSpec]]] = []
-    for v in videos:
-        missing = [o for o in outputs if not folder_complete(o.out / v, o.files(frames[v]))]
-        (todo.append((v, missing)) if missing else summary.skipped.append(v))
-    bar = tqdm(total=sum(len(frames[v]) for v, _ in todo), unit="frame", desc="infer", disable=not progress)
-    with bar:
-        for video, missing in todo:
-            needed = {n: p for n, p in models.items() if any(n in o.members for o in missing)}
-            stems = frames[video]
-            images = prefetch(load_image, [frame_path(root, video, s) for s in stems], workers)
-            with ExitStack() as stack:
-                tmps = [stack.enter_context(atomic_dir(o.out / video)) for o in missing]
-                for stem, _, probs in frame_probs(needed, tta, zip(stems, images), device):
-                    for o, tmp in zip(missing, tmps):
-                        write_prediction(tmp, stem, blend(probs, o.members, o.weights or ()), o.save_probs)
-                    summary.model_frames += len(needed)
-                    bar.update(1)
-            summary.computed.append(video)
-            summary.frames += len(stems)
-            hold(f"infer.video_done.{video}")  # tests: stop here on request (stcl.hold)
-    return summary
+    writer = OutputsWriter(models, outputs, root)
+    return run_videos(writer, videos, tta, device=device, workers=workers, progress=progress)
 
 
 def gather_outputs(

@@ -13,10 +13,10 @@ Output (a dataset root the VSPW reader reads unchanged)::
     <out_root>/train.txt, label_num_dic_final.json   written by `gather`
     the shard's record (a path given by the caller), written last (`stcl.infer.shards`)
 
-The teacher's probabilities come from the one frame loop (`stcl.infer.frames.frame_probs`, the weighted
-mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer. Sharding
-(``sorted(videos)[i::n]``), records and their gather are `stcl.infer.shards`'. Each video folder appears
-atomically, its counts with it; a rerun of a shard skips videos whose folder is complete and was labelled
+The teacher's probabilities come from the video driver's frame loop (`stcl.infer.driver`, the weighted
+mean of its members by `stcl.infer.frames.blend`); this module is the pseudo-label writer
+(`PseudoLabelWriter`). Sharding (``sorted(videos)[i::n]``), resume and records are the driver's, the
+records' gather `stcl.infer.shards`'. Each video folder appears atomically, its counts with it; a rerun of a shard skips videos whose folder is complete and was labelled
 with the same rule (threshold, class-balanced portion, TTA; their statistics are read from its counts) and redoes
 the others, so the record never claims a rule the labels on disk were not cut with; the gather checks it.
 (The rule is what params shape: threshold, portion, the TTA and the teacher's weights. The teacher's files
@@ -28,21 +28,21 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
-from stcl.atomic import atomic_dir, copy_file, remove_stale_tmp, write_json, write_text
-from stcl.data.vspw import load_image
-from stcl.infer.frames import blend, frame_probs, prefetch
+from stcl.atomic import copy_file, write_json, write_text
+from stcl.infer.driver import DriverSummary, VideoWork, Writer
+from stcl.infer.driver import run_shard as run_driver_shard
+from stcl.infer.frames import blend
 from stcl.infer.io import save_label_png
 from stcl.infer.multiscale import TTA
-from stcl.infer.shards import folder_complete, gather_records, listing, shard_videos, write_record
+from stcl.infer.shards import folder_complete, gather_records, listing
 from stcl.infer.sliding import Predictor
 from stcl.infer.thresholds import keep_class_balanced
 
@@ -52,7 +52,7 @@ __all__ = [
     "to_raw_ids",
     "read_unlabeled_list",
     "Teacher",
-    "ShardResult",
+    "PseudoLabelWriter",
     "run_shard",
     "gather",
 ]
@@ -207,13 +207,55 @@ def _write_frame(
     return Counts(argmax.astype(np.int64), kept.astype(np.int64), int(label.size))
 
 
-@dataclass
-class ShardResult:
-    """A finished shard: its record (also written as JSON) and which videos were computed or skipped."""
+class PseudoLabelWriter(Writer):
+    """The pseudo-label writer of the video driver (`stcl.infer.driver`): ``data/<video>/`` with the frames'
+    masks, copies of the frames and the video's counts; a finished video labelled with another rule is redone."""
 
-    record: dict[str, Any]
-    computed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
+    stage = "pseudo_label"
+
+    def __init__(
+        self,
+        teacher: Teacher,
+        tta: TTA,
+        frames: Mapping[str, Sequence[str]],
+        frame_path: Callable[[str, str], Path],
+        out_root: str | Path,
+        threshold: float,
+        class_balanced_portion: float | None,
+        num_classes: int,
+    ) -> None:
+        self.teacher, self.frames, self.frame_path = teacher, frames, frame_path
+        self.data_dir = Path(out_root) / "data"
+        self.threshold, self.portion, self.num_classes = threshold, class_balanced_portion, num_classes
+        self.rule = _rule(threshold, class_balanced_portion, tta, teacher.weights)
+        self.counts = Counts.zeros(num_classes)
+
+    def parents(self, videos: Sequence[str]) -> list[tuple[Path, set[str] | None]]:
+        return [(self.data_dir, set(videos))]
+
+    def plan(self, video: str) -> VideoWork | None:
+        folder = self.data_dir / video
+        if _video_complete(folder, self.frames[video]) and _labelled_with(folder) == self.rule:
+            self.counts = self.counts + _read_counts(folder, self.num_classes)
+            return None
+        sources = [(s, Path(self.frame_path(video, s))) for s in self.frames[video]]
+        return VideoWork(self.teacher.models, [folder], len(sources), sources,
+                         state=(dict(sources), [Counts.zeros(self.num_classes)]))
+
+    def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
+        paths, counts = work.state
+        teacher_probs = blend(probs, list(self.teacher.models), self.teacher.weights)
+        counts[0] = counts[0] + _write_frame(
+            folders[0], key, paths[key], teacher_probs, self.threshold, self.num_classes, self.portion
+        )
+
+    def finish_video(self, work: VideoWork, folders: Sequence[Path]) -> None:
+        video_counts = work.state[1][0]
+        write_json(folders[0] / _COUNTS, {**video_counts.to_json(), "labelled_with": self.rule})
+        self.counts = self.counts + video_counts
+
+    def record_keys(self, videos: Sequence[str], summary: DriverSummary) -> dict[str, Any]:
+        return {"frames": sum(len(self.frames[v]) for v in videos), **self.rule, **self.counts.to_json()}
 
 
 def run_shard(
@@ -232,12 +274,13 @@ def run_shard(
     device: str | torch.device = "cpu",
     workers: int = 1,
     progress: bool = True,
-) -> ShardResult:
-    """Pseudo-label the videos of shard ``index``/``count`` and write its record last.
+) -> DriverSummary:
+    """Pseudo-label the videos of shard ``index``/``count`` and write its record last
+    (`PseudoLabelWriter` run by `stcl.infer.driver.run_shard`).
 
     Args:
         teacher: the teacher's members and weights.
-        tta: teacher scales/flips and sliding window (`stcl.infer.multiscale.tta_from_params`).
+        tta: teacher scales/flips and sliding window (`stcl.infer.multiscale.pseudo_label_tta`).
         frames: {video: frame stems}, all unlabeled videos (`read_unlabeled_list`).
         index, count: this shard.
         frame_path: (video, stem) → source frame file (`stcl.data.prepare.unlabeled_frame_path`).
@@ -249,47 +292,12 @@ def run_shard(
         num_classes: classes of the label space (raw ids 1..num_classes must be valid VSPW ids).
         device, workers, progress: where frames go, decoding threads, tqdm bar.
     """
-    videos = shard_videos(list(frames), index, count)
-    data_dir = Path(out_root) / "data"
-    remove_stale_tmp(data_dir, set(videos))
-    counts = Counts.zeros(num_classes)
-    result = ShardResult(record={})
-    rule = _rule(threshold, class_balanced_portion, tta, teacher.weights)
-    for video in videos:
-        if _video_complete(data_dir / video, frames[video]) and _labelled_with(data_dir / video) == rule:
-            result.skipped.append(video)
-            counts = counts + _read_counts(data_dir / video, num_classes)
-    todo = [v for v in videos if v not in result.skipped]
-    members = list(teacher.models)
-    total = sum(len(frames[v]) for v in todo)
-    with tqdm(total=total, unit="frame", desc=f"pseudo {index}/{count}", disable=not progress) as bar:
-        for video in todo:
-            paths = {s: Path(frame_path(video, s)) for s in frames[video]}
-            images = zip(frames[video], prefetch(load_image, paths.values(), workers))
-            video_counts = Counts.zeros(num_classes)
-            with atomic_dir(data_dir / video) as tmp:
-                for stem, _, probs in frame_probs(teacher.models, tta, images, device):
-                    teacher_probs = blend(probs, members, teacher.weights)
-                    video_counts = video_counts + _write_frame(
-                        tmp, stem, paths[stem], teacher_probs, threshold, num_classes, class_balanced_portion
-                    )
-                    bar.update(1)
-                write_json(tmp / _COUNTS, {**video_counts.to_json(), "labelled_with": rule})
-            counts = counts + video_counts
-            result.computed.append(video)
-    result.record = write_record(
-        record,
-        "pseudo_label",
-        index,
-        count,
-        videos,
-        result.computed,
-        result.skipped,
-        sum(len(frames[v]) for v in videos),
-        **rule,
-        **counts.to_json(),
+    writer = PseudoLabelWriter(
+        teacher, tta, frames, frame_path, out_root, threshold, class_balanced_portion, num_classes
     )
-    return result
+    return run_driver_shard(
+        writer, list(frames), index, count, tta, record=record, device=device, workers=workers, progress=progress
+    )
 
 
 def _ratio(a: int, b: int) -> float:

@@ -18,9 +18,10 @@ Outputs of `predict_video` in ``out``:
   each frame ``render(frame, label)`` (`stcl predict` passes `stcl.report.overlay.render_overlay`);
 * ``predict.json``: what was run (input, models, TTA) and, once finished, ``"complete": true``.
 
-Frames are streamed through the one frame loop (`stcl.infer.frames.frame_probs`; a few frames per group),
-whatever the length: a first pass writes the label PNGs the folder lacks (`stcl.infer.outputs.write_prediction`),
-a second decodes the input again and encodes the overlay from the labels. Every file is written
+Frames are streamed through the video driver (`stcl.infer.driver`, the one frame loop; a few frames per
+group), whatever the length: a first pass writes the label PNGs the folder lacks (`PredictWriter`, with
+`stcl.infer.outputs.write_prediction`), a second decodes the input again and encodes the overlay from the
+labels. Every file is written
 atomically; a rerun with the same input, models and options reuses the label PNGs already written (no
 model run for them), re-encodes the overlay video, and finishes at once when the previous run completed.
 Different input, models or options start over.
@@ -38,27 +39,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from torch import Tensor
 
-from stcl.atomic import atomic_path, remove_stale_tmp, write_json
-from stcl.infer.frames import blend, frame_probs
+from stcl.atomic import atomic_path, write_json
+from stcl.infer.driver import VideoWork, Writer, run_videos
+from stcl.infer.frames import blend
 from stcl.infer.multiscale import TTA
 from stcl.infer.outputs import write_prediction
 from stcl.infer.sliding import Predictor
 
 __all__ = [
     "FRAME_SUFFIXES",
-    "VIDEO_SUFFIXES",
     "VideoInfo",
     "open_source",
     "iter_frames",
     "OverlayEncoder",
     "PredictVideoResult",
+    "PredictWriter",
     "predict_video",
 ]
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 RECORD_FORMAT = "stcl-predict/1"
 
 
@@ -290,48 +291,68 @@ def predict_video(
     from stcl.data.io import load_label_png
 
     out = Path(out)
-    labels_dir = out / "labels"
-    record_path = out / "predict.json"
-    overlay_path = out / "overlay.mp4"
-    record: dict[str, Any] = {"format": RECORD_FORMAT, "input": _input_fingerprint(info), "options": options}
-    previous = _read_record(record_path)
-    same = previous is not None and {k: previous.get(k) for k in record} == record
-    result = PredictVideoResult(info=info, labels=labels_dir, overlay=overlay_path)
-    if same and previous.get("complete") and overlay_path.is_file():
-        result.skipped, result.frames = True, int(previous.get("frames", 0))
+    writer = PredictWriter(models, weights, info, out, options)
+    result = PredictVideoResult(info=info, labels=writer.labels_dir, overlay=writer.overlay_path)
+    summary = run_videos(writer, [writer.video], tta, device=device, workers=0, progress=progress, desc="predict")
+    if summary.skipped:
+        result.skipped, result.frames = True, int(writer.previous.get("frames", 0))
         return result
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out)
-    if not same and labels_dir.exists():
-        for old in labels_dir.glob("*.png"):  # labels of other inputs/models: not ours to reuse
-            old.unlink()
-    labels_dir.mkdir(exist_ok=True)
-    remove_stale_tmp(labels_dir)
-    write_json(record_path, {**record, "complete": False})
-    names = list(models)
-    todo = (
-        (index, image)
-        for index, image in enumerate(iter_frames(info))
-        if _label_reusable(labels_dir / frame_name(index), info) is None
-    )
-    with tqdm(total=info.frames, unit="frame", desc="predict", disable=not progress) as bar:
-        for index, _, probs in frame_probs(models, tta, todo, device):
-            write_prediction(labels_dir, Path(frame_name(index)).stem, blend(probs, names, weights))
-            result.computed += 1
-            bar.update(1)
-        with OverlayEncoder(overlay_path, *overlay_size, info.fps) as encoder:
-            for index, image in enumerate(iter_frames(info)):
-                encoder.write(render(image, load_label_png(labels_dir / frame_name(index))))
-            if encoder.frames == 0:
-                raise ValueError(f"{info.path}: the video has zero decodable frames")
-        bar.update(encoder.frames - result.computed)
+    result.computed = writer.computed
+    with OverlayEncoder(writer.overlay_path, *overlay_size, info.fps) as encoder:
+        for index, image in enumerate(iter_frames(info)):
+            encoder.write(render(image, load_label_png(writer.labels_dir / frame_name(index))))
+        if encoder.frames == 0:
+            raise ValueError(f"{info.path}: the video has zero decodable frames")
     result.frames = encoder.frames
     result.reused = result.frames - result.computed
-    for extra in sorted(labels_dir.glob("*.png"))[result.frames :]:
+    for extra in sorted(writer.labels_dir.glob("*.png"))[result.frames :]:
         extra.unlink()  # a longer earlier input of the same name cannot leave frames behind
-    write_json(record_path, {**record, "complete": True, "frames": result.frames, "fps": str(info.fps),
-                             "height": info.height, "width": info.width})
+    write_json(writer.record_path, {**writer.record, "complete": True, "frames": result.frames, "fps": str(info.fps),
+                                    "height": info.height, "width": info.width})
     return result
+
+
+class PredictWriter(Writer):
+    """`stcl predict`'s writer of the video driver (`stcl.infer.driver`): one video, its label PNGs written
+    in place (a rerun reuses each PNG already there), skipped whole when a run with the same input and
+    options completed. The overlay and the final record follow in `predict_video`."""
+
+    stage = "predict"
+
+    def __init__(
+        self, models: Mapping[str, Predictor], weights: Sequence[float], info: VideoInfo, out: Path,
+        options: dict[str, Any],
+    ) -> None:
+        self.models, self.weights, self.info, self.out = models, weights, info, out
+        self.video = info.path.name
+        self.labels_dir = out / "labels"
+        self.record_path = out / "predict.json"
+        self.overlay_path = out / "overlay.mp4"
+        self.record: dict[str, Any] = {"format": RECORD_FORMAT, "input": _input_fingerprint(info), "options": options}
+        self.previous = _read_record(self.record_path) or {}
+        self.same = bool(self.previous) and {k: self.previous.get(k) for k in self.record} == self.record
+        self.computed = 0
+
+    def parents(self, videos: Sequence[str]) -> list[tuple[Path, set[str] | None]]:
+        return [(self.out, None), (self.labels_dir, None)]
+
+    def plan(self, video: str) -> VideoWork | None:
+        if self.same and self.previous.get("complete") and self.overlay_path.is_file():
+            return None
+        if not self.same:
+            for old in self.labels_dir.glob("*.png"):  # labels of other inputs/models: not ours to reuse
+                old.unlink()
+        write_json(self.record_path, {**self.record, "complete": False})
+        todo = (
+            (index, image)
+            for index, image in enumerate(iter_frames(self.info))
+            if _label_reusable(self.labels_dir / frame_name(index), self.info) is None
+        )
+        return VideoWork(self.models, [self.labels_dir], self.info.frames, stream=todo, atomic=False)
+
+    def write_frame(self, work: VideoWork, folders: Sequence[Path], key: Any, probs: Mapping[str, Tensor]) -> None:
+        write_prediction(folders[0], Path(frame_name(key)).stem, blend(probs, list(self.models), self.weights))
+        self.computed += 1
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from stcl.params import TRAIN_STAGES, Params, grad_accum_steps
 from stcl.plan.gpus import GIB, GPU
 from stcl.plan.graph import Job
 from stcl.plan.memory import MemoryEstimate, train_memory
-from stcl.infer.multiscale import tta_from_params
+from stcl.infer.multiscale import pseudo_label_tta, tta_from_params
 from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, predict_frame_flops, train_step_work
 
 __all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "graph_specs", "plan_jobs"]
@@ -140,11 +140,12 @@ def graph_specs(params: Params, jobs: list[Job]) -> list[JobSpec]:
         elif "pseudo_label" in rules:
             unlabeled = params.data.unlabeled
             pool = sum(split_frames(params, s) for s in unlabeled.splits) if unlabeled.source == "vspw" else 0
+            teacher_tta = pseudo_label_tta(params)
             specs.append(
                 JobSpec(
                     row, "infer", "pseudo_label", frames=pool, models=params.teacher.members,
-                    shards=rules.count("pseudo_label"), scales=params.pseudo_label.scales,
-                    flip=params.pseudo_label.flip, snakemake_jobs=names,
+                    shards=rules.count("pseudo_label"), scales=teacher_tta.scales,
+                    flip=teacher_tta.flip, snakemake_jobs=names,
                 )
             )
         elif "infer" in rules:
