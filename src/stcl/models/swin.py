@@ -9,7 +9,9 @@ is not a multiple of the window). It adds one LayerNorm per output stage (``norm
 Swin does; timm's NHWC stage outputs are normalised, then permuted to NCHW. Key names are timm's.
 
 Files (`file_format`, `SwinEncoder.weights_state`): mmseg model-zoo checkpoints, the Microsoft release
-(``swin-official``) and timm's weights (``swin-timm``). The layouts differ in three ways: where PatchMerging
+(``swin-official``: ``swin_large_patch4_window12_384_22k.pth``, ``{"model": ...}`` with PatchMerging at the end
+of each stage and ``relative_position_index`` buffers) and timm's weights (``swin-timm``:
+``swin_large_patch4_window12_384.ms_in22k``, PatchMerging at the start of the next stage, ``head.fc``). The layouts differ in three ways: where PatchMerging
 sits (official and mmseg: end of stage N; timm: start of stage N+1), the order of PatchMerging's 4·C input
 channels (mmseg's nn.Unfold order (c, kh, kw) against the official/timm order (kw, kh, c)), and module names
 (mmseg's ``attn.w_msa``, ``ffn.layers``). ``relative_position_index`` buffers stored by the official and mmseg
