@@ -2,8 +2,8 @@
 4, 8, 16 and 32, the parameter names AdamW must not decay, and the mapping of its weights files' keys.
 
 Its own module so that the family modules (`stcl.models.swin`, `stcl.models.resnet`, `stcl.models.cswin`,
-`stcl.models.dino`) import it without importing each other. Each family maps its own files' keys
-(`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
+`stcl.models.dino`) import it without importing each other. Each family maps its own files'
+keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
 ``tests/test_models_import_graph.py``).
 """
 
