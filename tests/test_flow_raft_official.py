@@ -72,7 +72,7 @@ def test_torchvision_layout_loads_and_wrong_files_fail_in_one_line(reference, of
     state = torch.load(official_file, weights_only=True)
     state.pop("module.update_block.flow_head.conv2.bias")
     torch.save(state, short)
-    want = r"short\.pth: raft-official weights do not fit raft_large: missing: update_block\.flow_head\.conv2\.bias"
+    want = r"short\.pth: does not fit torchvision raft_large \(raft-official\): 1 missing \[update_block\.flow_head\.conv2\.bias\]"
     with pytest.raises(ValueError, match=want):
         load_raft(short)
     other = tmp_path / "other.pth"

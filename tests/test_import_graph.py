@@ -166,5 +166,5 @@ def test_checks_find_what_they_look_for(tmp_path):
 
 
 def test_loading_imports_no_encoder_family():
-    family = {f"stcl.models.{m}" for m in ("encoders", "cswin", "encoder_base", "dino")}
+    family = {f"stcl.models.{m}" for m in ("encoders", "cswin", "encoder_base", "dino", "swin", "resnet")}
     assert not _graph()["stcl.models.loading"] & family

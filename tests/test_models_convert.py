@@ -8,7 +8,7 @@ from timm.models.swin_transformer import get_relative_position_index
 from torch import nn
 
 from stcl.models import build_segmentor, convert_mmseg_checkpoint, load_init_weights
-from stcl.models.checkpoints import mmseg_swin_to_timm, timm_swin_to_mmseg
+from stcl.models.swin import mmseg_swin_to_timm, timm_swin_to_mmseg
 from stcl.params import ModelParams
 
 EMBED, DEPTHS, HEADS, WINDOW = 32, (1, 1, 2, 1), (1, 2, 4, 8), 7  # the "swin_mini" encoder

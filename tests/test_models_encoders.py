@@ -1,4 +1,4 @@
-"""Every registered encoder: output channels, strides and (for the small ones) finite forward/backward.
+"""Every encoder of the family table: output channels, strides and (for the small ones) finite forward/backward.
 
 Large encoders run on the meta device (shapes only, no memory, no compute); small ones run for real.
 """
@@ -8,14 +8,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stcl.models import ENCODERS, build_encoder, build_segmentor
+from stcl.families import BACKBONES
+from stcl.models import build_encoder, build_segmentor
 from stcl.models.cswin import build_cswin, convert_cswin_checkpoint
+from stcl.models.loading import load_encoder_weights
 from stcl.params import ModelParams
 
 SMALL = ("resnet18", "swin_mini", "cswin_mini", "dinov2_tiny", "dinov3_tiny")
 
 
-@pytest.mark.parametrize("name", sorted(ENCODERS))
+@pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_shapes_and_strides_on_meta(name):
     enc = build_encoder(name, device="meta")
     outs = enc(torch.empty(2, 3, 224, 448, device="meta"))  # a multiple of 32 and of 4·14
@@ -116,11 +118,13 @@ def test_cswin_official_checkpoint_loads_by_name(tmp_path):
     official = {k: v for k, v in src.state_dict().items() if not k.startswith(("norm1.", "norm2.", "norm3.", "norm4."))}
     official |= {"norm.weight": torch.ones(256), "head.weight": torch.zeros(10, 256), "head.bias": torch.zeros(10)}
     enc = build_cswin("mini")
-    report = enc.load_pretrained({"state_dict_ema": official}, "cswin.pth")
+    path = tmp_path / "cswin.pth"
+    torch.save({"state_dict_ema": official}, path)
+    report = load_encoder_weights(enc, path)
     assert not report.unexpected and not report.mismatched
     assert sorted(report.missing) == sorted(f"backbone.norm{i}.{p}" for i in range(1, 5) for p in ("weight", "bias"))
     assert torch.equal(enc.stage3[1].attns[1].get_v.weight, src.stage3[1].attns[1].get_v.weight)
-    assert "head.weight" not in convert_cswin_checkpoint({"model": official})
+    assert "head.weight" not in convert_cswin_checkpoint(official)
 
 
 def test_cswin_large_structure_and_parameter_count():
@@ -190,10 +194,10 @@ def test_load_report_names_missing_and_unexpected_keys(tmp_path):
     with pytest.raises(
         ValueError, match=r"partial.pth.*missing \[backbone.model.layer4\..*unexpected \[model.extra.weight\]"
     ):
-        enc.load_pretrained({"state_dict": state}, str(path))
+        load_encoder_weights(enc, path)
     with pytest.raises(ValueError, match=r"partial.pth.*missing.*layer4.*unexpected.*extra.weight"):
         build_encoder("resnet18", pretrained=path)
-    report = enc.load_pretrained({"state_dict": state}, str(path), exclude=("backbone.model.layer4.*", "*extra*"))
+    report = load_encoder_weights(enc, path, exclude=("backbone.model.layer4.*", "*extra*"))
     assert "model.extra.weight" in report.unexpected and any(
         k.startswith("backbone.model.layer4.") for k in report.missing
     )

@@ -15,8 +15,8 @@ import torch
 
 from _mmseg_fixtures import build_mmseg, config_path, max_diffs, mmseg_outputs, ours_outputs
 from stcl.models import build_segmentor, convert_mmseg_checkpoint
-from stcl.models.convert import official_swin_to_timm, to_mmseg_checkpoint
-from stcl.models.encoders import PadThenRollBlock
+from stcl.models.convert import to_mmseg_checkpoint
+from stcl.models.swin import PadThenRollBlock, official_swin_to_timm
 from stcl.models.loading import strict_load
 from stcl.params import ModelParams
 from stcl.presets import preset_params
@@ -146,7 +146,7 @@ def _official_from_mmseg(backbone: dict[str, torch.Tensor], classes: int) -> dic
 
 def _unfold_inverse(x: torch.Tensor) -> torch.Tensor:
     """Inverse of mmseg's ``correct_unfold_*_order`` (official (kw, kh, c) order ← nn.Unfold order)."""
-    from stcl.models.convert import _unfold_to_timm_order
+    from stcl.models.swin import _unfold_to_timm_order
 
     return _unfold_to_timm_order(x)
 

@@ -174,7 +174,7 @@ def test_safetensors_weights_are_read(tmp_path):
 
 def test_mmcv_imagenet_resnet_v1c_file_loads(tmp_path):
     """open-mmlab://resnet50_v1c layout (deep stem ``stem.N``, ``fc``): the file mmseg's UperNet-R50 starts from."""
-    from stcl.models.convert import timm_resnet_to_mmseg
+    from stcl.models.resnet import timm_resnet_to_mmseg
 
     src = build_encoder("resnet50")
     state = timm_resnet_to_mmseg(src.state_dict()) | {

@@ -153,13 +153,13 @@ def test_vit_depths_are_the_encoders_depths():
     """`VIT_DEPTHS` (kept in params so that validation never imports torch) equals the encoders' real depth,
     and names exactly the encoders that take out_indices."""
     from stcl.models.dino import DinoEncoder
-    from stcl.models.encoders import ENCODERS, build_encoder
+    from stcl.models.encoders import build_encoder, encoder_names
     from stcl.params import VIT_DEPTHS
 
     vits = {name: build_encoder(name, device="meta") for name in VIT_DEPTHS}
     assert all(isinstance(enc, DinoEncoder) for enc in vits.values())
     assert {name: enc.num_layers for name, enc in vits.items()} == VIT_DEPTHS
-    assert {n for n in ENCODERS if n.startswith("dino")} == set(VIT_DEPTHS)
+    assert {n for n in encoder_names() if n.startswith("dino")} == set(VIT_DEPTHS)
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_hub_backbones_are_the_encoders_that_reach_timms_hub(monkeypatch):
     (above): `build_encoder` receives validated params and does not check them again."""
     import timm
 
-    from stcl.models.encoders import ENCODERS, build_encoder
+    from stcl.models.encoders import build_encoder, encoder_names
     from stcl.params import CNN_BACKBONES, HUB_BACKBONES
 
     class Reached(Exception):
@@ -207,7 +207,7 @@ def test_hub_backbones_are_the_encoders_that_reach_timms_hub(monkeypatch):
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model", spy)
     reached = {}
-    for name in ENCODERS:
+    for name in encoder_names():
         # the CNN factory builds on the meta device without its hub weights: build the CNNs for real (stopped at timm)
         try:
             build_encoder(name, pretrained_from_hub=True, device=None if name in CNN_BACKBONES else "meta")

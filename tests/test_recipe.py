@@ -154,9 +154,9 @@ def test_a_weights_file_for_an_unknown_backbone_is_refused():
 
 
 def test_cnn_backbones_are_the_timm_cnn_encoders():
-    from stcl.models.encoders import ENCODERS
+    from stcl.families import FAMILIES
 
-    assert set(CNN_BACKBONES) == {n for n, f in ENCODERS.items() if f.__qualname__.startswith("_cnn.")}
+    assert set(CNN_BACKBONES) == {n for f in FAMILIES if f.module == "stcl.models.resnet" for n in f.backbones}
 
 
 # -- independent runs: one seed stream per run name -------------------------------------------------------------

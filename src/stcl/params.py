@@ -38,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 
+from stcl.families import BACKBONES  # valid `model.backbone` values: the family table's (torch-free)
 from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
 __all__ = [
@@ -98,30 +99,9 @@ def _one_message(message: str) -> WrapValidator:
 
 VideoCount = Annotated[PositiveInt | Literal["all"], _one_message('must be a positive integer or "all"')]
 
-# Valid `model.backbone` values: the keys of stcl.models.encoders.ENCODERS (a test keeps them equal; kept
-# here so that validating params never imports torch).
-BACKBONES = (
-    "swin_large_patch4_window12_384",
-    "swin_base_patch4_window12_384",
-    "swin_tiny_patch4_window7_224",
-    "swin_mini",
-    "resnet50",
-    "resnet101",
-    "resnest101e",
-    "resnet18",
-    "cswin_large",
-    "cswin_large_224",
-    "cswin_tiny",
-    "cswin_mini",
-    "dinov2_vitl14",
-    "dinov2_vitl14_reg4",
-    "dinov3_vitl16",
-    "dinov2_tiny",
-    "dinov3_tiny",
-)
 # The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.2 trains these with SGD and the
 # transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
-# equal to the CNN entries of stcl.models.encoders.ENCODERS.
+# equal to the resnet and resnest rows of stcl.families.FAMILIES.
 CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
 # The backbones whose weights timm's hub holds (`model.pretrained_from_hub`): the timm CNNs and the released Swin
 # sizes. CSWin (not in timm), the reduced swin_mini and the DINO encoders load a local file (`model.pretrained`)

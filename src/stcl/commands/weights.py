@@ -19,20 +19,6 @@ from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
-_FORMATS = {
-    "stcl-model": "a model file of this project (stcl-model/1)",
-    "mmseg": "an mmsegmentation checkpoint (state_dict with backbone / decode_head / auxiliary_head)",
-    "swin-official": "the official Microsoft Swin release ({'model': ...})",
-    "swin-timm": "timm Swin weights",
-    "cswin-official": "the official microsoft/CSWin-Transformer release",
-    "resnet-timm": "timm ResNet / ResNeSt weights",
-    "dinov2-official": "the official facebookresearch/dinov2 release",
-    "dinov2-timm": "timm DINOv2 weights",
-    "dinov3-official": "the official facebookresearch/dinov3 release",
-    "dinov3-timm": "timm DINOv3 weights",
-    "dinov3-hf": "Hugging Face transformers DINOv3 weights (facebook/dinov3-*)",
-}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path, help="weights file (.pth, .pt, .bin, .safetensors)")
@@ -46,16 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fitting_backbones(wf) -> list[str]:  # noqa: ANN001 - a stcl.models.files.WeightsFile
     """Encoder names (on the meta device) into which the file's backbone part would load strictly."""
-    from stcl.models.encoders import ENCODERS, build_encoder
-    from stcl.models.loading import encoder_state, strict_load
+    from stcl.families import BACKBONES
+    from stcl.models.encoders import build_encoder
+    from stcl.models.loading import load_encoder_weights
 
     fits = []
-    for name in ENCODERS:
+    for name in BACKBONES:
         try:
-            enc = build_encoder(name, device="meta")
-            state, absent_ok, _ = encoder_state(wf, enc)
-            absent = tuple(f"backbone.{a}" for a in absent_ok)
-            strict_load(enc, state, str(wf.path), absent_ok=absent, prefix="backbone.", dry_run=True)
+            load_encoder_weights(build_encoder(name, device="meta"), wf, dry_run=True)
         except ValueError:
             continue
         fits.append(name)
@@ -81,6 +65,7 @@ def _describe_raft(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from stcl.data.classes import class_names
+    from stcl.families import FORMATS
     from stcl.models.files import open_weights
     from stcl.models.loading import load_segmentor_weights
     from stcl.models.segmentor import build_segmentor
@@ -94,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     n = sum(v.numel() for v in wf.state.values())
     print(f"file:     {wf.path}")
-    print(f"format:   {wf.format}: {_FORMATS[wf.format]}; {len(wf.state)} tensors, {n:,} values")
+    print(f"format:   {wf.format}: {FORMATS[wf.format]}; {len(wf.state)} tensors, {n:,} values")
     detail = f", window {wf.window}" if wf.window else ""
     heads = "with decode/auxiliary heads" if wf.heads else "backbone only"
     print(f"backbone: {wf.backbone or 'unknown'}{detail} ({heads})")

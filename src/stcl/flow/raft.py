@@ -68,7 +68,7 @@ def build_raft() -> torch.nn.Module:
 
 def detect_raft_format(state: Mapping[str, object]) -> str | None:
     """``"raft-official"`` (RAFT_core / princeton-vl layout), ``"raft-torchvision"``, or None for other files."""
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
+    keys = [k.removeprefix("module.") for k in state]
     if any(k.startswith("fnet.") for k in keys) and any(k.startswith("update_block.gru.") for k in keys):
         return "raft-official"
     tv = ("feature_encoder.", "update_block.recurrent_block.")
@@ -106,9 +106,11 @@ def load_raft(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.
     """``raft_large`` with the weights of ``path`` (official or torchvision layout), strictly, in eval mode.
 
     Errors are one line naming the file: unreadable, not a dict of named tensors (`stcl.models.files.
-    unwrap_state`), not a RAFT file, or the missing / unexpected / misshaped keys.
+    unwrap_state`, which also removes ``module.``), not a RAFT file, or the missing / unexpected / misshaped keys
+    (`stcl.models.loading.strict_load`).
     """
     from stcl.models.files import read_weights_file, unwrap_state
+    from stcl.models.loading import strict_load
 
     state, _ = unwrap_state(read_weights_file(path, "RAFT weights file"), path)
     fmt = detect_raft_format(state)
@@ -119,20 +121,8 @@ def load_raft(path: str | Path, device: str | torch.device = "cpu") -> torch.nn.
         )
     if fmt == "raft-official":
         state = official_to_torchvision(state, str(path))
-    else:
-        state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
     model = build_raft()
-    want = model.state_dict()
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    shapes = sorted(k for k in set(want) & set(state) if tuple(want[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        parts = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes)):
-            if keys:
-                parts.append(f"{what}: {', '.join(keys[:5])}{' …' if len(keys) > 5 else ''} ({len(keys)})")
-        raise ValueError(f"{path}: {fmt} weights do not fit raft_large: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
+    strict_load(model, state, str(path), fmt=fmt, target="torchvision raft_large", advice="")
     return model.to(device).eval()
 
 

@@ -1,4 +1,4 @@
-"""Model files: save/load the ``stcl-model/1`` format, initialise a stage from another, convert mmseg weights.
+"""Model files: save/load the ``stcl-model/1`` format, initialise a stage from another.
 
 A model file is a dict loadable with ``torch.load(path, weights_only=True)``::
 
@@ -22,22 +22,12 @@ import torch
 from torch import nn
 
 from stcl.atomic import atomic_path
-from stcl.models.convert import convert_mmseg_checkpoint, mmseg_swin_to_timm, timm_swin_to_mmseg
 from stcl.models.files import read_weights_file, tensor_state
 from stcl.models.loading import LoadReport, load_segmentor_weights
 from stcl.models.segmentor import Segmentor, build_segmentor
 from stcl.params import ModelParams
 
-__all__ = [
-    "FORMAT",
-    "save_model",
-    "load_model",
-    "read_model_file",
-    "load_init_weights",
-    "convert_mmseg_checkpoint",
-    "mmseg_swin_to_timm",
-    "timm_swin_to_mmseg",
-]
+__all__ = ["FORMAT", "save_model", "load_model", "read_model_file", "load_init_weights"]
 
 FORMAT = "stcl-model/1"
 

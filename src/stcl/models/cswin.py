@@ -9,8 +9,7 @@ a 3×3 stride-2 conv + LayerNorm; the stem is a 7×7 stride-4 conv + LayerNorm.
 
 Module names are those of the official implementation (``stage1_conv_embed``, ``stageN.M.{qkv,norm1,proj,
 attns.B.get_v,mlp.fc1,mlp.fc2,norm2}``, ``mergeN.{conv,norm}``), so the official ImageNet checkpoints load
-with no renaming (`CSWinEncoder.load_pretrained` unwraps ``state_dict_ema``/``model``/``state_dict`` and drops
-the classifier). Like mmseg's Swin, the segmentation encoder adds one LayerNorm per output stage
+with no renaming (`CSWinEncoder.weights_state` drops the classifier; `file_format` tells the layout). Like mmseg's Swin, the segmentation encoder adds one LayerNorm per output stage
 (``norm1`` … ``norm4``), freshly initialised. Any input size works, computed as the official segmentation
 backbone (microsoft/CSWin-Transformer ``segmentation/backbone/cswin_transformer.py``) computes it: each
 branch zero-pads its map to whole stripes *centred* (``pad // 2`` before, the rest after) and crops the
@@ -24,6 +23,8 @@ or its name (``…_224``, ``…_384``) and refuses a file whose split disagrees 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
@@ -32,7 +33,15 @@ from torch.utils.checkpoint import checkpoint
 
 from stcl.models.encoder_base import Encoder
 
-__all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint", "check_cswin_split"]
+__all__ = [
+    "CSWinEncoder",
+    "CSWIN_VARIANTS",
+    "build_cswin",
+    "build",
+    "file_format",
+    "convert_cswin_checkpoint",
+    "check_cswin_split",
+]
 
 
 class Mlp(nn.Module):
@@ -266,20 +275,14 @@ class CSWinEncoder(Encoder):
 
 
 def convert_cswin_checkpoint(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official CSWin checkpoint → `CSWinEncoder` keys.
+    """Official CSWin state dict (unwrapped: `stcl.models.files.unwrap_state`) → `CSWinEncoder` keys.
 
-    Unwraps ``state_dict`` / ``state_dict_ema`` / ``model`` (the official segmentation loader's order), strips a ``backbone.`` or ``module.`` prefix and
-    drops the classifier (``head.*``) and its final ``norm.*``; the module names are otherwise identical.
+    Strips a ``backbone.`` prefix and drops the classifier (``head.*``) and its final ``norm.*``; the module
+    names are otherwise identical.
     """
-    for key in ("state_dict", "state_dict_ema", "model"):
-        if isinstance(state_dict.get(key), dict):
-            state_dict = state_dict[key]
-            break
     out = {}
     for key, value in state_dict.items():
-        for prefix in ("module.", "backbone."):
-            if key.startswith(prefix):
-                key = key[len(prefix) :]
+        key = key.removeprefix("backbone.")
         if key.startswith(("head.", "norm.")):
             continue
         out[key] = value
@@ -307,6 +310,25 @@ def build_cswin(variant: str, *, drop_path: float = 0.0, device: str | torch.dev
         with torch.device(device):
             return CSWinEncoder(**kwargs)
     return CSWinEncoder(**kwargs)
+
+
+def build(
+    variant: str,
+    *,
+    drop_path: float = 0.0,
+    pretrained_from_hub: bool = False,
+    device: str | torch.device | None = None,
+    out_indices: tuple[int, ...] | None = None,
+) -> CSWinEncoder:
+    """`build_cswin` for the family table (`stcl.families`); CSWin is not in timm's hub."""
+    if out_indices is not None:
+        raise ValueError(f"model.out_indices: applies to the ViT backbones, not CSWin {variant}")
+    return build_cswin(variant, drop_path=drop_path, device=device)
+
+
+def file_format(family: str, keys: Sequence[str]) -> str | None:
+    """``cswin-official`` when ``keys`` are a CSWin backbone's (``stage1_conv_embed``), else None."""
+    return "cswin-official" if any(k.startswith("stage1_conv_embed") for k in keys) else None
 
 
 def _split_from_meta(wf) -> int | None:  # noqa: ANN001 - a stcl.models.files.WeightsFile

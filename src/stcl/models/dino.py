@@ -47,10 +47,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stcl.models.dino_files import official_dinov2_pos_embed
+from stcl.models.dino_files import dino_file_format, official_dinov2_pos_embed
 from stcl.models.encoder_base import Encoder
 
-__all__ = ["DinoSpec", "DINO_SPECS", "DinoEncoder", "SimpleFeaturePyramid", "official_dinov2_pos_embed", "build_dino"]
+__all__ = [
+    "DinoSpec",
+    "DINO_SPECS",
+    "DinoEncoder",
+    "SimpleFeaturePyramid",
+    "official_dinov2_pos_embed",
+    "build_dino",
+    "build",
+    "file_format",
+]
 
 
 @dataclass(frozen=True)
@@ -279,3 +288,18 @@ def build_dino(
         with torch.device(device):
             return DinoEncoder(spec, out_indices=out_indices, drop_path=drop_path)
     return DinoEncoder(spec, out_indices=out_indices, drop_path=drop_path)
+
+
+def build(
+    variant: str,
+    *,
+    drop_path: float = 0.0,
+    pretrained_from_hub: bool = False,
+    device: str | torch.device | None = None,
+    out_indices: tuple[int, ...] | None = None,
+) -> DinoEncoder:
+    """`build_dino` for the family table (`stcl.families`); no DINO weights come from timm's hub."""
+    return build_dino(variant, drop_path=drop_path, device=device, out_indices=out_indices)
+
+
+file_format = dino_file_format  # the layouts are read in `stcl.models.dino_files`

@@ -32,11 +32,34 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dino_state", "dino_file_facts", "official_dinov2_pos_embed"]
+__all__ = ["dino_state", "dino_file_format", "dino_file_facts", "official_dinov2_pos_embed"]
+
+
+def _family(keys: Sequence[str]) -> str | None:
+    if any(k == "storage_tokens" or (k.startswith("blocks.") and k.endswith(".gamma_1")) for k in keys):
+        return "dinov3"
+    if any(k.startswith(("layer.", "model.layer.")) and k.endswith(".layer_scale1.lambda1") for k in keys):
+        return "dinov3"  # Hugging Face transformers' DINOv3 layout
+    if any(k.startswith("blocks.") and k.endswith(".ls1.gamma") for k in keys):
+        return "dinov2"
+    return None
+
+
+def dino_file_format(family: str, keys: Sequence[str]) -> str | None:
+    """The layout (see the module doc) of a file whose keys are a ``family`` (``dinov2``/``dinov3``) ViT's,
+    else None. DINOv3 files are told by ``storage_tokens``, ``gamma_1`` or transformers' ``layer_scale1``;
+    DINOv2 ones by ``ls1.gamma`` without those."""
+    if _family(keys) != family:
+        return None
+    if family == "dinov3" and any(k.startswith("embeddings.patch_embeddings.") for k in keys):
+        return "dinov3-hf"
+    official = any(k in ("mask_token", "register_tokens", "storage_tokens") for k in keys)
+    return f"{family}-{'official' if official else 'timm'}"
 
 
 def official_dinov2_pos_embed(

@@ -1,8 +1,8 @@
-"""The encoder interface every backbone implements (timm CNNs, Swin, CSWin): four feature maps at strides
-4, 8, 16 and 32, the parameter names AdamW must not decay, and strict loading of a weights file.
+"""The encoder interface every backbone family implements (`stcl.families`): four feature maps at strides
+4, 8, 16 and 32, the parameter names AdamW must not decay, and the mapping of its weights files' keys.
 
-Its own module so that backbone modules (`stcl.models.cswin`, `stcl.models.dino`) and the name→factory
-table (`stcl.models.encoders`) both import it without importing each other. Each family maps its own files'
+Its own module so that the family modules (`stcl.models.swin`, `stcl.models.resnet`, `stcl.models.cswin`,
+`stcl.models.dino`) import it without importing each other. Each family maps its own files'
 keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder module (no import cycle;
 ``tests/test_import_graph.py``).
 """
@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
-
-from stcl.models.loading import LoadReport
 
 if TYPE_CHECKING:
     from stcl.models.files import WeightsFile
@@ -52,23 +50,3 @@ class Encoder(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute blocks in backward instead of storing their activations (memory for compute)."""
         raise NotImplementedError(f"{type(self).__name__} does not support gradient checkpointing")
-
-    def load_pretrained(self, obj: dict, source: str, *, exclude: tuple[str, ...] = ()) -> LoadReport:
-        """Load an already-read weights file (any supported format) strictly; see `stcl.models.loading`."""
-        from stcl.models.files import detect_format
-        from stcl.models.loading import encoder_state, strict_load
-
-        wf = detect_format(obj, source)
-        state, absent_ok, hint = encoder_state(wf, self)
-        absent = tuple(f"backbone.{a}" for a in absent_ok)
-        return strict_load(
-            self,
-            state,
-            source,
-            exclude=exclude,
-            absent_ok=absent,
-            prefix="backbone.",
-            fmt=wf.format,
-            hint=hint,
-            dropped=wf.dropped,
-        )

@@ -4,27 +4,12 @@
 unsafe unpickler) and ``.safetensors`` files with safetensors; any failure becomes one line naming the file
 and what is wrong with it (missing, empty, truncated, not a torch file, pickled code refused).
 
-`detect_format` names the layout of a loaded file:
-
-=================  ===========================================================================================
-``stcl-model``     a model file of this project (`stcl.models.checkpoints`)
-``mmseg``          an mmsegmentation model-zoo checkpoint: ``{"state_dict": {backbone.*, decode_head.*, ...},
-                   "meta": ...}`` (Swin, ResNetV1c, ResNeSt backbones)
-``swin-official``  the Microsoft Swin release (``swin_large_patch4_window12_384_22k.pth``): ``{"model": ...}``
-                   with PatchMerging at the end of each stage and ``relative_position_index`` buffers
-``swin-timm``      timm's Swin weights (``swin_large_patch4_window12_384.ms_in22k``): PatchMerging at the
-                   start of the next stage, ``head.fc``
-``cswin-official`` the microsoft/CSWin-Transformer release (``state_dict_ema`` / ``state_dict`` / ``model``)
-``resnet-timm``    a ResNet/ResNeSt ImageNet state dict: timm's (``conv1``, ``layer1`` … ``layer4``, ``fc``) or
-                   mmcv's (deep stem ``stem.N``, e.g. ``resnet50_v1c-2cccc1ad.pth``)
-``dinov2-official`` facebookresearch/dinov2 releases (``mask_token``, ``register_tokens`` in reg4, ``ls1.gamma``)
-``dinov2-timm``    timm's DINOv2 weights (``reg_token``, no ``mask_token``)
-``dinov3-official`` facebookresearch/dinov3 releases (``storage_tokens``, ``rope_embed.periods``, ``qkv.bias_mask``)
-``dinov3-timm``    timm's DINOv3 (Eva) weights (``gamma_1``, ``q_bias``/``v_bias``)
-``dinov3-hf``      Hugging Face transformers' DINOv3 (``embeddings.*``, ``layer.N.attention.q_proj``)
-=================  ===========================================================================================
-
-The DINO layouts are mapped by `stcl.models.dino_files`.
+`detect_format` unwraps a loaded file (`unwrap_state`: the one unwrapping of ``state_dict`` /
+``state_dict_ema`` / ``model`` / ``module`` wrappers and ``module.`` prefixes) and names its layout: ``stcl-model``
+(a model file of this project, `stcl.models.checkpoints`), ``mmseg`` (an mmsegmentation model-zoo checkpoint:
+``{"state_dict": {backbone.*, decode_head.*, ...}, "meta": ...}``), or a format of one encoder family, which
+its module detects (``file_format``; the formats are listed in `stcl.families.FORMATS`). The family whose
+layout the backbone keys are is recorded too (`WeightsFile.backbone`).
 """
 
 from __future__ import annotations
@@ -38,7 +23,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["WeightsFile", "read_weights_file", "tensor_state", "unwrap_state", "detect_format", "open_weights"]
+from stcl.families import FAMILIES, family_module
+
+__all__ = [
+    "WeightsFile",
+    "read_weights_file",
+    "tensor_state",
+    "unwrap_state",
+    "backbone_format",
+    "detect_format",
+    "open_weights",
+]
 
 # Unwrapping order of the official CSWin segmentation loader (mmcv_custom/checkpoint.py): a file holding both
 # ``state_dict`` and ``state_dict_ema`` gives ``state_dict``.
@@ -147,40 +142,22 @@ def tensor_state(obj: Any, path: str | Path, where: str = "") -> dict[str, torch
 
 def unwrap_state(obj: Any, path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
     """(state dict, wrapper key) of a loaded file: under the first of ``state_dict``, ``state_dict_ema``,
-    ``model``, ``module`` that holds a dict, else the top level; checked by `tensor_state`."""
+    ``model``, ``module`` that holds a dict, else the top level; checked by `tensor_state`; the ``module.``
+    prefixes of ``nn.DataParallel`` removed."""
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
-    for key in _WRAPPERS:
-        if isinstance(obj.get(key), Mapping):
-            return tensor_state(obj[key], path, key), key
-    return tensor_state(obj, path), None
+    wrapper = next((key for key in _WRAPPERS if isinstance(obj.get(key), Mapping)), None)
+    state = tensor_state(obj if wrapper is None else obj[wrapper], path, wrapper or "")
+    return {k.removeprefix("module."): v for k, v in state.items()}, wrapper
 
 
-def _strip(state: Mapping[str, torch.Tensor], prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state.items():
-        for p in prefixes:
-            if key.startswith(p):
-                key = key[len(p) :]
-        out[key] = value
-    return out
-
-
-def _backbone_family(keys: list[str]) -> str | None:
-    if any(k == "storage_tokens" or (k.startswith("blocks.") and k.endswith(".gamma_1")) for k in keys):
-        return "dinov3"
-    if any(k.startswith(("layer.", "model.layer.")) and k.endswith(".layer_scale1.lambda1") for k in keys):
-        return "dinov3"  # Hugging Face transformers' DINOv3 layout
-    if any(k.startswith("blocks.") and k.endswith(".ls1.gamma") for k in keys):
-        return "dinov2"
-    if any(".blocks." in k and k.split(".")[0] in ("stages", "layers") for k in keys):
-        return "swin"
-    if any(k.startswith("stage1_conv_embed") for k in keys):
-        return "cswin"
-    if any(".conv2.fc1." in k or ".conv2.conv." in k or ".conv2.bn0." in k for k in keys):
-        return "resnest"
-    if any(k.startswith(("layer1.", "stem.", "conv1.")) for k in keys):
-        return "resnet"
+def backbone_format(keys: list[str]) -> tuple[str, str] | None:
+    """(family, format) of backbone keys (without ``backbone.``), asked of each family's module in table
+    order (`stcl.families.FAMILIES`); None when no family knows them."""
+    for fam in FAMILIES:
+        fmt = family_module(fam).file_format(fam.name, keys)
+        if fmt is not None:
+            return fam.name, fmt
     return None
 
 
@@ -201,43 +178,27 @@ def detect_format(obj: Any, path: str | Path = "<memory>") -> WeightsFile:
     meta = {k: v for k, v in obj.items() if not isinstance(v, (torch.Tensor, Mapping)) or k == "meta"}
     if obj.get("format") == "stcl-model/1":
         state = tensor_state(obj.get("state_dict"), path, "state_dict")
-        bb = [k[len("backbone.") :] for k in state if k.startswith("backbone.")]
-        fam = _backbone_family([k[len("model.") :] if k.startswith("model.") else k for k in bb])
-        backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
-        return WeightsFile(path, "stcl-model", state, fam, _swin_window(backbone_state), True, meta)
-    inner, wrapper = unwrap_state(obj, path)
-    state = _strip(inner, ("module.",))
+        backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        found = backbone_format([k.removeprefix("model.") for k in backbone])
+        fam = found[0] if found else None
+        return WeightsFile(path, "stcl-model", state, fam, _swin_window(backbone), True, meta)
+    state, wrapper = unwrap_state(obj, path)
     keys = list(state)
     if any(k.startswith("backbone.") for k in keys):
-        backbone_keys = [k[len("backbone.") :] for k in keys if k.startswith("backbone.")]
-        fam = _backbone_family(backbone_keys)
-        backbone_state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        backbone = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        found = backbone_format(list(backbone))
+        fam = found[0] if found else None
         heads = any(k.startswith("decode_head.") for k in keys)
+        # the CSWin segmentation release holds its backbone under ``backbone.``, without heads
         name = "cswin-official" if fam == "cswin" and not heads else "mmseg"
-        return WeightsFile(path, name, state, fam, _swin_window(backbone_state), heads, meta)
-    fam = _backbone_family(keys)
-    if fam == "swin":
-        # PatchMerging ends stage 0 in the official layout and starts stage 1 in timm's; without any
-        # PatchMerging (one stage), stored index buffers mark the official release.
-        if any(k.startswith("layers.0.downsample.") for k in keys):
-            official = True
-        elif any(k.startswith("layers.1.downsample.") for k in keys):
-            official = False
-        else:
-            official = any(k.endswith("relative_position_index") for k in keys)
-        return WeightsFile(
-            path, "swin-official" if official else "swin-timm", state, fam, _swin_window(state), False, meta
+        return WeightsFile(path, name, state, fam, _swin_window(backbone), heads, meta)
+    found = backbone_format(keys)
+    if found is None:
+        raise ValueError(
+            f"{path}: unrecognised weights layout (first keys: {', '.join(keys[:4])}); wrapper {wrapper!r}"
         )
-    if fam == "cswin":
-        return WeightsFile(path, "cswin-official", state, fam, None, False, meta)
-    if fam == "dinov3" and any(k.startswith("embeddings.patch_embeddings.") for k in keys):
-        return WeightsFile(path, "dinov3-hf", state, fam, None, False, meta)
-    if fam in ("dinov2", "dinov3"):
-        official = any(k in ("mask_token", "register_tokens", "storage_tokens") for k in keys)
-        return WeightsFile(path, f"{fam}-{'official' if official else 'timm'}", state, fam, None, False, meta)
-    if fam in ("resnet", "resnest"):
-        return WeightsFile(path, "resnet-timm", state, fam, None, False, meta)
-    raise ValueError(f"{path}: unrecognised weights layout (first keys: {', '.join(keys[:4])}); wrapper {wrapper!r}")
+    fam, name = found
+    return WeightsFile(path, name, state, fam, _swin_window(state) if fam == "swin" else None, False, meta)
 
 
 def open_weights(path: str | Path, what: str = "weights file") -> WeightsFile:

@@ -35,6 +35,7 @@ __all__ = ["LoadReport", "strict_load", "encoder_state", "load_encoder_weights",
 log = logging.getLogger(__name__)
 
 _HEADS = ("decode_head.*", "auxiliary_head.*", "projection.*")
+_EXCLUDE_ADVICE = " List the parts to leave out in model.load_exclude (e.g. 'decode_head.conv_seg.*')"
 
 
 @dataclass
@@ -95,8 +96,14 @@ def strict_load(
     hint: str = "",
     dry_run: bool = False,
     dropped: Mapping[str, str] | None = None,
+    target: str = "the configured model",
+    advice: str = _EXCLUDE_ADVICE,
 ) -> LoadReport:
-    """Load ``state`` into ``module``; raise ValueError on any key not accounted for.
+    """Load ``state`` into ``module``; raise ValueError on any key not accounted for: one line naming
+    ``source`` (the file), ``target`` and the missing / unexpected / mis-shaped keys, then ``advice``.
+
+    The one strict loader of the project: encoders and segmentors (below), ``stcl weights``, RAFT
+    (`stcl.flow.raft.load_raft`).
 
     Args:
         exclude: user patterns (over ``prefix`` + key): such keys are neither loaded nor required.
@@ -124,10 +131,7 @@ def strict_load(
         if bad_shape:
             shapes = [f"{prefix}{k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}" for k in bad_shape]
             parts.append(f"{len(bad_shape)} mis-shaped [{_few(shapes, 3)}]")
-        raise ValueError(
-            f"{source}: does not fit the configured model ({fmt or 'weights'}): {'; '.join(parts)}{hint}. "
-            "List the parts to leave out in model.load_exclude (e.g. 'decode_head.conv_seg.*')"
-        )
+        raise ValueError(f"{source}: does not fit {target} ({fmt or 'weights'}): {'; '.join(parts)}{hint}.{advice}")
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape and not left(k)}
     if not dry_run:
         module.load_state_dict(usable, strict=False)
@@ -171,9 +175,12 @@ def encoder_state(wf: WeightsFile, encoder: nn.Module) -> tuple[dict[str, torch.
         ) from None
 
 
-def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Iterable[str] = ()) -> LoadReport:
-    """Load the backbone weights of any supported file into ``encoder`` strictly (see module doc)."""
-    wf = open_weights(path, "pretrained weights file")
+def load_encoder_weights(
+    encoder: nn.Module, path: str | Path | WeightsFile, *, exclude: Iterable[str] = (), dry_run: bool = False
+) -> LoadReport:
+    """Load the backbone weights of any supported file into ``encoder`` strictly (see module doc); ``dry_run``
+    checks only (``encoder`` may live on the meta device)."""
+    wf = path if isinstance(path, WeightsFile) else open_weights(path, "pretrained weights file")
     state, absent_ok, hint = encoder_state(wf, encoder)
     return strict_load(
         encoder,
@@ -184,6 +191,7 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path, *, exclude: Itera
         prefix="backbone.",
         fmt=wf.format,
         hint=hint,
+        dry_run=dry_run,
         dropped=wf.dropped,
     )
 
