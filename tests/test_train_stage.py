@@ -15,10 +15,11 @@ import torch
 import yaml
 
 from stcl.cli import main
+from stcl.exit_codes import EXIT_PREEMPTED
 from stcl.hold import ENV as HOLD_ENV
 from stcl.models.checkpoints import load_model
 from stcl.params import load_params
-from stcl.train import PREEMPT_EXIT_CODE
+from stcl.train.state import CheckpointManager
 
 
 def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
@@ -197,12 +198,16 @@ def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_cli_sigterm_checkpoints_and_exits_75(workspace, tmp_path) -> None:
+    """SIGTERM while the run waits after its first checkpoint (stcl.hold): the wait ends, iteration 3 runs,
+    its checkpoint is written and the command exits 75."""
     params = _write_params(tmp_path, iters=200, init=None)
     out = tmp_path / "pre"
-    proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out))
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out),
+                   env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
     _wait_for(out / "state" / "iter_00000002.pt", proc)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == PREEMPT_EXIT_CODE
-    done = [p.name for p in (out / "state").glob("iter_*.pt")]
-    assert done and not (out / "model.pt").exists()
-    assert torch.load(sorted((out / "state").glob("iter_*.pt"))[-1], weights_only=True)["iteration"] >= 2
+    assert proc.wait(timeout=120) == EXIT_PREEMPTED, proc.stderr.read()
+    assert [i for i, _ in CheckpointManager(out / "state").list()] == [2, 3] and not (out / "model.pt").exists()
+    assert torch.load(CheckpointManager(out / "state").latest(), weights_only=True)["iteration"] == 3
