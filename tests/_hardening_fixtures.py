@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from _process_fixtures import default_sigint
 
 from stcl.atomic import TMP_SUFFIX
 from stcl.cli import main
@@ -101,23 +100,6 @@ def launch(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproce
         text=True,
         start_new_session=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
 
-
-def _default_sigint() -> None:
-    """In the child: SIGINT as in a terminal (pytest run as a background job passes it on ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    """Poll ``condition()`` until true; fail naming ``what`` if ``proc`` exits first or time runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"process exited ({proc.returncode}) before {what}: {err[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hardening_fixtures import launch, leftovers, make_workspace, wait_for, write_params
+from _hardening_fixtures import launch, leftovers, make_workspace, write_params
+from _process_fixtures import wait_for
 
 from stcl.cli import EXIT_INTERRUPTED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from stcl.data import vspw

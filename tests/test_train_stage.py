@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from _process_fixtures import wait_for
 
 from stcl.cli import main
 from stcl.exit_codes import EXIT_PREEMPTED
@@ -162,17 +162,6 @@ def _launch(workspace: Path, *args: str, env: dict[str, str] | None = None) -> s
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"stcl train exited ({proc.returncode}) before {path} appeared: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
     """The real stage (resnet18 UperNet + STCL, clip data, workers=0) killed with SIGKILL after its first
@@ -185,7 +174,7 @@ def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)  # the run stops after its first checkpoint until killed (stcl.hold): it cannot finish first
     proc = _launch(workspace, *common, "--out", str(out), env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
-    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    wait_for((out / "state" / "iter_00000002.pt").exists, proc, "the first checkpoint")
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not (out / "model.pt").exists()
@@ -206,7 +195,7 @@ def test_cli_sigterm_checkpoints_and_exits_75(workspace, tmp_path) -> None:
     os.mkfifo(fifo)
     proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out),
                    env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
-    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    wait_for((out / "state" / "iter_00000002.pt").exists, proc, "the first checkpoint")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == EXIT_PREEMPTED, proc.stderr.read()
     assert [i for i, _ in CheckpointManager(out / "state").list()] == [2, 3] and not (out / "model.pt").exists()
