@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _process_fixtures import default_sigint
+from _weights_fixtures import model_file
 
 from stcl.atomic import TMP_SUFFIX
 from stcl.cli import main
@@ -33,8 +34,6 @@ def write_params(folder: Path, name: str = "params.yaml", iters: int = 200, chec
 
 def make_workspace(root: Path) -> Path:
     """``root`` with params.yaml, data/ (`stcl synth`), results/prepare (`stcl prepare`), a model file."""
-    from stcl.data.classes import VSPW_CLASSES
-    from stcl.models import build_segmentor, save_model
     from stcl.params import load_params
 
     params = write_params(root)
@@ -45,19 +44,7 @@ def make_workspace(root: Path) -> Path:
         assert main(["prepare", "--params", str(params), "--out", "results/prepare"]) == 0
     finally:
         os.chdir(cwd)
-    import torch
-
-    torch.manual_seed(0)
-    model_params = load_params(params).model
-    save_model(
-        root / "model.pt",
-        build_segmentor(model_params, 124),
-        model_params=model_params,
-        num_classes=124,
-        proj_dim=None,
-        label_space="vspw",
-        class_names=VSPW_CLASSES,
-    )
+    model_file(root / "model.pt", model_params=load_params(params).model)
     return root
 
 

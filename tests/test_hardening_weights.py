@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _data_fixtures import write_vspw_root
 from _weights_fixtures import CHANNELS, weights_files
 
 from stcl.cli import EXIT_USER_ERROR, error_line, main
@@ -222,9 +223,7 @@ def test_a_directory_given_as_a_weights_or_model_file_is_named_as_such(tmp_path,
     from PIL import Image
 
     Image.new("RGB", (32, 24)).save(frames / "00000.png")
-    (tmp_path / "data" / "v" / "origin").mkdir(parents=True)  # a VSPW root of one video for stcl flow
-    Image.new("RGB", (32, 24)).save(tmp_path / "data" / "v" / "origin" / "00000000.jpg")
-    (tmp_path / "val.txt").write_text("v\n")
+    write_vspw_root(tmp_path, {"v": (1, 24, 32)}, split="val")  # a VSPW root of one video for stcl flow
     capsys.readouterr()
     assert main(["predict", str(frames), "--model", str(folder), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 1
     assert "weights_dir: model file is a directory; name the file itself" in _one_line(capsys, "predict", folder)

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from _process_fixtures import wait_for
+from _weights_fixtures import model_file
 
 from stcl.cli import main
 from stcl.exit_codes import EXIT_PREEMPTED
@@ -117,20 +118,9 @@ def test_missing_dataset_path_is_named(workspace, capsys) -> None:
 
 def test_init_of_another_backbone_is_a_one_line_error(workspace, capsys) -> None:
     """A model file of another backbone as --init is refused (strict), not half-loaded with a log line."""
-    from stcl.models import build_segmentor, save_model
     from stcl.params import ModelParams
 
-    other = ModelParams(backbone="swin_mini", channels=8, aux_channels=8)
-    path = Path("other_backbone.pt")
-    save_model(
-        path,
-        build_segmentor(other, 124),
-        model_params=other,
-        num_classes=124,
-        proj_dim=None,
-        label_space="vspw",
-        class_names=[f"c{i}" for i in range(124)],
-    )
+    path = model_file(Path("other_backbone.pt"), model_params=ModelParams(backbone="swin_mini", channels=8, aux_channels=8))
     argv = ["train", "--stage", "train_student", "--device", "cpu", "--out", "models/student"]
     assert main([*argv, "--pseudo", "nowhere", "--init", str(path)]) == 1
     err = capsys.readouterr().err.strip()
