@@ -56,10 +56,13 @@ CUTS = (0.05, 0.5, -1)  # fractions of the file, or bytes from its end
 
 def _cases() -> list[tuple[str, str]]:
     cases = []
-    for fmt, keys in STRUCTURAL.items():
+    for i, (fmt, keys) in enumerate(STRUCTURAL.items()):
         cases += [(fmt, f"cut {at}") for at in CUTS] + [(fmt, "int key")]
-        for key in ["<first>", "<last>"]:  # every kind of wrong value (one check for all layouts)
-            cases += [(fmt, f"{key} {kind}") for kind in (*VALUES, "missing")]
+        # every kind of wrong value in every layout (one check for all layouts, whatever the key's place): at
+        # its first or its last key by turns, so each (place, kind) pair still comes in five to seven layouts;
+        # a missing first key in all of them
+        cases += [(fmt, f"{('<first>', '<last>')[(i + k) % 2]} {kind}") for k, kind in enumerate(VALUES)]
+        cases.append((fmt, "<first> missing"))
         for key in keys:  # what the layout's mapping reads: missing, of another type, of another shape
             cases += [(fmt, f"{key} {kind}") for kind in ("str", "0-d", "missing")]
     cases += [
