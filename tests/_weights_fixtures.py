@@ -17,7 +17,9 @@ from stcl.params import ModelParams, Params
 CHANNELS = {"channels": 8, "aux_channels": 8}
 
 
-def model_file(path: Path, *, seed: int = 0, label_space: str = "vspw", model_params: ModelParams | None = None) -> Path:
+def model_file(
+    path: Path, *, seed: int = 0, label_space: str = "vspw", model_params: ModelParams | None = None
+) -> Path:
     """A stcl model file of ``model_params`` (default: the default tiny architecture, params.yaml `model`) with
     random weights (``seed``), no download, for the VSPW (124) or COCO (133) classes; returns ``path``."""
     from stcl.data.classes import COCO_CLASSES, VSPW_CLASSES

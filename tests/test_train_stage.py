@@ -120,7 +120,8 @@ def test_init_of_another_backbone_is_a_one_line_error(workspace, capsys) -> None
     """A model file of another backbone as --init is refused (strict), not half-loaded with a log line."""
     from stcl.params import ModelParams
 
-    path = model_file(Path("other_backbone.pt"), model_params=ModelParams(backbone="swin_mini", channels=8, aux_channels=8))
+    other = ModelParams(backbone="swin_mini", channels=8, aux_channels=8)
+    path = model_file(Path("other_backbone.pt"), model_params=other)
     argv = ["train", "--stage", "train_student", "--device", "cpu", "--out", "models/student"]
     assert main([*argv, "--pseudo", "nowhere", "--init", str(path)]) == 1
     err = capsys.readouterr().err.strip()

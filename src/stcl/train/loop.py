@@ -8,9 +8,10 @@ optimiser and RNG states is the complete state of a run (see :mod:`stcl.train.st
 
 Preemption: SIGTERM or SIGUSR1 (Slurm sends one before killing a job: ``--signal=USR1@120`` or on
 preemption) sets a flag; at the end of the current iteration every rank agrees, a checkpoint is written and
-:func:`train` returns with ``preempted=True``; ``stcl train`` then exits with :data:`stcl.exit_codes.EXIT_PREEMPTED`
-(75, EX_TEMPFAIL in sysexits.h: "temporary failure, retry"). Running the same command again resumes.
-Ctrl-C (SIGINT) does the same, with ``stop_signal == SIGINT`` and exit :data:`stcl.exit_codes.EXIT_INTERRUPTED` (130);
+:func:`train` returns with ``preempted=True``; ``stcl train`` then exits with
+:data:`stcl.exit_codes.EXIT_PREEMPTED` (75, EX_TEMPFAIL in sysexits.h: "temporary failure, retry"). Running
+the same command again resumes. Ctrl-C (SIGINT) does the same, with ``stop_signal == SIGINT`` and exit
+:data:`stcl.exit_codes.EXIT_INTERRUPTED` (130);
 a second Ctrl-C while that checkpoint is being reached stops at once (KeyboardInterrupt, no checkpoint).
 """
 
