@@ -66,6 +66,23 @@ def write_vspw(root: Path, splits: dict[str, list[str]] | None = None, n_frames:
     return root
 
 
+def write_vspw_root(root: Path, videos: dict[str, tuple[int, int, int]], split: str = "test", seed: int = 0) -> Path:
+    """A minimal VSPW-layout root of random frames, no masks: ``<split>.txt`` and
+    ``data/<video>/origin/<8-digit>.jpg``.
+
+    Args:
+        videos: {name: (frames, height, width)}.
+    """
+    rng = np.random.default_rng(seed)
+    for video, (n, h, w) in videos.items():
+        origin = root / "data" / video / "origin"
+        origin.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(origin / f"{i:08d}.jpg", quality=95)
+    (root / f"{split}.txt").write_text("\n".join(videos))  # no trailing newline, as the official files
+    return root
+
+
 COCO_PERSON, COCO_CAR, COCO_SKY = 1, 3, 187  # real category ids (contiguous 0, 2, 119)
 
 

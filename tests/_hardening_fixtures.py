@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
+from _process_fixtures import default_sigint
+from _weights_fixtures import model_file
 
 from stcl.atomic import TMP_SUFFIX
 from stcl.cli import main
@@ -34,8 +34,6 @@ def write_params(folder: Path, name: str = "params.yaml", iters: int = 200, chec
 
 def make_workspace(root: Path) -> Path:
     """``root`` with params.yaml, data/ (`stcl synth`), results/prepare (`stcl prepare`), a model file."""
-    from stcl.data.classes import VSPW_CLASSES
-    from stcl.models import build_segmentor, save_model
     from stcl.params import load_params
 
     params = write_params(root)
@@ -46,19 +44,7 @@ def make_workspace(root: Path) -> Path:
         assert main(["prepare", "--params", str(params), "--out", "results/prepare"]) == 0
     finally:
         os.chdir(cwd)
-    import torch
-
-    torch.manual_seed(0)
-    model_params = load_params(params).model
-    save_model(
-        root / "model.pt",
-        build_segmentor(model_params, 124),
-        model_params=model_params,
-        num_classes=124,
-        proj_dim=None,
-        label_space="vspw",
-        class_names=VSPW_CLASSES,
-    )
+    model_file(root / "model.pt", model_params=load_params(params).model)
     return root
 
 
@@ -101,23 +87,6 @@ def launch(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subproce
         text=True,
         start_new_session=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
 
-
-def _default_sigint() -> None:
-    """In the child: SIGINT as in a terminal (pytest run as a background job passes it on ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
-    """Poll ``condition()`` until true; fail naming ``what`` if ``proc`` exits first or time runs out."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"process exited ({proc.returncode}) before {what}: {err[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 
@@ -53,19 +49,3 @@ def random_image(height: int, width: int, seed: int = 0) -> Tensor:
     """(3, H, W) float image with values 0..255."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand((3, height, width), generator=g) * 255.0
-
-
-def write_vspw_root(root: Path, videos: dict[str, tuple[int, int, int]], split: str = "test", seed: int = 0) -> Path:
-    """A minimal VSPW-layout root: ``<split>.txt`` and ``data/<video>/origin/<8-digit>.jpg`` frames.
-
-    Args:
-        videos: {name: (frames, height, width)}.
-    """
-    rng = np.random.default_rng(seed)
-    for video, (n, h, w) in videos.items():
-        origin = root / "data" / video / "origin"
-        origin.mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(origin / f"{i:08d}.jpg", quality=95)
-    (root / f"{split}.txt").write_text("\n".join(videos))  # no trailing newline, as the official files
-    return root

@@ -24,8 +24,9 @@ STAGE = {"iters": 9, "batch_size": 8, "batch_per_device": 2, "checkpoint_every":
 
 
 def main(out_dir: str, kill_at: int) -> int:
+    from stcl.exit_codes import EXIT_PREEMPTED
     from stcl.train.distributed import init_distributed, shutdown_distributed
-    from stcl.train.loop import PREEMPT_EXIT_CODE, train
+    from stcl.train.loop import train
 
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
@@ -41,7 +42,7 @@ def main(out_dir: str, kill_at: int) -> int:
             torch.save(job.model.state_dict(), Path(out_dir) / f"rank{ctx.rank}.pt")
     finally:
         shutdown_distributed(ctx)
-    return PREEMPT_EXIT_CODE if result.preempted else 0
+    return EXIT_PREEMPTED if result.preempted else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from stcl.runlock import pid_alive
+
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/squeue")
@@ -62,16 +64,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class SlurmCluster:
     """One-node Slurm in `workdir` with `gpus` fake GPUs; a context manager."""
 
@@ -102,9 +94,20 @@ class SlurmCluster:
             with open("/etc/hosts", "a") as fh:
                 fh.write(f"127.0.0.1 {self.host}\n")
 
+    def node_addresses(self) -> dict[str, str | None]:
+        """Node name → its NodeAddr (None: the name resolves to this machine)."""
+        return {self.host: None}
+
+    def controller(self) -> str:
+        """slurm.conf's SlurmctldHost: ``name`` or ``name(address)``."""
+        return self.host
+
     def write_config(self) -> None:
+        """slurm.conf and gres.conf of the nodes `node_addresses` names (each slurmd's spool, PID and log file
+        named by ``%n``), the fake GPU devices, and the /etc/slurm/slurm.conf link."""
         d = self.dir
-        for sub in ("state", "spool", "dev", "log"):
+        nodes = self.node_addresses()
+        for sub in ("state", "dev", "log", *(f"spool/{name}" for name in nodes)):
             (d / sub).mkdir(parents=True, exist_ok=True)
         for i in range(self.gpus):
             dev = d / "dev" / f"fakegpu{i}"
@@ -113,22 +116,28 @@ class SlurmCluster:
         cpus, mem = self._node_line()
         mem = max(1000, mem - 1000)
         self.cpus, self.mem_mb = cpus, mem
+        node_lines = "".join(
+            f"NodeName={name}" + (f" NodeAddr={addr}" if addr else "")
+            + f" CPUs={cpus} RealMemory={mem} Gres=gpu:{self.gpus} State=UNKNOWN\n"
+            for name, addr in nodes.items()
+        )
+        names = ",".join(nodes)
         ctl_port, d_port = _free_port(), _free_port()
         self.conf.write_text(
-            f"""# single-node test cluster written by tests/_slurm_harness.py
+            f"""# {len(nodes)}-node test cluster written by tests/_slurm_harness.py
 ClusterName=stcltest
-SlurmctldHost={self.host}
+SlurmctldHost={self.controller()}
 SlurmctldPort={ctl_port}
 SlurmdPort={d_port}
 AuthType=auth/munge
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation={d}/state
-SlurmdSpoolDir={d}/spool
+SlurmdSpoolDir={d}/spool/%n
 SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd.pid
+SlurmdPidFile={d}/slurmd-%n.pid
 SlurmctldLogFile={d}/log/slurmctld.log
-SlurmdLogFile={d}/log/slurmd.log
+SlurmdLogFile={d}/log/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -143,13 +152,11 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 SlurmctldTimeout=30
 SlurmdTimeout=30
-NodeName={self.host} CPUs={cpus} RealMemory={mem} Gres=gpu:{self.gpus} State=UNKNOWN
-PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
+{node_lines}PartitionName=debug Nodes={names} Default=YES MaxTime=INFINITE State=UP
 """
         )
-        last = self.gpus - 1
-        files = f"{d}/dev/fakegpu[0-{last}]" if self.gpus > 1 else f"{d}/dev/fakegpu0"
-        (d / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={files}\n")
+        files = f"{d}/dev/fakegpu[0-{self.gpus - 1}]" if self.gpus > 1 else f"{d}/dev/fakegpu0"
+        (d / "gres.conf").write_text(f"NodeName={names} Name=gpu File={files}\n")
         if SYSTEM_CONF.is_symlink():
             SYSTEM_CONF.unlink()  # left by an earlier run that was killed
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +167,7 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         pidfile = Path("/run/munge/munged.pid")
         if pidfile.exists():
             try:
-                if _pid_alive(int(pidfile.read_text().strip())):
+                if pid_alive(int(pidfile.read_text().strip())):
                     return  # someone else's munged: use it, leave it running
             except ValueError:
                 pass
@@ -213,18 +220,20 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
         raise RuntimeError(f"slurmctld not answering after {timeout}s ({answer!r}):\n{self.logs()}")
 
     def wait_idle(self, timeout: float = 60) -> None:
+        """Until every node reports idle (`sinfo` prints one state per node), a daemon exits, or ``timeout`` s pass."""
         deadline = time.time() + timeout
-        state = ""
+        states: list[str] = []
         while time.time() < deadline:
             for proc in self._procs:
                 if proc.poll() is not None:
                     raise RuntimeError(f"Slurm daemon exited early; logs in {self.dir / 'log'}:\n{self.logs()}")
-            r = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, env=self.env())
-            state = r.stdout.strip()
-            if r.returncode == 0 and state.startswith("idle"):
+            r = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, env=self.env())
+            states = r.stdout.split("\n")
+            idle = {line.split()[0] for line in states if len(line.split()) == 2 and line.split()[1].startswith("idle")}
+            if r.returncode == 0 and idle == set(self.node_addresses()):
                 return
             time.sleep(0.5)
-        raise RuntimeError(f"Slurm node not idle after {timeout}s (state {state!r}):\n{self.logs()}")
+        raise RuntimeError(f"Slurm nodes not idle after {timeout}s (sinfo: {states!r}):\n{self.logs()}")
 
     def logs(self) -> str:
         parts = []
@@ -236,18 +245,18 @@ PartitionName=debug Nodes={self.host} Default=YES MaxTime=INFINITE State=UP
     def stop(self) -> None:
         """Stop the daemons this object started, by PID (SIGTERM, then SIGKILL after 10 s)."""
         for name, pid in reversed(self._started):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 continue
             os.kill(pid, 15)
             for _ in range(100):
                 proc = next((p for p in self._procs if p.pid == pid), None)
                 if proc is not None and proc.poll() is not None:
                     break
-                if proc is None and not _pid_alive(pid):
+                if proc is None and not pid_alive(pid):
                     break
                 time.sleep(0.1)
             else:
-                if _pid_alive(pid):
+                if pid_alive(pid):
                     os.kill(pid, 9)
         self._started.clear()
         if self._linked_conf and SYSTEM_CONF.is_symlink():

@@ -1,7 +1,8 @@
 """A real multi-node Slurm cluster for tests: slurmctld on this machine, one slurmd per network namespace.
 
 `NodesCluster(workdir, nodes=2, gpus_per_node=1)` extends the single-node `SlurmCluster` of
-tests/_slurm_harness.py (same packages, munge, config keys, teardown by PID). Each node is a network
+tests/_slurm_harness.py (same packages, munge, slurm.conf writer, teardown by PID): it names the nodes and
+their addresses. Each node is a network
 namespace of the test's own making, with its own address on a private bridge and its own host name:
 
     this machine (root namespace)         bridge stclbr<id>, 10.231.<k>.254: slurmctld, sbatch, squeue
@@ -26,7 +27,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from _slurm_harness import SlurmCluster, _free_port, install, unavailable_reason
+from _slurm_harness import SlurmCluster, install, unavailable_reason
+
 
 def nodes_unavailable_reason() -> str | None:
     """None when this machine can run the multi-node test cluster, else why not (the skip reason)."""
@@ -100,51 +102,11 @@ class NodesCluster(SlurmCluster):
         self._made_links, self._made_netns = [], []
 
     # -- configuration -----------------------------------------------------------------------------------
-    def write_config(self) -> None:
-        super().write_config()  # folders, fake GPU devices, the /etc/slurm link; the text is replaced here
-        d = self.dir
-        nodes = ",".join(self.node_names)
-        node_lines = "".join(
-            f"NodeName={n} NodeAddr={a} CPUs={self.cpus} RealMemory={self.mem_mb} Gres=gpu:{self.gpus} State=UNKNOWN\n"
-            for n, a in zip(self.node_names, self.addrs)
-        )
-        ctl_port, d_port = _free_port(), _free_port()
-        self.conf.write_text(
-            f"""# {len(self.node_names)}-node test cluster written by tests/_slurm_nodes_harness.py
-ClusterName=stcltest
-SlurmctldHost={self.host}({self.ctl_addr})
-SlurmctldPort={ctl_port}
-SlurmdPort={d_port}
-AuthType=auth/munge
-SlurmUser=root
-SlurmdUser=root
-StateSaveLocation={d}/state
-SlurmdSpoolDir={d}/spool/%n
-SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd-%n.pid
-SlurmctldLogFile={d}/log/slurmctld.log
-SlurmdLogFile={d}/log/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-GresTypes=gpu
-MpiDefault=none
-ReturnToService=2
-SchedulerType=sched/backfill
-MinJobAge=600
-DefMemPerCPU={self.def_mem_per_cpu}
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SlurmctldTimeout=30
-SlurmdTimeout=30
-{node_lines}PartitionName=debug Nodes={nodes} Default=YES MaxTime=INFINITE State=UP
-"""
-        )
-        files = f"{d}/dev/fakegpu[0-{self.gpus - 1}]" if self.gpus > 1 else f"{d}/dev/fakegpu0"
-        (d / "gres.conf").write_text(f"NodeName={nodes} Name=gpu File={files}\n")
-        for n in self.node_names:
-            (d / "spool" / n).mkdir(parents=True, exist_ok=True)
+    def node_addresses(self) -> dict[str, str | None]:
+        return dict(zip(self.node_names, self.addrs))
+
+    def controller(self) -> str:
+        return f"{self.host}({self.ctl_addr})"
 
     # -- daemons -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -167,24 +129,6 @@ SlurmdTimeout=30
             argv = ["nsenter", f"--net=/run/netns/{ns}", "--", "unshare", "--mount", "--uts", "--", "sh", "-c", script]
             self._start(f"slurmd-{name}", argv)
         self.wait_idle()
-
-    def wait_idle(self, timeout: float = 60) -> None:
-        """Wait until every node reports idle (`sinfo` prints one state per node)."""
-        import time
-
-        deadline = time.time() + timeout
-        states: list[str] = []
-        while time.time() < deadline:
-            for proc in self._procs:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"Slurm daemon exited early; logs in {self.dir / 'log'}:\n{self.logs()}")
-            r = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %T"], capture_output=True, text=True, env=self.env())
-            states = r.stdout.split("\n")
-            idle = {line.split()[0] for line in states if line.strip() and line.split()[1].startswith("idle")}
-            if r.returncode == 0 and idle == set(self.node_names):
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"Slurm nodes not idle after {timeout}s (sinfo: {states!r}):\n{self.logs()}")
 
     def stop(self) -> None:
         try:

@@ -1,5 +1,5 @@
-"""Fixtures of the video and report tests: the embedded VSPW frames, a short mp4 encoded from them with PyAV,
-and tiny model files of the default (tiny) architecture."""
+"""Fixtures of the video and report tests: the embedded VSPW frames and a short mp4 encoded from them with PyAV
+(model files: `_weights_fixtures.model_file`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from stcl.params import Params, SynthParams
+from stcl.params import SynthParams
 
 
 def synth_vspw(root: Path, *, height: int = 48, width: int = 64, frames: int = 20, val: int = 2, classes: int = 5) -> Path:
@@ -49,15 +48,3 @@ def decode_video(path: Path) -> tuple[list[np.ndarray], Fraction, int]:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         return frames, Fraction(stream.average_rate), int(stream.frames)
 
-
-def model_file(path: Path, *, seed: int = 0, label_space: str = "vspw") -> Path:
-    """A model file of the default tiny architecture (params.yaml `model`), random weights, no download."""
-    from stcl.data.classes import COCO_CLASSES, VSPW_CLASSES
-    from stcl.models import build_segmentor, save_model
-
-    names = VSPW_CLASSES if label_space == "vspw" else COCO_CLASSES
-    torch.manual_seed(seed)
-    params = Params().model
-    model = build_segmentor(params, len(names), load_pretrained=False)
-    return save_model(path, model, model_params=params, num_classes=len(names), proj_dim=None,
-                      label_space=label_space, class_names=names)

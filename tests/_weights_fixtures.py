@@ -1,5 +1,6 @@
-"""Tiny weights files in every layout `stcl` reads (`stcl.models.files`, `stcl.flow.raft`), for the hardening
-tests: each entry is (path, what the file holds, ``model.backbone`` it fits or ``"raft"``)."""
+"""Tiny weights files: `model_file`, a stcl model file of random weights (the tests that run `stcl predict`,
+`infer`, `train --init` on one), and `weights_files`, one file in every layout `stcl` reads (`stcl.models.files`,
+`stcl.flow.raft`) for the hardening tests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,25 @@ import torch
 from _data_fixtures import DATA, reference_maker
 from _flow_fixtures import raft_file
 
+from stcl.params import ModelParams, Params
+
 CHANNELS = {"channels": 8, "aux_channels": 8}
+
+
+def model_file(
+    path: Path, *, seed: int = 0, label_space: str = "vspw", model_params: ModelParams | None = None
+) -> Path:
+    """A stcl model file of ``model_params`` (default: the default tiny architecture, params.yaml `model`) with
+    random weights (``seed``), no download, for the VSPW (124) or COCO (133) classes; returns ``path``."""
+    from stcl.data.classes import COCO_CLASSES, VSPW_CLASSES
+    from stcl.models import build_segmentor, save_model
+
+    names = VSPW_CLASSES if label_space == "vspw" else COCO_CLASSES
+    params = model_params or Params().model
+    torch.manual_seed(seed)
+    model = build_segmentor(params, len(names), load_pretrained=False)
+    return save_model(path, model, model_params=params, num_classes=len(names), proj_dim=None,
+                      label_space=label_space, class_names=names)
 _TIMM_DINO = {"dinov2": "vit_large_patch14_dinov2", "dinov3": "vit_large_patch16_dinov3_qkvb"}
 
 

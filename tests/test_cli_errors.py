@@ -98,3 +98,21 @@ def test_output_paths_and_error_lines() -> None:
         "results/m: no space left on device"
     )
     assert error_line(ValueError("params.yaml: infer.models: empty"), []) == "params.yaml: infer.models: empty"
+
+
+@pytest.mark.parametrize("value", [None, "", "0", " 0 "])
+def test_stcl_debug_unset_empty_or_0_keeps_the_one_line_error(tmp_path, monkeypatch, capsys, value) -> None:
+    if value is None:
+        monkeypatch.delenv("STCL_DEBUG", raising=False)
+    else:
+        monkeypatch.setenv("STCL_DEBUG", value)
+    missing = tmp_path / "nowhere.yaml"
+    assert main(["params", "--params", str(missing)]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"stcl params: error: {missing}"), err
+
+
+def test_stcl_debug_1_shows_the_traceback(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("STCL_DEBUG", "1")
+    with pytest.raises((ValueError, OSError), match="nowhere.yaml"):
+        main(["params", "--params", str(tmp_path / "nowhere.yaml")])

@@ -15,6 +15,7 @@ from stcl.cli import main
 from stcl.flow.raft import load_raft, raft_flow
 from stcl.metrics.tc import TCCounter, tc_score
 
+from _data_fixtures import write_vspw_root
 from _flow_fixtures import SIZE, VIDEOS, make_tc_root
 
 
@@ -93,11 +94,7 @@ def test_flow_stage_errors_are_one_line(setup, tmp_path, capsys):
     assert "none.pth: RAFT weights file not found" in capsys.readouterr().err
     assert main(["flow", "--vspw-root", str(vspw), "--out", str(out)]) == 1
     assert "no RAFT weights file: give --weights or set tc.raft_weights" in capsys.readouterr().err
-    small = tmp_path / "small"
-    (small / "data" / "v" / "origin").mkdir(parents=True)
-    for t in range(2):
-        Image.fromarray(np.zeros((96, 128, 3), np.uint8)).save(small / "data" / "v" / "origin" / f"{t:08d}.jpg")
-    (small / "val.txt").write_text("v\n")
+    small = write_vspw_root(tmp_path / "small", {"v": (2, 96, 128)}, split="val")
     assert main(["flow", "--vspw-root", str(small), "--weights", str(raft), "--out", str(out)]) == 1
     assert "00000001.jpg: RAFT needs frames of at least 128x128 after padding" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".flows*"))

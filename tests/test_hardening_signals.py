@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _hardening_fixtures import launch, leftovers, make_workspace, wait_for, write_params
+from _hardening_fixtures import launch, leftovers, make_workspace, write_params
+from _process_fixtures import wait_for
 
 from stcl.cli import EXIT_INTERRUPTED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from stcl.data import vspw
@@ -30,15 +31,18 @@ def _train(out: str, params: str = "params.yaml") -> tuple[str, ...]:
 
 def test_ctrl_c_during_train_writes_a_checkpoint_and_exits_130(workspace) -> None:
     out = workspace / "ctrl_c"
-    proc = launch(workspace, *_train("ctrl_c"))
+    fifo = workspace / "hold_ctrl_c"
+    os.mkfifo(fifo)  # after its first checkpoint the training waits on this pipe (stcl.hold): Ctrl-C lands there
+    proc = launch(workspace, *_train("ctrl_c"), env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
     wait_for(lambda: (out / "state" / "iter_00000002.pt").exists(), proc, "the first checkpoint")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     stdout, stderr = proc.communicate(timeout=300)
+    fifo.unlink()
     assert proc.returncode == EXIT_INTERRUPTED, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     ckpts = CheckpointManager(out / "state").list()
     stopped_at = ckpts[-1][0]
-    assert stopped_at > 2  # a checkpoint written at the end of the interrupted iteration
+    assert [i for i, _ in ckpts] == [2, 3]  # the wait ends, iteration 3 runs and its checkpoint is written
     assert f"stcl train: interrupted; checkpoint at iteration {stopped_at} written, exit 130" in stdout
     assert torch.load(ckpts[-1][1], weights_only=True)["iteration"] == stopped_at
     assert not (out / "model.pt").exists() and not (out / "train.lock").exists()

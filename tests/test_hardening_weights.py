@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _data_fixtures import write_vspw_root
 from _weights_fixtures import CHANNELS, weights_files
 
 from stcl.cli import EXIT_USER_ERROR, error_line, main
@@ -55,10 +56,13 @@ CUTS = (0.05, 0.5, -1)  # fractions of the file, or bytes from its end
 
 def _cases() -> list[tuple[str, str]]:
     cases = []
-    for fmt, keys in STRUCTURAL.items():
+    for i, (fmt, keys) in enumerate(STRUCTURAL.items()):
         cases += [(fmt, f"cut {at}") for at in CUTS] + [(fmt, "int key")]
-        for key in ["<first>", "<last>"]:  # every kind of wrong value (one check for all layouts)
-            cases += [(fmt, f"{key} {kind}") for kind in (*VALUES, "missing")]
+        # every kind of wrong value in every layout (one check for all layouts, whatever the key's place): at
+        # its first or its last key by turns, so each (place, kind) pair still comes in five to seven layouts;
+        # a missing first key in all of them
+        cases += [(fmt, f"{('<first>', '<last>')[(i + k) % 2]} {kind}") for k, kind in enumerate(VALUES)]
+        cases.append((fmt, "<first> missing"))
         for key in keys:  # what the layout's mapping reads: missing, of another type, of another shape
             cases += [(fmt, f"{key} {kind}") for kind in ("str", "0-d", "missing")]
     cases += [
@@ -222,9 +226,7 @@ def test_a_directory_given_as_a_weights_or_model_file_is_named_as_such(tmp_path,
     from PIL import Image
 
     Image.new("RGB", (32, 24)).save(frames / "00000.png")
-    (tmp_path / "data" / "v" / "origin").mkdir(parents=True)  # a VSPW root of one video for stcl flow
-    Image.new("RGB", (32, 24)).save(tmp_path / "data" / "v" / "origin" / "00000000.jpg")
-    (tmp_path / "val.txt").write_text("v\n")
+    write_vspw_root(tmp_path, {"v": (1, 24, 32)}, split="val")  # a VSPW root of one video for stcl flow
     capsys.readouterr()
     assert main(["predict", str(frames), "--model", str(folder), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 1
     assert "weights_dir: model file is a directory; name the file itself" in _one_line(capsys, "predict", folder)

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _hardening_fixtures import wait_for
+from _process_fixtures import default_sigint, finish, wait_for
 
 from stcl.exit_codes import EXIT_INTERRUPTED, EXIT_PREEMPTED, EXIT_USER_ERROR
 from stcl.hold import ENV, TIMEOUT_ENV
@@ -27,15 +27,9 @@ HOLD_AT_P = "from stcl.hold import hold; hold('p')"
 
 
 def _limit_memory() -> None:
-    """In the child: a memory cap, and SIGINT as in a terminal (pytest run as a background job of a
-    non-interactive shell passes it on ignored, which stcl keeps, as `nohup` users expect)."""
+    """In the child: a memory cap, and SIGINT as in a terminal (`default_sigint`)."""
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _default_sigint() -> None:
-    """In the child: SIGINT as in a terminal (see `_limit_memory`), without the memory cap (training needs more)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    default_sigint()
 
 
 def _child(code: str, **env: str) -> subprocess.Popen:
@@ -50,16 +44,6 @@ def _child(code: str, **env: str) -> subprocess.Popen:
     )
 
 
-def _finish(proc: subprocess.Popen) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("the held process did not end")
-    return proc.returncode, err
-
-
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -72,7 +56,7 @@ def _finish(proc: subprocess.Popen) -> tuple[int, str]:
 def test_what_is_not_a_named_pipe_is_refused_in_one_line_naming_the_variable(tmp_path, value, message) -> None:
     names = {"missing": str(tmp_path / "nowhere"), "regular": str(tmp_path / "file")}
     (tmp_path / "file").write_bytes(b"x" * 10)
-    code, err = _finish(_child(HOLD_AT_P, **{ENV: value.format(**names)}))
+    code, err = finish(_child(HOLD_AT_P, **{ENV: value.format(**names)}))
     assert code != 0
     assert err.strip().splitlines()[-1] == "stcl.hold.HoldError: " + message.format(**names)
 
@@ -80,13 +64,13 @@ def test_what_is_not_a_named_pipe_is_refused_in_one_line_naming_the_variable(tmp
 def test_a_pipe_nobody_writes_ends_the_wait_after_the_timeout(tmp_path) -> None:
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)
-    code, err = _finish(_child(HOLD_AT_P, **{ENV: f"p={fifo}", TIMEOUT_ENV: "0.5"}))
+    code, err = finish(_child(HOLD_AT_P, **{ENV: f"p={fifo}", TIMEOUT_ENV: "0.5"}))
     assert code != 0
     assert err.strip().splitlines()[-1] == (
         f"stcl.hold.HoldError: STCL_HOLD: {fifo} (hold point p): nobody opened it for writing within 0.5 s "
         "(STCL_HOLD_TIMEOUT_S); giving up"
     )
-    code, err = _finish(_child(HOLD_AT_P, **{ENV: f"p={fifo}", TIMEOUT_ENV: "soon"}))
+    code, err = finish(_child(HOLD_AT_P, **{ENV: f"p={fifo}", TIMEOUT_ENV: "soon"}))
     assert err.strip().splitlines()[-1].endswith("STCL_HOLD_TIMEOUT_S='soon': expected a number of seconds > 0 "
                                                  "(the longest STCL_HOLD wait)")
 
@@ -97,7 +81,7 @@ def test_a_stcl_command_held_too_long_exits_1_in_one_line(tmp_path) -> None:
     os.mkfifo(fifo)
     code = "import sys; from stcl.cli import main; sys.exit(main(['params', '--params', 'params.yaml']))"
     proc = _child(code, **{ENV: f"command.params={fifo}", TIMEOUT_ENV: "0.5"})
-    returncode, err = _finish(proc)
+    returncode, err = finish(proc)
     assert returncode == EXIT_USER_ERROR
     assert err.strip().splitlines() == [
         f"stcl params: error: STCL_HOLD: {fifo} (hold point command.params): nobody opened it for writing within "
@@ -111,7 +95,7 @@ def test_a_writer_releases_the_hold_and_an_endless_writer_is_read_only_so_far(tm
     proc = _child(HOLD_AT_P + "; print('released')", **{ENV: f"p={fifo}"})
     with open(fifo, "wb"):  # opens once the child has opened it for reading; closing releases it
         pass
-    code, err = _finish(proc)
+    code, err = finish(proc)
     assert code == 0, err
 
     proc = _child(HOLD_AT_P + "; print('released')", **{ENV: f"p={fifo}"})
@@ -127,7 +111,7 @@ def test_a_writer_releases_the_hold_and_an_endless_writer_is_read_only_so_far(tm
 
     writer = threading.Thread(target=endless, daemon=True)
     writer.start()
-    code, err = _finish(proc)
+    code, err = finish(proc)
     assert code == 0, err
     writer.join(timeout=60)
     assert ended.is_set()
@@ -146,11 +130,11 @@ def test_a_signal_while_training_waits_at_a_hold_point_checkpoints_and_exits(tmp
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=default_sigint,
     )
     ckpts = CheckpointManager(out / "state")
     wait_for(lambda: ckpts.latest() is not None, proc, "the checkpoint of iteration 5")
     proc.send_signal(sig)
-    returncode, err = _finish(proc)
+    returncode, err = finish(proc)
     assert returncode == code, err
     assert [i for i, _ in ckpts.list()] == [5, 6] and not (out / "model.pt").exists()

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _infer_fixtures import PointwiseNet, write_vspw_root
+from _data_fixtures import write_vspw_root
+from _infer_fixtures import PointwiseNet
+from _weights_fixtures import model_file
 
 from stcl.commands.infer import parse_output_arg
 from stcl.commands.sharded import parse_checkpoint_arg
@@ -171,24 +173,6 @@ def test_amp_applies_on_cuda_only():
         inference_amp("fp8", torch.device("cpu"))
 
 
-def _checkpoint(path: Path, seed: int) -> Path:
-    from stcl.data.classes import VSPW_CLASSES
-    from stcl.models import build_segmentor, save_model
-    from stcl.params import Params
-
-    torch.manual_seed(seed)
-    params = Params().model
-    return save_model(
-        path,
-        build_segmentor(params, 124),
-        model_params=params,
-        num_classes=124,
-        proj_dim=None,
-        label_space="vspw",
-        class_names=VSPW_CLASSES,
-    )
-
-
 def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     from stcl.cli import main
     from stcl.params import Params
@@ -199,7 +183,7 @@ def test_cli_sharded_one_pass_and_gather(tmp_path: Path):
     data["infer"].update(scales=[1.0], crop_size=[32, 32], stride=[24, 24], batch_size=4, amp="bf16", shards=2)
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump(data))
-    a, b = _checkpoint(tmp_path / "a.pt", 0), _checkpoint(tmp_path / "b.pt", 1)
+    a, b = model_file(tmp_path / "a.pt", seed=0), model_file(tmp_path / "b.pt", seed=1)
     outs = [f"a=a={tmp_path / 'pa'}", f"ens=a,b:2,1={tmp_path / 'pe'}"]
     common = ["infer", "--params", str(params), "--root", str(root), "--split", "val", "--device", "cpu"]
     common += [x for o in outs for x in ("--output", o)]

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _infer_fixtures import PointwiseNet, write_vspw_root
+from _data_fixtures import write_vspw_root
+from _infer_fixtures import PointwiseNet
+from _weights_fixtures import model_file
 from PIL import Image
 
 from stcl.data import vspw
@@ -90,19 +92,6 @@ def test_failure_mid_video_leaves_no_video_folder(tmp_path: Path):
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def _checkpoint(path: Path, seed: int) -> Path:
-    from stcl.data.classes import VSPW_CLASSES
-    from stcl.models import build_segmentor, save_model
-    from stcl.params import Params
-
-    torch.manual_seed(seed)
-    params = Params().model
-    model = build_segmentor(params, 124)
-    return save_model(
-        path, model, model_params=params, num_classes=124, proj_dim=None, label_space="vspw", class_names=VSPW_CLASSES
-    )
-
-
 def _params_file(tmp_path: Path, root: Path, shards: int = 2) -> Path:
     from stcl.params import Params
 
@@ -122,9 +111,8 @@ def test_cli_infer_pseudo_label_and_submit_end_to_end(tmp_path: Path):
 
     root = write_vspw_root(tmp_path / "VSPW", {"a": (2, 40, 56), "b": (1, 48, 32), "c": (1, 24, 40)}, split="test")
     params = _params_file(tmp_path, root)
-    a, b = _checkpoint(tmp_path / "m" / "train_ade" / "model.pt", 0), _checkpoint(
-        tmp_path / "m" / "train_stcl" / "model.pt", 1
-    )
+    a = model_file(tmp_path / "m" / "train_ade" / "model.pt", seed=0)
+    b = model_file(tmp_path / "m" / "train_stcl" / "model.pt", seed=1)
     pred = tmp_path / "pred"
     argv = ["infer", "--checkpoint", f"a={a}", "--checkpoint", f"b={b}", "--root", str(root), "--split", "test",
             "--params", str(params), "--device", "cpu"]
@@ -161,22 +149,10 @@ def test_prefetch_keeps_order(workers):
 
 
 def test_load_models_checks_files_and_label_space(tmp_path: Path):
-    from stcl.data.classes import COCO_CLASSES
     from stcl.infer.ensemble import load_models
-    from stcl.models import build_segmentor, save_model
-    from stcl.params import Params
 
-    good = _checkpoint(tmp_path / "a.pt", 0)
-    params = Params().model
-    coco = save_model(
-        tmp_path / "coco.pt",
-        build_segmentor(params, 133, load_pretrained=False),
-        model_params=params,
-        num_classes=133,
-        proj_dim=None,
-        label_space="coco",
-        class_names=COCO_CLASSES,
-    )
+    good = model_file(tmp_path / "a.pt", seed=0)
+    coco = model_file(tmp_path / "coco.pt", label_space="coco")
     models = load_models({"a": good, "b": good}, amp="bf16")  # bf16 applies on CUDA only: float32 here
     x = torch.rand(2, 3, 32, 32) * 255
     assert list(models) == ["a", "b"] and models["a"](x).shape == (2, 124, 32, 32)

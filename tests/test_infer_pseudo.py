@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _infer_fixtures import PointwiseNet, write_vspw_root
+from _data_fixtures import write_vspw_root
+from _infer_fixtures import PointwiseNet
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _infer_fixtures import write_vspw_root
+from _data_fixtures import write_vspw_root
 from PIL import Image
 
 from stcl.cli import main

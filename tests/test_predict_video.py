@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _video_fixtures import decode_video, encode_mp4, model_file, synth_vspw
+from _video_fixtures import decode_video, encode_mp4, synth_vspw
+from _weights_fixtures import model_file
 from stcl.cli import main
 from stcl.data.classes import VSPW_CLASSES
 from stcl.data.vspw import frame_path, list_frames, read_split

@@ -331,7 +331,7 @@ def ctrl_c_enabled():
 
 
 def test_sigint_checkpoints_and_reports_exit_130(tmp_path, ctrl_c_enabled) -> None:
-    from stcl.train.loop import INTERRUPT_EXIT_CODE
+    from stcl.exit_codes import EXIT_INTERRUPTED
 
     def ctrl_c_at_2(it: int) -> None:
         if it == 2:
@@ -339,7 +339,7 @@ def test_sigint_checkpoints_and_reports_exit_130(tmp_path, ctrl_c_enabled) -> No
 
     result = train(fx.toy_job(tmp_path), DistContext(), callbacks=[ctrl_c_at_2])
     assert result.preempted and result.iteration == 3 and result.stop_signal == signal.SIGINT
-    assert result.exit_code == INTERRUPT_EXIT_CODE
+    assert result.exit_code == EXIT_INTERRUPTED
     assert [i for i, _ in CheckpointManager(tmp_path / "state").list()] == [3]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
 

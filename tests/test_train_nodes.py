@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _process_fixtures import default_sigint, finish
 
 from stcl.params import ParamsError, parse_params
 from stcl.presets import preset_params, recipe_dict
@@ -312,16 +313,10 @@ def _start_ranks(tmp_path: Path, ranks: list[int], world: int, timeout_s: int) -
             "cpu", "--coco-semantic", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
     procs = [
         subprocess.Popen(argv, env={**base, **_task_env(r, r, r, "127.0.0.1", world, job)}, cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
         for r in ranks
     ]
     return procs, master_port(job)
-
-
-def _default_sigint() -> None:
-    """In the child: SIGINT as in a terminal (pytest run as a background job of a non-interactive shell passes
-    it on ignored, which stcl keeps, as `nohup` users expect)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _first_line(proc: subprocess.Popen, timeout: float = 300) -> str:
@@ -338,16 +333,6 @@ def _first_line(proc: subprocess.Popen, timeout: float = 300) -> str:
         pytest.fail("no line before the rendezvous")
 
 
-def _end(proc: subprocess.Popen) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail("a rank still waits in the rendezvous")
-    return proc.returncode, err
-
-
 def test_ranks_whose_peer_never_starts_say_where_they_wait_then_exit_69(tmp_path) -> None:
     """SLURM_STEP_NUM_TASKS=3, only tasks 0 and 1 start: each prints its line before it waits, then exits 69
     with one line naming the master and the params key once cluster.train.rendezvous_timeout_s has passed."""
@@ -359,7 +344,7 @@ def test_ranks_whose_peer_never_starts_say_where_they_wait_then_exit_69(tmp_path
         assert line.startswith(f"stcl train: rank {rank}/3 (local {rank}) on "), line
         assert line.rstrip().endswith(f"master 127.0.0.1:{port}: waiting for the other ranks (at most 3 s)"), line
     for rank, proc in enumerate(procs):
-        code, err = _end(proc)
+        code, err = finish(proc)
         assert code == EXIT_UNAVAILABLE, err
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"stcl train: error: rank {rank}: "), lines
@@ -377,6 +362,6 @@ def test_sigterm_and_ctrl_c_stop_ranks_waiting_in_the_rendezvous(tmp_path) -> No
         assert "waiting for the other ranks" in _first_line(proc)
     for proc, sig, expected in ((procs[1], signal.SIGINT, EXIT_INTERRUPTED), (procs[0], signal.SIGTERM, EXIT_PREEMPTED)):
         proc.send_signal(sig)
-        code, err = _end(proc)
+        code, err = finish(proc)
         assert code == expected, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -7,18 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from _process_fixtures import wait_for
+from _weights_fixtures import model_file
 
 from stcl.cli import main
+from stcl.exit_codes import EXIT_PREEMPTED
 from stcl.hold import ENV as HOLD_ENV
 from stcl.models.checkpoints import load_model
 from stcl.params import load_params
-from stcl.train import PREEMPT_EXIT_CODE
+from stcl.train.state import CheckpointManager
 
 
 def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
@@ -116,20 +118,10 @@ def test_missing_dataset_path_is_named(workspace, capsys) -> None:
 
 def test_init_of_another_backbone_is_a_one_line_error(workspace, capsys) -> None:
     """A model file of another backbone as --init is refused (strict), not half-loaded with a log line."""
-    from stcl.models import build_segmentor, save_model
     from stcl.params import ModelParams
 
     other = ModelParams(backbone="swin_mini", channels=8, aux_channels=8)
-    path = Path("other_backbone.pt")
-    save_model(
-        path,
-        build_segmentor(other, 124),
-        model_params=other,
-        num_classes=124,
-        proj_dim=None,
-        label_space="vspw",
-        class_names=[f"c{i}" for i in range(124)],
-    )
+    path = model_file(Path("other_backbone.pt"), model_params=other)
     argv = ["train", "--stage", "train_student", "--device", "cpu", "--out", "models/student"]
     assert main([*argv, "--pseudo", "nowhere", "--init", str(path)]) == 1
     err = capsys.readouterr().err.strip()
@@ -161,17 +153,6 @@ def _launch(workspace: Path, *args: str, env: dict[str, str] | None = None) -> s
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"stcl train exited ({proc.returncode}) before {path} appeared: {proc.stderr.read()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"{path} did not appear")
-        time.sleep(0.02)
-
-
 @pytest.mark.slow
 def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
     """The real stage (resnet18 UperNet + STCL, clip data, workers=0) killed with SIGKILL after its first
@@ -184,7 +165,7 @@ def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)  # the run stops after its first checkpoint until killed (stcl.hold): it cannot finish first
     proc = _launch(workspace, *common, "--out", str(out), env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
-    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    wait_for((out / "state" / "iter_00000002.pt").exists, proc, "the first checkpoint")
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not (out / "model.pt").exists()
@@ -197,12 +178,16 @@ def test_cli_kill_9_then_rerun_is_bit_identical(workspace, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_cli_sigterm_checkpoints_and_exits_75(workspace, tmp_path) -> None:
+    """SIGTERM while the run waits after its first checkpoint (stcl.hold): the wait ends, iteration 3 runs,
+    its checkpoint is written and the command exits 75."""
     params = _write_params(tmp_path, iters=200, init=None)
     out = tmp_path / "pre"
-    proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out))
-    _wait_for(out / "state" / "iter_00000002.pt", proc)
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    proc = _launch(workspace, "--stage", "train_stcl", "--params", str(params), "--out", str(out),
+                   env={HOLD_ENV: f"train.checkpoint.2={fifo}"})
+    wait_for((out / "state" / "iter_00000002.pt").exists, proc, "the first checkpoint")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=120) == PREEMPT_EXIT_CODE
-    done = [p.name for p in (out / "state").glob("iter_*.pt")]
-    assert done and not (out / "model.pt").exists()
-    assert torch.load(sorted((out / "state").glob("iter_*.pt"))[-1], weights_only=True)["iteration"] >= 2
+    assert proc.wait(timeout=120) == EXIT_PREEMPTED, proc.stderr.read()
+    assert [i for i, _ in CheckpointManager(out / "state").list()] == [2, 3] and not (out / "model.pt").exists()
+    assert torch.load(CheckpointManager(out / "state").latest(), weights_only=True)["iteration"] == 3

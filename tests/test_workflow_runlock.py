@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _hardening_fixtures import wait_for
+from _process_fixtures import wait_for
 from _workflow_fixtures import BIN, DVC, REPO, SNAKEMAKE, run, small_params, workflow_copy
 
 from stcl.exit_codes import EXIT_UNAVAILABLE

@@ -9,7 +9,8 @@ Exit codes (the same for every subcommand; `main` is the one place that maps fai
 
 * 0 (`EXIT_OK`): done.
 * 1 (`EXIT_USER_ERROR`): bad input, missing file, full disk, output folder in use...: one line on stderr
-  ``stcl <command>: error: <path or key>: <what>`` (``STCL_DEBUG=1`` shows the traceback instead).
+  ``stcl <command>: error: <path or key>: <what>`` (``STCL_DEBUG=1`` shows the traceback instead; unset,
+  empty or ``0`` is off).
 * 69 (`EXIT_UNAVAILABLE`, EX_UNAVAILABLE of sysexits.h): what the command waited for never came (the other
   processes of a multi-node training within ``cluster.train.rendezvous_timeout_s``); one line naming it.
 * 75 (`EXIT_PREEMPTED`, EX_TEMPFAIL of sysexits.h): stopped by SIGTERM or SIGUSR1 (Slurm preemption or
@@ -124,6 +125,11 @@ def error_line(err: BaseException, outputs: list[Path]) -> str:
     return str(err)
 
 
+def _debugging() -> bool:
+    """``STCL_DEBUG`` asks for tracebacks; unset, empty or ``0`` means off."""
+    return os.environ.get("STCL_DEBUG", "").strip() not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         numerics.apply()  # portable float32 kernels (stcl.numerics) before torch dispatches anything
@@ -166,12 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (ValueError, OSError) as err:
         # User-facing failures (bad params, bad data, full disk) get one clear line; STCL_DEBUG=1 shows the traceback.
-        if os.environ.get("STCL_DEBUG"):
+        if _debugging():
             raise
         print(f"stcl {name}: error: {error_line(err, outputs)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except UnavailableError as err:
-        if os.environ.get("STCL_DEBUG"):
+        if _debugging():
             raise
         print(f"stcl {name}: error: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE

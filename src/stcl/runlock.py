@@ -35,7 +35,7 @@ from pathlib import Path
 
 from stcl.exit_codes import EXIT_UNAVAILABLE, UnavailableError
 
-__all__ = ["DVC_LOCK", "DVC_RWLOCK", "EXIT_UNAVAILABLE", "RepositoryInUseError", "hold_for_snakemake"]
+__all__ = ["DVC_LOCK", "DVC_RWLOCK", "EXIT_UNAVAILABLE", "RepositoryInUseError", "hold_for_snakemake", "pid_alive"]
 
 DVC_LOCK = Path(".dvc/tmp/lock")
 DVC_RWLOCK = Path(".dvc/tmp/rwlock")
@@ -47,7 +47,8 @@ class RepositoryInUseError(UnavailableError):
     """Another workflow run (a `dvc` process) works in this repository (one line; Snakemake exits 69)."""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +92,7 @@ def _dvc_stage_running(root: Path) -> str | None:
     entries = list(lock.get("write", {}).items()) + [(p, i) for p, infos in lock.get("read", {}).items() for i in infos]
     for path, info in entries:
         pid = info.get("pid") if isinstance(info, dict) else None
-        if isinstance(pid, int) and _alive(pid):
+        if isinstance(pid, int) and pid_alive(pid):
             return f"{_describe(pid)}, running `{info.get('cmd', '?')}` on {path}"
     return None
 

@@ -37,7 +37,6 @@ __all__ = [
     "predict_frame_flops",
     "train_step_work",
     "stcl_flops",
-    "model_parameters",
 ]
 
 # UperNet's pyramid pooling pools to 1×1, where BatchNorm in train mode refuses a batch of one sample.
@@ -157,7 +156,3 @@ def _train_step_work(
     params = sum(p.numel() for p in net.parameters())
     return TrainWork(flops, sum(storages.values()), params, frames)
 
-
-def model_parameters(model: ModelParams, proj_dim: int | None) -> int:
-    """Parameter count of the segmentor (124 classes) with an optional projection head."""
-    return sum(p.numel() for p in _meta_model(model, proj_dim).parameters())

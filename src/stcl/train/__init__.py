@@ -4,6 +4,6 @@
 :func:`stcl.train.loop.train`.
 """
 
-from stcl.train.loop import INTERRUPT_EXIT_CODE, PREEMPT_EXIT_CODE, NonFiniteLossError, TrainJob, TrainResult, train
+from stcl.train.loop import NonFiniteLossError, TrainJob, TrainResult, train
 
-__all__ = ["PREEMPT_EXIT_CODE", "INTERRUPT_EXIT_CODE", "NonFiniteLossError", "TrainJob", "TrainResult", "train"]
+__all__ = ["NonFiniteLossError", "TrainJob", "TrainResult", "train"]

@@ -8,9 +8,10 @@ optimiser and RNG states is the complete state of a run (see :mod:`stcl.train.st
 
 Preemption: SIGTERM or SIGUSR1 (Slurm sends one before killing a job: ``--signal=USR1@120`` or on
 preemption) sets a flag; at the end of the current iteration every rank agrees, a checkpoint is written and
-:func:`train` returns with ``preempted=True``; ``stcl train`` then exits with :data:`PREEMPT_EXIT_CODE`
-(75, EX_TEMPFAIL in sysexits.h: "temporary failure, retry"). Running the same command again resumes.
-Ctrl-C (SIGINT) does the same, with ``stop_signal == SIGINT`` and exit :data:`INTERRUPT_EXIT_CODE` (130);
+:func:`train` returns with ``preempted=True``; ``stcl train`` then exits with
+:data:`stcl.exit_codes.EXIT_PREEMPTED` (75, EX_TEMPFAIL in sysexits.h: "temporary failure, retry"). Running
+the same command again resumes. Ctrl-C (SIGINT) does the same, with ``stop_signal == SIGINT`` and exit
+:data:`stcl.exit_codes.EXIT_INTERRUPTED` (130);
 a second Ctrl-C while that checkpoint is being reached stops at once (KeyboardInterrupt, no checkpoint).
 """
 
@@ -43,8 +44,6 @@ from stcl.train.optim import WarmupPolySchedule, build_optimizer
 from stcl.train.state import CheckpointManager, capture_rng, restore_rng
 
 __all__ = [
-    "PREEMPT_EXIT_CODE",
-    "INTERRUPT_EXIT_CODE",
     "NonFiniteLossError",
     "LossFn",
     "TrainJob",
@@ -52,9 +51,6 @@ __all__ = [
     "train",
     "seed_everything",
 ]
-
-PREEMPT_EXIT_CODE = EXIT_PREEMPTED  # 75
-INTERRUPT_EXIT_CODE = EXIT_INTERRUPTED  # 130: 128 + SIGINT, as a shell reports a Ctrl-C'd program
 
 # (model output, labels (B,T,H,W) int64, use_stcl) -> (scalar loss, {part name: float})
 LossFn = Callable[[Any, torch.Tensor, bool], tuple[torch.Tensor, dict[str, float]]]
@@ -108,7 +104,7 @@ class TrainResult:
         """0 done; 130 stopped by Ctrl-C; 75 stopped by SIGTERM/SIGUSR1 (both resumable)."""
         if not self.preempted:
             return 0
-        return INTERRUPT_EXIT_CODE if self.stop_signal == signal.SIGINT else PREEMPT_EXIT_CODE
+        return EXIT_INTERRUPTED if self.stop_signal == signal.SIGINT else EXIT_PREEMPTED
 
 
 def seed_everything(seed: int) -> None:
