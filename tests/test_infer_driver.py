@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _infer_fixtures import PointwiseNet, write_vspw_root
+from _data_fixtures import write_vspw_root
+from _infer_fixtures import PointwiseNet
 from PIL import Image
 
 from stcl.data import vspw
