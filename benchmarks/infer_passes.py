@@ -27,7 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def counts(params) -> dict[str, dict[str, int]]:
-    from stcl.plan.jobs import split_frames
+    from stcl.plan.vspw_sizes import split_frames
 
     views = len(params.infer.scales) * (2 if params.infer.flip else 1)
     pviews = len(params.pseudo_label.scales) * (2 if params.pseudo_label.flip else 1)

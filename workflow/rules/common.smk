@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from stcl import roles
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params, table_ablations
 from stcl.params import TRAIN_STAGES, ParamsError, load_params
+from stcl.plan.graph import RuleMeta
 
 # The params file every `stcl` command reads: params.yaml, or the last --configfile given (which must then
 # be a complete params file, e.g. from `stcl params --preset paper`).
@@ -28,6 +29,21 @@ try:
 except ParamsError as err:
     sys.exit(f"stcl: {err}")
 VALUES = PARAMS.model_dump(mode="json")
+
+
+# What each rule is, declared once, just above the rule: `describe(rule, kind, ...)` (stcl.plan.graph.RuleMeta:
+# its kind, the DVC stage and `stcl plan` row its jobs share, the splits a CPU job reads). workflow/generate.py
+# (dvc.yaml's stages) and `stcl plan` (its rows and how each is projected) read it from the DAG's jobs. Kept
+# out of `params:`, whose every value is part of Snakemake's params rerun trigger. (Names here land in
+# snakemake.workflow's module globals, which the Snakefile runs in: `RuleInfo` there is Snakemake's own.)
+RULE_META = {}
+
+
+def describe(rule, kind, dvc_stage=None, plan_row=None, splits=()):
+    """Declare what `rule` is (stcl.plan.graph.RuleMeta); each rule once."""
+    if rule in RULE_META:
+        raise WorkflowError(f"rule {rule} is described twice")
+    RULE_META[rule] = RuleMeta(kind, dvc_stage, plan_row, tuple(splits))
 
 
 envvars:
@@ -128,13 +144,6 @@ def train_args(wildcards, input):
     return " ".join(args)
 
 
-def weights_arg(weights):
-    """`--weights w1 w2 ...` for `stcl infer`, or nothing for equal weights."""
-    return (
-        "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
-    )
-
-
 def model_keys(model):
     """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (`stcl.roles`)."""
     return roles.model_keys(model)
@@ -185,8 +194,11 @@ def cluster_threads(kind):
 
 
 def train_launcher(wildcards, resources):
-    """One torchrun per job with the job's GPU count; a plain process on CPU (the local profile); across
-    nodes one `srun` task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py)."""
+    """How a training job starts, from the job's resources alone (no rule names): across nodes one `srun`
+    task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py); with GPUs one torchrun with the job's GPU
+    count; without, one plain process. The executor caps the resources: the local profile offers `gpu: 0,
+    nodes: 1`, so every training rule runs plainly there; Slurm jobs get params' cluster.train.
+    """
     if resources.get("nodes", 1) > 1:
         r = PARAMS.cluster.train
         return (

@@ -13,6 +13,8 @@ if PARAMS.data.synthetic:
             f"<dir>/ADEChallengeData2016 (what `stcl synth --out <dir>` writes); got {VSPW}, {COCO}, {ADE}"
         )
 
+    describe("synth", "cpu")
+
     rule synth:
         output:
             vspw=directory(VSPW),
@@ -32,6 +34,9 @@ if PARAMS.data.synthetic:
             out=lambda wildcards, output: os.path.dirname(output.vspw),
         shell:
             "stcl synth --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+describe("prepare", "cpu", splits=("train", "val", "test"))
 
 
 rule prepare:
