@@ -163,12 +163,16 @@ def rule_metas(workflow: Any) -> dict[str, RuleMeta]:
     """{rule: RuleMeta} of every rule of a loaded Snakemake workflow that runs a command (the target rules
     that only name inputs, such as ``all``, run nothing and declare nothing).
 
-    Raises ValueError naming each rule that runs a command but declares no `RuleMeta`.
+    Raises ValueError naming each rule that runs a command but declares no `RuleMeta`, or each name described
+    that is no such rule.
     """
     declared = workflow.globals.get("RULE_META", {})
     missing = [r.name for r in workflow.rules if not r.norun and r.name not in declared]
     if missing:
         raise ValueError(f"{', '.join(missing)}: no describe(...) next to the rule (workflow/rules/*.smk)")
+    stale = sorted(set(declared) - {r.name for r in workflow.rules if not r.norun})
+    if stale:
+        raise ValueError(f"{', '.join(stale)}: described (workflow/rules/*.smk) but no rule of that name runs a command")
     return dict(declared)
 
 
