@@ -43,9 +43,9 @@ class RuleMeta:
     * ``plan_row``: the `stcl plan` row its jobs share (a template likewise); None: one row per job;
     * ``splits``: the VSPW splits whose frames a job reads, listed by the plan for a CPU job.
 
-    Not a ``params:`` entry: Snakemake records every params value as part of its ``params`` rerun trigger,
-    so a value that says nothing about the job's result would still rerun every finished job once it
-    changed.
+    Not a ``params:`` entry: Snakemake records every params value of a job for its ``params`` rerun trigger,
+    so values that say nothing about the job's result would rerun every finished job once when added, and
+    a job again whenever its rule's grouping changed. Snakemake has no other per-rule field for such data.
     """
 
     kind: Literal["train", "infer", "flow", "cpu"]
