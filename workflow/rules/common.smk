@@ -31,19 +31,19 @@ except ParamsError as err:
 VALUES = PARAMS.model_dump(mode="json")
 
 
-# What each rule is, declared once, just above the rule: `describe(rule, kind, ...)` (stcl.plan.graph.RuleMeta:
-# its kind, the DVC stage and `stcl plan` row its jobs share, the splits a CPU job reads). workflow/generate.py
+# `describe(name, kind, ...)` just above each rule says once what it is (stcl.plan.graph.RuleMeta), namely
+# its kind, the DVC stage and `stcl plan` row its jobs share and the splits a CPU job reads. generate.py
 # (dvc.yaml's stages) and `stcl plan` (its rows and how each is projected) read it from the DAG's jobs. Kept
 # out of `params:`, whose every value is part of Snakemake's params rerun trigger. (Names here land in
-# snakemake.workflow's module globals, which the Snakefile runs in: `RuleInfo` there is Snakemake's own.)
+# snakemake.workflow's module globals, which the Snakefile runs in; `RuleInfo` there is Snakemake's own.)
 RULE_META = {}
 
 
-def describe(rule, kind, dvc_stage=None, plan_row=None, splits=()):
-    """Declare what `rule` is (stcl.plan.graph.RuleMeta); each rule once."""
-    if rule in RULE_META:
-        raise WorkflowError(f"rule {rule} is described twice")
-    RULE_META[rule] = RuleMeta(kind, dvc_stage, plan_row, tuple(splits))
+def describe(name, kind, dvc_stage=None, plan_row=None, splits=()):
+    """Declare what the rule `name` is (stcl.plan.graph.RuleMeta); each rule once."""
+    if name in RULE_META:
+        raise WorkflowError(f"{name}: described twice (workflow/rules/*.smk)")
+    RULE_META[name] = RuleMeta(kind, dvc_stage, plan_row, tuple(splits))
 
 
 envvars:
@@ -194,7 +194,7 @@ def cluster_threads(kind):
 
 
 def train_launcher(wildcards, resources):
-    """How a training job starts, from the job's resources alone (no rule names): across nodes one `srun`
+    """How a training job starts, from the job's resources alone (no names of rules): across nodes one `srun`
     task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py); with GPUs one torchrun with the job's GPU
     count; without, one plain process. The executor caps the resources: the local profile offers `gpu: 0,
     nodes: 1`, so every training rule runs plainly there; Slurm jobs get params' cluster.train.
