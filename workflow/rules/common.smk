@@ -42,7 +42,7 @@ RULE_META = {}
 def describe(name, kind, dvc_stage=None, plan_row=None, splits=()):
     """Declare what the rule `name` is (stcl.plan.graph.RuleMeta); each rule once."""
     if name in RULE_META:
-        raise WorkflowError(f"{name}: described twice (workflow/rules/*.smk)")
+        raise ValueError(f"{name}: described twice (workflow/rules/*.smk)")
     RULE_META[name] = RuleMeta(kind, dvc_stage, plan_row, tuple(splits))
 
 
