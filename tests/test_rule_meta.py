@@ -4,12 +4,13 @@ every rule that runs a command declares it, and dvc.yaml's stages and `stcl plan
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from _workflow_fixtures import REPO, small_params, workflow_copy
+from _workflow_fixtures import REPO, SNAKEMAKE, small_params, workflow_copy
 from stcl.params import TRAIN_STAGES, load_params
 from stcl.plan.graph import RuleMeta, snakemake_jobs
 from stcl.plan.jobs import graph_specs
@@ -95,3 +96,20 @@ def test_the_local_profile_names_no_rule():
     """The local profile offers resources to every job (no per-rule list that could miss one): no GPU, one node."""
     profile = yaml.safe_load((REPO / "workflow/profiles/local/config.yaml").read_text())
     assert "set-resources" not in profile and profile["resources"] == {"gpu": 0, "nodes": 1}
+
+
+def _train_commands(*args: str) -> list[str]:
+    out = subprocess.run([SNAKEMAKE, "--profile", "local", "-n", "-p", "--forceall", *args], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [line for line in out.stdout.splitlines() if "stcl train" in line]
+
+
+def test_the_local_profile_trains_every_rule_without_torchrun_unless_given_gpus():
+    """The ablations' training too (it ran under torchrun when the profile listed rules by name); with
+    `--resources gpu=N` the same rules start torchrun."""
+    plain = _train_commands("ablation_table3")
+    assert len(plain) == 5 and sum("--stage train_stcl --init" in c for c in plain) == 4, plain  # COCO-pre + grid
+    assert all("torchrun" not in c and "srun" not in c for c in plain), plain
+    gpus = _train_commands("ablation_table3", "--resources", "gpu=2", "nodes=1")
+    assert len(gpus) == 5 and all("torchrun --standalone --nproc-per-node 1 -m stcl train" in c for c in gpus), gpus
