@@ -28,15 +28,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 def counts(params) -> dict[str, dict[str, int]]:
     from stcl.infer.multiscale import pseudo_label_tta
-    from stcl.plan.jobs import split_frames
+    from stcl.plan.vspw_sizes import split_frames
 
     views = len(params.infer.scales) * (2 if params.infer.flip else 1)
     pviews = len(pseudo_label_tta(params).views)
     val, test = split_frames(params, "val"), split_frames(params, "test")
     pool = sum(split_frames(params, s) for s in params.data.unlabeled.splits)
     teacher, ens = len(params.teacher.members), len(params.infer.models)
-    singles = 3  # train_stcl, train_ade, train_student evaluated alone
-    val_after = len(set(params.infer.models) | set(params.teacher.members) | {"train_stcl", "train_ade"})
+    from stcl.roles import ENSEMBLE, TEACHER, outputs, split_members
+
+    singles = len(set(outputs(params)) - {TEACHER, ENSEMBLE})  # the trained models evaluated alone
+    val_after = len(split_members(params, "val"))
     before = {
         "val": val * views * (singles + teacher + ens),
         "test": test * views * ens,
@@ -54,6 +56,7 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
     from stcl.data.classes import VSPW_CLASSES
     from stcl.models import build_segmentor, save_model
     from stcl.params import load_params
+    from stcl.roles import ENSEMBLE, TEACHER, split_members
 
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="stcl_passes_") as tmp:
@@ -68,7 +71,7 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
             p = load_params("params.yaml")
             assert stcl(["synth", "--out", "data"]) == 0
             ck = {}
-            for i, name in enumerate(("train_stcl", "train_ade", "train_student")):
+            for i, name in enumerate(split_members(p, "val")):
                 torch.manual_seed(i)
                 model = build_segmentor(p.model, 124, load_pretrained=False)
                 ck[name] = save_model(
@@ -81,7 +84,7 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
                     class_names=VSPW_CLASSES,
                 )
             base = ["infer", "--split", "val", "--device", "cpu"]
-            jobs = {n: [n] for n in ck} | {"teacher": list(p.teacher.members), "ensemble": list(p.infer.models)}
+            jobs = {n: [n] for n in ck} | {TEACHER: list(p.teacher.members), ENSEMBLE: list(p.infer.models)}
             t0 = time.perf_counter()
             for name, members in jobs.items():
                 models = [x for m in members for x in ("--checkpoint", f"{m}={ck[m]}")]
@@ -89,8 +92,8 @@ def time_val(params_path: Path | None) -> tuple[float, float]:
             separate = time.perf_counter() - t0
             outs = [f"{n}={n}=one/{n}" for n in ck]
             outs += [
-                f"teacher={','.join(p.teacher.members)}=one/teacher",
-                f"ensemble={','.join(p.infer.models)}=one/ensemble",
+                f"{TEACHER}={','.join(p.teacher.members)}=one/{TEACHER}",
+                f"{ENSEMBLE}={','.join(p.infer.models)}=one/{ENSEMBLE}",
             ]
             t0 = time.perf_counter()
             argv = [

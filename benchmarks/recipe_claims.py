@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from stcl.roles import ENSEMBLE, EVALUATED, TEACHER, TRAIN_ADE, TRAIN_STCL, TRAIN_STUDENT
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 WORKFLOW_FILES = ("Snakefile", "params.yaml", "workflow", "local")
@@ -51,15 +53,15 @@ METRICS = ("mIoU", "VC8", "VC16")
 # (label, better, worse, metrics, paper's direction): "better" should beat "worse" per the paper.
 COMPARISONS = [
     ("COCO-pre vs none (Table 2)", "train_nostcl", "baseline", ("mIoU",)),
-    ("STCL vs none (Table 3)", "train_stcl", "train_nostcl", METRICS),
-    ("teacher vs train_stcl (Table 4)", "teacher", "train_stcl", ("mIoU",)),
-    ("teacher vs train_ade (Table 4)", "teacher", "train_ade", ("mIoU",)),
-    ("student vs train_stcl (Table 4)", "train_student", "train_stcl", ("mIoU",)),
-    ("ensemble vs teacher (3.4)", "ensemble", "teacher", ("mIoU",)),
-    ("class-balanced student vs train_stcl", "train_student_cb", "train_stcl", ("mIoU",)),
-    ("class-balanced vs fixed-threshold student", "train_student_cb", "train_student", ("mIoU",)),
+    ("STCL vs none (Table 3)", TRAIN_STCL, "train_nostcl", METRICS),
+    ("teacher vs train_stcl (Table 4)", TEACHER, TRAIN_STCL, ("mIoU",)),
+    ("teacher vs train_ade (Table 4)", TEACHER, TRAIN_ADE, ("mIoU",)),
+    ("student vs train_stcl (Table 4)", TRAIN_STUDENT, TRAIN_STCL, ("mIoU",)),
+    ("ensemble vs teacher (3.4)", ENSEMBLE, TEACHER, ("mIoU",)),
+    ("class-balanced student vs train_stcl", "train_student_cb", TRAIN_STCL, ("mIoU",)),
+    ("class-balanced vs fixed-threshold student", "train_student_cb", TRAIN_STUDENT, ("mIoU",)),
 ]
-CHAIN_MODELS = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble")
+CHAIN_MODELS = EVALUATED
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> None:

@@ -20,11 +20,6 @@ import stcl
 SRC = Path(stcl.__file__).parent  # src/stcl
 ARCHITECTURE = Path(__file__).parents[1] / "ARCHITECTURE.md"
 
-# The one known exception, owned by another change: plan.jobs imports plan.flow inside a function while
-# plan.flow imports plan.jobs (a module cycle in plan/). Delete this entry when that fix is merged; the
-# test below fails once the edge is gone, so it cannot outlive the cycle.
-KNOWN_CYCLE_EDGES = {("stcl.plan.jobs", "stcl.plan.flow")}
-
 
 def _modules() -> dict[str, Path]:
     """Dotted name → file of every module of the package (a package's ``__init__`` under the package name)."""
@@ -142,9 +137,6 @@ def test_every_import_goes_to_the_same_or_a_lower_layer():
 
 def test_no_module_import_cycle():
     graph = _graph()
-    for source, target in KNOWN_CYCLE_EDGES:
-        assert target in graph[source], f"{source} no longer imports {target}: delete it from KNOWN_CYCLE_EDGES"
-        graph[source] = graph[source] - {target}
     cycle = _cycle(graph)
     assert cycle is None, " → ".join(cycle)
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stcl.params import Params, ParamsError, load_params
+from stcl.params import TRAIN_STAGES, Params, ParamsError, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_stages_inherit_the_shared_train_section(tmp_path):
     data["train"]["optimizer"]["lr"] = 1e-3
     data["train_ade"]["optimizer"] = {"weight_decay": 0.05}
     params = load_params(_write(tmp_path, data))
-    assert all(params.stage(s).optimizer.lr == 1e-3 for s in ("pretrain_coco", "train_stcl", "train_ade", "train_student"))
+    assert all(params.stage(s).optimizer.lr == 1e-3 for s in TRAIN_STAGES)
     assert params.train_ade.optimizer.weight_decay == 0.05 and params.train_stcl.optimizer.weight_decay == 0.01
     assert params.train_student.iters == 300 and params.train_stcl.iters == 200
     assert params.pretrain_coco.stcl.enabled is False and params.train_stcl.stcl.enabled is True

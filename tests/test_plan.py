@@ -182,3 +182,23 @@ def test_cli_json_and_bad_calibration(tmp_path: Path, capsys):
     with pytest.raises(ValueError, match="x.json: not a gpu_check.py result"):
         calibrate(gpu_by_name("H100"), bad)
     assert GIB == 2**30
+
+
+def test_chain_wall_overlaps_the_rows_of_one_graph_level_that_fit_together():
+    """Rows that read nothing of each other and sit at the same depth of the graph run at once when their GPUs
+    (per job x jobs) fit together; a row that reads another's outputs waits for it."""
+    from stcl.plan.report import chain_hours
+    from stcl.plan.rows import JobPlan
+
+    a = JobPlan("a", "train", 4, 1, stage_hours=2.0)
+    b = JobPlan("b", "train", 4, 1, stage_hours=3.0)
+    shards = JobPlan("c", "infer", 1, 8, stage_hours=1.0, after=["a", "b"])
+    assert chain_hours([a, b, shards], 8) == 3.0 + 1.0  # a and b side by side on 4 + 4 GPUs
+    assert chain_hours([a, b, shards], 4) == 2.0 + 3.0 + 1.0  # one after the other
+    b.after = ["a"]
+    assert chain_hours([a, b, shards], 8) == 6.0
+    cpu = JobPlan("prepare", "cpu", 0, 1, stage_hours=0.0)
+    shards.after = []
+    assert chain_hours([cpu, shards], 8) == 1.0  # 8 shards on 1 GPU each take the 8 GPUs; CPU rows take none
+    assert chain_hours([shards, JobPlan("d", "infer", 1, 8, stage_hours=0.5)], 8) == 1.5
+

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stcl.params import Params
+from stcl.params import TRAIN_STAGES, Params
 from stcl.presets import preset_params
 from stcl.plan.gpus import gpu_by_name
 from stcl.plan.nodes import nodes_dict, nodes_table, plan_nodes
@@ -27,7 +27,7 @@ def _tiny(gpus: int = 4, sync_bn: bool = False, projection_input: str = "backbon
         }
     )
     update = {"model": model, "cluster": p.cluster.model_copy(update={"train": p.cluster.train.model_copy(update={"gpus": gpus})})}
-    for name in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+    for name in TRAIN_STAGES:
         update[name] = getattr(p, name).model_copy(update={"batch_size": 16, "batch_per_device": 2})
     return p.model_copy(update=update)
 
@@ -62,7 +62,7 @@ def test_batchnorm_and_idle_gpu_warnings() -> None:
     bn = [w for w in warnings if "BatchNorm" in w]
     assert len(bn) == 1 and "set model.sync_bn: true" in bn[0], warnings
     # The decoder sees the query frame only (STCL on the encoder): every stage has one sample in its BatchNorm.
-    assert bn[0].endswith("(pretrain_coco, train_stcl, train_ade, train_student)"), bn
+    assert bn[0].endswith(f"({', '.join(TRAIN_STAGES)})"), bn
     fused = nodes_dict(plan_nodes(_tiny(gpus=8, projection_input="fpn_bottleneck"), gpu, (4,)))["warnings"]
     bn = [w for w in fused if "BatchNorm" in w]
     assert len(bn) == 1 and bn[0].endswith("(pretrain_coco, train_ade)"), bn  # the decoder sees 1 clip × 4 frames
@@ -80,10 +80,10 @@ def test_cli_plans_the_paper_preset_on_two_nodes(capsys) -> None:
     # 4 nodes x 8 GPUs cannot all hold a clip of the global batch 16: the one warning
     assert data["nodes"]["warnings"] == [
         "4 nodes: the global batch 16 keeps 4 of 8 GPUs per node busy: set cluster.train.gpus: 4"
-        " (pretrain_coco, train_stcl, train_ade, train_student)"
+        f" ({', '.join(TRAIN_STAGES)})"
     ]
     assert data["nodes"]["settings"]["2"] == [
-        "cluster.train.nodes: 2", "batch_per_device: 1 (pretrain_coco, train_stcl, train_ade, train_student)"
+        "cluster.train.nodes: 2", f"batch_per_device: 1 ({', '.join(TRAIN_STAGES)})"
     ]
     hours = data["nodes"]["training_wall_hours"]
     assert set(hours) == {"1", "2", "4"} and hours["1"]["100 Gb/s"] == hours["1"]["400 Gb/s"]

@@ -21,8 +21,9 @@ from stcl.data.vspw import frame_path, list_frames, load_train_ids, mask_path, r
 from stcl.infer.io import save_label_png
 from stcl.metrics.consistency import ConsistencyCounter
 from stcl.report.qualitative import FlickerTracker
+from stcl.roles import TRAIN_ADE, TRAIN_STCL
 
-STAGES = ("train_stcl", "train_ade")
+STAGES = (TRAIN_STCL, TRAIN_ADE)  # two stages' curves
 
 
 def test_flicker_marks_exactly_the_pixels_vc_does_not_count():

@@ -24,7 +24,7 @@ import torch
 import yaml
 from _process_fixtures import default_sigint, finish
 
-from stcl.params import ParamsError, parse_params
+from stcl.params import TRAIN_STAGES, ParamsError, parse_params
 from stcl.presets import preset_params, recipe_dict
 from stcl.train.slurm_env import first_host, master_port, slurm_rendezvous
 
@@ -133,7 +133,7 @@ def test_paper_batch_of_16_on_two_nodes_needs_one_image_per_gpu() -> None:
     assert "pretrain_coco.batch_size = 16" in lines[1]
     data = _paper(nodes=2)
     data["train"]["batch_per_device"] = 1
-    for stage in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+    for stage in TRAIN_STAGES:
         data[stage].pop("batch_per_device", None)
     p = parse_params(data)
     assert (p.cluster.train.nodes, p.train_stcl.batch_per_device) == (2, 1)
@@ -268,7 +268,7 @@ def test_two_node_rule_gives_one_sbatch_with_a_task_per_gpu_and_srun(tmp_path) -
 
     from _workflow_fixtures import small_params, workflow_copy
 
-    stages = {s: {"batch_size": 16, "batch_per_device": 1} for s in ("pretrain_coco", "train_stcl", "train_ade", "train_student")}
+    stages = {s: {"batch_size": 16, "batch_per_device": 1} for s in TRAIN_STAGES}
     params = small_params({"cluster": {"train": {"gpus": 8, "nodes": 2, "cpus_per_gpu": 6, "mem_mb": 9000}}, **stages})
     work = workflow_copy(tmp_path / "repo", params)
     res, shell = _dry_run_resources(work, "pretrain_coco")

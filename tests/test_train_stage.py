@@ -19,13 +19,13 @@ from stcl.cli import main
 from stcl.exit_codes import EXIT_PREEMPTED
 from stcl.hold import ENV as HOLD_ENV
 from stcl.models.checkpoints import load_model
-from stcl.params import load_params
+from stcl.params import TRAIN_STAGES, load_params
 from stcl.train.state import CheckpointManager
 
 
 def _write_params(folder: Path, iters: int, **stage_overrides) -> Path:
     data = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
-    for stage in ("pretrain_coco", "train_stcl", "train_ade", "train_student"):
+    for stage in TRAIN_STAGES:
         data[stage].update(iters=iters, checkpoint_every=2, log_every=1, **stage_overrides)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(data))

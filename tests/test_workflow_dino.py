@@ -13,6 +13,7 @@ from PIL import Image
 from _workflow_fixtures import SNAKEMAKE, run, small_params, workflow_copy
 from stcl.cli import main
 from stcl.models import read_model_file
+from stcl.roles import EVALUATED
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ def test_dinov2_tiny_through_the_chain_and_predict(tmp_path, capsys):
     student = work / "results/models/train_student/model.pt"
     assert read_model_file(student)["model_params"]["backbone"] == "dinov2_tiny"
     rows = {}
-    for model in ("train_stcl", "train_ade", "train_student", "teacher", "ensemble"):
+    for model in EVALUATED:
         data = json.loads((work / f"results/metrics/{model}.json").read_text())
         assert 0.0 <= data["mIoU"] <= 1.0
         rows[model] = data["mIoU"]

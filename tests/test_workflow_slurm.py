@@ -10,6 +10,7 @@ import pytest
 
 from _slurm_harness import SlurmCluster, unavailable_reason
 from _workflow_fixtures import REPO, SNAKEMAKE, run, small_params, workflow_copy, write_params
+from stcl.params import TRAIN_STAGES
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +53,7 @@ rule probe:
 
 def test_two_gpu_training_job_runs_its_command_once(cluster, tmp_path):
     """A `gpu: 2` training rule: one command per job (no --ntasks-per-gpu), both GPUs, torchrun with 2."""
-    one_each = {stage: {"batch_per_device": 1} for stage in ("pretrain_coco", "train_stcl", "train_ade", "train_student")}
+    one_each = {stage: {"batch_per_device": 1} for stage in TRAIN_STAGES}
     write_params(tmp_path / "params.yaml", small_params({"cluster": {"train": {"gpus": 2, "cpus_per_gpu": 1}}, **one_each}))
     (tmp_path / "Snakefile").write_text(PROBE.format(common=REPO / "workflow/rules/common.smk"))
     run([SNAKEMAKE, "--profile", str(REPO / "workflow/profiles/slurm"), *FAST_STATUS], tmp_path, env=cluster.env())

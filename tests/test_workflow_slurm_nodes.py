@@ -13,11 +13,12 @@ import torch
 
 from _slurm_nodes_harness import NodesCluster, nodes_unavailable_reason
 from _workflow_fixtures import BIN, SNAKEMAKE, run, small_params, workflow_copy
+from stcl.params import TRAIN_STAGES
 
 pytestmark = pytest.mark.slow
 
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"]
-STAGES = ("pretrain_coco", "train_stcl", "train_ade", "train_student")
+STAGES = TRAIN_STAGES
 
 
 @pytest.fixture(scope="module")

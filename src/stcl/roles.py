@@ -18,10 +18,18 @@ from typing import Any
 
 from stcl.params import TRAIN_STAGES, Params
 
-__all__ = ["EVALUATED", "SPLIT_OUTPUTS", "Role", "outputs", "split_members", "model_info", "model_keys"]
+__all__ = [
+    "PRETRAIN_COCO", "TRAIN_STCL", "TRAIN_ADE", "TRAIN_STUDENT", "TEACHER", "ENSEMBLE",
+    "EVALUATED", "SPLIT_OUTPUTS", "Role", "outputs", "split_members", "model_info", "model_keys",
+]
 
-EVALUATED = ("train_stcl", "train_ade", "teacher", "train_student", "ensemble")
-SPLIT_OUTPUTS = {"val": EVALUATED, "test": ("ensemble",)}
+# The trained stages, as `stcl.params` names them (in chain order): COCO pretraining (paper 2.2), the STCL
+# model (2.1), the model trained with ADE20K (2.2), the student of the pseudo labels (2.3).
+PRETRAIN_COCO, TRAIN_STCL, TRAIN_ADE, TRAIN_STUDENT = TRAIN_STAGES
+TEACHER = "teacher"  # the pseudo labeller: teacher.members (Table 4 "Teacher")
+ENSEMBLE = "ensemble"  # the final predictions: infer.models (3.4)
+EVALUATED = (TRAIN_STCL, TRAIN_ADE, TEACHER, TRAIN_STUDENT, ENSEMBLE)
+SPLIT_OUTPUTS = {"val": EVALUATED, "test": (ENSEMBLE,)}
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,8 @@ class Role:
 def outputs(params: Params) -> dict[str, Role]:
     """Every output a split's pass can write: each trained stage predicting VSPW classes, teacher, ensemble."""
     roles = {s: Role((s,), None, ()) for s in TRAIN_STAGES if params.stage(s).label_space == "vspw"}
-    roles["teacher"] = Role(tuple(params.teacher.members), params.teacher.weights, ("teacher",))
-    roles["ensemble"] = Role(tuple(params.infer.models), params.infer.weights, ("infer.models", "infer.weights"))
+    roles[TEACHER] = Role(tuple(params.teacher.members), params.teacher.weights, ("teacher",))
+    roles[ENSEMBLE] = Role(tuple(params.infer.models), params.infer.weights, ("infer.models", "infer.weights"))
     return roles
 
 
@@ -56,9 +64,9 @@ def model_info(params: Params, model: str) -> dict[str, Any]:
         info["datasets"] = [d.name for d in stage.datasets]
         info["init"] = stage.init
         info["stcl"] = {"enabled": stage.stcl.enabled, "dim": stage.stcl.dim, "tau": stage.stcl.tau}
-    elif model == "teacher":
+    elif model == TEACHER:
         info["members"] = list(params.teacher.members)
-    elif model == "ensemble":
+    elif model == ENSEMBLE:
         info["members"] = list(params.infer.models)
     return info
 
@@ -67,4 +75,4 @@ def model_keys(model: str) -> tuple[str, ...]:
     """The params keys `model_info` reads for ``model`` (besides ``model.backbone``)."""
     if model in TRAIN_STAGES:
         return (f"{model}.datasets", f"{model}.init", f"{model}.stcl")
-    return {"teacher": ("teacher.members",), "ensemble": ("infer.models",)}.get(model, ())
+    return {TEACHER: ("teacher.members",), ENSEMBLE: ("infer.models",)}.get(model, ())

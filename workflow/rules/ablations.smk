@@ -8,6 +8,9 @@ wildcard_constraints:
     name=r"baseline_\w+|train_coco|train_nostcl|stcl_d\d+_t[0-9.e-]+",
 
 
+describe("ablation_params", "cpu")
+
+
 rule ablation_params:
     output:
         "results/ablations/{name}/params.yaml",
@@ -21,6 +24,9 @@ rule ablation_params:
         reads=VALUES,
     shell:
         "stcl ablation {wildcards.name} --params {params.file:q} --out {output:q} > {log:q} 2>&1"
+
+
+describe("ablation_train", "train")
 
 
 rule ablation_train:
@@ -48,6 +54,9 @@ rule ablation_train:
         " --out {params.out:q} > {log:q} 2>&1"
 
 
+describe("ablation_infer", "infer")
+
+
 rule ablation_infer:
     input:
         params="results/ablations/{name}/params.yaml",
@@ -72,6 +81,9 @@ rule ablation_infer:
         " --split val {params.output:q} > {log:q} 2>&1"
 
 
+describe("ablation_evaluate", "cpu", splits=("val",))
+
+
 rule ablation_evaluate:
     input:
         params="results/ablations/{name}/params.yaml",
@@ -91,6 +103,9 @@ rule ablation_evaluate:
         "stcl evaluate --params {input.params:q} --gt-root {input.vspw:q} --pred-root {input.pred:q}"
         " --split val --model {wildcards.name} --out {output.metrics:q} --details {output.details:q}"
         " > {log:q} 2>&1"
+
+
+describe("ablation_tables", "cpu")
 
 
 rule ablation_tables:

@@ -10,6 +10,7 @@ from pathlib import Path
 from stcl import roles
 from stcl.ablations import TABLE_ABLATIONS, ablation, ablation_params, table_ablations
 from stcl.params import TRAIN_STAGES, ParamsError, load_params
+from stcl.plan.graph import RuleMeta
 
 # The params file every `stcl` command reads: params.yaml, or the last --configfile given (which must then
 # be a complete params file, e.g. from `stcl params --preset paper`).
@@ -26,6 +27,21 @@ try:
 except ParamsError as err:
     sys.exit(f"stcl: {err}")
 VALUES = PARAMS.model_dump(mode="json")
+
+
+# `describe(name, kind, ...)` just above each rule says once what it is (stcl.plan.graph.RuleMeta), namely
+# its kind, the DVC stage and `stcl plan` row its jobs share and the splits a CPU job reads. generate.py
+# (dvc.yaml's stages) and `stcl plan` (its rows and how each is projected) read it from the DAG's jobs. Kept
+# out of `params:`, whose every value is part of Snakemake's params rerun trigger. (Names here land in
+# snakemake.workflow's module globals, which the Snakefile runs in; `RuleInfo` there is Snakemake's own.)
+RULE_META = {}
+
+
+def describe(name, kind, dvc_stage=None, plan_row=None, splits=()):
+    """Declare what the rule `name` is (stcl.plan.graph.RuleMeta); each rule once."""
+    if name in RULE_META:
+        raise ValueError(f"{name}: described twice (workflow/rules/*.smk)")
+    RULE_META[name] = RuleMeta(kind, dvc_stage, plan_row, tuple(splits))
 
 
 envvars:
@@ -126,13 +142,6 @@ def train_args(wildcards, input):
     return " ".join(args)
 
 
-def weights_arg(weights):
-    """`--weights w1 w2 ...` for `stcl infer`, or nothing for equal weights."""
-    return (
-        "" if weights is None else " --weights " + " ".join(f"{w:g}" for w in weights)
-    )
-
-
 def model_keys(model):
     """Keys `stcl evaluate` records as the recipe of `model` in its metrics JSON (`stcl.roles`)."""
     return roles.model_keys(model)
@@ -183,8 +192,11 @@ def cluster_threads(kind):
 
 
 def train_launcher(wildcards, resources):
-    """One torchrun per job with the job's GPU count; a plain process on CPU (the local profile); across
-    nodes one `srun` task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py)."""
+    """How a training job starts, from the job's resources alone (no names of rules): across nodes one `srun`
+    task per GPU (ranks from SLURM_*: src/stcl/train/slurm_env.py); with GPUs one torchrun with the job's GPU
+    count; without, one plain process. The executor caps the resources: the local profile offers `gpu: 0,
+    nodes: 1`, so every training rule runs plainly there; Slurm jobs get params' cluster.train.
+    """
     if resources.get("nodes", 1) > 1:
         r = PARAMS.cluster.train
         return (

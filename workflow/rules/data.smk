@@ -4,6 +4,9 @@
 if PARAMS.data.synthetic:
     # `stcl synth --out DIR` writes DIR/VSPW_480p, DIR/coco and DIR/ADEChallengeData2016: params validation
     # (`stcl.params.DataParams`) holds the three roots to that layout.
+
+    describe("synth", "cpu")
+
     rule synth:
         output:
             vspw=directory(VSPW),
@@ -23,6 +26,9 @@ if PARAMS.data.synthetic:
             out=lambda wildcards, output: os.path.dirname(output.vspw),
         shell:
             "stcl synth --params {params.file:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+describe("prepare", "cpu", splits=("train", "val", "test"))
 
 
 rule prepare:

@@ -1,6 +1,9 @@
 # Metrics (official VSPW mIoU/WIoU/VC8/VC16) per model on val, and the paper's tables.
 
 
+describe("evaluate", "cpu", plan_row="evaluate", splits=("val",))
+
+
 rule evaluate:
     input:
         vspw=VSPW,
@@ -37,6 +40,9 @@ rule evaluate:
         "stcl evaluate --params {params.file:q} --gt-root {input.vspw:q} --pred-root {params.pred:q}"
         " --split val --model {wildcards.model} --out {output.metrics:q} --details {output.details:q}"
         " {params.tc} > {log:q} 2>&1"
+
+
+describe("tables", "cpu")
 
 
 rule tables:

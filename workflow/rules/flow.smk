@@ -3,6 +3,9 @@
 # params tc.raft_weights names a RAFT file; otherwise evaluate skips TC with one line.
 
 
+describe("flow", "flow", plan_row="flow")
+
+
 rule flow:
     input:
         vspw=VSPW,

@@ -6,6 +6,9 @@
 
 # The shards write their videos into one folder per split, which this job (re)creates empty whenever a model
 # or an inference setting changes, so no shard resumes from predictions of an older model.
+describe("infer_init", "cpu", dvc_stage="infer-{split}", plan_row="infer_{split}")
+
+
 rule infer_init:
     input:
         checkpoints=split_checkpoints,
@@ -22,6 +25,9 @@ rule infer_init:
         reads=split_keys,
     shell:
         "mkdir -p {output:q} > {log:q} 2>&1"
+
+
+describe("infer", "infer", dvc_stage="infer-{split}", plan_row="infer_{split}")
 
 
 rule infer:
@@ -54,6 +60,9 @@ rule infer:
         " {params.outputs} --shard {wildcards.shard}/{wildcards.n} --record {output:q} > {log:q} 2>&1"
 
 
+describe("infer_gather", "cpu", dvc_stage="infer-{split}", plan_row="infer_{split}")
+
+
 rule infer_gather:
     input:
         folder="results/predictions/{split}",
@@ -81,6 +90,9 @@ rule infer_gather:
     shell:
         "stcl infer --params {params.file:q} --root {input.vspw:q} --split {wildcards.split} {params.outputs}"
         " --gather --record {input.records:q} --manifest {output:q} > {log:q} 2>&1"
+
+
+describe("submit", "cpu")
 
 
 rule submit:

@@ -7,6 +7,9 @@ PSEUDO_KEYS = ("pseudo_label", "teacher", "data.unlabeled") + INFER_KEYS
 
 # The shards write their videos into one dataset folder, which this job (re)creates empty whenever the
 # teacher or the pseudo-label settings change, so no shard resumes from labels of an older teacher.
+describe("pseudo_label_init", "cpu", dvc_stage="pseudo_label", plan_row="pseudo_label")
+
+
 rule pseudo_label_init:
     input:
         unlabeled="results/prepare/unlabeled.txt",
@@ -22,6 +25,9 @@ rule pseudo_label_init:
         reads=reads(*PSEUDO_KEYS),
     shell:
         "mkdir -p {output:q} > {log:q} 2>&1"
+
+
+describe("pseudo_label", "infer", dvc_stage="pseudo_label", plan_row="pseudo_label")
 
 
 rule pseudo_label:
@@ -55,6 +61,11 @@ rule pseudo_label:
         "stcl pseudo_label --params {params.file:q} --root {input.frames:q} {params.models}"
         " --shard {wildcards.shard}/{wildcards.n} --unlabeled {input.unlabeled:q}"
         " --dataset {params.dataset:q} --record {output:q} > {log:q} 2>&1"
+
+
+describe(
+    "pseudo_label_gather", "cpu", dvc_stage="pseudo_label", plan_row="pseudo_label"
+)
 
 
 rule pseudo_label_gather:

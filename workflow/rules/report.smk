@@ -6,6 +6,9 @@
 REPORT_STAGES = TRAIN_STAGES
 
 
+describe("report_figures", "cpu")
+
+
 rule report_figures:
     input:
         details=expand("results/evaluate/{model}.json", model=EVAL_MODELS),

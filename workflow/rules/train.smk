@@ -7,6 +7,7 @@
 TRAIN_KEYS = ("model", "clips", "augment", "train")
 
 for _stage in TRAIN_STAGES:
+    describe(_stage, "train")
 
     rule:
         name:

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from stcl.atomic import atomic_path, write_bytes, write_text
+from stcl import roles
 from stcl.metrics.paper import TABLES, TableSpec, backbone_label
 
 __all__ = [
@@ -167,12 +168,10 @@ def _ours(metrics: dict[str, Any], key: str) -> Any:
 
 def _fill_from_params(data: dict[str, Any], params: Any) -> None:
     """Fill what a metrics file lacks of its model's recipe from params (`stcl.roles.model_info`)."""
-    from stcl.roles import model_info
-
     info = data.get("model_info") or {}
     data["model_info"] = info
     data.setdefault("backbone", params.model.backbone)
-    for key, value in model_info(params, data["model"]).items():
+    for key, value in roles.model_info(params, data["model"]).items():
         info.setdefault(key, value)
     info["backbone"] = info.get("backbone") or data["backbone"]
 
@@ -181,16 +180,16 @@ def paper_rows_for(metrics: dict[str, Any]) -> list[tuple[str, str, int | None, 
     """(table key, paper method, dim, τ) rows this model fills (see the module docstring)."""
     model = metrics["model"]
     stcl = (metrics.get("model_info") or {}).get("stcl") or {}
-    if model == "train_stcl":
+    if model == roles.TRAIN_STCL:
         return [("table3", "Swin-L + STCL", stcl.get("dim"), stcl.get("tau")), ("table4", "Swin-L", None, None)]
-    if model == "train_ade":
+    if model == roles.TRAIN_ADE:
         from_coco = (metrics.get("model_info") or {}).get("init") is not None
         return [("table2", "Swin-L + COCO-pre + ADE" if from_coco else "Swin-L + ADE", None, None)]
-    if model == "teacher":
+    if model == roles.TEACHER:
         return [("table4", "Teacher", None, None)]
-    if model == "train_student":
+    if model == roles.TRAIN_STUDENT:
         return [("table4", "Swin-L + Pseudo", None, None)]
-    if model == "ensemble":
+    if model == roles.ENSEMBLE:
         return [("final", "Ensemble (CASIA_IVA)", None, None)]
     if model.startswith("baseline"):
         return [("table1", backbone_label(metrics.get("backbone")), None, None), ("table2", "Swin-L", None, None)]

@@ -15,11 +15,10 @@ from functools import lru_cache
 
 from stcl.params import Params
 from stcl.plan.gpus import GPU
-from stcl.plan.jobs import VSPW_FRAMES, VSPW_FRAME_SIZE, JobPlan
+from stcl.plan.rows import JobPlan
+from stcl.plan.vspw_sizes import VSPW_FRAMES, VSPW_VAL_VIDEOS, frame_size
 
-__all__ = ["VSPW_VAL_VIDEOS", "raft_pair_flops", "tc_pairs", "flow_plan"]
-
-VSPW_VAL_VIDEOS = 343
+__all__ = ["raft_pair_flops", "tc_pairs", "flow_plan"]
 
 
 @lru_cache(maxsize=8)
@@ -50,13 +49,12 @@ def tc_pairs(params: Params) -> tuple[int, int, tuple[int, int]]:
     if (root / "val.txt").is_file():
         videos = select_videos(vspw.read_split(root, "val"), limit)
         pairs = sum(len(vspw.list_frames(root, v)) - 1 for v in videos)
-        size = (params.synth.height, params.synth.width) if params.data.synthetic else VSPW_FRAME_SIZE
-        return len(videos), pairs, size
+        return len(videos), pairs, frame_size(params)
     if params.data.synthetic:
         n = min(params.synth.videos.val, VSPW_VAL_VIDEOS if limit == "all" else limit)
         return n, n * (params.synth.frames_per_video - 1), (params.synth.height, params.synth.width)
     n = VSPW_VAL_VIDEOS if limit == "all" else min(limit, VSPW_VAL_VIDEOS)
-    return n, round(VSPW_FRAMES["val"] * n / VSPW_VAL_VIDEOS) - n, VSPW_FRAME_SIZE
+    return n, round(VSPW_FRAMES["val"] * n / VSPW_VAL_VIDEOS) - n, frame_size(params)
 
 
 def flow_plan(params: Params, gpu: GPU) -> JobPlan:

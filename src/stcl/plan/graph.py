@@ -2,7 +2,10 @@
 workflow/generate.py writes dvc.yaml from them, so neither keeps a second copy of the stage graph.
 
 `snakemake_jobs` builds the DAG of the given targets (default: the default target) as
-``snakemake -n [--forceall]`` would and returns its jobs in dependency order. `graph_workdir` gives
+``snakemake -n [--forceall]`` would and returns its jobs in dependency order, each with what its rule
+declares of itself (`RuleMeta`, next to the rule in workflow/rules/*.smk: its kind, the DVC stage and the
+plan row its jobs share). The jobs are those of the local profile (its global ``resources``: no GPU, one
+node), so a training job's command is one plain ``stcl train`` process. `graph_workdir` gives
 `stcl plan` a place to build the DAG of any params file before the data exists: a scratch folder where
 the dataset roots params names (relative paths) exist as empty folders, so that Snakemake's check for
 missing inputs passes; the jobs, their commands and paths are those of the real working folder.
@@ -17,9 +20,42 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["Job", "snakemake_jobs", "graph_workdir"]
+import yaml
+
+__all__ = ["RuleMeta", "Job", "snakemake_jobs", "graph_workdir", "local_resources"]
+
+# Where a workflow's local profile lives, relative to the Snakefile's folder.
+LOCAL_PROFILE = Path("workflow/profiles/local/config.yaml")
+
+
+@dataclass(frozen=True)
+class RuleMeta:
+    """What a rule declares of itself, once, next to the rule (``describe(...)`` in workflow/rules/*.smk).
+
+    * ``kind``: what a job of the rule needs: "train" (a training stage, GPUs), "infer" (sharded GPU
+      inference: the rule named after its params section, ``infer`` or ``pseudo_label``), "flow" (RAFT
+      for TC, one GPU job) or "cpu" (everything else, ``mkdir`` included);
+    * ``dvc_stage``: the DVC stage the jobs of several rules share (a ``str.format`` template of the
+      wildcards), because they write into one folder that DVC can only track as one stage's output;
+      None: one stage per job, ``<rule>[-<wildcard values>]``;
+    * ``plan_row``: the `stcl plan` row its jobs share (a template likewise); None: one row per job;
+    * ``splits``: the VSPW splits whose frames a job reads, listed by the plan for a CPU job.
+
+    Not a ``params:`` entry: Snakemake records every params value of a job for its ``params`` rerun trigger,
+    so values that say nothing about the job's result would rerun every finished job once when added, and
+    a job again whenever its rule's grouping changed. Snakemake has no other per-rule field for such data.
+    """
+
+    kind: Literal["train", "infer", "flow", "cpu"]
+    dvc_stage: str | None = None
+    plan_row: str | None = None
+    splits: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("train", "infer", "flow", "cpu"):
+            raise ValueError(f"RuleMeta kind must be train, infer, flow or cpu, got {self.kind!r}")
 
 
 @dataclass
@@ -33,21 +69,36 @@ class Job:
     logs: list[str]
     shell: str  # without the log redirection
     params: list[str]  # the keys of `params: reads=`
+    kind: str  # RuleMeta.kind of its rule
+    dvc_stage: str  # the DVC stage it belongs to (RuleMeta.dvc_stage, or its own name)
+    plan_row: str  # the `stcl plan` row it belongs to (RuleMeta.plan_row, or its own name)
+    splits: list[str]  # RuleMeta.splits
+
+    @property
+    def name(self) -> str:
+        """The job's own name: its rule, then its wildcard values."""
+        return "-".join([self.rule, *self.wildcards.values()])
 
     @classmethod
-    def of(cls, job: Any) -> "Job":
+    def of(cls, job: Any, info: RuleMeta) -> "Job":
         shell = " ".join((job.shellcmd or "").split())
         for log in job.log:
             shell = shell.replace(f" > {shlex.quote(str(log))} 2>&1", "")
         reads = job.params.reads if "reads" in job.params.keys() else {}
+        wildcards = {k: str(v) for k, v in job.wildcards_dict.items()}
+        own = "-".join([job.rule.name, *wildcards.values()])
         return cls(
             rule=job.rule.name,
-            wildcards={k: str(v) for k, v in job.wildcards_dict.items()},
+            wildcards=wildcards,
             inputs=[str(f) for f in job.input],
             outputs=[(_name_of(job.output, f), str(f), _is_report(f)) for f in job.output],
             logs=[str(f) for f in job.log],
             shell=shell,
             params=list(reads),
+            kind=info.kind,
+            dvc_stage=info.dvc_stage.format(**wildcards) if info.dvc_stage else own,
+            plan_row=info.plan_row.format(**wildcards) if info.plan_row else own,
+            splits=list(info.splits),
         )
 
 
@@ -84,10 +135,8 @@ def snakemake_jobs(
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    from stcl.params import TRAIN_STAGES
-
     cwd = os.getcwd()
-    cpu = ResourceSettings(overwrite_resources={stage: {"gpu": 0, "nodes": 1} for stage in TRAIN_STAGES})
+    cpu = ResourceSettings(resources=local_resources(root))
     config = ConfigSettings(configfiles=[Path(configfile).resolve()] if configfile else [])
     try:
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
@@ -104,9 +153,34 @@ def snakemake_jobs(
             for level in dag.toposorted():
                 level = [j for j in level if not j.is_norun and j in run]
                 jobs += sorted(level, key=lambda j: (j.rule.name, str(j.wildcards_dict)))
-            return [Job.of(j) for j in jobs]
+            infos = rule_metas(workflow)
+            return [Job.of(j, infos[j.rule.name]) for j in jobs]
     finally:
         os.chdir(cwd)
+
+
+def rule_metas(workflow: Any) -> dict[str, RuleMeta]:
+    """{rule: RuleMeta} of every rule of a loaded Snakemake workflow that runs a command (the target rules
+    that only name inputs, such as ``all``, run nothing and declare nothing).
+
+    Raises ValueError naming each rule that runs a command but declares no `RuleMeta`, or each name described
+    that is no such rule.
+    """
+    declared = workflow.globals.get("RULE_META", {})
+    missing = [r.name for r in workflow.rules if not r.norun and r.name not in declared]
+    if missing:
+        raise ValueError(f"{', '.join(missing)}: no describe(...) next to the rule (workflow/rules/*.smk)")
+    stale = sorted(set(declared) - {r.name for r in workflow.rules if not r.norun})
+    if stale:
+        raise ValueError(f"{', '.join(stale)}: described (workflow/rules/*.smk) but no rule of that name runs a command")
+    return dict(declared)
+
+
+def local_resources(root: Path) -> dict[str, int]:
+    """The global ``resources`` of the workflow's local profile (``gpu: 0``, ``nodes: 1``): what this machine
+    offers every job, so the jobs the graph lists are those `snakemake --profile local` runs."""
+    profile = yaml.safe_load((root / LOCAL_PROFILE).read_text()) or {}
+    return dict(profile.get("resources") or {})
 
 
 @contextlib.contextmanager

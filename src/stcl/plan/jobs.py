@@ -1,10 +1,12 @@
 """The jobs of the pipeline at the current params, with their work, projected time and memory, and warnings.
 
 `graph_specs` turns the jobs of Snakemake's DAG (`stcl.plan.graph.snakemake_jobs`, the jobs
-``snakemake -n --forceall`` lists) into rows: one per training stage, one for the pseudo-label shards
-(with their init and gather jobs), one per split's inference shards (with theirs), one per other rule;
-each row keeps the names of its Snakemake jobs. Which models a split's pass runs comes from
-`stcl.roles`. `plan_jobs` projects each row.
+``snakemake -n --forceall`` lists) into rows: the jobs of the rules that declare one ``plan_row`` share it
+(the pseudo-label shards with their init and gather jobs, a split's inference shards with theirs, the
+evaluate jobs), every other job is a row of its own; each row keeps the names of its Snakemake jobs, the
+kind its rules declare (`stcl.plan.graph.RuleMeta`: the kind of its one non-CPU rule, else "cpu") and
+the rows whose outputs it reads. Which models a split's pass runs comes from `stcl.roles`. `plan_jobs`
+projects each row.
 
 Projection, for a job on ``g`` GPUs of a `stcl.plan.gpus.GPU`:
 
@@ -27,101 +29,45 @@ batch_per_device), a job asking for more GPUs than there are.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
-from stcl.params import TRAIN_STAGES, Params, grad_accum_steps
+from stcl.infer.multiscale import pseudo_label_tta, tta_from_params
+from stcl.params import Params, grad_accum_steps
+from stcl.plan.flow import flow_plan
 from stcl.plan.gpus import GIB, GPU
 from stcl.plan.graph import Job
 from stcl.plan.memory import MemoryEstimate, train_memory
-from stcl.infer.multiscale import pseudo_label_tta, tta_from_params
+from stcl.plan.rows import JobPlan, JobSpec
+from stcl.plan.vspw_sizes import frame_size, split_frames
 from stcl.plan.work import BN_MIN_SAMPLES, decoder_batchnorm_samples, predict_frame_flops, train_step_work
 
-__all__ = ["VSPW_FRAMES", "VSPW_FRAME_SIZE", "JobSpec", "JobPlan", "split_frames", "graph_specs", "plan_jobs"]
-
-# VSPW_480p frames per split (VSPW paper and site, rounded to the hundred for val); the real counts are read
-# from the split files whenever the data is in place.
-VSPW_FRAMES = {"train": 198_244, "val": 24_500, "test": 28_887}
-VSPW_FRAME_SIZE = (480, 854)  # (H, W) of a 16:9 480P frame
+__all__ = ["graph_specs", "plan_jobs"]
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """A job of the graph: ``kind`` is "train", "infer", "flow" (RAFT for TC, `stcl.plan.flow`) or "cpu"; ``stage`` the params section it runs."""
-
-    name: str
-    kind: str
-    stage: str
-    frames: int = 0
-    models: tuple[str, ...] = ()
-    shards: int = 1
-    scales: tuple[float, ...] | None = None
-    flip: bool | None = None
-    snakemake_jobs: tuple[str, ...] = ()  # the graph's jobs of this row: rule[-wildcard values]
+def _lead_job(row: str, members: list[Job]) -> Job:
+    """The job that says what a row is: its one rule of a non-CPU kind, else its first job."""
+    heavy = list(dict.fromkeys((j.rule, j.kind) for j in members if j.kind != "cpu"))
+    if len(heavy) > 1:
+        raise ValueError(f"plan row {row!r}: rules of several GPU kinds share it ({heavy}): give them their own plan_row")
+    return next(j for j in members if j.kind == heavy[0][1]) if heavy else members[0]
 
 
-@dataclass
-class JobPlan:
-    """A projected job: work, times (seconds), memory per GPU (bytes, training) and warnings."""
+def _after(rows: dict[str, list[Job]]) -> dict[str, tuple[str, ...]]:
+    """{row: rows whose outputs its jobs read}: an input that is an output, a folder holding one or a path
+    inside one."""
+    written = {row: [o[1].rstrip("/") for j in members for o in j.outputs] for row, members in rows.items()}
 
-    name: str
-    kind: str
-    gpus_per_job: int
-    jobs: int
-    frames: int = 0
-    iterations: int = 0
-    tflop: float = 0.0
-    gpu_hours: float = 0.0
-    job_hours: float = 0.0  # wall of one job (one shard)
-    stage_hours: float = 0.0  # wall of all its jobs given the GPUs
-    runtime_hours: float = 0.0  # cluster.<kind>.runtime
-    memory_gib: float | None = None
-    memory_parts_gib: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    snakemake_jobs: list[str] = field(default_factory=list)
+    def reads(path: str, outs: list[str]) -> bool:
+        path = path.rstrip("/")
+        return any(path == o or path.startswith(o + "/") or o.startswith(path + "/") for o in outs)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def split_frames(params: Params, split: str) -> int:
-    """Frames of a VSPW split: counted from the data when present, else the synth or VSPW figures."""
-    from stcl.data import vspw
-
-    root = Path(params.data.vspw_root)
-    if (root / f"{split}.txt").is_file():
-        return sum(len(vspw.list_frames(root, v)) for v in vspw.read_split(root, split))
-    if params.data.synthetic:
-        return getattr(params.synth.videos, split) * params.synth.frames_per_video
-    return VSPW_FRAMES[split]
-
-
-def _frame_size(params: Params) -> tuple[int, int]:
-    return (params.synth.height, params.synth.width) if params.data.synthetic else VSPW_FRAME_SIZE
-
-
-_ROW_OF_RULE = {
-    "pseudo_label_init": "pseudo_label",
-    "pseudo_label": "pseudo_label",
-    "pseudo_label_gather": "pseudo_label",
-    "infer_init": "infer_{split}",
-    "infer": "infer_{split}",
-    "infer_gather": "infer_{split}",
-    "evaluate": "evaluate",
-    "flow": "flow",
-}
-
-
-def job_name(job: Job) -> str:
-    """A Snakemake job's name in the plan: its rule, then its wildcard values."""
-    return "-".join([job.rule, *job.wildcards.values()])
-
-
-def _row(job: Job) -> str:
-    if job.rule in _ROW_OF_RULE:
-        return _ROW_OF_RULE[job.rule].format(**job.wildcards)
-    return job_name(job)
+    return {
+        row: tuple(
+            other for other, outs in written.items()
+            if other != row and any(reads(i, outs) for j in members for i in j.inputs)
+        )
+        for row, members in rows.items()
+    }
 
 
 def graph_specs(params: Params, jobs: list[Job]) -> list[JobSpec]:
@@ -130,41 +76,40 @@ def graph_specs(params: Params, jobs: list[Job]) -> list[JobSpec]:
 
     rows: dict[str, list[Job]] = {}
     for job in jobs:
-        rows.setdefault(_row(job), []).append(job)
+        rows.setdefault(job.plan_row, []).append(job)
+    after = _after(rows)
     specs = []
     for row, members in rows.items():
-        names = tuple(job_name(j) for j in members)
-        rules = [j.rule for j in members]
-        if row in TRAIN_STAGES:
-            specs.append(JobSpec(row, "train", row, snakemake_jobs=names))
-        elif "pseudo_label" in rules:
-            unlabeled = params.data.unlabeled
-            pool = sum(split_frames(params, s) for s in unlabeled.splits) if unlabeled.source == "vspw" else 0
-            teacher_tta = pseudo_label_tta(params)
-            specs.append(
-                JobSpec(
-                    row, "infer", "pseudo_label", frames=pool, models=params.teacher.members,
-                    shards=rules.count("pseudo_label"), scales=teacher_tta.scales,
-                    flip=teacher_tta.flip, snakemake_jobs=names,
+        names = tuple(j.name for j in members)
+        lead = _lead_job(row, members)
+        common = {"snakemake_jobs": names, "after": after[row]}
+        if lead.kind == "train":
+            specs.append(JobSpec(row, "train", lead.rule, **common))
+        elif lead.kind == "infer":
+            shards = sum(j.rule == lead.rule for j in members)
+            if lead.rule == "pseudo_label":  # the teacher over the unlabeled frames, at pseudo_label's TTA
+                unlabeled = params.data.unlabeled
+                pool = sum(split_frames(params, s) for s in unlabeled.splits) if unlabeled.source == "vspw" else 0
+                teacher_tta = pseudo_label_tta(params)
+                specs.append(
+                    JobSpec(
+                        row, "infer", lead.rule, frames=pool, models=params.teacher.members, shards=shards,
+                        scales=teacher_tta.scales, flip=teacher_tta.flip, **common,
+                    )
                 )
-            )
-        elif "infer" in rules:
-            split = members[0].wildcards["split"]
-            specs.append(
-                JobSpec(
-                    row, "infer", "infer", frames=split_frames(params, split),
-                    models=tuple(split_members(params, split)), shards=rules.count("infer"), snakemake_jobs=names,
+            else:  # the models of the split's outputs (stcl.roles), at infer's TTA
+                split = lead.wildcards["split"]
+                specs.append(
+                    JobSpec(
+                        row, "infer", lead.rule, frames=split_frames(params, split),
+                        models=tuple(split_members(params, split)), shards=shards, **common,
+                    )
                 )
-            )
-        elif row == "prepare":
-            frames = sum(split_frames(params, s) for s in ("train", "val", "test"))
-            specs.append(JobSpec(row, "cpu", row, frames=frames, snakemake_jobs=names))
-        elif row == "flow":
-            specs.append(JobSpec(row, "flow", row, snakemake_jobs=names))
-        elif row == "evaluate":
-            specs.append(JobSpec(row, "cpu", row, frames=split_frames(params, "val"), snakemake_jobs=names))
+        elif lead.kind == "flow":
+            specs.append(JobSpec(row, "flow", lead.rule, **common))
         else:
-            specs.append(JobSpec(row, "cpu", row, snakemake_jobs=names))
+            frames = sum(split_frames(params, s) for s in lead.splits)
+            specs.append(JobSpec(row, "cpu", row, frames=frames, **common))
     return specs
 
 
@@ -226,7 +171,7 @@ def _plan_infer(params: Params, spec: JobSpec, gpu: GPU, total_gpus: int) -> Job
     g = max(res.gpus, 1)
     plan = JobPlan(spec.name, "infer", g, spec.shards, frames=spec.frames, runtime_hours=res.runtime / 60)
     tta = tta_from_params(params.infer, scales=spec.scales, flip=spec.flip)
-    height, width = _frame_size(params)
+    height, width = frame_size(params)
     per_frame = predict_frame_flops(params.model, tta, height, width)
     flops = spec.frames * len(spec.models) * per_frame
     seconds = flops / (gpu.rate(params.infer.amp, "infer") * g)
@@ -256,13 +201,12 @@ def plan_jobs(params: Params, jobs: list[JobSpec], gpu: GPU, total_gpus: int) ->
         elif spec.kind == "infer":
             plan = _plan_infer(params, spec, gpu, total_gpus)
         elif spec.kind == "flow":
-            from stcl.plan.flow import flow_plan  # it builds on this module's JobPlan
-
             plan = flow_plan(params, gpu)
         elif spec.kind == "cpu":
             plan = JobPlan(spec.name, "cpu", 0, len(spec.snakemake_jobs) or 1, frames=spec.frames)
         else:
             raise ValueError(f"job {spec.name!r}: kind must be train, infer, flow or cpu, got {spec.kind!r}")
         plan.snakemake_jobs = list(spec.snakemake_jobs)
+        plan.after = list(spec.after)
         out.append(plan)
     return out

@@ -1,25 +1,35 @@
-"""The plan as a fixed-width table (one row per job, warnings below) or as JSON for scripts."""
+"""The plan as a fixed-width table (one row per job, warnings below) or as a dict for JSON."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from stcl.plan.gpus import GIB, GPU
-from stcl.plan.jobs import JobPlan
+from stcl.plan.rows import JobPlan
 
-__all__ = ["plan_dict", "plan_json", "plan_table", "chain_hours"]
+__all__ = ["plan_dict", "plan_table", "chain_hours"]
 
 
 def chain_hours(plans: Sequence[JobPlan], total_gpus: int) -> float:
-    """Wall hours of the chain in dependency order; train_stcl and train_ade overlap when GPUs allow."""
+    """Wall hours of the chain, from the graph: a row's level is the longest chain of rows whose outputs it
+    reads (`JobPlan.after`); the rows of one level run at once when their GPUs fit together (each row asks
+    for ``gpus_per_job x jobs``, at most all of them), else one after the other."""
     by = {p.name: p for p in plans}
-    hours = sum(p.stage_hours for p in plans if p.name not in ("train_stcl", "train_ade"))
-    pair = [by[n] for n in ("train_stcl", "train_ade") if n in by]
-    if pair:
-        both_fit = sum(p.gpus_per_job for p in pair) <= total_gpus
-        hours += max(p.stage_hours for p in pair) if both_fit else sum(p.stage_hours for p in pair)
+    level: dict[str, int] = {}
+
+    def level_of(name: str) -> int:
+        if name not in level:
+            level[name] = 1 + max((level_of(a) for a in by[name].after if a in by), default=-1)
+        return level[name]
+
+    for p in plans:
+        level_of(p.name)
+    hours = 0.0
+    for n in sorted(set(level.values())):
+        rows = [p for p in plans if level[p.name] == n]
+        fit = sum(min(p.gpus_per_job * p.jobs, total_gpus) for p in rows) <= total_gpus
+        hours += max(p.stage_hours for p in rows) if fit else sum(p.stage_hours for p in rows)
     return hours
 
 
@@ -37,10 +47,6 @@ def plan_dict(plans: Sequence[JobPlan], gpu: GPU, total_gpus: int) -> dict[str, 
         "chain_wall_hours": chain_hours(plans, total_gpus),
         "warnings": [f"{p.name}: {w}" for p in plans for w in p.warnings],
     }
-
-
-def plan_json(plans: Sequence[JobPlan], gpu: GPU, total_gpus: int) -> str:
-    return json.dumps(plan_dict(plans, gpu, total_gpus), indent=2)
 
 
 def plan_table(plans: Sequence[JobPlan], gpu: GPU, total_gpus: int) -> str:
