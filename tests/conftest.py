@@ -49,3 +49,9 @@ def module_tmp(tmp_path_factory, request):
     if request.session.testsfailed == failed_before:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (stable: module order kept), so that with two workers (pyproject.toml:
+    `-n auto`) they start at once and the fast tests fill the gaps instead of leaving one worker idle at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

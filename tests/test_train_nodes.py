@@ -156,9 +156,11 @@ def test_only_training_runs_across_nodes() -> None:
 
 # -- the same training whatever the layout ----------------------------------------------------------------
 def _free_job_id() -> int:
-    """A job id whose rendezvous port (`master_port`) is free on this machine now."""
+    """A job id whose rendezvous port (`master_port`) is free on this machine now (drawn from the OS's
+    entropy: the global `random` is seeded by in-process training tests, so two test workers would agree)."""
+    draw = random.SystemRandom()
     for _ in range(200):
-        job = random.randrange(1, 15000)
+        job = draw.randrange(1, 15000)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", master_port(job)))

@@ -12,7 +12,7 @@ from _slurm_harness import SlurmCluster, unavailable_reason
 from _workflow_fixtures import REPO, SNAKEMAKE, run, small_params, workflow_copy, write_params
 from stcl.params import TRAIN_STAGES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster at a time: one worker runs both Slurm modules
 
 # Poll quickly: the plugin waits 40 s before its first status query by default.
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"]

@@ -15,7 +15,7 @@ from _slurm_nodes_harness import NodesCluster, nodes_unavailable_reason
 from _workflow_fixtures import BIN, SNAKEMAKE, run, small_params, workflow_copy
 from stcl.params import TRAIN_STAGES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster at a time: one worker runs both Slurm modules
 
 FAST_STATUS = ["--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2"]
 STAGES = TRAIN_STAGES
