@@ -320,9 +320,8 @@ def build(
     device: str | torch.device | None = None,
     out_indices: tuple[int, ...] | None = None,
 ) -> CSWinEncoder:
-    """`build_cswin` for the family table (`stcl.families`); CSWin is not in timm's hub."""
-    if out_indices is not None:
-        raise ValueError(f"model.out_indices: applies to the ViT backbones, not CSWin {variant}")
+    """`build_cswin` for the family table (`stcl.families`); CSWin is not in timm's hub, and ``out_indices``
+    (ViTs only) is refused by params validation."""
     return build_cswin(variant, drop_path=drop_path, device=device)
 
 

@@ -102,9 +102,7 @@ def build(
     device: str | torch.device | None = None,
     out_indices: tuple[int, ...] | None = None,
 ) -> TimmCnnEncoder:
-    """The `TimmCnnEncoder` of timm model ``variant`` (``out_indices``: ViTs only, must be None)."""
-    if out_indices is not None:
-        raise ValueError(f"model.out_indices: applies to the ViT backbones, not {variant}")
+    """The `TimmCnnEncoder` of timm model ``variant`` (``out_indices``: ViTs only, refused by params validation)."""
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
             return TimmCnnEncoder(variant, drop_path=drop_path)

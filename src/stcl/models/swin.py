@@ -315,9 +315,7 @@ def build(
     device: str | torch.device | None = None,
     out_indices: tuple[int, ...] | None = None,
 ) -> SwinEncoder:
-    """The `SwinEncoder` of ``SWIN_SIZES[variant]`` (``out_indices``: ViTs only, must be None)."""
-    if out_indices is not None:
-        raise ValueError(f"model.out_indices: applies to the ViT backbones, not {variant}")
+    """The `SwinEncoder` of ``SWIN_SIZES[variant]`` (``out_indices``: ViTs only, refused by params validation)."""
     embed_dim, depths, heads, window, hub = SWIN_SIZES[variant]
     return SwinEncoder(
         embed_dim=embed_dim,
