@@ -30,6 +30,7 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from stcl.models.dynamic_shapes import ceil_to, exporting
 from stcl.models.encoder_base import Encoder
 
 __all__ = ["CSWinEncoder", "CSWIN_VARIANTS", "build_cswin", "convert_cswin_checkpoint", "check_cswin_split"]
@@ -78,13 +79,14 @@ class LePEAttention(nn.Module):
         """q, k, v: (B,H,W,C) → (B,H,W,C)."""
         b, h, w, c = q.shape
         sh, sw = self._stripe(h, w)
-        pad_h, pad_w = -h % sh, -w % sw
+        hp, wp = ceil_to(h, sh), ceil_to(w, sw)
+        pad_h, pad_w = hp - h, wp - w
         top, left = pad_h // 2, pad_w // 2  # centred, as the official segmentation backbone
-        hp, wp = h + pad_h, w + pad_w
+        pad = pad_h or pad_w or exporting()  # an exported graph pads at every size (zero where none is needed)
         heads, hd = self.num_heads, c // self.num_heads
 
         def windows(x: torch.Tensor) -> torch.Tensor:  # (B,H,W,C) → (B·nW, C, sh, sw)
-            if pad_h or pad_w:
+            if pad:
                 x = F.pad(x, (0, 0, left, pad_w - left, top, pad_h - top))
             x = x.view(b, hp // sh, sh, wp // sw, sw, c).permute(0, 1, 3, 5, 2, 4)
             return x.reshape(-1, c, sh, sw)
