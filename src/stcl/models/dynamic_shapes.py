@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["exporting", "ceil_to", "adaptive_avg_pool2d", "swin_shift_mask"]
+__all__ = ["exporting", "ceil_div", "ceil_to", "adaptive_avg_pool2d", "swin_shift_mask"]
 
 
 def exporting() -> bool:
@@ -25,14 +25,19 @@ def exporting() -> bool:
     return torch.compiler.is_exporting()
 
 
-def ceil_to(size, multiple: int):  # noqa: ANN001, ANN201 - an int, or a symbolic int while exporting
-    """``size`` rounded up to a multiple of ``multiple``: ``(size + m - 1) // m · m``.
+def ceil_div(size, divisor: int):  # noqa: ANN001, ANN201 - an int, or a symbolic int while exporting
+    """⌈size / divisor⌉ as ``(size + d - 1) // d``.
 
-    The same integer as ``size + (-size % m)``; written with floor division only, because the exporter's
-    symbolic shapes simplify nested ``//`` quickly but nested ``%`` of negative sizes very slowly (a
-    Swin-T export took minutes with the ``%`` form, seconds with this one).
+    Sizes are written with floor division only (never ``-size % d``), because the exporter's symbolic
+    shapes simplify nested ``//`` quickly but nested ``%`` of negative sizes very slowly (a Swin export
+    took minutes with the ``%`` form, seconds with this one); the integers are the same.
     """
-    return (size + multiple - 1) // multiple * multiple
+    return (size + divisor - 1) // divisor
+
+
+def ceil_to(size, multiple: int):  # noqa: ANN001, ANN201
+    """``size`` rounded up to a multiple of ``multiple`` (``size + (-size % m)``, see `ceil_div`)."""
+    return ceil_div(size, multiple) * multiple
 
 
 def _pool_matrix(size: int, out: int, like: Tensor) -> Tensor:
