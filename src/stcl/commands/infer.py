@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write <frame>.npy float16 (C, H, W) probabilities",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs each window: torch (model.pt) or onnxruntime (.onnx files of stcl export, CPU)")
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     named = dict(parse_checkpoint_arg(text) for text in args.checkpoint)
     if len(named) != len(args.checkpoint):
         raise ValueError("stcl infer: each --checkpoint NAME must be given once")
-    summary = _predict(params, named, outputs, args.root, mine, args.device)
+    summary = _predict(params, named, outputs, args.root, mine, args.device, args.engine)
     if args.record:
         write_record(
             args.record[0], "infer", index, count, mine, summary.computed, summary.skipped, summary.frames,
@@ -138,18 +140,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], root: str, videos: list[str], device_arg):
+def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], root: str, videos: list[str], device_arg,
+             engine: str = "torch"):
     import torch
 
-    from stcl.infer.ensemble import load_models
+    from stcl.infer.onnx_engine import load_predictors
     from stcl.infer.multiscale import tta_from_params
     from stcl.infer.outputs import check_outputs, predict_outputs
 
     check_outputs(list(named), outputs)
     used = {m for o in outputs for m in o.members}
     tta = tta_from_params(params.infer)
-    device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models = load_models({n: p for n, p in named.items() if n in used}, device, tta.amp)
+    device = torch.device(device_arg or ("cuda" if torch.cuda.is_available() and engine == "torch" else "cpu"))
+    models = load_predictors({n: p for n, p in named.items() if n in used}, device, tta.amp, engine)
     return predict_outputs(
         models, outputs, tta, root, videos, device=device, workers=params.infer.workers, progress=sys.stderr.isatty()
     )
