@@ -117,9 +117,9 @@ def test_predict_with_onnxruntime_equals_torch(tmp_path, capsys):
     from stcl.infer.onnx_engine import load_onnx_models
     from stcl.data.vspw import frame_path, list_frames, read_split
 
-    root = synth_vspw(tmp_path / "VSPW_480p", frames=6, val=1)
+    root = synth_vspw(tmp_path / "VSPW_480p", frames=20, val=1)
     video = read_split(root, "val")[0]
-    frames = [np.asarray(Image.open(frame_path(root, video, s)).convert("RGB")) for s in list_frames(root, video)]
+    frames = [np.asarray(Image.open(frame_path(root, video, s)).convert("RGB")) for s in list_frames(root, video)][:6]
     mp4 = encode_mp4(frames, tmp_path / "clip.mp4", Fraction(6))
     torch.manual_seed(0)
     params = Params().model
