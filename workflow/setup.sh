@@ -25,7 +25,7 @@ fi
 
 echo "setup: installing stcl and pinned dependencies into $VENV (torch==2.14.1, torchvision==0.29.1, ...)"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -c workflow/envs/constraints.txt -e '.[workflow,test]'
+"$VENV/bin/python" -m pip install --quiet -c workflow/envs/constraints.txt -e '.[workflow,test,export]'
 # Reference code for the model-equivalence tests: mmsegmentation 1.2.2 without its dependencies (they
 # include mmcv with compiled ops), the pure-Python mmcv-lite, and what `import mmseg.models` needs.
 echo "setup: installing the reference packages for the equivalence tests (mmsegmentation 1.2.2, mmengine, mmcv-lite)"

@@ -58,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "train": "train one stage of params.yaml (torchrun-aware, resumable)",
     "infer": "sliding-window multi-scale + flip inference with a model ensemble",
     "predict": "run models on your own video or frame folder: label PNGs + an overlay video",
+    "export": "a trained model as one ONNX file (dynamic batch, height, width) for onnxruntime",
     "plan": "work, GPU time, wall time and memory of every job at the current params; warnings",
     "pseudo_label": "teacher pseudo labels on unlabeled 480P frames (sharded)",
     "flow": "RAFT flows of a split for the TC metric (once, for every model)",

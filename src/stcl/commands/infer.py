@@ -37,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", type=Path, default=None, help="with --gather: the manifest JSON to write")
     p.add_argument("--split", required=True, choices=("train", "val", "test"), help="split of the VSPW root")
     p.add_argument("--save-probs", action="store_true", help="also write <frame>.npy float16 (C, H, W) probabilities")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs each window: torch (model.pt) or onnxruntime (.onnx files of stcl export, CPU)")
 
 
 def output_paths(args: argparse.Namespace) -> list[Path]:
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], args, videos, index, count, record):
     from stcl.infer.driver import run_shard
-    from stcl.infer.ensemble import load_models
+    from stcl.infer.onnx_engine import load_predictors
     from stcl.infer.multiscale import tta_from_params
     from stcl.infer.outputs import OutputsWriter, check_outputs
 
@@ -112,7 +114,7 @@ def _predict(params, named: dict[str, Path], outputs: list[OutputSpec], args, vi
     used = {m for o in outputs for m in o.members}
     tta = tta_from_params(params.infer)
     device = sharded.device(args)
-    models = load_models({n: p for n, p in named.items() if n in used}, device, tta.amp)
+    models = load_predictors({n: p for n, p in named.items() if n in used}, device, tta.amp, args.engine)
     return run_shard(
         OutputsWriter(models, outputs, args.root), videos, index, count, tta, record=record,
         record_extra={"split": args.split}, device=device, workers=params.infer.workers, progress=sys.stderr.isatty(),

@@ -21,7 +21,9 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="video file (mp4, mov, avi, mkv, webm, ...) or folder of frames (jpg/png)")
     p.add_argument("--model", dest="models", action="append", required=True, metavar="MODEL_PT",
-                   help="model.pt file; repeat for an ensemble (softmax average)")
+                   help="model.pt file (an .onnx file of stcl export with --engine onnxruntime); repeat for an ensemble")
+    p.add_argument("--engine", choices=("torch", "onnxruntime"), default="torch",
+                   help="what runs each window: torch (model.pt) or onnxruntime (CPU; TTA defaults from the file)")
     p.add_argument("--out", required=True, help="output folder (labels/, overlay.mp4, predict.json)")
     p.add_argument("--weights", nargs="+", type=float, default=None, help="one ensemble weight per model")
     p.add_argument("--params", default=None, help="params file for the infer defaults (default: ./params.yaml if present)")
@@ -40,9 +42,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--side-by-side", action="store_true", help="raw frame left of the overlay (twice the width)")
 
 
-def _infer_params(path: str | None):
+def _infer_params(path: str | None, engine: str = "torch", first_model: str | None = None):
     from stcl.params import Params, load_params
 
+    if path is None and engine == "onnxruntime":  # the exported file carries the TTA of its params
+        from stcl.infer.onnx_engine import read_metadata
+
+        tta = read_metadata(first_model)["tta"]
+        given = {k: tuple(v) if isinstance(v, list) else v for k, v in tta.items()}
+        return Params().infer.model_copy(update=given)
     if path is None:
         return (load_params("params.yaml") if Path("params.yaml").is_file() else Params()).infer
     return load_params(path).infer
@@ -54,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from stcl.data.classes import VSPW_CLASSES
-    from stcl.infer.ensemble import load_models, normalized_weights
+    from stcl.infer.ensemble import normalized_weights
+    from stcl.infer.onnx_engine import load_predictors
     from stcl.infer.multiscale import tta_from_params
     from stcl.infer.video import open_source, predict_video
     from stcl.report.overlay import render_overlay
@@ -63,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     keep_large_blocks()  # the frame loop's large blocks stay mapped (stcl.allocator)
 
     tta = tta_from_params(
-        _infer_params(args.params),
+        _infer_params(args.params, args.engine, args.models[0]),
         scales=args.scales,
         flip=args.flip,
         crop_size=args.crop_size,
@@ -73,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
     )
     weights = normalized_weights(len(args.models), args.weights)
     info = open_source(args.input, fps=args.fps)  # validate the input before loading any model
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    models = load_models({f"model{i}": m for i, m in enumerate(args.models)}, device, tta.amp, label_space="vspw")
+    default = "cuda" if torch.cuda.is_available() and args.engine == "torch" else "cpu"
+    device = torch.device(args.device or default)
+    named = {f"model{i}": m for i, m in enumerate(args.models)}
+    models = load_predictors(named, device, tta.amp, args.engine, label_space="vspw")
     options = {
         "models": [str(Path(m).resolve()) for m in args.models],
         "model_mtime_ns": [Path(m).stat().st_mtime_ns for m in args.models],
@@ -84,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "crop_size": list(tta.window.crop),
         "stride": list(tta.window.stride),
         "amp": tta.amp,
+        "engine": args.engine,
         "alpha": args.alpha,
         "legend": args.legend,
         "side_by_side": args.side_by_side,

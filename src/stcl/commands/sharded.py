@@ -72,7 +72,8 @@ def gathered_records(args: argparse.Namespace, expected: int, key: str) -> list[
 
 
 def device(args: argparse.Namespace) -> Any:
-    """``--device``, or cuda when there is one, else cpu."""
+    """``--device``, or cuda when there is one and torch runs the windows (``--engine``), else cpu."""
     import torch
 
-    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on_gpu = torch.cuda.is_available() and getattr(args, "engine", "torch") == "torch"
+    return torch.device(args.device or ("cuda" if on_gpu else "cpu"))

@@ -31,6 +31,7 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from stcl.models.dynamic_shapes import ceil_div, exporting
 from stcl.models.encoder_base import Encoder
 
 __all__ = [
@@ -76,26 +77,29 @@ class LePEAttention(nn.Module):
         self.direction = direction
         self.get_v = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
 
-    def _stripe(self, h: int, w: int) -> tuple[int, int]:
+    def _stripes(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """(stripe height, stripe width, stripes down, stripes across) of an (h, w) map: the split axis is
+        padded to whole stripes, the other is one stripe of the map's extent."""
         if self.direction == 0:
-            return h, self.split
+            return h, self.split, 1, ceil_div(w, self.split)
         if self.direction == 1:
-            return self.split, w
-        return h, w
+            return self.split, w, ceil_div(h, self.split), 1
+        return h, w, 1, 1
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q, k, v: (B,H,W,C) → (B,H,W,C)."""
         b, h, w, c = q.shape
-        sh, sw = self._stripe(h, w)
-        pad_h, pad_w = -h % sh, -w % sw
+        sh, sw, nh, nw = self._stripes(h, w)
+        hp, wp = nh * sh, nw * sw
+        pad_h, pad_w = hp - h, wp - w
         top, left = pad_h // 2, pad_w // 2  # centred, as the official segmentation backbone
-        hp, wp = h + pad_h, w + pad_w
+        pad = pad_h or pad_w or exporting()  # an exported graph pads at every size (zero where none is needed)
         heads, hd = self.num_heads, c // self.num_heads
 
         def windows(x: torch.Tensor) -> torch.Tensor:  # (B,H,W,C) → (B·nW, C, sh, sw)
-            if pad_h or pad_w:
+            if pad:
                 x = F.pad(x, (0, 0, left, pad_w - left, top, pad_h - top))
-            x = x.view(b, hp // sh, sh, wp // sw, sw, c).permute(0, 1, 3, 5, 2, 4)
+            x = x.view(b, nh, sh, nw, sw, c).permute(0, 1, 3, 5, 2, 4)
             return x.reshape(-1, c, sh, sw)
 
         def split_heads(x: torch.Tensor) -> torch.Tensor:  # (B', C, sh, sw) → (B', heads, sh·sw, hd)
@@ -104,7 +108,7 @@ class LePEAttention(nn.Module):
         v_win = windows(v)
         lepe = split_heads(self.get_v(v_win))
         out = F.scaled_dot_product_attention(split_heads(windows(q)), split_heads(windows(k)), split_heads(v_win))
-        out = (out + lepe).transpose(2, 3).reshape(b, hp // sh, wp // sw, c, sh, sw)
+        out = (out + lepe).transpose(2, 3).reshape(b, nh, nw, c, sh, sw)
         out = out.permute(0, 1, 4, 2, 5, 3).reshape(b, hp, wp, c)
         return out[:, top : top + h, left : left + w]
 

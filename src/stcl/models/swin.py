@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from timm.models.swin_transformer import SwinTransformerBlock, window_partition, window_reverse
+from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock, window_partition, window_reverse
 from torch import nn
 
+from stcl.models.dynamic_shapes import ceil_to, exporting, swin_shift_mask
 from stcl.models.encoder_base import Encoder
 
 __all__ = [
@@ -50,26 +51,40 @@ class PadThenRollBlock(SwinTransformerBlock):
     back, crop. Same parameters and keys as `SwinTransformerBlock` (instances are re-classed in place).
 
     timm rolls the unpadded map and pads afterwards, so the padding lands inside the cyclic shift; the
-    official code pads the map to whole windows first and builds the shift mask on the padded map.
+    official code pads the map to whole windows first and builds the shift mask on the padded map. Sizes
+    and the mask are computed in a form the ONNX export keeps symbolic (`stcl.models.dynamic_shapes`).
     """
 
     def _attn(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B,H,W,C) → (B,H,W,C)."""
         _, h, w, c = x.shape
         wh, ww = self.window_size
-        pad_h, pad_w = -h % wh, -w % ww
-        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        hp, wp = h + pad_h, w + pad_w
+        hp, wp = ceil_to(h, wh), ceil_to(w, ww)
+        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
         shifted = any(self.shift_size)
         if shifted:
             x = torch.roll(x, shifts=(-self.shift_size[0], -self.shift_size[1]), dims=(1, 2))
-        mask = self.get_attn_mask(x) if shifted else None  # (nW, wh·ww, wh·ww) on the padded map
+        # (nW, wh·ww, wh·ww) on the padded map: timm's get_attn_mask, value for value
+        mask = swin_shift_mask(hp, wp, self.window_size, self.shift_size, x) if shifted else None
         windows = window_partition(x, self.window_size).view(-1, self.window_area, c)
         windows = self.attn(windows, mask=mask).view(-1, wh, ww, c)
         x = window_reverse(windows, self.window_size, hp, wp)
         if shifted:
             x = torch.roll(x, shifts=self.shift_size, dims=(1, 2))
         return x[:, :h, :w, :].contiguous()
+
+
+class PadMerging(PatchMerging):
+    """timm's `PatchMerging` (pad odd sizes by one row/column, merge 2×2) with the padded size written as
+    ``ceil_to(H, 2)``, a form the ONNX export keeps symbolic; the same numbers (instances re-classed in place)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B,H,W,C) → (B,⌈H/2⌉,⌈W/2⌉,C_out)."""
+        b, h, w, c = x.shape
+        hp, wp = ceil_to(h, 2), ceil_to(w, 2)
+        x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+        x = x.reshape(b, hp // 2, 2, wp // 2, 2, c).permute(0, 1, 3, 4, 2, 5).flatten(3)
+        return self.reduction(self.norm(x))
 
 
 class SwinEncoder(Encoder):
@@ -123,6 +138,8 @@ class SwinEncoder(Encoder):
         for layer in self.model.layers:
             for block in layer.blocks:
                 block.__class__ = PadThenRollBlock
+            if isinstance(layer.downsample, PatchMerging):
+                layer.downsample.__class__ = PadMerging
         self.out_channels = tuple(int(embed_dim * 2**i) for i in range(len(depths)))
         for i, ch in enumerate(self.out_channels):
             self.add_module(f"norm{i}", nn.LayerNorm(ch, device=device))
@@ -130,8 +147,8 @@ class SwinEncoder(Encoder):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B,3,H,W) normalised → four maps (B,C_i,⌈H/s_i⌉,⌈W/s_i⌉)."""
         ph, pw = self.model.patch_embed.patch_size
-        pad_h, pad_w = -x.shape[2] % ph, -x.shape[3] % pw
-        if pad_h or pad_w:  # bottom/right zero padding, as mmseg's AdaptivePadding("corner")
+        pad_h, pad_w = ceil_to(x.shape[2], ph) - x.shape[2], ceil_to(x.shape[3], pw) - x.shape[3]
+        if pad_h or pad_w or exporting():  # bottom/right zero padding, as mmseg's AdaptivePadding("corner")
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h))
         x = self.model.patch_embed(x)  # (B, H/4, W/4, C) NHWC
         outs = []

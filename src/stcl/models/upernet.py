@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stcl.models.dynamic_shapes import adaptive_avg_pool2d, exporting
 from stcl.models.heads import ConvModule
 
 __all__ = ["UPerHead"]
@@ -57,7 +58,11 @@ class UPerHead(nn.Module):
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
 
     def _psp(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [x] + [_resize(m(x), x.shape[2:]) for m in self.psp_modules]
+        if exporting():  # the same bins at any size (stcl.models.dynamic_shapes); eager keeps torch's kernel
+            pooled = [m[1](adaptive_avg_pool2d(x, m[0].output_size)) for m in self.psp_modules]
+        else:
+            pooled = [m(x) for m in self.psp_modules]
+        outs = [x] + [_resize(p, x.shape[2:]) for p in pooled]
         return self.bottleneck(torch.cat(outs, dim=1))
 
     def features(self, inputs: list[torch.Tensor]) -> torch.Tensor:
