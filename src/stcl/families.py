@@ -2,7 +2,7 @@
 
 A row names the module that owns the family (`stcl.models.swin`, `stcl.models.resnet`, `stcl.models.cswin`,
 `stcl.models.dino`), the backbones it builds (``model.backbone`` name → the module's variant) and the public
-file formats its module detects. Readers: `stcl.params` (the choices of ``model.backbone``),
+file formats its module detects. Readers: `stcl.params` (the choices of ``model.backbone``, which are CNNs, which reach timm's hub, ViT depths),
 `stcl.models.encoders.build_encoder`, `stcl.models.files.detect_format` and ``stcl weights``.
 
 Each family module provides, beside its encoder class (whose ``weights_state`` maps the file keys):
@@ -21,7 +21,9 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["Family", "FAMILIES", "BACKBONES", "FORMATS", "family_of", "family_module"]
+__all__ = [
+    "Family", "FAMILIES", "BACKBONES", "CNN_BACKBONES", "HUB_BACKBONES", "VIT_DEPTHS", "FORMATS", "family_of", "family_module",
+]
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Family:
     module: str
     backbones: dict[str, str]
     formats: dict[str, str]
+    cnn: bool = False  # paper 3.2 trains CNNs with SGD, transformers with AdamW (`stcl.ablations`)
+    hub: tuple[str, ...] = ()  # backbones whose weights timm's hub holds (`model.pretrained_from_hub`)
+    vit_depths: dict[str, int] | None = None  # ViT blocks of each backbone (`model.out_indices` applies to these)
 
 
 _SWIN = {
@@ -55,6 +60,7 @@ FAMILIES: tuple[Family, ...] = (
             "swin-official": "the official Microsoft Swin release ({'model': ...})",
             "swin-timm": "timm Swin weights",
         },
+        hub=("swin_large_patch4_window12_384", "swin_base_patch4_window12_384", "swin_tiny_patch4_window7_224"),
     ),
     # mmseg's ResNetV1c (deep stem) = timm resnet50c / resnet101c
     Family(
@@ -62,12 +68,16 @@ FAMILIES: tuple[Family, ...] = (
         "stcl.models.resnet",
         {"resnet50": "resnet50c", "resnet101": "resnet101c", "resnet18": "resnet18"},
         {"resnet-timm": "timm ResNet / ResNeSt weights"},
+        cnn=True,
+        hub=("resnet50", "resnet101", "resnet18"),
     ),
     Family(
         "resnest",
         "stcl.models.resnet",
         {"resnest101e": "resnest101e"},
         {"resnet-timm": "timm ResNet / ResNeSt weights"},
+        cnn=True,
+        hub=("resnest101e",),
     ),
     Family(
         "cswin",
@@ -84,6 +94,7 @@ FAMILIES: tuple[Family, ...] = (
             "dinov2-official": "the official facebookresearch/dinov2 release",
             "dinov2-timm": "timm DINOv2 weights",
         },
+        vit_depths={"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov2_tiny": 4},
     ),
     Family(
         "dinov3",
@@ -94,11 +105,18 @@ FAMILIES: tuple[Family, ...] = (
             "dinov3-timm": "timm DINOv3 weights",
             "dinov3-hf": "Hugging Face transformers DINOv3 weights (facebook/dinov3-*)",
         },
+        vit_depths={"dinov3_vitl16": 24, "dinov3_tiny": 4},
     ),
 )
 
 #: valid ``model.backbone`` values, family by family
 BACKBONES: tuple[str, ...] = tuple(name for fam in FAMILIES for name in fam.backbones)
+#: the CNN encoders (trained with SGD in Table 1)
+CNN_BACKBONES: tuple[str, ...] = tuple(name for fam in FAMILIES if fam.cnn for name in fam.backbones)
+#: the backbones `model.pretrained_from_hub` may fetch from timm's hub (the CNNs first)
+HUB_BACKBONES: tuple[str, ...] = tuple(name for fam in sorted(FAMILIES, key=lambda f: not f.cnn) for name in fam.hub)
+#: ViT backbone → its number of blocks (the range of `model.out_indices`)
+VIT_DEPTHS: dict[str, int] = {name: depth for fam in FAMILIES for name, depth in (fam.vit_depths or {}).items()}
 
 #: every format `stcl.models.files.detect_format` names → what the file is; the first two span the families
 FORMATS: dict[str, str] = {

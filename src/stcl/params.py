@@ -38,7 +38,8 @@ from pydantic import (
     model_validator,
 )
 
-from stcl.families import BACKBONES  # valid `model.backbone` values: the family table's (torch-free)
+# the family table (torch-free): valid `model.backbone` values, the CNNs, the hub backbones, ViT depths
+from stcl.families import BACKBONES, CNN_BACKBONES, HUB_BACKBONES, VIT_DEPTHS
 from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
 __all__ = [
@@ -99,23 +100,7 @@ def _one_message(message: str) -> WrapValidator:
 
 VideoCount = Annotated[PositiveInt | Literal["all"], _one_message('must be a positive integer or "all"')]
 
-# The CNN encoders (timm ResNet / ResNeSt, ImageNet-1K weights): paper 3.2 trains these with SGD and the
-# transformers with AdamW (`stcl.ablations` gives Table 1's rows their family's optimiser). A test keeps this
-# equal to the resnet and resnest rows of stcl.families.FAMILIES.
-CNN_BACKBONES = ("resnet50", "resnet101", "resnest101e", "resnet18")
-# The backbones whose weights timm's hub holds (`model.pretrained_from_hub`): the timm CNNs and the released Swin
-# sizes. CSWin (not in timm), the reduced swin_mini and the DINO encoders load a local file (`model.pretrained`)
-# or start from random init. `ModelParams` refuses the others with `hub_fault`'s words; a
-# test keeps this equal to the encoders that reach timm's pretrained loading.
-HUB_BACKBONES = CNN_BACKBONES + (
-    "swin_large_patch4_window12_384",
-    "swin_base_patch4_window12_384",
-    "swin_tiny_patch4_window7_224",
-)
 Backbone = Literal[BACKBONES]  # type: ignore[valid-type]
-# Blocks of each ViT backbone (the `stcl.models.dino.DinoSpec` depth of its encoder; a test keeps them
-# equal): the only backbones `model.out_indices` applies to, and the range of its indices.
-VIT_DEPTHS = {"dinov2_vitl14": 24, "dinov2_vitl14_reg4": 24, "dinov3_vitl16": 24, "dinov2_tiny": 4, "dinov3_tiny": 4}
 
 
 def hub_fault(backbone: str, pretrained: object, pretrained_from_hub: bool) -> str | None:
