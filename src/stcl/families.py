@@ -7,7 +7,7 @@ file formats its module detects. Readers: `stcl.params` (the choices of ``model.
 
 Each family module provides, beside its encoder class (whose ``weights_state`` maps the file keys):
 
-* ``build(variant, *, drop_path, pretrained_from_hub, device, out_indices) -> Encoder``;
+* ``build(request: stcl.models.encoder_base.BuildRequest) -> Encoder``;
 * ``file_format(family, keys) -> str | None``: the format of a file whose (backbone) keys are this family's
   layout, else None; the families' answers never overlap.
 

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from stcl.models.dynamic_shapes import ceil_div, exporting
-from stcl.models.encoder_base import Encoder
+from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = [
     "CSWinEncoder",
@@ -316,17 +316,10 @@ def build_cswin(variant: str, *, drop_path: float = 0.0, device: str | torch.dev
     return CSWinEncoder(**kwargs)
 
 
-def build(
-    variant: str,
-    *,
-    drop_path: float = 0.0,
-    pretrained_from_hub: bool = False,
-    device: str | torch.device | None = None,
-    out_indices: tuple[int, ...] | None = None,
-) -> CSWinEncoder:
+def build(request: BuildRequest) -> CSWinEncoder:
     """`build_cswin` for the family table (`stcl.families`); CSWin is not in timm's hub, and ``out_indices``
     (ViTs only) is refused by params validation."""
-    return build_cswin(variant, drop_path=drop_path, device=device)
+    return build_cswin(request.variant, drop_path=request.drop_path, device=request.device)
 
 
 def file_format(family: str, keys: Sequence[str]) -> str | None:

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stcl.models.dino_files import dino_file_format, official_dinov2_pos_embed
-from stcl.models.encoder_base import Encoder
+from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = [
     "DinoSpec",
@@ -290,16 +290,9 @@ def build_dino(
     return DinoEncoder(spec, out_indices=out_indices, drop_path=drop_path)
 
 
-def build(
-    variant: str,
-    *,
-    drop_path: float = 0.0,
-    pretrained_from_hub: bool = False,
-    device: str | torch.device | None = None,
-    out_indices: tuple[int, ...] | None = None,
-) -> DinoEncoder:
+def build(request: BuildRequest) -> DinoEncoder:
     """`build_dino` for the family table (`stcl.families`); no DINO weights come from timm's hub."""
-    return build_dino(variant, drop_path=drop_path, device=device, out_indices=out_indices)
+    return build_dino(request.variant, drop_path=request.drop_path, device=request.device, out_indices=request.out_indices)
 
 
 file_format = dino_file_format  # the layouts are read in `stcl.models.dino_files`

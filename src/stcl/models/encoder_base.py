@@ -9,6 +9,7 @@ keys (`Encoder.weights_state`), so `stcl.models.loading` imports no encoder modu
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -17,7 +18,21 @@ from torch import nn
 if TYPE_CHECKING:
     from stcl.models.files import WeightsFile
 
-__all__ = ["Encoder"]
+__all__ = ["Encoder", "BuildRequest"]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What `stcl.models.encoders.build_encoder` asks of a family module's ``build(request)``: the module's
+    ``variant`` (a `stcl.families` row maps ``model.backbone`` to it), stochastic depth, timm's hub weights
+    (families with hub backbones only), the device ("meta": count parameters without allocating) and the
+    ViT blocks feeding the neck (ViT families only). Params validation has checked every field."""
+
+    variant: str
+    drop_path: float = 0.0
+    pretrained_from_hub: bool = False
+    device: str | torch.device | None = None
+    out_indices: tuple[int, ...] | None = None
 
 
 class Encoder(nn.Module):

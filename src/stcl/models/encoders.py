@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from stcl.families import BACKBONES, family_module, family_of
-from stcl.models.encoder_base import Encoder
+from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = ["Encoder", "build_encoder", "encoder_names"]
 
@@ -54,13 +54,8 @@ def build_encoder(
     """
     family = family_of(name)
     # `stcl.params.ModelParams` validates the sources (one of pretrained, pretrained_from_hub) and out_indices.
-    encoder = family_module(family).build(
-        family.backbones[name],
-        drop_path=drop_path,
-        pretrained_from_hub=pretrained_from_hub,
-        device=device,
-        out_indices=out_indices,
-    )
+    request = BuildRequest(family.backbones[name], drop_path, pretrained_from_hub, device, out_indices)
+    encoder = family_module(family).build(request)
     if pretrained is not None:
         from stcl.models.loading import load_encoder_weights
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from stcl.models.encoder_base import Encoder
+from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = ["TimmCnnEncoder", "build", "file_format", "mmseg_resnet_to_timm", "timm_resnet_to_mmseg"]
 
@@ -94,19 +94,12 @@ def timm_resnet_to_mmseg(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def build(
-    variant: str,
-    *,
-    drop_path: float = 0.0,
-    pretrained_from_hub: bool = False,
-    device: str | torch.device | None = None,
-    out_indices: tuple[int, ...] | None = None,
-) -> TimmCnnEncoder:
+def build(request: BuildRequest) -> TimmCnnEncoder:
     """The `TimmCnnEncoder` of timm model ``variant`` (``out_indices``: ViTs only, refused by params validation)."""
-    if device is not None and torch.device(device).type == "meta":
+    if request.device is not None and torch.device(request.device).type == "meta":
         with torch.device("meta"):
-            return TimmCnnEncoder(variant, drop_path=drop_path)
-    return TimmCnnEncoder(variant, drop_path=drop_path, pretrained_from_hub=pretrained_from_hub)
+            return TimmCnnEncoder(request.variant, drop_path=request.drop_path)
+    return TimmCnnEncoder(request.variant, drop_path=request.drop_path, pretrained_from_hub=request.pretrained_from_hub)
 
 
 def _resnest(keys: Sequence[str]) -> bool:

@@ -30,7 +30,7 @@ from timm.models.swin_transformer import PatchMerging, SwinTransformerBlock, win
 from torch import nn
 
 from stcl.models.dynamic_shapes import ceil_to, exporting, swin_shift_mask
-from stcl.models.encoder_base import Encoder
+from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = [
     "SwinEncoder",
@@ -324,25 +324,18 @@ SWIN_SIZES: dict[str, tuple[int, tuple[int, ...], tuple[int, ...], int, str | No
 }
 
 
-def build(
-    variant: str,
-    *,
-    drop_path: float = 0.0,
-    pretrained_from_hub: bool = False,
-    device: str | torch.device | None = None,
-    out_indices: tuple[int, ...] | None = None,
-) -> SwinEncoder:
-    """The `SwinEncoder` of ``SWIN_SIZES[variant]`` (``out_indices``: ViTs only, refused by params validation)."""
-    embed_dim, depths, heads, window, hub = SWIN_SIZES[variant]
+def build(request: BuildRequest) -> SwinEncoder:
+    """The `SwinEncoder` of ``SWIN_SIZES[request.variant]`` (``out_indices``: ViTs only, refused by params)."""
+    embed_dim, depths, heads, window, hub = SWIN_SIZES[request.variant]
     return SwinEncoder(
         embed_dim=embed_dim,
         depths=depths,
         num_heads=heads,
         window_size=window,
-        drop_path=drop_path,
+        drop_path=request.drop_path,
         hub_name=hub,
-        pretrained_from_hub=pretrained_from_hub,
-        device=device,
+        pretrained_from_hub=request.pretrained_from_hub,
+        device=request.device,
     )
 
 
