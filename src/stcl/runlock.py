@@ -97,6 +97,20 @@ def _dvc_stage_running(root: Path) -> str | None:
     return None
 
 
+def try_flock(path: str | Path) -> int | None:
+    """Open ``path`` (created 0644 if missing) and take an exclusive, non-blocking flock on it: the open file
+    descriptor, or None when another process holds the lock (other OS errors propagate)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        return None
+    return fd
+
+
 def hold_for_snakemake(root: str | Path = ".") -> None:
     """Take DVC's repository lock of `root` for the rest of this (Snakemake) process; no-op without ``.dvc``.
 
@@ -108,13 +122,8 @@ def hold_for_snakemake(root: str | Path = ".") -> None:
         return
     path = root / DVC_LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-            raise
+    fd = try_flock(path)
+    if fd is None:
         pid = _lock_pid(path)
         holder = _describe(pid) if pid is not None else "a process that recorded no pid"
         raise RepositoryInUseError(

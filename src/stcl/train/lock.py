@@ -15,8 +15,6 @@ stop together when it did not.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
 import socket
@@ -27,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from stcl.runlock import try_flock
 from stcl.train.distributed import DistContext, all_gather_objects
 
 __all__ = ["LOCK_NAME", "OutputInUseError", "OutputLock", "output_lock"]
@@ -73,13 +72,8 @@ class OutputLock:
         """Take the lock or raise OutputInUseError naming the lock file and its holder."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as err:
-                os.close(fd)
-                if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                    raise
+            fd = try_flock(self.path)
+            if fd is None:
                 raise OutputInUseError(
                     f"{self.path}: output folder in use by stcl train ({_describe(_read_holder(self.path))}); "
                     "wait for it to finish or stop it (Ctrl-C writes a checkpoint), or pass another --out"
