@@ -12,6 +12,10 @@ train_nostcl       Table 2 "+ COCO-pre" and Table 3 "Swin-L": COCO-pre init, VSP
 stcl_d<dim>_t<τ>   Table 3 grid: COCO-pre init, VSPW, STCL with projection dim and temperature τ
 =================  ========================================================================================
 
+``train_stcl_shuffled`` is no paper row but a negative control: train_stcl with ``stcl.positives: shuffled``
+(STCL's positives drawn from shuffled labels); benchmarks/recipe_claims.py expects it below train_stcl, and
+`stcl tables` lists it under "Other models".
+
 `stcl ablation NAME --out results/ablations/NAME/params.yaml` writes the complete params file of one.
 ``ablations.table1_extra`` in params.yaml adds backbones to Table 1 (e.g. ``[dinov3_vitl16]``: a DINO row,
 trained with the same protocol as the paper's four; `table_ablations`).
@@ -109,6 +113,9 @@ def ablation(name: str) -> Ablation:
         return Ablation(name, stage, {stage: {**own, "init": None, "datasets": mix, "stcl": {"enabled": False}}})
     if name == "train_nostcl":
         return Ablation(name, stage, {stage: {**own, "datasets": vspw, "stcl": {"enabled": False}}})
+    if name == "train_stcl_shuffled":
+        stcl = {"enabled": True, "positives": "shuffled"}
+        return Ablation(name, stage, {stage: {**own, "datasets": vspw, "stcl": stcl}})
     if name.startswith("stcl_d") and "_t" in name:
         dim, _, tau = name[len("stcl_d") :].partition("_t")
         try:
@@ -118,7 +125,8 @@ def ablation(name: str) -> Ablation:
         else:
             return Ablation(name, stage, {stage: {**own, "datasets": vspw, "stcl": stcl}})
     raise ValueError(
-        f"unknown ablation {name!r}; valid: baseline_<backbone>, train_coco, train_nostcl, stcl_d<dim>_t<tau> "
+        f"unknown ablation {name!r}; valid: baseline_<backbone>, train_coco, train_nostcl, stcl_d<dim>_t<tau>, "
+        f"train_stcl_shuffled "
         f"(paper tables: {', '.join(n for names in TABLE_ABLATIONS.values() for n in names)})"
     )
 

@@ -275,6 +275,12 @@ class StclParams(_Strict):
     chunk_size: PositiveInt = 4096
     sampling: Literal["none", "random", "hard"] = "none"
     max_anchors: PositiveInt | None = None
+    # Which pixels are an anchor's positives: "labels" (the paper: the keys of its own class) or "shuffled",
+    # a NEGATIVE CONTROL, not a recipe: each clip's labels are permuted at random over its valid pixels (query
+    # and reference frames together; drawn from the training RNG) before positives are chosen, so positives
+    # are no longer same-class; the cross-entropy still reads the true labels. benchmarks/recipe_claims.py
+    # trains it (ablation train_stcl_shuffled) to check that STCL's effect comes from same-class pairing.
+    positives: Literal["labels", "shuffled"] = "labels"
 
 
 class OptimizerParams(_Strict):

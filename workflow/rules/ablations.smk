@@ -2,10 +2,11 @@
 #   .venv/bin/snakemake --profile local ablation_table3      (or ablation_table1, ablation_table2)
 #   .venv/bin/snakemake --profile local results/ablations/metrics/stcl_d128_t0.1.json   (any grid point)
 # Each ablation trains train_stcl with params overrides (src/stcl/ablations.py), predicts val, evaluates.
+# train_stcl_shuffled is a negative control (STCL positives from shuffled labels), not a paper row.
 
 
 wildcard_constraints:
-    name=r"baseline_\w+|train_coco|train_nostcl|stcl_d\d+_t[0-9.e-]+",
+    name=r"baseline_\w+|train_coco|train_nostcl|train_stcl_shuffled|stcl_d\d+_t[0-9.e-]+",
 
 
 describe("ablation_params", "cpu")

@@ -13,6 +13,10 @@ same params, on any nodes (``--restart`` starts afresh). A run that failed after
 before model.pt was written only writes model.pt; a run whose model.pt was written is retrained, since a
 workflow reruns it only when an input changed.
 
+``--untrained`` writes the stage's model as its first step would start it (the ``--init`` weights, or the fresh
+initialisation the stage's seed gives: exactly the weights iteration 0 of this run would see) as model.pt and
+trains nothing: a negative control (an untrained teacher or ensemble member, benchmarks/recipe_claims.py).
+
 Exit codes: 0 done; 1 error (including a NaN/inf loss, or ``--out`` in use by another `stcl train`: see
 `stcl.train.lock`); 75 (EX_TEMPFAIL) after SIGTERM/SIGUSR1 and 130 after Ctrl-C, each once a checkpoint is
 written: rerun (or requeue) the same command to continue.
@@ -40,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pseudo", type=Path, default=None, help="pseudo-label dataset (VSPW layout) of `stcl pseudo_label`")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: CUDA when available")
     p.add_argument("--restart", action="store_true", help="delete <out>/state first instead of resuming")
+    p.add_argument("--untrained", action="store_true",
+                   help="write model.pt as iteration 0 would start from, train nothing (a negative control)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +80,11 @@ def run(args: argparse.Namespace) -> int:
             if args.restart and ctx.distributed:
                 torch.distributed.barrier()
             job = build_job(params, args.stage, out, paths, init_path=args.init, is_main=ctx.is_main)
+            if args.untrained:
+                if ctx.is_main:
+                    job.save_model(out / "model.pt", job.model, iterations=0)
+                    print(f"stcl train: {args.stage} untrained (iteration 0); wrote {out / 'model.pt'}", flush=True)
+                return 0
             result = train(job, ctx)
     except NonFiniteLossError as err:
         print(f"stcl train: error: {err}", file=sys.stderr)

@@ -40,7 +40,7 @@ def segmentor_loss(
         aux_weight: weight of the auxiliary CE (0.4).
         stcl: STCL params; None or ``enabled: false`` → no STCL term. STCL uses the query frame and, when
             T > 1, the reference frames (T = 1: spatial consistency within the frame).
-        generator: RNG for anchor sampling.
+        generator: RNG for anchor sampling and shuffled positives (``stcl.positives``); None: torch's global RNG.
 
     Returns:
         (total, parts) with parts {"ce", "aux", "stcl", "total"} as floats (for logging).
@@ -70,6 +70,7 @@ def segmentor_loss(
             max_anchors=stcl.max_anchors,
             query_predictions=preds,
             generator=generator,
+            positives=stcl.positives,
         )
         total = total + stcl.weight * loss
         parts["stcl"] = float(loss.detach())

@@ -14,7 +14,12 @@ backward: O(chunk·K) instead of O(N·K).
 Layout: the keys are sorted by class once per clip, and anchors are chunked within one class, so a chunk's
 positives are ONE contiguous column block [start, end) and its negatives the two blocks either side. Then
 log Z_i = logaddexp(logsumexp(s[:, :start]), logsumexp(s[:, end:])), exact and stable for any τ (logsumexp
-shifts by the row max), with no (chunk, K) masks, and softplus runs on the positive block only. (A common
+shifts by the row max), with no (chunk, K) masks, and softplus runs on the positive block only.
+
+Negative control (``positives="shuffled"``, params ``stcl.positives``): before positives are chosen, each clip's
+labels (at feature resolution) are permuted at random over its valid pixels, query and reference frames
+together, so every anchor keeps a class with the same pixel counts but its "positives" are no longer the
+pixels of its class. Not a recipe: it checks that STCL's effect comes from same-class pairing. (A common
 sketch computes Z as per-class sums of exp through a one-hot matmul with a shift by the bound s ≤ 1/τ; that needs a
 same-class mask for the positives anyway and underflows Z in float32 for τ ≲ 0.02; tests cover τ = 0.005.)
 """
@@ -30,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 __all__ = ["spatial_temporal_consistency_loss", "sample_anchors"]
 
 Sampling = Literal["none", "random", "hard"]
+Positives = Literal["labels", "shuffled"]
 
 
 def _chunk_sum(
@@ -119,6 +125,7 @@ def spatial_temporal_consistency_loss(
     query_predictions: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     use_checkpoint: bool = True,
+    positives: Positives = "labels",
 ) -> torch.Tensor:
     """Paper eq. 1-2 over a batch of clips (see the module docstring for the exact definition).
 
@@ -133,8 +140,10 @@ def spatial_temporal_consistency_loss(
         sampling: "none" (every valid query pixel is an anchor, the paper), "random" or "hard".
         max_anchors: anchors kept per clip when sampling.
         query_predictions: (B,H',W') predicted train ids, for "hard" sampling.
-        generator: RNG for sampling.
+        generator: RNG for sampling and for ``positives="shuffled"`` (None: torch's global RNG).
         use_checkpoint: recompute each chunk in backward instead of storing it (set False only to debug).
+        positives: "labels" (paper eq. 1: same-class keys) or "shuffled", a negative control: each clip's
+            labels permuted over its valid pixels before positives are chosen (module docstring).
 
     Returns:
         scalar loss (0 connected to the graph when no anchor has a positive).
@@ -161,6 +170,8 @@ def spatial_temporal_consistency_loss(
         raise ValueError(f"sampling must be 'none', 'random' or 'hard', got {sampling!r}")
     if sampling != "none" and max_anchors is None:
         raise ValueError(f"sampling={sampling!r} needs max_anchors")
+    if positives not in ("labels", "shuffled"):
+        raise ValueError(f"positives must be 'labels' or 'shuffled', got {positives!r}")
 
     # Similarities are scaled by 1/τ ≈ 14: compute them in float32 even under bf16/fp16 autocast.
     low = (torch.float16, torch.bfloat16)
@@ -178,6 +189,7 @@ def spatial_temporal_consistency_loss(
             query_predictions=query_predictions,
             generator=generator,
             use_checkpoint=use_checkpoint,
+            positives=positives,
         )
 
 
@@ -195,6 +207,7 @@ def _batch_loss(
     query_predictions: torch.Tensor | None,
     generator: torch.Generator | None,
     use_checkpoint: bool,
+    positives: Positives = "labels",
 ) -> torch.Tensor:
     """The loss for validated inputs (shapes as `spatial_temporal_consistency_loss`)."""
     b, d, h, w = query.shape
@@ -203,6 +216,8 @@ def _batch_loss(
     r = F.normalize(references, dim=2).permute(0, 1, 3, 4, 2).reshape(b, t * h * w, d)  # (B,Thw,D)
     ql = _resize_labels(query_labels, (h, w)).reshape(b, -1)
     rl = _resize_labels(reference_labels, (h, w)).reshape(b, -1)
+    if positives == "shuffled":
+        ql, rl = _shuffled_labels(ql, rl, ignore_index, generator)
     preds = None
     if query_predictions is not None:
         preds = _resize_labels(query_predictions, (h, w)).reshape(b, -1)
@@ -249,6 +264,22 @@ def _batch_loss(
                 else:
                     total = total + _chunk_sum(*args)
     return total / count if count else total
+
+
+def _shuffled_labels(
+    ql: torch.Tensor, rl: torch.Tensor, ignore_index: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The negative control's labels: per clip, (B,hw) query and (B,Thw) reference labels permuted at random over
+    the clip's valid pixels (both together); ignored pixels stay where they are, each class keeps its count."""
+    ql, rl = ql.clone(), rl.clone()
+    n = ql.shape[1]
+    for i in range(ql.shape[0]):
+        both = torch.cat([ql[i], rl[i]])
+        valid = (both != ignore_index).nonzero().flatten()
+        perm = torch.randperm(len(valid), generator=generator, device="cpu").to(valid.device)
+        both[valid] = both[valid[perm]]
+        ql[i], rl[i] = both[:n], both[n:]
+    return ql, rl
 
 
 def _pred_cls(pred_ids: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

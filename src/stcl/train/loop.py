@@ -74,7 +74,8 @@ class TrainJob:
         out_dir: the stage's output folder (model.pt, train_metrics.json, dvclive/, state/).
         fingerprint: hash of the params that shape the run; checkpoints with another one are discarded.
         seed: the run's seed (`stcl.train.seeds.stage_seed`): sample order, per-rank RNGs, loader generator.
-        save_model: writes the final weights file (rank 0): ``save_model(path, model)``.
+        save_model: writes the final weights file (rank 0): ``save_model(path, model)``; ``iterations=0`` records
+            an untrained model (`stcl train --untrained`).
         sync_bn: convert BatchNorm to SyncBatchNorm (CUDA + several processes only).
         summary: extra entries for train_metrics.json (e.g. the init-weights report).
     """
@@ -86,7 +87,7 @@ class TrainJob:
     loss_fn: LossFn
     out_dir: Path
     fingerprint: str
-    save_model: Callable[[Path, nn.Module], None]
+    save_model: Callable[..., None]
     seed: int
     sync_bn: bool = False
     summary: dict[str, Any] = field(default_factory=dict)

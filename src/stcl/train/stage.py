@@ -122,7 +122,8 @@ def build_job(
     ]
     summary["datasets"] = {d.name: {"samples": len(ds), "weight": d.weight} for d, ds in zip(stage.datasets, datasets)}
 
-    def save(path: Path, trained: nn.Module) -> None:
+    def save(path: Path, trained: nn.Module, iterations: int | None = None) -> None:
+        """The weights file; ``iterations`` it was trained for (default: the stage's ``iters``)."""
         save_model(
             path,
             trained,
@@ -131,7 +132,7 @@ def build_job(
             proj_dim=proj_dim,
             label_space=stage.label_space,
             class_names=names,
-            extra={"stage": stage_name, "iters": stage.iters, "init": stage.init},
+            extra={"stage": stage_name, "iters": stage.iters if iterations is None else iterations, "init": stage.init},
         )
 
     return TrainJob(
