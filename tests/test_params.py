@@ -169,7 +169,7 @@ def test_committed_params_yaml_needs_no_stage_default(monkeypatch):
     assert load_params(ROOT / "params.yaml") == default
 
 
-@pytest.mark.parametrize("name", ["baseline_resnet50", "train_coco", "train_nostcl", "stcl_d256_t0.07"])
+@pytest.mark.parametrize("name", ["baseline_resnet50", "train_coco", "train_nostcl", "stcl_d256_t0.07", "train_stcl_shuffled"])
 def test_ablation_files_round_trip(tmp_path, capsys, name):
     """`stcl ablation NAME --out f` of the paper preset: f reads back as that ablation's params."""
     from stcl.ablations import ablation_params

@@ -10,7 +10,7 @@ import yaml
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", help="baseline_<backbone>, train_coco, train_nostcl or stcl_d<dim>_t<tau>")
+    p.add_argument("name", help="baseline_<backbone>, train_coco, train_nostcl, stcl_d<dim>_t<tau>, or the negative control train_stcl_shuffled")
     p.add_argument("--params", default="params.yaml", help="base params file (default: params.yaml)")
     p.add_argument("--out", required=True, help="params file to write (e.g. results/ablations/NAME/params.yaml)")
 
