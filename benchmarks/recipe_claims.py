@@ -37,8 +37,8 @@ Each comparison is the mean ± std of the paired per-run differences with a two-
         [--seeds 0 1 ... 7] [--synth-seeds 1 2 ...] [--class-balanced 0.5] [--set train_stcl.iters=60] [--dry-run]
 
 ``--jobs N`` runs N runs at once (each its own snakemake with ``--cores`` / N cores); ``--dry-run`` prints the
-plan (runs, steps, the control commands) and, from the claims.json files already under the workdir, an
-estimate of the wall time. Each finished run leaves ``<run>/claims.json`` and is skipped by a later call;
+plan (runs, steps, the control commands) and, from the claims.json files already under the workdir (and
+``--timings-from`` workdirs of the same settings), an estimate of the wall time. Each finished run leaves ``<run>/claims.json`` and is skipped by a later call;
 ``--summarize`` prints the tables of the runs finished so far (also written to ``<workdir>/claims.md``);
 ``--collect`` records each run from what its stopped run left.
 """
@@ -678,9 +678,10 @@ def print_plan(runs: Sequence[RunSpec], args: argparse.Namespace, base: dict[str
         print(f"  {name}:")
         for c in cmds:
             print(f"    {c}")
-    earlier = [json.loads(p.read_text()) for p in sorted(args.workdir.glob("*/claims.json"))]
+    folders = [args.workdir, *args.timings_from]
+    earlier = [json.loads(p.read_text()) for d in folders for p in sorted(Path(d).glob("*/claims.json"))]
     text = estimate(earlier, [s for s, _ in steps], cores, len(pending), args.jobs)
-    print(text or "estimate: no earlier claims.json under the workdir with step timings")
+    print(text or "estimate: no earlier claims.json with step timings (under the workdir or --timings-from)")
 
 
 # -- main --------------------------------------------------------------------------------------------------
@@ -732,6 +733,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cores", type=int, default=2, help="cores in all (default 2)")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once, each with --cores / N cores (default 1)")
     ap.add_argument("--dry-run", action="store_true", help="print the runs, their steps and a time estimate")
+    ap.add_argument("--timings-from", type=Path, nargs="*", default=[], metavar="WORKDIR",
+                    help="--dry-run: also estimate from the claims.json of these workdirs (runs of the same settings)")
     ap.add_argument("--summarize", action="store_true", help="only print the tables of the finished runs")
     ap.add_argument("--calibration-frame-step", type=int, default=1, metavar="K",
                     help="teacher calibration on every K-th val frame (default: all)")

@@ -182,3 +182,18 @@ def test_estimate_scales_earlier_step_times():
     assert rc.estimate([], ["chain"], 1, 4, 2) is None
     two_cores = [{"seconds": {"chain": 600.0}, "cores": 2}]  # measured with 2 cores, planned with 1: twice as long
     assert "20.0 min per run" in rc.estimate(two_cores, ["chain"], 1, 1, 1)
+
+
+def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tmp_path, capsys):
+    earlier = tmp_path / "earlier" / "seed0"
+    earlier.mkdir(parents=True)
+    (earlier / "claims.json").write_text('{"seed": 0, "models": {}, "seconds": {"chain": 600.0}, "cores": 1}')
+    work = tmp_path / "work"
+    rc.main(["--workdir", str(work), "--seeds", "0", "1", "--synth-seeds", "0", "5", "--jobs", "2",
+             "--timings-from", str(tmp_path / "earlier"), "--set", "train.iters=10", "--dry-run"])
+    out = capsys.readouterr().out
+    assert "plan: 3 run(s)" in out and "2 at once, 1 core(s) each" in out
+    assert "seed0: train.seed = 0" in out and "synth5: synth.seed = 5" in out and "synth0" not in out
+    assert "stcl train --params params.yaml --stage train_ade" in out and "--untrained" in out
+    assert "10.0 min per run at 1 core(s)" in out and "no timing yet for: control_shuffled_positives" in out
+    assert not work.exists()
