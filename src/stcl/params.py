@@ -42,6 +42,9 @@ from pydantic import (
 from stcl.families import BACKBONES, CNN_BACKBONES, HUB_BACKBONES, VIT_DEPTHS
 from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
+# the named classes of the embedded data (numpy-free): the names `synth.confusable_pairs` may use
+from stcl.synth_classes import named_kinds
+
 __all__ = [
     "ParamsError",
     "Params",
@@ -185,9 +188,7 @@ class SynthParams(_Strict):
     def _pairs_name_classes_in_use(self) -> "SynthParams":
         if not self.confusable_pairs:
             return self
-        from stcl.data.synthetic import class_kinds  # lazy: the class table of the embedded data
-
-        kinds = class_kinds(self.num_classes)
+        kinds = named_kinds(self.num_classes)
         seen: set[str] = set()
         for upper, lower in self.confusable_pairs:
             if upper == lower:
@@ -195,8 +196,7 @@ class SynthParams(_Strict):
             for name in (upper, lower):
                 if name not in kinds:
                     raise ValueError(
-                        f"confusable_pairs: {name!r} is not one of the {self.num_classes} classes in use "
-                        f"({', '.join(kinds)})")
+                        f"confusable_pairs: {name!r} is not one of the named classes in use ({', '.join(kinds)})")
                 if name in seen:
                     raise ValueError(f"confusable_pairs: {name!r} is in more than one pair")
                 seen.add(name)

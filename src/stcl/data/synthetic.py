@@ -53,11 +53,11 @@ from stcl.data.classes import (
 )
 from stcl.data.io import save_jpeg, save_png
 from stcl.params import NuisanceParams, SynthParams
+from stcl.synth_classes import SYNTH_CLASSES
 
 __all__ = [
     "SYNTH_CLASSES",
     "ClassStyle",
-    "class_kinds",
     "class_styles",
     "scene_styles",
     "render_texture",
@@ -75,33 +75,6 @@ __all__ = [
     "write_all",
 ]
 
-# (VSPW name, kind). The first eight exist in VSPW, COCO panoptic and ADE20K (through the mapping tables).
-SYNTH_CLASSES: tuple[tuple[str, str], ...] = (
-    ("sky", "stuff"),
-    ("grass", "stuff"),
-    ("person", "thing"),
-    ("car", "thing"),
-    ("road", "stuff"),
-    ("wall", "stuff"),
-    ("bus", "thing"),
-    ("bicycle", "thing"),
-    ("tree", "stuff"),
-    ("building", "stuff"),
-    ("dog", "thing"),
-    ("horse", "thing"),
-    ("water", "stuff"),
-    ("mountain", "stuff"),
-    ("cat", "thing"),
-    ("motorcycle", "thing"),
-    ("floor", "stuff"),
-    ("ceiling", "stuff"),
-    ("chair_or_seat", "thing"),
-    ("bed", "thing"),
-    ("sea", "stuff"),
-    ("sand", "stuff"),
-    ("airplane", "thing"),
-    ("truck", "thing"),
-)
 PATTERNS = ("stripes", "checks", "dots", "noise")
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 _DATASET_CODE = {"vspw": 0, "coco": 1, "ade": 2}
@@ -153,11 +126,6 @@ def _chosen(num_classes: int) -> list[tuple[str, str]]:
     used = {n for n, _ in chosen}
     chosen += [(n, "thing") for n in VSPW_CLASSES if n not in used][: num_classes - len(chosen)]
     return chosen
-
-
-def class_kinds(num_classes: int) -> dict[str, str]:
-    """Name → kind ("stuff" or "thing") of the first ``num_classes`` synthetic classes, in order."""
-    return dict(_chosen(num_classes))
 
 
 def class_styles(num_classes: int) -> list[ClassStyle]:
