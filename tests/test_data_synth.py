@@ -308,3 +308,18 @@ def test_bad_world_keys_are_named(synth, needle):
     with pytest.raises(ParamsError) as err:
         parse_params({"synth": synth}, "p.yaml")
     assert needle in str(err.value)
+
+
+def test_the_proposed_block_of_data_readme_is_valid_and_switches_every_property_on():
+    import re
+
+    from stcl.params import parse_params
+
+    text = (Path(__file__).parents[1] / "data" / "README.md").read_text()
+    block = re.search(r"The proposed `synth:` block:\n\n```yaml\n(.*?)```", text, re.S)
+    assert block, "data/README.md: the proposed synth: block is missing"
+    synth = parse_params(yaml.safe_load(block.group(1)), "data/README.md").synth
+    n = synth.nuisance
+    assert min(n.brightness_sd, n.contrast_sd, n.color_sd, n.blur_prob, n.occlusion_prob) > 0 and n.jpeg_quality
+    assert synth.confusable_pairs and synth.train_covers_classes
+    assert synth.videos.val >= 24 and synth.videos.test >= 3 * synth.videos.train
