@@ -18,9 +18,9 @@ and why) is switched on by keys of `synth:` whose defaults leave the data above 
 
 * ``nuisance``: per-frame brightness, contrast and colour jitter, blur of some frames, per-frame JPEG
   quality, and a brief occlusion by a flat distractor labelled "others" (ignored by training and metrics);
-* ``confusable_pairs``: (upper, lower) classes of one appearance (the lower one's texture is shifted by half
-  a period, so a boundary between them stays visible), the upper one only above the horizon and the lower
-  one only below it, in all three datasets;
+* ``confusable_pairs``: (upper, lower) classes of nearly one appearance (the lower one's texture is shifted
+  by half a period and 7% darker, so a boundary between them stays visible), the upper one only above the
+  horizon and the lower one only below it, in all three datasets;
 * ``train_covers_classes``: every class in use occurs in some labelled train video (few train videos).
 
 Determinism: every video/image draws from ``SeedSequence((seed, dataset, split, index))`` (its nuisance from
@@ -133,15 +133,22 @@ def class_styles(num_classes: int) -> list[ClassStyle]:
     return [_style(name, kind, i) for i, (name, kind) in enumerate(_chosen(num_classes))]
 
 
+# A lower twin's colours are its upper twin's times this: a step of at most 17 grey levels where the two meet
+# (so the horizon between them stays visible), below the spread that per-frame brightness jitter and the
+# per-video offset give one class (so a patch alone does not tell them apart).
+TWIN_SHADE = 0.93
+
+
 def scene_styles(params: SynthParams) -> list[ClassStyle]:
     """The classes in use, each lower class of ``params.confusable_pairs`` wearing its upper twin's appearance
-    (colours, pattern, period, angle, noise) shifted by half a period: the same local statistics, a visible seam."""
+    (pattern, period, angle, noise; colours times `TWIN_SHADE`) shifted by half a period: nearly the same local
+    statistics, a visible seam."""
     styles = class_styles(params.num_classes)
     index = {s.name: i for i, s in enumerate(styles)}
     for upper, lower in params.confusable_pairs:
         twin, own = styles[index[upper]], styles[index[lower]]
         styles[index[lower]] = replace(twin, name=own.name, kind=own.kind, vspw_id=own.vspw_id,
-                                       offset=(twin.period / 2, twin.period / 2))
+                                       colors=twin.colors * TWIN_SHADE, offset=(twin.period / 2, twin.period / 2))
     return styles
 
 
