@@ -133,7 +133,7 @@ def class_styles(num_classes: int) -> list[ClassStyle]:
     return [_style(name, kind, i) for i, (name, kind) in enumerate(_chosen(num_classes))]
 
 
-# A lower twin's colours are its upper twin's times this: a step of at most 17 grey levels where the two meet
+# A lower twin's colours are its upper twin's times this: a step of at most 18 grey levels where the two meet
 # (so the horizon between them stays visible), below the spread that per-frame brightness jitter and the
 # per-video offset give one class (so a patch alone does not tell them apart).
 TWIN_SHADE = 0.93
