@@ -42,10 +42,14 @@ from pydantic import (
 from stcl.families import BACKBONES, CNN_BACKBONES, HUB_BACKBONES, VIT_DEPTHS
 from stcl.params_errors import fault_lines, read_yaml, yaml_error_line
 
+# the named classes of the embedded data (numpy-free): the names `synth.confusable_pairs` may use
+from stcl.synth_classes import named_kinds
+
 __all__ = [
     "ParamsError",
     "Params",
     "SynthParams",
+    "NuisanceParams",
     "DataParams",
     "ClipParams",
     "AugmentParams",
@@ -133,6 +137,34 @@ class SplitCounts(_Strict):
     test: NonNegInt = 0
 
 
+def _ordered_range(name: str, value: tuple[Any, Any] | None) -> tuple[Any, Any] | None:
+    if value is not None and value[0] > value[1]:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(value)}")
+    return value
+
+
+class NuisanceParams(_Strict):
+    """Per-frame nuisance of the embedded data (data/README.md, "The embedded miniature"). Every default is off:
+    the data are then those written before these keys existed, byte for byte."""
+
+    brightness_sd: NonNegFloat = 0.0  # per-frame brightness offset, grey levels (on top of the per-video one)
+    contrast_sd: NonNegFloat = 0.0  # per-frame contrast factor 1 + N(0, sd), clipped to [0.5, 1.5]
+    color_sd: NonNegFloat = 0.0  # per-frame gain of each RGB channel 1 + N(0, sd), clipped to [0.7, 1.3]
+    blur_prob: Probability = 0.0  # chance that a frame is Gaussian-blurred
+    blur_sigma: tuple[PositiveFloat, PositiveFloat] = (0.8, 1.6)  # sigma (px) of a blurred frame, drawn uniformly
+    jpeg_quality: tuple[Annotated[Int, Field(ge=10, le=100)], Annotated[Int, Field(ge=10, le=100)]] | None = None
+    # ^ per-frame JPEG quality drawn uniformly in [low, high]; null: synth.jpeg_quality for every frame
+    occlusion_prob: Probability = 0.0  # chance that a video (or image) has one occlusion by a flat distractor
+    occlusion_frames: tuple[PositiveInt, PositiveInt] = (2, 4)  # how many consecutive frames it lasts
+    occlusion_size: tuple[Fraction, Fraction] = (0.3, 0.5)  # its width and height as fractions of the frame's
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "NuisanceParams":
+        for name in ("blur_sigma", "jpeg_quality", "occlusion_frames", "occlusion_size"):
+            _ordered_range(name, getattr(self, name))
+        return self
+
+
 class SynthParams(_Strict):
     """The embedded datasets written by `stcl synth` (VSPW, COCO panoptic and ADE20K formats)."""
 
@@ -145,6 +177,33 @@ class SynthParams(_Strict):
     ade_images: SplitCounts = SplitCounts(train=40, val=8)
     num_classes: Annotated[Int, Field(ge=2, le=124)] = 8
     jpeg_quality: Annotated[Int, Field(ge=50, le=100)] = 95
+    # The miniature's world (data/README.md); every default is off and leaves the data as they were.
+    nuisance: NuisanceParams = NuisanceParams()
+    # (upper, lower) class names of the videos: lower takes upper's appearance; upper occurs only above the
+    # horizon, lower only below it. Both stuff or both things, each name in one pair at most.
+    confusable_pairs: tuple[tuple[str, str], ...] = ()
+    train_covers_classes: StrictBool = False  # every class occurs in a labelled train video (class i in video i mod n)
+
+    @model_validator(mode="after")
+    def _pairs_name_classes_in_use(self) -> "SynthParams":
+        if not self.confusable_pairs:
+            return self
+        kinds = named_kinds(self.num_classes)
+        seen: set[str] = set()
+        for upper, lower in self.confusable_pairs:
+            if upper == lower:
+                raise ValueError(f"confusable_pairs: a pair names {upper!r} twice")
+            for name in (upper, lower):
+                if name not in kinds:
+                    raise ValueError(
+                        f"confusable_pairs: {name!r} is not one of the named classes in use ({', '.join(kinds)})")
+                if name in seen:
+                    raise ValueError(f"confusable_pairs: {name!r} is in more than one pair")
+                seen.add(name)
+            if kinds[upper] != kinds[lower]:
+                raise ValueError(f"confusable_pairs: {upper!r} is {kinds[upper]} but {lower!r} is {kinds[lower]}; "
+                                 "pair stuff with stuff, things with things")
+        return self
 
 
 class UnlabeledParams(_Strict):
