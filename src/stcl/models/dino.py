@@ -10,8 +10,11 @@ feature pyramid that turns the single-stride tokens into the four maps UperNet r
   ``interpolate_pos_encoding`` does: bicubic with ``scale_factor = (g + offset) / 37`` and no antialias
   (offset 0.1) for the plain models, ``size=`` with antialias for the reg4 models (their hub settings:
   offset 0, antialias on). timm's own resize (antialias on, ``size=``) differs from the plain models by a
-  few % away from 518², so `_OfficialPosEmbedViT` replaces it. DINOv3 uses RoPE, which timm's
-  ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official code does.
+  few % away from 518², so `_OfficialPosEmbedViT` replaces it. While exporting to ONNX the same resize is
+  computed as interpolation-matrix products built from the symbolic grid
+  (`stcl.models.dynamic_shapes.dinov2_pos_embed`), which the exporter cannot freeze at the export size.
+  DINOv3 uses RoPE, which timm's ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official
+  code does.
 * **Sizes that are not a patch multiple** are padded with zeros at the bottom and right to the next multiple
   (zero is the mean colour after normalisation), as mmseg pads Swin's input ("corner" padding); the first
   three output maps are then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1; the ½ level is the floor-pooled
