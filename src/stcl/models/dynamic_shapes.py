@@ -27,7 +27,6 @@ __all__ = [
     "adaptive_avg_pool2d",
     "swin_shift_mask",
     "bicubic_matrix",
-    "resize_bicubic_2d",
     "dinov2_pos_embed",
 ]
 
@@ -128,9 +127,9 @@ def bicubic_matrix(size_in: int, size_out, offset: float, antialias: bool, like:
     (ATen skips it, whatever the scale factor).
     """
     out = torch.arange(size_out, device=like.device, dtype=torch.float32)
-    n = _size(size_out, like).to(torch.float32)
-    # ATen: 1 / scale_factor in double, then float (scale_factor = (size_out + offset) / size_in)
-    scale = (1.0 / ((n.double() + offset) / size_in)).float()
+    n = _size(size_out, like).double()
+    # as ATen: 1 / scale_factor in double, then float (scale_factor = (size_out + offset) / size_in)
+    scale = (1.0 / ((n + offset) / size_in)).float()
     cols = torch.arange(size_in, device=like.device)
     if antialias:
         wide = scale >= 1
@@ -154,14 +153,6 @@ def bicubic_matrix(size_in: int, size_out, offset: float, antialias: bool, like:
         tap = torch.clamp(base + (k - 1), 0, size_in - 1)
         matrix = matrix + torch.where(tap[:, None] == cols[None, :], c[:, None], torch.zeros_like(c[:, None]))
     return matrix
-
-
-def resize_bicubic_2d(x: Tensor, size, offset: float, antialias: bool) -> Tensor:  # noqa: ANN001
-    """(C, h, w) → (C, *size) float32: PyTorch's bicubic resize (see `bicubic_matrix`) as two matrix
-    products, ``R_h @ x @ R_wᵀ``, for a possibly symbolic ``size``."""
-    rows = bicubic_matrix(x.shape[1], size[0], offset, antialias, x)
-    cols = bicubic_matrix(x.shape[2], size[1], offset, antialias, x)
-    return torch.matmul(torch.matmul(rows, x.float()), cols.transpose(0, 1))
 
 
 def dinov2_pos_embed(table: Tensor, grid, *, offset: float, antialias: bool) -> Tensor:  # noqa: ANN001
