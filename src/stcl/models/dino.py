@@ -10,8 +10,11 @@ feature pyramid that turns the single-stride tokens into the four maps UperNet r
   ``interpolate_pos_encoding`` does: bicubic with ``scale_factor = (g + offset) / 37`` and no antialias
   (offset 0.1) for the plain models, ``size=`` with antialias for the reg4 models (their hub settings:
   offset 0, antialias on). timm's own resize (antialias on, ``size=``) differs from the plain models by a
-  few % away from 518², so `_OfficialPosEmbedViT` replaces it. DINOv3 uses RoPE, which timm's
-  ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official code does.
+  few % away from 518², so `_OfficialPosEmbedViT` replaces it. While exporting to ONNX the same resize is
+  computed as interpolation-matrix products built from the symbolic grid
+  (`stcl.models.dynamic_shapes.dinov2_pos_embed`), which the exporter cannot freeze at the export size.
+  DINOv3 uses RoPE, which timm's ``RotaryEmbeddingDinoV3`` computes for any grid exactly as the official
+  code does.
 * **Sizes that are not a patch multiple** are padded with zeros at the bottom and right to the next multiple
   (zero is the mean colour after normalisation), as mmseg pads Swin's input ("corner" padding); the first
   three output maps are then cropped to ⌈H·f/p⌉ × ⌈W·f/p⌉ (f = 4, 2, 1; the ½ level is the floor-pooled
@@ -39,7 +42,6 @@ Weights: the official releases, timm's and Hugging Face's files and our model fi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -48,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stcl.models.dino_files import dino_file_format, official_dinov2_pos_embed
+from stcl.models.dynamic_shapes import ceil_div, dinov2_pos_embed, exporting
 from stcl.models.encoder_base import BuildRequest, Encoder
 
 __all__ = [
@@ -113,9 +116,9 @@ def _official_pos_embed_vit(spec: DinoSpec, **kwargs):  # noqa: ANN202 - a timm 
             b, gh, gw, c = x.shape
             prefix = 0 if self.no_embed_class else 1
             pos = self.pos_embed
-            table = official_dinov2_pos_embed(
-                pos[:, prefix:], (gh, gw), offset=spec.interp_offset, antialias=spec.interp_antialias
-            )
+            # while exporting, the same resize written for a symbolic grid (stcl.models.dynamic_shapes)
+            resize = dinov2_pos_embed if exporting() else official_dinov2_pos_embed
+            table = resize(pos[:, prefix:], (gh, gw), offset=spec.interp_offset, antialias=spec.interp_antialias)
             x = x.reshape(b, gh * gw, c)
             cls = self.cls_token.expand(b, -1, -1)
             if self.no_embed_class:  # reg4: the class token holds its position already (timm's layout)
@@ -231,17 +234,19 @@ class DinoEncoder(Encoder):
         p = self.patch
         gh, gw = self.grid(h, w)
         pad_h, pad_w = gh * p - h, gw * p - w
-        if pad_h or pad_w:
+        pad = pad_h or pad_w or exporting()  # an exported graph pads and crops at every size (zero / no-op)
+        if pad:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         maps = self.neck(self.tokens(x))
-        if pad_h or pad_w:
-            cut = [m[..., : math.ceil(h * f / p), : math.ceil(w * f / p)] for m, f in zip(maps[:3], (4, 2, 1))]
+        if pad:
+            cut = [m[..., : ceil_div(h * f, p), : ceil_div(w * f, p)] for m, f in zip(maps[:3], (4, 2, 1))]
             maps = [*cut, maps[3]]
         return maps
 
     def grid(self, h: int, w: int) -> tuple[int, int]:
-        """Token grid of an (h, w) view: ⌈h/p⌉ × ⌈w/p⌉, at least 2 × 2 (the ×½ level pools 2 × 2 tokens)."""
-        return max(math.ceil(h / self.patch), 2), max(math.ceil(w / self.patch), 2)
+        """Token grid of an (h, w) view: ⌈h/p⌉ × ⌈w/p⌉, at least 2 × 2 (the ×½ level pools 2 × 2 tokens).
+        Integer arithmetic only (`ceil_div`, ``torch.sym_max``), so a symbolic size stays symbolic."""
+        return torch.sym_max(ceil_div(h, self.patch), 2), torch.sym_max(ceil_div(w, self.patch), 2)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.model.set_grad_checkpointing(enable)

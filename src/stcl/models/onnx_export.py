@@ -44,7 +44,7 @@ __all__ = ["FORMAT", "OPSET", "EXPORTABLE", "ExportResult", "require", "export_o
 FORMAT = "stcl-onnx/1"
 OPSET = 18
 #: encoder families (`stcl.models.encoder_base.Encoder.family`) whose graph is correct at any size
-EXPORTABLE = ("resnet", "resnest", "swin", "cswin")
+EXPORTABLE = ("resnet", "resnest", "swin", "cswin", "dinov2", "dinov3")
 INSTALL = "pip install 'stcl[export]' (or: pip install onnx onnxscript onnxruntime)"
 
 
