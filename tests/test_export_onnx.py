@@ -2,11 +2,11 @@
 every exportable encoder family, and `stcl predict` / `stcl infer` with ``--engine onnxruntime`` equal the torch
 engine.
 
-Exporting is the cost here (the dynamo trace, its decompositions and onnxscript's optimiser grow with the
-graph's operations, not with tensor sizes), so each model is exported once: the default tiny model (ResNet-18
-UperNet, VSPW classes) by `stcl export` in a module fixture shared by the ResNet check, `stcl predict` and
-`stcl infer`; every other family as its smallest model with each kind of block once, 5 classes, a 32-channel
-UperNet."""
+Exporting is the cost here (the dynamo trace with symbolic sizes, its decompositions and onnxscript's
+optimiser; not the tensor sizes), so each model is exported once: the default tiny model (ResNet-18 UperNet,
+VSPW classes) by `stcl export` in a module fixture shared by the ResNet check, `stcl predict` and `stcl infer`
+(one xdist group, so one worker exports it); every other family as its test-size encoder, 5 classes, a
+32-channel UperNet."""
 
 from __future__ import annotations
 
@@ -92,6 +92,9 @@ def _params_yaml(folder: Path) -> Path:
     return path
 
 
+TINY = pytest.mark.xdist_group("export_tiny")  # the tests of the `tiny` export run on one worker
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> SimpleNamespace:
     """The default tiny model (params.yaml ``model``: ResNet-18 UperNet, VSPW classes, BatchNorm statistics
@@ -110,6 +113,7 @@ def tiny(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(model=model, pt=pt, onnx=onnx_file, params=params_yaml)
 
 
+@TINY
 def test_resnet_export_equals_torch_at_any_size_and_describes_itself(tiny):
     _check(tiny.model, tiny.onnx, (2, 3, *export_size(tiny.model)))
     meta = _metadata(tiny.onnx)
@@ -120,21 +124,12 @@ def test_resnet_export_equals_torch_at_any_size_and_describes_itself(tiny):
     assert json.loads(meta["stcl.source"])["name"] == "model.pt"
 
 
-def _cswin_one_block_per_stage():  # noqa: ANN202
-    """cswin_mini with one block per stage: each stage's stripes (both branches, LePE; global attention in
-    the last) once. Every block of a CSWin stage has the same form, so a second one adds no new operation."""
-    from stcl.models.cswin import CSWIN_VARIANTS, CSWinEncoder
-
-    embed, _, heads, splits = CSWIN_VARIANTS["mini"]
-    return CSWinEncoder(embed_dim=embed, depths=(1, 1, 1, 1), num_heads=heads, split_sizes=splits)
-
-
 # family → its smallest encoder with every kind of block: swin_mini (stage 3's two blocks: a plain and a
-# shifted window, the shift mask), CSWin with one block per stage, ResNeSt-14 (split attention, avg-pool
-# downsampling)
+# shifted window, the shift mask), cswin_mini (stripes in both branches, LePE, global attention in stage 4),
+# ResNeSt-14 (split attention, avg-pool downsampling)
 ENCODERS = {
     "swin": lambda: build_encoder("swin_mini"),
-    "cswin": _cswin_one_block_per_stage,
+    "cswin": lambda: build_encoder("cswin_mini"),
     "resnest": lambda: TimmCnnEncoder("resnest14d"),
 }
 
@@ -188,6 +183,7 @@ def _same_labels(a_dir: Path, b_dir: Path, pattern: str) -> list[str]:
     return names
 
 
+@TINY
 def test_predict_with_onnxruntime_equals_torch(tiny, tmp_path, capsys):
     from stcl.infer.ensemble import load_models
     from stcl.infer.frames import frame_probs
@@ -217,6 +213,7 @@ def test_predict_with_onnxruntime_equals_torch(tiny, tmp_path, capsys):
     _same_labels(outs["torch"] / "labels", outs["onnxruntime"] / "labels", "*.png")
 
 
+@TINY
 def test_infer_with_onnxruntime_equals_torch(tiny, tmp_path, capsys):
     """`stcl infer --engine onnxruntime` (the split command line: --checkpoint, --output, --save-probs) writes the
     torch engine's labels (>= 99.9% of pixels) and probabilities (within 1e-4) for a VSPW root. The frames are
