@@ -20,8 +20,8 @@ Table 1 trains each encoder as paper 3.2 says: "for the CNN-based networks, the 
 ImageNet-1K and SGD optimizer is employed with an initial learning rate of 0.01, a weight decay of 0.0001.
 For the Transformer-based networks, the backbone is pretrained on ImageNet-22K and AdamW optimizer is
 adopted". A CNN's ``baseline_<enc>`` therefore trains with `CNN_OPTIMIZER`; a transformer's keeps the
-stage's AdamW (the baseline of the chain's own encoder keeps the stage's optimiser whatever its family:
-`ablation_overrides`). Each loads its own weights file, ``ablations.pretrained[<enc>]``
+stage's AdamW, without its layer-wise lr decay unless the encoder is a ViT (the baseline of the chain's own
+encoder keeps the stage's optimiser whatever its family: `ablation_overrides`). Each loads its own weights file, ``ablations.pretrained[<enc>]``
 (``model.pretrained`` is the main encoder's: a Swin-L file cannot fill a ResNet).
 
 Every ablation run has its own seed stream (``seed_stream: <name>``, `stcl.train.seeds`): an ablation and
