@@ -4,9 +4,8 @@ engine.
 
 Exporting is the cost here (the dynamo trace with symbolic sizes, its decompositions and onnxscript's
 optimiser; not the tensor sizes), so each model is exported once: the default tiny model (ResNet-18 UperNet,
-VSPW classes) by `stcl export` in a module fixture shared by the ResNet check, `stcl predict` and `stcl infer`
-(one xdist group, so one worker exports it); every other family as its test-size encoder, 5 classes, a
-32-channel UperNet."""
+VSPW classes) by `stcl export` in a module fixture (`tiny`) shared by the ResNet check, `stcl predict` and
+`stcl infer` (one xdist group, so one worker exports it), every other family in its own test."""
 
 from __future__ import annotations
 
@@ -25,19 +24,21 @@ from _video_fixtures import encode_mp4, synth_vspw
 from stcl.cli import main
 from stcl.data.classes import VSPW_CLASSES
 from stcl.models import build_segmentor, save_model
-from stcl.models.encoders import build_encoder
 from stcl.models.resnet import TimmCnnEncoder
-from stcl.models.onnx_export import FORMAT, export_segmentor, export_size
+from stcl.models.onnx_export import FORMAT, export_onnx, export_segmentor, export_size
 from stcl.models.segmentor import Segmentor
 from stcl.params import InferParams, ModelParams, Params
 
-# (N, H, W) besides the export size: not a multiple of any window/patch/stride, smaller than every crop here
-# (32: the tiny model's params; 64: the family exports) in both directions, and a multiple of 7·32 in one
-# direction
-SIZES = [(1, 50, 77), (1, 28, 30), (3, 112, 224)]
+# (N, H, W) besides the export size: not a multiple of any window/patch/stride, smaller than the default
+# crop (64) in both directions, and a multiple of 7·32 in one direction
+SIZES = [(1, 50, 77), (1, 40, 52), (3, 112, 224)]
 CLASSES = 5
-# the TTA of the tiny model's params file (`_params_yaml`), which `stcl export` writes into the file
-TINY_TTA = {"scales": [0.75, 1.0], "flip": True, "crop_size": [32, 32], "stride": [24, 24]}
+
+
+def _save(path: Path, model: Segmentor, params: ModelParams) -> Path:
+    names = [f"class{i}" for i in range(CLASSES)]
+    return save_model(path, model, model_params=params, num_classes=CLASSES, proj_dim=None, label_space="toy",
+                      class_names=names)
 
 
 def _randomise_bn(model: Segmentor) -> None:
@@ -47,12 +48,6 @@ def _randomise_bn(model: Segmentor) -> None:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
-def _save(path: Path, model: Segmentor, params: ModelParams) -> Path:
-    names = [f"class{i}" for i in range(CLASSES)]
-    return save_model(path, model, model_params=params, num_classes=CLASSES, proj_dim=None, label_space="toy",
-                      class_names=names)
 
 
 def _check(model: Segmentor, onnx_file: Path, example: tuple[int, ...]) -> None:
@@ -68,6 +63,63 @@ def _check(model: Segmentor, onnx_file: Path, example: tuple[int, ...]) -> None:
         assert got.shape == ref.shape == (n, model.num_classes, h, w)
         err = np.abs(got - ref).max()
         assert err <= 1e-4 * np.abs(ref).max(), f"{onnx_file.name} at {n}x{h}x{w}: max error {err}"
+
+
+@pytest.mark.parametrize("backbone", ["swin_mini", "cswin_mini"])  # resnet18: the `tiny` export
+def test_exported_logits_equal_torch_at_any_size(backbone, tmp_path):
+    torch.manual_seed(0)
+    params = ModelParams(backbone=backbone, drop_path=0.0)
+    model = build_segmentor(params, CLASSES, load_pretrained=False).eval()
+    _randomise_bn(model)
+    infer = InferParams(scales=(0.5, 1.0), flip=False, crop_size=(64, 64), stride=(48, 48))
+    result = export_onnx(_save(tmp_path / "model.pt", model, params), tmp_path / "model.onnx", infer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.pt"]  # no temporary left
+    _check(model, result.path, result.example)
+
+    import onnx
+
+    proto = onnx.load(str(result.path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stcl.format"] == FORMAT and meta["stcl.label_space"] == "toy"
+    assert json.loads(meta["stcl.class_names"]) == [f"class{i}" for i in range(CLASSES)]
+    assert json.loads(meta["stcl.tta"]) == {"scales": [0.5, 1.0], "flip": False, "crop_size": [64, 64], "stride": [48, 48]}
+    assert len(json.loads(meta["stcl.palette"])) == CLASSES
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+
+
+def test_resnest_family_exports(tmp_path):
+    """ResNeSt (split attention, avg-pool downsampling): a 14-layer timm ResNeSt as the encoder."""
+    torch.manual_seed(0)
+    model = Segmentor(TimmCnnEncoder("resnest14d"), num_classes=CLASSES, channels=32, aux_channels=16).eval()
+    _randomise_bn(model)
+    meta = {"num_classes": CLASSES, "label_space": "toy", "class_names": [], "model_params": {"backbone": "resnest14d"}}
+    result = export_segmentor(model, meta, tmp_path / "resnest.onnx", InferParams())
+    assert result.family == "resnest"
+    _check(model, result.path, result.example)
+
+
+def test_bad_inputs_get_one_line_and_leave_no_file(tmp_path, capsys):
+    not_model = tmp_path / "notes.pt"
+    torch.save({"weights": torch.zeros(2)}, not_model)
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(not_model), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(not_model) in err
+    params = ModelParams(backbone="dinov2_tiny", drop_path=0.0)
+    dino = _save(tmp_path / "dino.pt", build_segmentor(params, CLASSES, load_pretrained=False), params)
+    assert main(["export", str(dino), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(dino) in err and "dinov2" in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.suffix == ".onnx" or ".tmp" in p.name] == []
+    assert main(["predict", str(tmp_path), "--engine", "onnxruntime", "--model", str(not_model),
+                 "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(not_model) in err
+
+
+# the TTA of the tiny model's params file (`_params_yaml`), which `stcl export` writes into the file
+TINY_TTA = {"scales": [0.75, 1.0], "flip": True, "crop_size": [32, 32], "stride": [24, 24]}
 
 
 def _metadata(onnx_file: Path) -> dict[str, str]:
@@ -122,51 +174,6 @@ def test_resnet_export_equals_torch_at_any_size_and_describes_itself(tiny):
     assert json.loads(meta["stcl.tta"]) == TINY_TTA
     assert len(json.loads(meta["stcl.palette"])) == len(VSPW_CLASSES)
     assert json.loads(meta["stcl.source"])["name"] == "model.pt"
-
-
-# (backbone, family): each family's test-size encoder, with every kind of block: swin_mini (stage 3's two
-# blocks: a plain and a shifted window, the shift mask), cswin_mini (stripes in both branches, LePE, global
-# attention in stage 4), timm's ResNeSt-14 (split attention, avg-pool downsampling)
-FAMILIES = [("swin_mini", "swin"), ("cswin_mini", "cswin"), ("resnest14d", "resnest")]
-
-
-@pytest.mark.parametrize(("backbone", "family"), FAMILIES)
-def test_exported_logits_equal_torch_at_any_size(backbone, family, tmp_path):
-    torch.manual_seed(0)
-    encoder = TimmCnnEncoder(backbone) if family == "resnest" else build_encoder(backbone)
-    model = Segmentor(encoder, num_classes=CLASSES, channels=32, aux_channels=16).eval()
-    _randomise_bn(model)
-    meta = {"num_classes": CLASSES, "label_space": "toy", "class_names": [f"class{i}" for i in range(CLASSES)],
-            "model_params": {"backbone": backbone}}
-    infer = InferParams(scales=(0.5, 1.0), flip=False, crop_size=(64, 64), stride=(48, 48))
-    result = export_segmentor(model, meta, tmp_path / f"{family}.onnx", infer)
-    assert result.family == family
-    assert [p.name for p in tmp_path.iterdir()] == [f"{family}.onnx"]  # no temporary left
-    _check(model, result.path, result.example)
-    meta = _metadata(result.path)
-    assert meta["stcl.label_space"] == "toy" and meta["stcl.backbone"] == backbone
-    assert json.loads(meta["stcl.class_names"]) == [f"class{i}" for i in range(CLASSES)]
-    assert len(json.loads(meta["stcl.palette"])) == CLASSES
-    assert json.loads(meta["stcl.tta"]) == {"scales": [0.5, 1.0], "flip": False, "crop_size": [64, 64], "stride": [48, 48]}
-
-
-def test_bad_inputs_get_one_line_and_leave_no_file(tmp_path, capsys):
-    not_model = tmp_path / "notes.pt"
-    torch.save({"weights": torch.zeros(2)}, not_model)
-    out = tmp_path / "m.onnx"
-    assert main(["export", str(not_model), "--out", str(out)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(not_model) in err
-    params = ModelParams(backbone="dinov2_tiny", drop_path=0.0)
-    dino = _save(tmp_path / "dino.pt", build_segmentor(params, CLASSES, load_pretrained=False), params)
-    assert main(["export", str(dino), "--out", str(out)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(dino) in err and "dinov2" in err
-    assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.suffix == ".onnx" or ".tmp" in p.name] == []
-    assert main(["predict", str(tmp_path), "--engine", "onnxruntime", "--model", str(not_model),
-                 "--out", str(tmp_path / "o")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(not_model) in err
 
 
 def _same_labels(a_dir: Path, b_dir: Path, pattern: str) -> list[str]:
