@@ -1,11 +1,18 @@
 """`stcl export` → onnxruntime: the exported graph equals the torch model at sizes the export never saw, for
-every exportable encoder family, and `stcl predict --engine onnxruntime` equals the torch engine."""
+every exportable encoder family, and `stcl predict` / `stcl infer` with ``--engine onnxruntime`` equal the torch
+engine.
+
+Exporting is the cost here (the dynamo trace with symbolic sizes, its decompositions and onnxscript's
+optimiser; not the tensor sizes), so each model is exported once: the default tiny model (ResNet-18 UperNet,
+VSPW classes) by `stcl export` in a module fixture (`tiny`) shared by the ResNet check, `stcl predict` and
+`stcl infer` (one xdist group, so one worker exports it), every other family in its own test."""
 
 from __future__ import annotations
 
 import json
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from _data_fixtures import write_vspw_root
 from _video_fixtures import encode_mp4, synth_vspw
 from stcl.cli import main
 from stcl.data.classes import VSPW_CLASSES
@@ -21,7 +29,7 @@ from stcl.models.dino import DINO_SPECS, build_dino
 from stcl.models.dino_files import official_dinov2_pos_embed
 from stcl.models.dynamic_shapes import bicubic_matrix, dinov2_pos_embed
 from stcl.models.resnet import TimmCnnEncoder
-from stcl.models.onnx_export import FORMAT, export_onnx, export_segmentor
+from stcl.models.onnx_export import FORMAT, export_onnx, export_segmentor, export_size
 from stcl.models.segmentor import Segmentor
 from stcl.params import InferParams, ModelParams, Params
 
@@ -72,12 +80,12 @@ def _check(model: Segmentor, onnx_file: Path, example: tuple[int, ...]) -> None:
         with torch.no_grad():
             ref = model.predict(images).numpy()
         (got,) = session.run(["logits"], {"images": images.numpy()})
-        assert got.shape == ref.shape == (n, CLASSES, h, w)
+        assert got.shape == ref.shape == (n, model.num_classes, h, w)
         err = np.abs(got - ref).max()
         assert err <= 1e-4 * np.abs(ref).max(), f"{onnx_file.name} at {n}x{h}x{w}: max error {err}"
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "swin_mini", "cswin_mini", "dinov2_tiny", "dinov3_tiny"])
+@pytest.mark.parametrize("backbone", ["swin_mini", "cswin_mini", "dinov2_tiny", "dinov3_tiny"])  # resnet18: the `tiny` export
 def test_exported_logits_equal_torch_at_any_size(backbone, tmp_path):
     torch.manual_seed(0)
     params = ModelParams(backbone=backbone, drop_path=0.0)
@@ -203,7 +211,79 @@ def test_bad_inputs_get_one_line_and_leave_no_file(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and str(not_model) in err
 
 
-def test_predict_with_onnxruntime_equals_torch(tmp_path, capsys):
+# the TTA of the tiny model's params file (`_params_yaml`), which `stcl export` writes into the file
+TINY_TTA = {"scales": [0.75, 1.0], "flip": True, "crop_size": [32, 32], "stride": [24, 24]}
+
+
+def _metadata(onnx_file: Path) -> dict[str, str]:
+    """The file's ``stcl.*`` metadata; asserts its input's dims are the dynamic batch, height and width."""
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["stcl.format"] == FORMAT
+    return meta
+
+
+def _params_yaml(folder: Path) -> Path:
+    import yaml
+
+    path = folder / "params_export.yaml"
+    data = Params().model_dump(mode="json")
+    data["infer"].update(TINY_TTA)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+TINY = pytest.mark.xdist_group("export_tiny")  # the tests of the `tiny` export run on one worker
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> SimpleNamespace:
+    """The default tiny model (params.yaml ``model``: ResNet-18 UperNet, VSPW classes, BatchNorm statistics
+    randomised) as model.pt and as the .onnx of `stcl export` with the params file ``params`` (TTA `TINY_TTA`)."""
+    folder = tmp_path_factory.mktemp("tiny_export")
+    torch.manual_seed(0)
+    params = Params().model
+    model = build_segmentor(params, len(VSPW_CLASSES), load_pretrained=False).eval()
+    _randomise_bn(model)
+    pt = save_model(folder / "model.pt", model, model_params=params, num_classes=len(VSPW_CLASSES), proj_dim=None,
+                    label_space="vspw", class_names=VSPW_CLASSES)
+    params_yaml = _params_yaml(folder)
+    onnx_file = folder / "model.onnx"
+    assert main(["export", str(pt), "--out", str(onnx_file), "--params", str(params_yaml)]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "model.pt", "params_export.yaml"]  # no temporary
+    return SimpleNamespace(model=model, pt=pt, onnx=onnx_file, params=params_yaml)
+
+
+@TINY
+def test_resnet_export_equals_torch_at_any_size_and_describes_itself(tiny):
+    _check(tiny.model, tiny.onnx, (2, 3, *export_size(tiny.model)))
+    meta = _metadata(tiny.onnx)
+    assert meta["stcl.label_space"] == "vspw" and meta["stcl.backbone"] == "resnet18"
+    assert json.loads(meta["stcl.class_names"]) == list(VSPW_CLASSES)
+    assert json.loads(meta["stcl.tta"]) == TINY_TTA
+    assert len(json.loads(meta["stcl.palette"])) == len(VSPW_CLASSES)
+    assert json.loads(meta["stcl.source"])["name"] == "model.pt"
+
+
+def _same_labels(a_dir: Path, b_dir: Path, pattern: str) -> list[str]:
+    """The label PNGs ``pattern`` of two folders: the same names, equal on >= 99.9% of their pixels."""
+    names = sorted(str(p.relative_to(a_dir)) for p in a_dir.glob(pattern))
+    assert names and names == sorted(str(p.relative_to(b_dir)) for p in b_dir.glob(pattern))
+    same = total = 0
+    for name in names:
+        a, b = np.asarray(Image.open(a_dir / name)), np.asarray(Image.open(b_dir / name))
+        assert a.shape == b.shape
+        same, total = same + int((a == b).sum()), total + a.size
+    assert same >= 0.999 * total
+    return names
+
+
+@TINY
+def test_predict_with_onnxruntime_equals_torch(tiny, tmp_path, capsys):
     from stcl.infer.ensemble import load_models
     from stcl.infer.frames import frame_probs
     from stcl.infer.multiscale import tta_from_params
@@ -214,45 +294,44 @@ def test_predict_with_onnxruntime_equals_torch(tmp_path, capsys):
     video = read_split(root, "val")[0]
     frames = [np.asarray(Image.open(frame_path(root, video, s)).convert("RGB")) for s in list_frames(root, video)][:6]
     mp4 = encode_mp4(frames, tmp_path / "clip.mp4", Fraction(6))
-    torch.manual_seed(0)
-    params = Params().model
-    model = build_segmentor(params, len(VSPW_CLASSES), load_pretrained=False)
-    pt = save_model(tmp_path / "model.pt", model, model_params=params, num_classes=len(VSPW_CLASSES), proj_dim=None,
-                    label_space="vspw", class_names=VSPW_CLASSES)
-    onnx_file = tmp_path / "model.onnx"
-    assert main(["export", str(pt), "--out", str(onnx_file), "--params", str(_params_yaml(tmp_path))]) == 0
-    capsys.readouterr()
 
     tta = tta_from_params(Params().infer, scales=(0.75, 1.0), flip=True, crop_size=(32, 32), stride=(24, 24))
-    torch_probs = frame_probs(load_models({"m": pt}), tta, enumerate(frames))
-    onnx_probs = frame_probs(load_onnx_models({"m": onnx_file}), tta, enumerate(frames))
+    torch_probs = frame_probs(load_models({"m": tiny.pt}), tta, enumerate(frames))
+    onnx_probs = frame_probs(load_onnx_models({"m": tiny.onnx}), tta, enumerate(frames))
     for (_, _, a), (_, _, b) in zip(torch_probs, onnx_probs, strict=True):
         assert (a["m"] - b["m"]).abs().max().item() <= 1e-4
 
     outs = {}
-    for engine, model_path in (("torch", pt), ("onnxruntime", onnx_file)):
+    for engine, model_path in (("torch", tiny.pt), ("onnxruntime", tiny.onnx)):
         outs[engine] = tmp_path / engine
         # onnxruntime: no --params, the TTA defaults come from the file (the params it was exported with)
-        extra = ["--params", str(_params_yaml(tmp_path))] if engine == "torch" else []
+        extra = ["--params", str(tiny.params)] if engine == "torch" else []
         assert main(["predict", str(mp4), "--model", str(model_path), "--engine", engine, "--out", str(outs[engine]),
                      "--device", "cpu", *extra]) == 0
     capsys.readouterr()
-    names = sorted(p.name for p in (outs["torch"] / "labels").glob("*.png"))
-    assert names and names == sorted(p.name for p in (outs["onnxruntime"] / "labels").glob("*.png"))
-    same = total = 0
+    _same_labels(outs["torch"] / "labels", outs["onnxruntime"] / "labels", "*.png")
+
+
+@TINY
+def test_infer_with_onnxruntime_equals_torch(tiny, tmp_path, capsys):
+    """`stcl infer --engine onnxruntime` (the split command line: --checkpoint, --output, --save-probs) writes the
+    torch engine's labels (>= 99.9% of pixels) and probabilities (within 1e-4) for a VSPW root. The frames are
+    larger than the crop at scale 1 (2 x 3 windows) and smaller in height at 0.75; two videos, one a frame."""
+    root = write_vspw_root(tmp_path / "VSPW", {"va": (2, 40, 56), "vb": (1, 36, 30)}, split="val")
+    outs = {}
+    for engine, model_path in (("torch", tiny.pt), ("onnxruntime", tiny.onnx)):
+        outs[engine] = tmp_path / engine
+        assert main(["infer", "--params", str(tiny.params), "--root", str(root), "--split", "val", "--device", "cpu",
+                     "--engine", engine, "--checkpoint", f"m={model_path}", "--output", f"m=m={outs[engine]}",
+                     "--save-probs"]) == 0
+    capsys.readouterr()
+    names = _same_labels(outs["torch"], outs["onnxruntime"], "*/*.png")
+    assert names == ["va/00000000.png", "va/00000001.png", "vb/00000000.png"]
     for name in names:
-        a = np.asarray(Image.open(outs["torch"] / "labels" / name))
-        b = np.asarray(Image.open(outs["onnxruntime"] / "labels" / name))
-        same, total = same + int((a == b).sum()), total + a.size
-    assert same >= 0.999 * total
-
-
-def _params_yaml(tmp_path: Path) -> Path:
-    import yaml
-
-    path = tmp_path / "params_export.yaml"
-    if not path.exists():
-        data = Params().model_dump(mode="json")
-        data["infer"].update(scales=[0.75, 1.0], flip=True, crop_size=[32, 32], stride=[24, 24])
-        path.write_text(yaml.safe_dump(data))
-    return path
+        a = np.load(outs["torch"] / name.replace(".png", ".npy")).astype(np.float32)
+        b = np.load(outs["onnxruntime"] / name.replace(".png", ".npy")).astype(np.float32)
+        assert a.shape == b.shape == (len(VSPW_CLASSES), *Image.open(outs["torch"] / name).size[::-1])
+        # the files hold float16: probabilities within 1e-4 may round to neighbouring float16 values, so the
+        # bar is 1e-4 plus one float16 step at the value
+        step = np.spacing(np.maximum(np.abs(a), np.abs(b)).astype(np.float16)).astype(np.float32)
+        assert (np.abs(a - b) <= 1e-4 + step).all(), name

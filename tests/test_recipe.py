@@ -100,6 +100,37 @@ def test_cnn_rows_of_table1_train_with_the_papers_sgd():
     }
 
 
+@pytest.mark.parametrize("preset", ["tiny", "paper", "dinov2", "dinov3"])
+def test_every_ablation_of_every_preset_builds_its_optimizer(preset):
+    """Each row of Tables 1-3 (with both DINO rows added to Table 1) validates and builds its optimiser's
+    parameter groups. The dinov2/dinov3 presets' layer-wise lr decay (0.95) stays on their ViT rows; the
+    Swin and CSWin rows of Table 1 drop it (no layers to decay) and keep the rest of the stage's AdamW."""
+    from stcl.ablations import table_ablations
+    from stcl.params import VIT_DEPTHS
+
+    base = preset_params(preset)
+    extra = base.ablations.model_copy(update={"table1_extra": ("dinov2_vitl14_reg4", "dinov3_vitl16")})
+    params = base.model_copy(update={"ablations": extra})
+    names = dict.fromkeys(n for table in TABLE_ABLATIONS for n in table_ablations(table, params))
+    assert len(names) == 11
+    stage = params.train_stcl.optimizer
+    for name in names:
+        run = ablation_params(params, name)  # validates
+        dim = run.train_stcl.stcl.dim if run.train_stcl.stcl.enabled else None
+        model = build_segmentor(run.model, 124, dim, device="meta")
+        opt = build_optimizer(model, run.train_stcl.optimizer)  # refuses layer_decay on an encoder without layers
+        assert sum(len(g["params"]) for g in opt.param_groups) == sum(1 for p in model.parameters() if p.requires_grad)
+        got = run.train_stcl.optimizer
+        if run.model.backbone in CNN_BACKBONES and run.model.backbone != base.model.backbone:
+            assert type(opt) is torch.optim.SGD and got.layer_decay is None, name
+        elif run.model.backbone in VIT_DEPTHS or run.model.backbone == base.model.backbone:
+            assert got == stage, name
+        else:  # Swin / CSWin rows
+            assert got == stage.model_copy(update={"layer_decay": None}), name
+    if preset.startswith("dino"):
+        assert stage.layer_decay == 0.95
+
+
 def test_table1_backbones_load_their_own_weights_file(tmp_path):
     """ablations.pretrained names each backbone's file; model.pretrained (the Swin-L file) is never theirs."""
     file = _encoder_file(tmp_path)

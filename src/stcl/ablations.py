@@ -24,8 +24,8 @@ Table 1 trains each encoder as paper 3.2 says: "for the CNN-based networks, the 
 ImageNet-1K and SGD optimizer is employed with an initial learning rate of 0.01, a weight decay of 0.0001.
 For the Transformer-based networks, the backbone is pretrained on ImageNet-22K and AdamW optimizer is
 adopted". A CNN's ``baseline_<enc>`` therefore trains with `CNN_OPTIMIZER`; a transformer's keeps the
-stage's AdamW (the baseline of the chain's own encoder keeps the stage's optimiser whatever its family:
-`ablation_overrides`). Each loads its own weights file, ``ablations.pretrained[<enc>]``
+stage's AdamW, without its layer-wise lr decay unless the encoder is a ViT (the baseline of the chain's own
+encoder keeps the stage's optimiser whatever its family: `ablation_overrides`). Each loads its own weights file, ``ablations.pretrained[<enc>]``
 (``model.pretrained`` is the main encoder's: a Swin-L file cannot fill a ResNet).
 
 Every ablation run has its own seed stream (``seed_stream: <name>``, `stcl.train.seeds`): an ablation and
@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stcl.params import CNN_BACKBONES, HUB_BACKBONES, Params, merge_overrides, parse_params
+from stcl.params import CNN_BACKBONES, HUB_BACKBONES, VIT_DEPTHS, Params, merge_overrides, parse_params
 
 __all__ = [
     "Ablation",
@@ -141,7 +141,10 @@ def ablation_overrides(params: Params, name: str) -> dict[str, Any]:
     * its family's optimiser when ``b`` is a CNN other than ``model.backbone``: `CNN_OPTIMIZER`. The baseline
       of the chain's own encoder keeps the stage's optimiser: it is also Table 2's first row, compared with
       the chain's other runs (COCO-pre, STCL), which train with it. Under the paper preset (Swin-L) every
-      Table 1 row thus trains as paper 3.2 says.
+      Table 1 row thus trains as paper 3.2 says;
+    * no layer-wise lr decay when ``b`` is a transformer other than ``model.backbone`` that is not a ViT
+      (Swin, CSWin: no layer ids, `stcl.train.optim.layer_decay_groups`) and the stage's AdamW has one (the
+      dinov2/dinov3 presets' 0.95): the row keeps the stage's AdamW without ``optimizer.layer_decay``.
     """
     spec = ablation(name)
     backbone = spec.overrides.get("model", {}).get("backbone")
@@ -156,6 +159,9 @@ def ablation_overrides(params: Params, name: str) -> dict[str, Any]:
     extra: dict[str, Any] = {"model": model}
     if backbone in CNN_BACKBONES and backbone != params.model.backbone:
         extra[spec.stage] = {"optimizer": CNN_OPTIMIZER}
+    elif backbone not in VIT_DEPTHS and backbone != params.model.backbone:
+        if getattr(params, spec.stage).optimizer.layer_decay is not None:
+            extra[spec.stage] = {"optimizer": {"layer_decay": None}}
     return merge_overrides(spec.overrides, extra)
 
 
