@@ -31,14 +31,18 @@ def _tree_digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _synth_twice(out: Path, synth: dict) -> Path:
+    """`stcl synth` of the same params into ``out/a`` and ``out/b`` (for the determinism checks)."""
+    params_file = out / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"synth": synth}))
+    for copy in ("a", "b"):
+        assert main(["synth", "--out", str(out / copy), "--params", str(params_file)]) == 0
+    return out
+
+
 @pytest.fixture(scope="module")
 def synth_out(module_tmp):
-    out = module_tmp("synth")
-    params_file = out / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"synth": SMALL}))
-    assert main(["synth", "--out", str(out / "a"), "--params", str(params_file)]) == 0
-    assert main(["synth", "--out", str(out / "b"), "--params", str(params_file)]) == 0
-    return out
+    return _synth_twice(module_tmp("synth"), SMALL)
 
 
 def test_two_runs_are_byte_identical(synth_out):
@@ -186,12 +190,7 @@ WORLD = {
 
 @pytest.fixture(scope="module")
 def world_out(module_tmp):
-    out = module_tmp("world")
-    params_file = out / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"synth": WORLD}))
-    assert main(["synth", "--out", str(out / "a"), "--params", str(params_file)]) == 0
-    assert main(["synth", "--out", str(out / "b"), "--params", str(params_file)]) == 0
-    return out
+    return _synth_twice(module_tmp("world"), WORLD)
 
 
 def _masks(root: Path, split: str) -> dict[str, np.ndarray]:
