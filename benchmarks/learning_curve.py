@@ -30,9 +30,9 @@ from typing import Any
 
 import yaml
 
+from recipe_claims import train_data_args  # the stage's data and init arguments, as the workflow passes them
+
 BIN = Path(sys.executable).parent
-# the `stcl train` data flags of each dataset name a stage may train on (as workflow/rules/common.smk passes them)
-DATA_FLAGS = {"vspw": ("--vspw", "vspw_root"), "coco": ("--coco", "coco_root"), "ade": ("--ade", "ade_root")}
 
 
 def train(workdir: Path, params: dict[str, Any], stage: str, iters: int, out: Path) -> float:
@@ -42,20 +42,8 @@ def train(workdir: Path, params: dict[str, Any], stage: str, iters: int, out: Pa
     out.mkdir(parents=True, exist_ok=True)
     params_file = out / "params.yaml"
     params_file.write_text(yaml.safe_dump(run, sort_keys=False))
-    cmd = [str(BIN / "stcl"), "train", "--params", str(params_file), "--stage", stage, "--out", str(out)]
-    stage_params = run[stage]
-    names = [d["name"] for d in stage_params.get("datasets", [])]
-    for name in names:
-        if name == "pseudo":
-            cmd += ["--pseudo", str(workdir / "results" / "pseudo" / "VSPW_pseudo")]
-        elif name in DATA_FLAGS:
-            flag, key = DATA_FLAGS[name]
-            cmd += [flag, str(workdir / run["data"][key])]
-    if "coco" in names:
-        cmd += ["--coco-semantic", str(workdir / "results" / "prepare" / "coco_semantic")]
-    init = stage_params.get("init")
-    if init:
-        cmd += ["--init", str(workdir / "results" / "models" / init / "model.pt")]
+    cmd = [str(BIN / "stcl"), "train", "--params", str(params_file), "--stage", stage,
+           *train_data_args(run, stage), "--out", str(out)]  # data paths relative to the workdir (the cwd)
     start = time.monotonic()
     with open(out / "train.log", "w") as log:
         done = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)

@@ -360,7 +360,7 @@ _targets = chain_targets  # the earlier name
 CONTROLS = "controls"  # under the run's folder, beside the workflow's results/
 
 
-def _train_data_args(params: dict[str, Any], stage: str, pseudo: str | None = None) -> list[str]:
+def train_data_args(params: dict[str, Any], stage: str, pseudo: str | None = None) -> list[str]:
     """`stcl train` data and init arguments of ``stage`` (as common.smk's train_args gives them)."""
     from stcl.params import parse_params
 
@@ -392,7 +392,7 @@ def control_steps(params: dict[str, Any], replaced: str = TRAIN_ADE) -> list[tup
     untrained = f"{CONTROLS}/untrained"
     members = list(dict.fromkeys([*p.teacher.members, replaced]))
     steps = [("untrained_models", f"{untrained}/{members[-1]}/model.pt", [
-        [stcl, "train", "--params", "params.yaml", "--stage", m, *_train_data_args(params, m), "--out",
+        [stcl, "train", "--params", "params.yaml", "--stage", m, *train_data_args(params, m), "--out",
          f"{untrained}/{m}", "--untrained"] for m in members], "")]
 
     vspw = str(p.data.vspw_root)
@@ -407,7 +407,7 @@ def control_steps(params: dict[str, Any], replaced: str = TRAIN_ADE) -> list[tup
     gather = [stcl, "pseudo_label", "--params", "params.yaml", "--gather", "--unlabeled", "results/prepare/unlabeled.txt",
               "--dataset", f"{b}/VSPW_pseudo", "--record", *records, "--stats", f"{b}/stats.json"]
     student = [stcl, "train", "--params", "params.yaml", "--stage", TRAIN_STUDENT,
-               *_train_data_args(params, TRAIN_STUDENT, pseudo=f"{b}/VSPW_pseudo"), "--out", f"{b}/{TRAIN_STUDENT}"]
+               *train_data_args(params, TRAIN_STUDENT, pseudo=f"{b}/VSPW_pseudo"), "--out", f"{b}/{TRAIN_STUDENT}"]
     steps.append(("control_untrained_teacher", f"{CONTROLS}/metrics/{UNTRAINED_TEACHER}.json", [
         ["mkdir", "-p", f"{b}/VSPW_pseudo/data"], *pseudo, gather, student,
         *_predict_and_evaluate(p, UNTRAINED_TEACHER, {TRAIN_STUDENT: f"{b}/{TRAIN_STUDENT}/model.pt"},
