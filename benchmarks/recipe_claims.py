@@ -352,9 +352,6 @@ def chain_targets(params: dict[str, Any]) -> list[str]:
         f"results/ablations/metrics/baseline_{backbone}.json", "results/ablations/metrics/train_nostcl.json"]
 
 
-_targets = chain_targets  # the earlier name
-
-
 # -- the negative controls' commands (the workflow's stage commands, every path an argument) ------------------
 
 CONTROLS = "controls"  # under the run's folder, beside the workflow's results/
