@@ -24,6 +24,10 @@ SMALL = {
     "coco_images": {"train": 4, "val": 2},
     "ade_images": {"train": 4, "val": 2},
     "num_classes": 8,
+    # the world before the miniature (its tree digest below is from then)
+    "nuisance": NuisanceParams.off().model_dump(),
+    "confusable_pairs": [],
+    "train_covers_classes": False,
 }
 
 
@@ -150,11 +154,14 @@ def test_light_commands_do_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-# --- the defaults write today's data, byte for byte -------------------------------------------------------------
+# --- with the miniature's keys off, the world before it, byte for byte ------------------------------------------
 # Digests of the trees that `stcl synth` wrote before the miniature's keys existed (main at ceddcb9, Pillow 13.0.0):
-# the new keys at their defaults must leave every file as it was (metrics and numerics digests depend on them).
+# the keys off (NuisanceParams.off(), no pairs, no coverage rule) must leave every file as it was.
 SMALL_TREE_DIGEST = "3807c32a0a5f53c20d88e3df8ab5ee8f501374219d83e001af677a11864edc88"  # SMALL, 270 files
-DEFAULT_TREE_DIGEST = "beb7c6d6eae05d44b03ce4a9fe4583035c1ad665d68e65b394a050c6acfaf099"  # SynthParams(), 1,350 files
+OLD_DEFAULT_TREE_DIGEST = "beb7c6d6eae05d44b03ce4a9fe4583035c1ad665d68e65b394a050c6acfaf099"  # OLD_DEFAULT, 1,350 files
+# the defaults before the miniature (SynthParams() at ceddcb9)
+OLD_DEFAULT = {"height": 96, "width": 128, "frames_per_video": 24, "videos": {"train": 12, "val": 6, "test": 6},
+               "nuisance": NuisanceParams.off().model_dump(), "confusable_pairs": [], "train_covers_classes": False}
 
 
 def _one_digest(root: Path) -> tuple[int, str]:
@@ -169,10 +176,17 @@ def test_small_defaults_write_the_data_written_before_the_world_keys(synth_out):
     assert _one_digest(synth_out / "a") == (270, SMALL_TREE_DIGEST)
 
 
-def test_default_params_write_the_data_written_before_the_world_keys(tmp_path):
-    assert SynthParams().nuisance == NuisanceParams() and not SynthParams().confusable_pairs
-    synthetic.write_all(tmp_path, SynthParams())
-    assert _one_digest(tmp_path) == (1350, DEFAULT_TREE_DIGEST)
+def test_the_old_defaults_write_the_data_written_before_the_world_keys(tmp_path):
+    synthetic.write_all(tmp_path, SynthParams(**OLD_DEFAULT))
+    assert _one_digest(tmp_path) == (1350, OLD_DEFAULT_TREE_DIGEST)
+
+
+def test_the_defaults_are_the_miniature():
+    p = SynthParams()
+    assert p.nuisance != NuisanceParams.off() and p.nuisance.jpeg_quality == (35, 95)
+    assert p.confusable_pairs == (("sky", "road"), ("bus", "car")) and p.train_covers_classes
+    assert (p.videos.train, p.videos.val, p.videos.test) == (4, 24, 8)
+    assert SynthParams(num_classes=5).confusable_pairs == (("sky", "road"),)  # the default pairs in use
 
 
 # --- the miniature's world (data/README.md, "The embedded miniature") -------------------------------------------
@@ -221,7 +235,7 @@ def test_brightness_is_drawn_per_frame_and_leaves_the_scene_as_it_was(tmp_path):
     """Same seed with and without per-frame brightness: the masks are the same, and the images differ by an
     offset that is about uniform within a frame but changes from frame to frame of one video."""
     plain = SynthParams(**{**SMALL, "videos": {"train": 1, "val": 0, "test": 0}})
-    jitter = plain.model_copy(update={"nuisance": NuisanceParams(brightness_sd=18.0)})
+    jitter = plain.model_copy(update={"nuisance": NuisanceParams.off().model_copy(update={"brightness_sd": 18.0})})
     for name, p in (("plain", plain), ("jitter", jitter)):
         (tmp_path / name).mkdir()
         synthetic.write_vspw(tmp_path / name, p)
@@ -292,7 +306,7 @@ def test_nuisance_draws_per_frame():
     assert 2 <= len(boxes) <= 4 and len(set(boxes)) == 1
     y0, _, y1, _ = boxes[0]
     assert y0 <= 16 <= y1  # it straddles the horizon: it hides the context the pairs are told apart by
-    off = synthetic.draw_nuisance(np.random.default_rng(0), NuisanceParams(), 20, 40, 48, 16.0)
+    off = synthetic.draw_nuisance(np.random.default_rng(0), NuisanceParams.off(), 20, 40, 48, 16.0)
     assert all(f == synthetic.FrameNuisance(occluder_color=f.occluder_color) for f in off)
 
 

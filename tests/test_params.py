@@ -120,7 +120,7 @@ def test_stages_inherit_the_shared_train_section(tmp_path):
     params = load_params(_write(tmp_path, data))
     assert all(params.stage(s).optimizer.lr == 1e-3 for s in TRAIN_STAGES)
     assert params.train_ade.optimizer.weight_decay == 0.05 and params.train_stcl.optimizer.weight_decay == 0.01
-    assert params.train_student.iters == 300 and params.train_stcl.iters == 200
+    assert params.train_student.iters == 400 and params.train_stcl.iters == 300
     assert params.pretrain_coco.stcl.enabled is False and params.train_stcl.stcl.enabled is True
 
 

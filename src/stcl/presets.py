@@ -32,7 +32,7 @@ _PAPER_TRAIN = {
     "optimizer": {"name": "adamw", "lr": 7e-5, "weight_decay": 0.01, "warmup_iters": 1500},
 }
 PAPER_OVERRIDES: dict[str, Any] = {
-    "data": {"synthetic": False},  # VSPW_480p, COCO panoptic and ADE20K in place (the embedded data is 96x128)
+    "data": {"synthetic": False},  # VSPW_480p, COCO panoptic and ADE20K in place (the embedded data is 64x96)
     "clips": {"reference_offsets": [-9, -6, -3]},
     "augment": {"scale": [854, 480], "crop_size": [768, 768]},
     "model": {

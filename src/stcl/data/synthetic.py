@@ -486,8 +486,8 @@ def _rng(seed: int, dataset: str, split: str, index: int) -> np.random.Generator
 def _frame_nuisances(
     params: SynthParams, dataset: str, split: str, index: int, n_frames: int, scene: VideoScene
 ) -> list[FrameNuisance | None]:
-    """The nuisance of each frame of one video/image, from its own stream; all None with the defaults (today's data)."""
-    if params.nuisance == NuisanceParams():
+    """The nuisance of each frame of one video/image, from its own stream; all None when the nuisance is off (the world before the miniature)."""
+    if params.nuisance == NuisanceParams.off():
         return [None] * n_frames
     rng = np.random.default_rng(
         np.random.SeedSequence([params.seed & 0xFFFFFFFF, _DATASET_CODE[dataset], _SPLIT_CODE[split], index, 1])
