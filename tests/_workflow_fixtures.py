@@ -30,6 +30,7 @@ SMALL: dict[str, Any] = {
         "coco_images": {"train": 4, "val": 2, "test": 0},
         "ade_images": {"train": 4, "val": 2, "test": 0},
         "num_classes": 4,
+        "confusable_pairs": [],  # params.yaml's pairs name classes beyond these 4
     },
     "augment": {"scale": [64, 48], "crop_size": [32, 32]},
     "model": {"channels": 16, "aux_channels": 8},
