@@ -14,7 +14,8 @@ VSPW test videos get masks too (a real test release has none): the pipeline neve
 pool lists frames only), but they let a developer score pseudo labels by hand.
 
 The miniature's world (data/README.md, "The embedded miniature": each property, the mechanism it is for,
-and why) is switched on by keys of `synth:` whose defaults leave the data above byte for byte:
+and why), the default, is made by keys of `synth:`; with them off (``NuisanceParams.off()``, no pairs, no
+coverage rule) the scenes are those above alone, byte for byte as written before the keys existed:
 
 * ``nuisance``: per-frame brightness, contrast and colour jitter, blur of some frames, per-frame JPEG
   quality, and a brief occlusion by a flat distractor labelled "others" (ignored by training and metrics);
