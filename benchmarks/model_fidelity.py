@@ -1,7 +1,7 @@
 """Max |Δ| of our encoders + UperNet against the reference code, per model and input size, and parameter counts.
 
 References: mmsegmentation 1.2.2's own models built from the configs in its wheel (Swin-T, Swin-L, UperNet-R50,
-ResNeSt-101; installed by workflow/setup.sh) with seeded random weights converted to our layout and loaded
+ResNeSt-101; installed by `workflow/setup.sh --tests`) with seeded random weights converted to our layout and loaded
 strictly; CSWin against the fixture generated from the official segmentation backbone
 (tests/data/make_cswin_reference.py). Float32 on the CPU; Swin-L needs about 4 GB of memory.
 

@@ -1,6 +1,6 @@
 """mmsegmentation 1.2.2's own models, built from the configs shipped in its wheel, for equivalence tests.
 
-mmseg, mmengine and mmcv-lite are test dependencies (workflow/setup.sh). mmcv-lite has no compiled
+mmseg, mmengine and mmcv-lite are test dependencies (`workflow/setup.sh --tests`). mmcv-lite has no compiled
 ``mmcv.ops``; ``mmseg.models`` imports it at module level for heads these tests never build, so
 `stub_mmcv_ops` puts a module there whose every member raises when used.
 """

@@ -49,6 +49,53 @@ def test_torch_style_write_failure_on_a_nearly_full_disk_is_enospc(tmp_path, mon
     assert list(tmp_path.iterdir()) == []  # temporary and the created parent removed
 
 
+def test_torch_save_on_a_full_disk_is_enospc_whatever_space_is_left_afterwards(tmp_path, monkeypatch) -> None:
+    """torch's writer turns the ENOSPC of its write into a RuntimeError; `write_stream` raises the ENOSPC even
+    when the file system shows free space by the time the error is handled (another process freed some)."""
+    import torch
+
+    real_open = open
+
+    class FillsUp:  # the file system takes 4 KiB of this file, then reports ENOSPC
+        def __init__(self, raw) -> None:
+            self.raw, self.n = raw, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.raw.close()
+
+        def write(self, data) -> int:
+            if self.n + len(data) > 4096:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.n += len(data)
+            return self.raw.write(data)
+
+        def flush(self) -> None:
+            self.raw.flush()
+
+    monkeypatch.setattr(stcl.atomic, "open", lambda path, mode: FillsUp(real_open(path, mode)), raising=False)
+    dst = tmp_path / "m" / "model.pt"
+    with pytest.raises(OSError) as info:
+        stcl.atomic.write_stream(dst, lambda f: torch.save({"w": torch.zeros(100_000)}, f))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(dst)
+    assert list(tmp_path.iterdir()) == []  # no temporary, no new folder
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # what torch.save alone reports
+        with real_open(tmp_path / "x.pt", "wb") as raw, FillsUp(raw) as f:
+            torch.save({"w": torch.zeros(100_000)}, f)
+
+
+def test_write_stream_writes_what_torch_save_writes(tmp_path) -> None:
+    import torch
+
+    obj = {"w": torch.arange(12.0).reshape(3, 4), "meta": {"a": [1, 2]}}
+    stcl.atomic.write_stream(tmp_path / "a.pt", lambda f: torch.save(obj, f))
+    back = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert torch.equal(back["w"], obj["w"]) and back["meta"] == obj["meta"]
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+
+
 def test_runtime_error_with_free_space_is_not_mistaken_for_a_full_disk(tmp_path) -> None:
     with pytest.raises(RuntimeError, match="a bug"), stcl.atomic.atomic_path(tmp_path / "x") as tmp:
         tmp.write_bytes(b"1")

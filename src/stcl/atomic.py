@@ -12,6 +12,8 @@ API:
   The temporary name ends in ``.tmp``: writers that guess the format from the suffix (PIL, matplotlib) must
   be given it explicitly.
 * `write_bytes`, `write_text`, `write_json`, `copy_file`: one-call writers built on it.
+* `write_stream`: a writer of a binary file object (``lambda f: torch.save(obj, f)``), atomically; the
+  OSError of a failed write is what it raises even when the writer wraps it (torch's zip writer does).
 * `atomic_dir` (context manager): the same for a folder; an existing final folder is replaced.
 * `remove_stale_tmp`, `tmp_owner`, `TMP_SUFFIX`: find and remove the temporaries of killed runs.
 * `is_disk_full`, `DISK_FULL_ERRNOS`: whether a write failed for lack of space (also torch's writer, which
@@ -32,10 +34,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = [
     "TMP_SUFFIX",
@@ -44,6 +46,7 @@ __all__ = [
     "write_text",
     "write_json",
     "copy_file",
+    "write_stream",
     "atomic_dir",
     "tmp_owner",
     "remove_stale_tmp",
@@ -168,6 +171,44 @@ def copy_file(src: str | Path, dst: str | Path) -> None:
         raise FileNotFoundError(f"{src}: file not found")
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
+
+
+class _ErrnoKeepingFile:
+    """A binary file that remembers the OSError of its failed write.
+
+    torch's zip writer calls ``write`` and turns the OSError it raises (ENOSPC on a full disk) into
+    ``RuntimeError('... unexpected pos ...')`` without errno; `write_stream` raises the remembered OSError
+    instead, so a full disk is told apart from other failures without guessing from the space left (which
+    another process may free in the meantime).
+    """
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def write_stream(path: str | Path, write: Callable[[Any], None], *, fsync: bool = False) -> None:
+    """Write ``path`` atomically with ``write(file)``, ``file`` a binary file object (e.g. ``lambda f:
+    torch.save(obj, f)``); see `atomic_path` for ``fsync``. A failed write raises its own OSError (a full
+    disk: ``OSError(ENOSPC)`` naming ``path``), also when ``write`` wrapped it in another exception."""
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as raw:
+        f = _ErrnoKeepingFile(raw)
+        try:
+            write(f)
+        except Exception:
+            if f.error is not None:
+                raise f.error from None
+            raise
 
 
 def _tmp_dir_beside(final: Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from stcl.atomic import atomic_path
+from stcl.atomic import write_stream
 from stcl.models.files import read_weights_file, tensor_state
 from stcl.models.loading import LoadReport, load_segmentor_weights
 from stcl.models.segmentor import Segmentor, build_segmentor
@@ -67,8 +67,7 @@ def save_model(
         "extra": dict(extra or {}),
         "loaded_from": list(getattr(_unwrap(model), "loaded_from", [])),
     }
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    write_stream(path, lambda f: torch.save(obj, f))
     return path
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stcl.atomic import atomic_path, remove_stale_tmp, write_json
+from stcl.atomic import remove_stale_tmp, write_json, write_stream
 
 __all__ = ["STATE_FORMAT", "CheckpointManager", "capture_rng", "restore_rng"]
 
@@ -144,8 +144,7 @@ class CheckpointManager:
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """Atomically write `state` as the checkpoint of `iteration`, then prune old ones and stale temps."""
         path = self.path_for(iteration)
-        with atomic_path(path, fsync=True) as tmp:
-            torch.save({"format": STATE_FORMAT, **state}, tmp)
+        write_stream(path, lambda f: torch.save({"format": STATE_FORMAT, **state}, f), fsync=True)
         for _, old in self.list()[: -self.keep]:
             old.unlink(missing_ok=True)
         remove_stale_tmp(self.folder)  # this process's own temporary is renamed by now
