@@ -190,6 +190,16 @@ def test_training_stage_inherits_shared_keys(jobs):
     assert train_ade["params"] == ["model", "clips", "augment", "train", "train_ade"]
 
 
+def test_pseudo_labels_do_not_watch_the_val_test_tta(jobs):
+    """The teacher's TTA is `pseudo_label.scales`/`flip` (multiscale.pseudo_label_tta): an edit of infer's scales
+    or flip reruns val/test inference, not the pseudo labels and the student."""
+    pseudo = next(j for j in jobs if j["rule"] == "pseudo_label")
+    infer = next(j for j in jobs if j["rule"] == "infer")
+    assert "pseudo_label" in pseudo["params"] and "infer.crop_size" in pseudo["params"]
+    assert not {"infer.scales", "infer.flip"} & set(pseudo["params"])
+    assert {"infer.scales", "infer.flip"} <= set(infer["params"])
+
+
 def test_synth_needs_standard_root_names(tmp_path):
     """Params validation (the same line as `stcl params`) refuses roots `stcl synth --out <dir>` does not write."""
     data = small_params()

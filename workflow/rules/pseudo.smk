@@ -2,7 +2,11 @@
 # The teacher's own val predictions and metrics are `infer`/`evaluate` jobs of the model `teacher`.
 
 TEACHER = [model_path(m) for m in PARAMS.teacher.members]
-PSEUDO_KEYS = ("pseudo_label", "teacher", "data.unlabeled") + INFER_KEYS
+# The teacher's TTA: `pseudo_label.scales`/`flip` replace infer's (stcl.infer.multiscale.pseudo_label_tta), so
+# editing the val/test scales or flip does not redo the pseudo labels and the student.
+PSEUDO_KEYS = ("pseudo_label", "teacher", "data.unlabeled") + tuple(
+    k for k in INFER_KEYS if k not in ("infer.scales", "infer.flip")
+)
 
 
 # The shards write their videos into one dataset folder, which this job (re)creates empty whenever the
