@@ -5,7 +5,7 @@ For each backbone, the on-demand ablation ``baseline_<backbone>`` (stcl.ablation
 no COCO-pre, no STCL, then val inference and the official metrics) runs under the local profile in a copy of
 the workflow with params.yaml's tiny defaults (synthetic data, 200 iterations at 96×128) and ``model.backbone``
 set; all share the synthetic data of one copy. Val inference is single-scale without flip here (the
-defaults' 3 scales + flip take most of the time on a shared CPU); every backbone gets the same. Prints one row per backbone: parameters, training wall time,
+defaults' multi-scale + flip takes most of the time on a shared CPU); every backbone gets the same. Prints one row per backbone: parameters, training wall time,
 val mIoU / WIoU / VC8 / VC16 / pixel accuracy. CPU minutes per backbone; run it under ``nice``:
 
     nice -n 15 .venv/bin/python benchmarks/dino_toy.py [--backbones resnet18 swin_mini dinov2_tiny dinov3_tiny]

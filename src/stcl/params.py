@@ -477,10 +477,10 @@ class InferParams(_Strict):
 
     models: Annotated[tuple[TrainStageName, ...], Field(min_length=1)] = ("train_student", "train_stcl", "train_ade")
     weights: tuple[PositiveFloat, ...] | None = None
-    scales: tuple[PositiveFloat, ...] = (0.75, 1.0, 1.25)
+    scales: tuple[PositiveFloat, ...] = (1.0, 1.25)  # the miniature's; the paper's six: `stcl params --preset paper`
     flip: StrictBool = True
     crop_size: tuple[PositiveInt, PositiveInt] = (64, 64)  # (H, W) sliding window
-    stride: tuple[PositiveInt, PositiveInt] = (48, 48)
+    stride: tuple[PositiveInt, PositiveInt] = (64, 64)  # windows overlap where they are clamped to the frame
     batch_size: PositiveInt = 16  # windows per forward pass (windows of one scale/flip of consecutive frames share batches)
     workers: NonNegInt = 1  # frame-decoding threads
     amp: Literal["off", "bf16", "fp16"] = "off"  # autocast of the forward pass (GPU); probabilities stay fp32
