@@ -12,6 +12,12 @@ Facts (Slurm's slurm.conf(5) and gres.conf(5) man pages; Snakemake's Slurm execu
 with MinJobAge >= 600; DefMemPerCPU so a job does not take the whole node; fake GPUs are character
 devices made with `mknod -m 666 PATH c 1 3` listed in gres.conf, so `--gpus=N` jobs schedule and get
 CUDA_VISIBLE_DEVICES.
+
+One test cluster at a time on a machine: both share /etc/slurm/slurm.conf and munged, so a cluster holds an
+exclusive flock on `MACHINE_LOCK` from before it writes its config until its daemons are stopped. The
+suite also sends both Slurm modules to one pytest-xdist worker (`xdist_group`); the lock keeps a second
+cluster waiting, not broken, where that grouping fails (pytest-xdist#1386: pytest 9.2's structured node
+ids drop the group) or where two test sessions run on one machine.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from stcl.runlock import pid_alive
+from stcl.runlock import pid_alive, try_flock
 
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+MACHINE_LOCK = Path("/run/lock/stcl-test-slurm.lock")
+LOCK_TIMEOUT_S = 1800.0
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/squeue")
 
@@ -67,6 +75,8 @@ def _free_port() -> int:
 class SlurmCluster:
     """One-node Slurm in `workdir` with `gpus` fake GPUs; a context manager."""
 
+    machine_lock = MACHINE_LOCK
+
     def __init__(self, workdir: Path, gpus: int = 2, def_mem_per_cpu: int = 1000) -> None:
         self.dir = Path(workdir)
         self.gpus = gpus
@@ -76,6 +86,7 @@ class SlurmCluster:
         self._started: list[tuple[str, int]] = []  # (name, pid) of daemons this object started
         self._procs: list[subprocess.Popen] = []
         self._linked_conf = False
+        self._lock_fd: int | None = None
 
     def env(self) -> dict[str, str]:
         """os.environ plus SLURM_CONF pointing at this cluster (pass to every client command)."""
@@ -259,17 +270,40 @@ SlurmdTimeout=30
                 if pid_alive(pid):
                     os.kill(pid, 9)
         self._started.clear()
-        if self._linked_conf and SYSTEM_CONF.is_symlink():
+        if self._linked_conf and SYSTEM_CONF.is_symlink() and SYSTEM_CONF.readlink() == self.conf:
             SYSTEM_CONF.unlink()
             self._linked_conf = False
 
+    def acquire_machine(self, timeout: float = LOCK_TIMEOUT_S) -> None:
+        """Wait until no other test cluster runs on this machine (`MACHINE_LOCK`), then hold the lock."""
+        lock = Path(self.machine_lock)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.time() + timeout
+        while (fd := try_flock(lock)) is None:
+            if time.time() > deadline:
+                raise RuntimeError(f"another test Slurm cluster held {lock} for over {timeout:.0f} s")
+            time.sleep(0.5)
+        self._lock_fd = fd
+
+    def release_machine(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
     def __enter__(self) -> "SlurmCluster":
+        self.acquire_machine()
         try:
             self.start()
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            finally:
+                self.release_machine()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self.release_machine()
