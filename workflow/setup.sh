@@ -42,7 +42,10 @@ if ! stamped "$STAMP" || [ ! -x "$VENV/bin/stcl" ]; then
   echo "setup: installing stcl and pinned dependencies into $VENV (torch==2.14.1, torchvision==0.29.1, ...)"
   rm -f "$TESTS_STAMP"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -c workflow/envs/constraints.txt -e '.[workflow,export]'
+  # pip byte-compiles in one process; compileall on every core afterwards is the same .pyc files ~20 s sooner
+  # on 2 cores. Like pip, it skips files that do not compile (some packages ship such test data).
+  "$VENV/bin/python" -m pip install --quiet --no-compile -c workflow/envs/constraints.txt -e '.[workflow,export]'
+  "$VENV/bin/python" -m compileall -qq -j 0 "$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
   echo "$want" > "$STAMP"
 fi
 if [ "$TESTS" = 1 ]; then
