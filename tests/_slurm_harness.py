@@ -14,7 +14,7 @@ devices made with `mknod -m 666 PATH c 1 3` listed in gres.conf, so `--gpus=N` j
 CUDA_VISIBLE_DEVICES.
 
 One test cluster at a time on a machine: both share /etc/slurm/slurm.conf and munged, so a cluster holds an
-exclusive flock on `MACHINE_LOCK` from before it writes its config until its daemons are stopped. The
+exclusive flock on `SlurmCluster.machine_lock` from before it writes its config until its daemons are stopped. The
 suite also sends both Slurm modules to one pytest-xdist worker (`xdist_group`); the lock keeps a second
 cluster waiting, not broken, where that grouping fails (pytest-xdist#1386: pytest 9.2's structured node
 ids drop the group) or where two test sessions run on one machine.
@@ -32,7 +32,6 @@ from pathlib import Path
 from stcl.runlock import pid_alive, try_flock
 
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
-MACHINE_LOCK = Path("/run/lock/stcl-test-slurm.lock")
 LOCK_TIMEOUT_S = 1800.0
 PACKAGES = ("munge", "slurmctld", "slurmd", "slurm-client")
 DAEMONS = ("/usr/sbin/munged", "/usr/sbin/slurmctld", "/usr/sbin/slurmd", "/usr/bin/sbatch", "/usr/bin/squeue")
@@ -75,7 +74,7 @@ def _free_port() -> int:
 class SlurmCluster:
     """One-node Slurm in `workdir` with `gpus` fake GPUs; a context manager."""
 
-    machine_lock = MACHINE_LOCK
+    machine_lock = Path("/run/lock/stcl-test-slurm.lock")  # one test cluster per machine
 
     def __init__(self, workdir: Path, gpus: int = 2, def_mem_per_cpu: int = 1000) -> None:
         self.dir = Path(workdir)
@@ -275,8 +274,8 @@ SlurmdTimeout=30
             self._linked_conf = False
 
     def acquire_machine(self, timeout: float = LOCK_TIMEOUT_S) -> None:
-        """Wait until no other test cluster runs on this machine (`MACHINE_LOCK`), then hold the lock."""
-        lock = Path(self.machine_lock)
+        """Wait until no other test cluster runs on this machine (`machine_lock`), then hold the lock."""
+        lock = self.machine_lock
         lock.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.time() + timeout
         while (fd := try_flock(lock)) is None:
