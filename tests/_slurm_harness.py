@@ -13,11 +13,11 @@ with MinJobAge >= 600; DefMemPerCPU so a job does not take the whole node; fake 
 devices made with `mknod -m 666 PATH c 1 3` listed in gres.conf, so `--gpus=N` jobs schedule and get
 CUDA_VISIBLE_DEVICES.
 
-One test cluster at a time on a machine: both share /etc/slurm/slurm.conf and munged, so a cluster holds an
-exclusive flock on `SlurmCluster.machine_lock` from before it writes its config until its daemons are stopped. The
-suite also sends both Slurm modules to one pytest-xdist worker (`xdist_group`); the lock keeps a second
-cluster waiting, not broken, where that grouping fails (pytest-xdist#1386: pytest 9.2's structured node
-ids drop the group) or where two test sessions run on one machine.
+One test cluster at a time on a machine: clusters share /etc/slurm/slurm.conf and munged, so a cluster
+holds an exclusive flock on `SlurmCluster.machine_lock` from before it writes its config until its daemons
+are stopped. The suite also sends both Slurm modules to one pytest-xdist worker (`xdist_group`); the lock
+keeps a second cluster waiting, not broken, where that grouping fails (pytest-xdist#1386: pytest 9.2's
+structured node ids drop the group) or where two test sessions run on one machine.
 """
 
 from __future__ import annotations
